@@ -1,0 +1,3 @@
+from loyalty_cli.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `loyalty` command line: a thin shell over the library."""

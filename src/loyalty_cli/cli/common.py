@@ -1,0 +1,83 @@
+"""Options and helpers every command group shares.
+
+A command parses its options, makes one library call and renders the result;
+this module holds the parsing and the connection handling so the command
+modules stay thin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from loyalty_cli import db
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def parse_date(value: str | None) -> dt.date | None:
+    """Typer callback: ISO date text -> date (None stays None)."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"'{value}' is not a date; use YYYY-MM-DD") from exc
+
+
+FormatOpt = Annotated[
+    OutputFormat,
+    typer.Option("--format", "-f", help="table (default, colour on a terminal), csv or json."),
+]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option("--as-of", help="Date to look at (YYYY-MM-DD); default today."),
+]
+DateOpt = Annotated[
+    str | None,
+    typer.Option("--date", help="Date to post on (YYYY-MM-DD); default today."),
+]
+FromOpt = Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")]
+ToOpt = Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD); default today.")]
+
+
+def date_or_today(value: str | None) -> dt.date:
+    return parse_date(value) or today()
+
+
+def today() -> dt.date:
+    return dt.date.today()
+
+
+def get_conn(ctx: typer.Context) -> sqlite3.Connection:
+    """The connection for this invocation, opened once on first use."""
+    root = ctx.find_root()
+    state: dict[str, Any] = root.obj
+    if state.get("conn") is None:
+        state["conn"] = db.connect(state.get("db"))
+        root.call_on_close(state["conn"].close)
+    return state["conn"]
+
+
+def db_file(ctx: typer.Context) -> str:
+    return str(db.db_path(ctx.find_root().obj.get("db")))
+
+
+def echo_json(data: Any) -> None:
+    """One JSON document on stdout (dates ISO, Decimals as strings)."""
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,279 @@
+"""The SQLite file: connection settings, schema and migrations.
+
+One file holds everything. WAL mode lets readers run beside a writer; the busy
+timeout makes two writers wait for each other instead of failing. The schema
+version lives in `PRAGMA user_version`; `MIGRATIONS[i]` takes a database from
+version i to i + 1 and runs inside one transaction.
+
+Money columns are integer minor units, points are integers, dates are ISO
+`YYYY-MM-DD` text (they sort and compare as dates).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+DEFAULT_DB = "loyalty.db"
+BUSY_TIMEOUT_MS = 60_000
+
+SCHEMA_V1 = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+
+-- An applied program: a version is in force from effective_from on.
+CREATE TABLE program_versions (
+    version        INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL,
+    effective_from TEXT NOT NULL,
+    applied_at     TEXT NOT NULL,
+    source_file    TEXT,
+    sha256         TEXT NOT NULL,
+    yaml           TEXT NOT NULL
+);
+
+-- One row per file given to `import` (kind: purchases, customers, events,
+-- redemptions, balances). status: done | undone.
+CREATE TABLE imports (
+    import_id   INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    file        TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    rows        INTEGER NOT NULL DEFAULT 0,
+    inserted    INTEGER NOT NULL DEFAULT 0,
+    duplicates  INTEGER NOT NULL DEFAULT 0,
+    rejected    INTEGER NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL DEFAULT 'done',
+    undone_on   TEXT
+);
+CREATE INDEX imports_sha ON imports (sha256, kind);
+
+CREATE TABLE rejects (
+    reject_id INTEGER PRIMARY KEY,
+    import_id INTEGER NOT NULL REFERENCES imports (import_id),
+    file      TEXT NOT NULL,
+    line      INTEGER,
+    field     TEXT,
+    reason    TEXT NOT NULL,
+    raw       TEXT
+);
+CREATE INDEX rejects_import ON rejects (import_id);
+
+CREATE TABLE customers (
+    customer_id TEXT PRIMARY KEY,
+    name        TEXT,
+    email       TEXT,
+    birthday    TEXT,
+    joined_on   TEXT,
+    referred_by TEXT,
+    import_id   INTEGER
+);
+
+-- One row per receipt line. amount and tax in minor units, amount includes tax,
+-- negative for refunds. Undone rows stay for audit and count nowhere.
+CREATE TABLE purchases (
+    id             INTEGER PRIMARY KEY,
+    transaction_id TEXT NOT NULL,
+    line_no        INTEGER NOT NULL DEFAULT 1,
+    customer_id    TEXT,
+    date           TEXT NOT NULL,
+    amount         INTEGER NOT NULL,
+    tax            INTEGER NOT NULL DEFAULT 0,
+    sku            TEXT,
+    category       TEXT,
+    quantity       TEXT,
+    store          TEXT,
+    currency       TEXT,
+    refund_of      TEXT,
+    import_id      INTEGER NOT NULL,
+    undone         INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX purchases_key ON purchases (transaction_id, line_no) WHERE undone = 0;
+CREATE INDEX purchases_customer ON purchases (customer_id, date);
+CREATE INDEX purchases_date ON purchases (date);
+CREATE INDEX purchases_import ON purchases (import_id);
+
+-- An anonymous receipt attached to a member afterwards (`loyalty claim`).
+CREATE TABLE claims (
+    transaction_id TEXT PRIMARY KEY,
+    customer_id    TEXT NOT NULL,
+    claimed_on     TEXT NOT NULL
+);
+
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,
+    event_id    TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    date        TEXT NOT NULL,
+    import_id   INTEGER NOT NULL,
+    undone      INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX events_key ON events (event_id) WHERE undone = 0;
+CREATE INDEX events_customer ON events (customer_id, date);
+
+-- The append-only points ledger. points are signed. Positive entries of kind
+-- earn, bonus, adjust and (opening balances) adjust are *lots*: they become
+-- usable on available_on and, under fixed expiry, expire on expires_on.
+-- lot_id names the lot an entry is aimed at (expire, clawback, reversal);
+-- which lots an entry consumed is derived by ledger.replay(), never stored.
+CREATE TABLE ledger (
+    entry_id        INTEGER PRIMARY KEY,
+    date            TEXT NOT NULL,
+    customer_id     TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('earn', 'bonus', 'clawback', 'redeem',
+                        'redemption_reversed', 'expire', 'adjust', 'reversal')),
+    points          INTEGER NOT NULL,
+    value           INTEGER NOT NULL DEFAULT 0,
+    source_type     TEXT NOT NULL,
+    source_id       TEXT,
+    rule_id         TEXT,
+    program_version INTEGER,
+    lot_id          INTEGER,
+    available_on    TEXT,
+    expires_on      TEXT,
+    partner         TEXT,
+    note            TEXT,
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX ledger_customer ON ledger (customer_id, entry_id);
+CREATE INDEX ledger_date ON ledger (date);
+CREATE INDEX ledger_source ON ledger (source_type, source_id);
+CREATE INDEX ledger_expires ON ledger (expires_on) WHERE expires_on IS NOT NULL;
+
+CREATE TABLE redemptions (
+    redemption_id TEXT PRIMARY KEY,
+    customer_id   TEXT NOT NULL,
+    reward_id     TEXT NOT NULL,
+    date          TEXT NOT NULL,
+    points        INTEGER NOT NULL,
+    value         INTEGER NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'active',
+    ref           TEXT UNIQUE,
+    code          TEXT,
+    voucher_id    TEXT,
+    partner       TEXT,
+    import_id     INTEGER,
+    cancelled_on  TEXT,
+    created_at    TEXT NOT NULL
+);
+CREATE INDEX redemptions_customer ON redemptions (customer_id, date);
+
+-- Punch-card vouchers. status: open | used | expired | withdrawn.
+CREATE TABLE vouchers (
+    voucher_id     TEXT PRIMARY KEY,
+    customer_id    TEXT NOT NULL,
+    reward_id      TEXT NOT NULL,
+    issued         TEXT NOT NULL,
+    transaction_id TEXT,
+    status         TEXT NOT NULL DEFAULT 'open',
+    expires_on     TEXT,
+    closed_on      TEXT,
+    redemption_id  TEXT
+);
+CREATE INDEX vouchers_customer ON vouchers (customer_id, issued);
+
+-- A customer's tier from `date` on (engine-maintained history).
+CREATE TABLE tier_history (
+    customer_id TEXT NOT NULL,
+    date        TEXT NOT NULL,
+    tier        TEXT NOT NULL,
+    PRIMARY KEY (customer_id, date)
+);
+
+CREATE TABLE runs (
+    run_id      INTEGER PRIMARY KEY,
+    as_of       TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT
+);
+"""
+
+# MIGRATIONS[i] upgrades user_version i -> i + 1.
+MIGRATIONS: list[str] = [SCHEMA_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def db_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """--db, else $LOYALTY_DB, else ./loyalty.db."""
+    return Path(path or os.environ.get("LOYALTY_DB") or DEFAULT_DB)
+
+
+def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
+    """Open (creating and migrating if needed) the loyalty database.
+
+    The connection is in autocommit mode (isolation_level=None): every write
+    goes through `transaction()` so the boundaries are explicit.
+    """
+    target = db_path(path)
+    conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION, one recorded step at a time."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current >= SCHEMA_VERSION:
+        return
+    with transaction(conn):
+        # Re-read under the write lock: another process may have migrated.
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(current, SCHEMA_VERSION):
+            for statement in _statements(MIGRATIONS[step]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+
+
+def _statements(script: str) -> Iterator[str]:
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf.strip()
+            buf = ""
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """One all-or-nothing unit of work. IMMEDIATE takes the write lock up front,
+    so two writers queue on the busy timeout instead of deadlocking later."""
+    if conn.in_transaction:
+        # Nested use joins the outer transaction.
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def get_meta(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else default
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )

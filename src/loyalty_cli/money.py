@@ -1,0 +1,102 @@
+"""Exact money and rate arithmetic: integer minor units, Decimal for rates.
+
+Floats never touch an amount. Parsing accepts the locale forms a till export
+uses (decimal comma, thousands grouped by space, no-break space, narrow no-break
+space or dot; with a decimal point, grouping by comma).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+
+ROUNDINGS = {"floor": ROUND_FLOOR, "round_half_up": ROUND_HALF_UP, "ceil": ROUND_CEILING}
+
+# Minor units per major unit for ISO 4217 currencies that are not 2-decimal.
+_EXPONENTS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
+    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
+    "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+}  # fmt: skip
+
+MAX_ABS_MINOR = 10**15  # a sanity bound: beyond any real receipt, far inside int64
+_SPACES = " \u00a0\u202f"
+_PLAIN = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+class AmountError(ValueError):
+    """An amount that cannot be read exactly."""
+
+
+def exponent(currency: str) -> int:
+    """Decimal places of a currency's minor unit (EUR 2, JPY 0, KWD 3)."""
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def parse_decimal(text: str, decimal: str = ".") -> Decimal:
+    """Read a locale-formatted number exactly. Raises AmountError with the reason."""
+    s = text.strip()
+    if not s:
+        raise AmountError("empty amount")
+    if s.startswith("(") and s.endswith(")"):
+        s = "-" + s[1:-1].strip()
+    if decimal == ",":
+        for ch in _SPACES:
+            s = s.replace(ch, "")
+        if "." in s:
+            groups = s.lstrip("+-").split(",")[0].split(".")
+            if any(len(g) != 3 for g in groups[1:]) or not groups[0]:
+                raise AmountError(f"'{text}' is not a number with decimal comma")
+            s = s.replace(".", "")
+        s = s.replace(",", ".")
+    else:
+        if "," in s:
+            groups = s.lstrip("+-").split(".")[0].split(",")
+            if any(len(g) != 3 for g in groups[1:]) or not groups[0]:
+                raise AmountError(f"'{text}' is not a number with decimal point")
+            s = s.replace(",", "")
+        s = s.replace(" ", "")
+    if not _PLAIN.match(s):
+        raise AmountError(f"'{text}' is not a number")
+    try:
+        return Decimal(s)
+    except InvalidOperation as exc:  # pragma: no cover - regex guards this
+        raise AmountError(f"'{text}' is not a number") from exc
+
+
+def to_minor(value: Decimal, currency: str = "EUR") -> int:
+    """Decimal major units -> integer minor units; refuses sub-minor precision."""
+    exp = exponent(currency)
+    scaled = value.scaleb(exp)
+    if scaled != scaled.to_integral_value():
+        raise AmountError(f"{value} has more than {exp} decimals")
+    minor = int(scaled)
+    if abs(minor) > MAX_ABS_MINOR:
+        raise AmountError(f"{value} is out of range")
+    return minor
+
+
+def parse_minor(text: str, currency: str = "EUR", decimal: str = ".") -> int:
+    """Text as found in a CSV cell -> integer minor units."""
+    return to_minor(parse_decimal(text, decimal), currency)
+
+
+def from_minor(minor: int, currency: str = "EUR") -> Decimal:
+    return Decimal(minor).scaleb(-exponent(currency))
+
+
+def format_minor(minor: int, currency: str = "EUR") -> str:
+    """Integer minor units -> the contract's decimal string ("450.00")."""
+    exp = exponent(currency)
+    return f"{from_minor(minor, currency):.{exp}f}"
+
+
+def round_points(value: Decimal, rounding: str) -> int:
+    """Round an exact Decimal number of points to an integer by the program's rule."""
+    return int(value.to_integral_value(rounding=ROUNDINGS[rounding]))
+
+
+def round_money(value: Decimal, currency: str = "EUR") -> int:
+    """Exact Decimal major units -> minor units, half up (reports and liability)."""
+    exp = exponent(currency)
+    return int(value.scaleb(exp).to_integral_value(rounding=ROUND_HALF_UP))
