@@ -1,0 +1,392 @@
+"""Posting to and reading the append-only points ledger.
+
+The `ledger` table only ever grows. Which lots an outgoing entry consumed is
+not stored: `replay()` derives it from a customer's entries in the order they
+were posted (see docs/architecture.md, "The ledger model"). Posting code asks
+the same function what a lot still holds, so what is posted and what is shown
+can never disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from loyalty_cli.money import round_money
+
+KINDS = (
+    "earn",
+    "bonus",
+    "clawback",
+    "redeem",
+    "redemption_reversed",
+    "expire",
+    "adjust",
+    "reversal",
+)
+# Outgoing entries aimed at one lot first (lot_id), then FIFO.
+_TARGETED = {"expire", "clawback", "reversal"}
+
+_COLUMNS = (
+    "entry_id, date, customer_id, kind, points, value, source_type, source_id, rule_id, "
+    "program_version, lot_id, available_on, expires_on, partner, note"
+)
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry about to be posted. Positive earn/bonus/adjust/reversal are lots."""
+
+    date: dt.date
+    customer_id: str
+    kind: str
+    points: int
+    source_type: str
+    source_id: str | None = None
+    rule_id: str | None = None
+    program_version: int | None = None
+    lot_id: int | None = None
+    available_on: dt.date | None = None
+    expires_on: dt.date | None = None
+    partner: str | None = None
+    note: str | None = None
+    value: int = 0
+
+
+@dataclass(frozen=True)
+class Entry(NewEntry):
+    entry_id: int = 0
+
+    @property
+    def is_lot(self) -> bool:
+        return self.points > 0 and self.kind not in ("redemption_reversed",)
+
+
+@dataclass
+class Lot:
+    entry_id: int
+    date: dt.date
+    available_on: dt.date
+    expires_on: dt.date | None
+    points: int
+    remaining: int
+    partner: str | None = None
+
+    def usable_on(self, day: dt.date) -> bool:
+        return self.available_on <= day and (self.expires_on is None or self.expires_on > day)
+
+
+@dataclass
+class LotState:
+    """A customer's lots after replaying their entries."""
+
+    lots: dict[int, Lot] = field(default_factory=dict)
+    debt: int = 0
+    # redemption id -> {lot entry_id: points taken}, so a cancellation gives
+    # back exactly what was taken.
+    taken: dict[str, dict[int, int]] = field(default_factory=dict)
+    balance: int = 0
+
+    def available(self, on: dt.date) -> int:
+        return sum(lot.remaining for lot in self.lots.values() if lot.usable_on(on)) - self.debt
+
+    def pending(self, on: dt.date) -> int:
+        return sum(lot.remaining for lot in self.lots.values() if lot.available_on > on)
+
+    def expired_unposted(self, on: dt.date) -> list[Lot]:
+        """Lots past their expiry date that still hold points (an expire is due)."""
+        return [
+            lot
+            for lot in self.lots.values()
+            if lot.remaining > 0 and lot.expires_on is not None and lot.expires_on <= on
+        ]
+
+    def expiring(self, on: dt.date) -> list[tuple[dt.date, int]]:
+        """(last usable day, points) for points with a fixed expiry, soonest first."""
+        by_day: dict[dt.date, int] = {}
+        for lot in self.lots.values():
+            if lot.remaining > 0 and lot.expires_on is not None and lot.expires_on > on:
+                last_day = lot.expires_on - dt.timedelta(days=1)
+                by_day[last_day] = by_day.get(last_day, 0) + lot.remaining
+        return sorted(by_day.items())
+
+    def open_lots(self) -> Iterator[Lot]:
+        return (lot for lot in self.lots.values() if lot.remaining > 0)
+
+
+def replay(entries: Iterable[Entry], as_of: dt.date | None = None) -> LotState:
+    """Walk one customer's entries in posting order and track every lot.
+
+    Entries dated after `as_of` are ignored (a statement as of a past date).
+    """
+    state = LotState()
+    for entry in sorted(entries, key=lambda e: e.entry_id):
+        if as_of is not None and entry.date > as_of:
+            continue
+        _apply(state, entry)
+    return state
+
+
+def _apply(state: LotState, entry: Entry) -> None:
+    state.balance += entry.points
+    if entry.kind == "redemption_reversed":
+        _give_back(state, entry)
+        return
+    if entry.points > 0:
+        lot = Lot(
+            entry_id=entry.entry_id,
+            date=entry.date,
+            available_on=entry.available_on or entry.date,
+            expires_on=entry.expires_on,
+            points=entry.points,
+            remaining=entry.points,
+            partner=entry.partner,
+        )
+        paid = min(state.debt, lot.remaining)
+        lot.remaining -= paid
+        state.debt -= paid
+        state.lots[entry.entry_id] = lot
+        return
+    if entry.points == 0:
+        return
+    need = -entry.points
+    taken: dict[int, int] = {}
+    if entry.kind in _TARGETED and entry.lot_id in state.lots:
+        need = _take(state.lots[entry.lot_id], need, taken)
+    if need and entry.kind != "expire":
+        for lot in _fifo(state, entry.date):
+            need = _take(lot, need, taken)
+            if not need:
+                break
+    if entry.kind == "expire" and entry.lot_id is None and need:
+        # Inactivity expiry: every available point, oldest first.
+        for lot in _fifo(state, entry.date):
+            need = _take(lot, need, taken)
+            if not need:
+                break
+    state.debt += need
+    if entry.kind == "redeem" and entry.source_id is not None:
+        state.taken[entry.source_id] = taken
+
+
+def _take(lot: Lot, need: int, taken: dict[int, int]) -> int:
+    amount = min(lot.remaining, need)
+    if amount:
+        lot.remaining -= amount
+        taken[lot.entry_id] = taken.get(lot.entry_id, 0) + amount
+    return need - amount
+
+
+def _fifo(state: LotState, on: dt.date) -> list[Lot]:
+    usable = [lot for lot in state.lots.values() if lot.remaining > 0 and lot.usable_on(on)]
+    return sorted(usable, key=lambda lot: (lot.available_on, lot.entry_id))
+
+
+def _give_back(state: LotState, entry: Entry) -> None:
+    taken = state.taken.pop(entry.source_id or "", {})
+    left = entry.points
+    for lot_id, amount in taken.items():
+        back = min(amount, left)
+        state.lots[lot_id].remaining += back
+        left -= back
+    if left > 0:
+        # Nothing recorded to give back to (should not happen): a fresh lot.
+        state.lots[entry.entry_id] = Lot(
+            entry.entry_id, entry.date, entry.date, None, left, left, entry.partner
+        )
+
+
+# --- reading ---------------------------------------------------------------
+
+
+def _row_to_entry(row: sqlite3.Row | tuple) -> Entry:
+    (
+        entry_id,
+        date,
+        customer_id,
+        kind,
+        points,
+        value,
+        source_type,
+        source_id,
+        rule_id,
+        program_version,
+        lot_id,
+        available_on,
+        expires_on,
+        partner,
+        note,
+    ) = tuple(row)
+    return Entry(
+        entry_id=entry_id,
+        date=dt.date.fromisoformat(date),
+        customer_id=customer_id,
+        kind=kind,
+        points=points,
+        value=value,
+        source_type=source_type,
+        source_id=source_id,
+        rule_id=rule_id,
+        program_version=program_version,
+        lot_id=lot_id,
+        available_on=dt.date.fromisoformat(available_on) if available_on else None,
+        expires_on=dt.date.fromisoformat(expires_on) if expires_on else None,
+        partner=partner,
+        note=note,
+    )
+
+
+def entries_for(conn: sqlite3.Connection, customer_id: str) -> list[Entry]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM ledger WHERE customer_id = ? ORDER BY entry_id", (customer_id,)
+    )
+    return [_row_to_entry(r) for r in rows]
+
+
+def entries_by_customer(
+    conn: sqlite3.Connection, customer_ids: Iterable[str] | None = None
+) -> dict[str, list[Entry]]:
+    """Entries grouped per customer: all customers, or the ones named."""
+    out: dict[str, list[Entry]] = {}
+    if customer_ids is None:
+        rows: Iterable = conn.execute(
+            f"SELECT {_COLUMNS} FROM ledger ORDER BY customer_id, entry_id"
+        )
+    else:
+        ids = sorted(set(customer_ids))
+        rows = []
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start : chunk_start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows.extend(
+                conn.execute(
+                    f"SELECT {_COLUMNS} FROM ledger WHERE customer_id IN ({marks}) "
+                    "ORDER BY customer_id, entry_id",
+                    chunk,
+                ).fetchall()
+            )
+    for row in rows:
+        entry = _row_to_entry(row)
+        out.setdefault(entry.customer_id, []).append(entry)
+    return out
+
+
+def state_of(conn: sqlite3.Connection, customer_id: str, as_of: dt.date | None = None) -> LotState:
+    return replay(entries_for(conn, customer_id), as_of)
+
+
+def balance(conn: sqlite3.Connection, customer_id: str, as_of: dt.date | None = None) -> int:
+    """Sum of the customer's entries (dated up to as_of)."""
+    sql = "SELECT COALESCE(SUM(points), 0) FROM ledger WHERE customer_id = ?"
+    args: list[object] = [customer_id]
+    if as_of is not None:
+        sql += " AND date <= ?"
+        args.append(as_of.isoformat())
+    return conn.execute(sql, args).fetchone()[0]
+
+
+# --- posting -----------------------------------------------------------------
+
+
+def points_value(points: int, point_value: Decimal, currency: str = "EUR") -> int:
+    """Money value (minor units, half up) of a number of points."""
+    return round_money(Decimal(points) * point_value, currency)
+
+
+def post(
+    conn: sqlite3.Connection, entries: Sequence[NewEntry], now: str | None = None
+) -> list[int]:
+    """Append entries; returns their entry ids in order.
+
+    Call inside db.transaction(): ids are assigned from MAX(entry_id) under the
+    write lock, so a bulk insert can still tell callers each new id.
+    """
+    if not entries:
+        return []
+    for e in entries:
+        if e.kind not in KINDS:
+            raise ValueError(f"unknown ledger kind {e.kind!r}")
+    created = now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    start = conn.execute("SELECT COALESCE(MAX(entry_id), 0) FROM ledger").fetchone()[0] + 1
+    ids = list(range(start, start + len(entries)))
+    conn.executemany(
+        f"INSERT INTO ledger ({_COLUMNS}, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                entry_id,
+                e.date.isoformat(),
+                e.customer_id,
+                e.kind,
+                e.points,
+                e.value,
+                e.source_type,
+                e.source_id,
+                e.rule_id,
+                e.program_version,
+                e.lot_id,
+                e.available_on.isoformat() if e.available_on else None,
+                e.expires_on.isoformat() if e.expires_on else None,
+                e.partner,
+                e.note,
+                created,
+            )
+            for entry_id, e in zip(ids, entries, strict=True)
+        ],
+    )
+    return ids
+
+
+def reverse_sources(
+    conn: sqlite3.Connection,
+    source_type: str,
+    source_ids: Sequence[str],
+    on: dt.date,
+    note: str,
+) -> int:
+    """Post `reversal` entries that cancel the points these sources made.
+
+    One entry per (customer, source) whose entries do not already net to zero,
+    aimed at the source's first lot. Used by `import undo`. Returns the number
+    of entries posted.
+    """
+    if not source_ids:
+        return 0
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _rev_ids (source_id TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM _rev_ids")
+    conn.executemany("INSERT OR IGNORE INTO _rev_ids VALUES (?)", [(s,) for s in source_ids])
+    rows = conn.execute(
+        """
+        SELECT l.customer_id, l.source_id, SUM(l.points), SUM(l.value),
+               MIN(CASE WHEN l.points > 0 AND l.kind != 'redemption_reversed'
+                        THEN l.entry_id END),
+               MAX(l.program_version), MAX(l.partner)
+        FROM ledger l JOIN _rev_ids r ON r.source_id = l.source_id
+        WHERE l.source_type = ?
+        GROUP BY l.customer_id, l.source_id
+        HAVING SUM(l.points) != 0
+        ORDER BY l.customer_id, l.source_id
+        """,
+        (source_type,),
+    ).fetchall()
+    new = [
+        NewEntry(
+            date=on,
+            customer_id=customer_id,
+            kind="reversal",
+            points=-net,
+            value=-value,
+            source_type=source_type,
+            source_id=source_id,
+            program_version=version,
+            lot_id=lot_id,
+            partner=partner,
+            note=note,
+        )
+        for customer_id, source_id, net, value, lot_id, version, partner in rows
+    ]
+    post(conn, new)
+    return len(new)
