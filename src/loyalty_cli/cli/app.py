@@ -79,6 +79,7 @@ def root(
 def _register() -> None:
     from loyalty_cli.cli import (
         customer,
+        customer_list,
         export,
         imports,
         ops,
@@ -90,7 +91,19 @@ def _register() -> None:
         simulate,
     )
 
-    for module in (setup, program, imports, run, customer, rewards, report, export, simulate, ops):
+    for module in (
+        setup,
+        program,
+        imports,
+        run,
+        customer,
+        customer_list,
+        rewards,
+        report,
+        export,
+        simulate,
+        ops,
+    ):
         module.register(app)
 
 
