@@ -1,0 +1,1032 @@
+"""The program YAML -> a validated, typed `Program` (+ its JSON Schema).
+
+Loading is safe and exact:
+- a `yaml.SafeLoader` subclass; YAML floats become `Decimal` built from the
+  scalar's text (0.1 stays Decimal("0.1"), 5.00 stays Decimal("5.00"));
+- only `true`/`false` are booleans (YAML 1.1 would turn the key `on:` of
+  `earn` into True, and a country code NO into False);
+- alias bombs are refused (more than MAX_ALIASES aliases, or a document that
+  expands to more than MAX_NODES nodes), as are recursive aliases, duplicate
+  keys and python tags.
+
+Validation has two passes. Pydantic checks each field on its own; then
+`_cross_check` checks what spans fields (ascending tiers, unique ids, names
+that must refer to something). Every error is mapped back to the YAML node
+tree, so it names the file, the physical line and the field path:
+`programs/x.yaml:14: tiers.levels[2].min: must be greater than 300`.
+
+The version storage (`apply_program`, `version_in_force`, ...) lives in
+`programs_store.py` and is re-exported at the bottom of this module.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import difflib
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from loyalty_cli import money
+from loyalty_cli.errors import ProgramError
+
+MAX_ALIASES = 100
+MAX_NODES = 100_000
+
+SEGMENT_NAMES = ("new", "one_time", "repeat", "loyal", "at_risk", "lapsed")
+ONCE_PER_CUSTOMER = ("signup", "newsletter", "social_follow", "profile_complete")
+KNOWN_BONUSES = (*ONCE_PER_CUSTOMER, "review", "birthday", "referral")
+STANDARD_COLUMNS = (
+    "transaction_id", "customer_id", "date", "amount", "line_no", "sku", "category",
+    "quantity", "store", "currency", "tax", "refund_of", "name", "email", "birthday",
+    "joined_on", "referred_by", "event_id", "type", "redemption_id", "reward_id", "points",
+    "expires_on",
+)  # fmt: skip
+FIRST_DAY = dt.date(1, 1, 1)  # "in force from the start of history"
+
+# Union branch tags: never a YAML key, so the error walker can skip them.
+_T_INT, _T_MAP, _T_NAME, _T_NUM = "<int>", "<mapping>", "<name>", "<number>"
+_TAGS = {_T_INT, _T_MAP, _T_NAME, _T_NUM}
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with Decimal floats, YAML-1.2 booleans and an alias budget."""
+
+    yaml_implicit_resolvers = {
+        ch: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+        for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.alias_count = 0
+
+    def compose_node(self, parent: Node | None, index: object) -> Node | None:
+        if self.check_event(AliasEvent):
+            self.alias_count += 1
+            if self.alias_count > MAX_ALIASES:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"too many aliases (more than {MAX_ALIASES})", event.start_mark
+                )
+        return super().compose_node(parent, index)  # type: ignore[misc]
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _construct_decimal(loader: yaml.SafeLoader, node: ScalarNode) -> Decimal:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    special = {".inf": "Infinity", "+.inf": "Infinity", "-.inf": "-Infinity", ".nan": "NaN"}
+    if text.lower() in special:
+        return Decimal(special[text.lower()])
+    try:
+        return Decimal(text)
+    except InvalidOperation as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"'{text}' is not a number", node.start_mark
+        ) from exc
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+class _TreeError(Exception):
+    def __init__(self, message: str, node: Node) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node = node
+
+
+def _check_tree(root: Node) -> None:
+    """Refuse recursive aliases, documents that expand too far, duplicate keys."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _TreeError("a recursive alias is not allowed", node)
+        active.add(key)
+        total = 1
+        if isinstance(node, SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, MappingNode):
+            seen: dict[str, Node] = {}
+            for k, v in node.value:
+                if isinstance(k, ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in seen:
+                        first = seen[k.value].start_mark.line + 1
+                        raise _TreeError(f"duplicate key '{k.value}' (first at line {first})", k)
+                    seen[k.value] = k
+                total += size(k) + size(v)
+        active.discard(key)
+        if total > MAX_NODES:
+            raise _TreeError(f"the document is too large (more than {MAX_NODES} values)", node)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+# --------------------------------------------------------------------------- types
+
+
+def _to_text(value: Any) -> Any:
+    # Codes such as SKUs and store ids are often numeric in a till; accept them.
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    if value is None or isinstance(value, list):
+        return value
+    if isinstance(value, tuple):
+        return list(value)
+    return [value]
+
+
+_WEEKDAYS = {
+    name: i
+    for i, names in enumerate(
+        [
+            ("mon", "monday"),
+            ("tue", "tues", "tuesday"),
+            ("wed", "wednesday"),
+            ("thu", "thur", "thurs", "thursday"),
+            ("fri", "friday"),
+            ("sat", "saturday"),
+            ("sun", "sunday"),
+        ]
+    )
+    for name in names
+}
+
+
+def _weekdays(value: Any) -> Any:
+    items = _one_or_many(value)
+    if not isinstance(items, list):
+        return items
+    out: list[int] = []
+    for item in items:
+        key = item.strip().lower() if isinstance(item, str) else None
+        if key not in _WEEKDAYS:
+            raise ValueError(f"'{item}' is not a weekday; use mon, tue, wed, thu, fri, sat or sun")
+        out.append(_WEEKDAYS[key])
+    return sorted(set(out))
+
+
+def _currency(value: Any) -> Any:
+    if not (isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value)):
+        raise ValueError(f"'{value}' is not a currency code; use 3 upper-case letters such as EUR")
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_to_text), Field(min_length=1)]
+TextList = Annotated[
+    list[Text],
+    BeforeValidator(_one_or_many, json_schema_input_type=str | list[str]),
+    Field(min_length=1),
+]
+Weekdays = Annotated[
+    list[int],
+    BeforeValidator(_weekdays, json_schema_input_type=str | list[str]),
+    Field(min_length=1),
+]
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Rate = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Currency = Annotated[str, BeforeValidator(_currency)]
+
+
+class Strict(BaseModel):
+    """Every section: unknown keys are errors; an explicit `key:` (null) means the default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
+class Limit(Strict):
+    """At most `count` times per calendar day, ISO week, calendar month or year."""
+
+    count: int = Field(ge=1)
+    per: Literal["day", "week", "month", "year"]
+
+
+class When(Strict):
+    """A filter. category/sku match receipt lines; the rest match the receipt."""
+
+    category: TextList | None = None
+    sku: TextList | None = None
+    store: TextList | None = None
+    weekday: Weekdays | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    min_amount: Money | None = None
+    tier: TextList | None = None
+
+    @property
+    def matches_lines(self) -> bool:
+        """True when the filter looks at lines (category or sku)."""
+        return self.category is not None or self.sku is not None
+
+    def matches_line(self, category: str | None, sku: str | None) -> bool:
+        if self.category is not None and category not in self.category:
+            return False
+        return self.sku is None or sku in self.sku
+
+    def matches_day(self, on: dt.date) -> bool:
+        if self.weekday is not None and on.weekday() not in self.weekday:
+            return False
+        if self.date_from is not None and on < self.date_from:
+            return False
+        return self.date_to is None or on <= self.date_to
+
+
+class Rule(Strict):
+    id: Text
+    when: When = Field(default_factory=When)
+    multiplier: Rate | None = None
+    bonus: int | None = Field(None, ge=1)
+
+    @property
+    def kind(self) -> Literal["multiplier", "bonus"]:
+        return "multiplier" if self.multiplier is not None else "bonus"
+
+
+class BonusDetail(Strict):
+    points: int = Field(ge=0)
+    limit: Limit | None = None
+
+
+def _bonus_tag(value: Any) -> str:
+    return _T_MAP if isinstance(value, (dict, BaseModel)) else _T_INT
+
+
+BonusValue = Annotated[
+    Annotated[int, Field(ge=0), Tag(_T_INT)] | Annotated[BonusDetail, Tag(_T_MAP)],
+    Discriminator(_bonus_tag),
+]
+
+
+class ReferralBonus(Strict):
+    """Paid when the referee's first purchase (at least min_first_purchase) posts."""
+
+    referrer: int = Field(0, ge=0)
+    referee: int = Field(0, ge=0)
+    min_first_purchase: Money = Decimal(0)
+
+
+class Bonuses(BaseModel):
+    """Known event types, plus any other name as a custom event type."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, BonusValue] = Field(init=False)  # type: ignore[assignment]
+
+    signup: BonusValue | None = None
+    newsletter: BonusValue | None = None
+    review: BonusValue | None = None
+    social_follow: BonusValue | None = None
+    profile_complete: BonusValue | None = None
+    birthday: BonusValue | None = None
+    referral: ReferralBonus | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_off(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
+@dataclass(frozen=True)
+class BonusSpec:
+    """What one event of a type is worth. `once`: at most once per customer ever."""
+
+    event: str
+    points: int
+    limit: Limit | None = None
+    once: bool = False
+
+
+class Expiry(Strict):
+    policy: Literal["fixed", "inactivity"]
+    months: int = Field(gt=0)
+
+
+class RollingWindow(Strict):
+    rolling_days: int = Field(ge=1)
+
+
+def _window_tag(value: Any) -> str:
+    return _T_MAP if isinstance(value, (dict, BaseModel)) else _T_NAME
+
+
+WindowValue = Annotated[
+    Annotated[RollingWindow, Tag(_T_MAP)]
+    | Annotated[Literal["calendar_year", "lifetime"], Tag(_T_NAME)],
+    Discriminator(_window_tag),
+]
+
+
+class Level(Strict):
+    id: Text
+    name: str | None = None
+    min: Decimal = Field(ge=0, allow_inf_nan=False)
+    multiplier: Rate = Decimal(1)
+    perks: list[str] = Field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+class Tiers(Strict):
+    basis: Literal["spend", "points", "receipts"] = "spend"
+    window: WindowValue = Field(default_factory=lambda: RollingWindow(rolling_days=365))
+    upgrade: Literal["next_receipt", "same_receipt"] = "next_receipt"
+    retain_days: int = Field(0, ge=0)
+    levels: list[Level] = Field(min_length=1)
+
+    @property
+    def window_kind(self) -> Literal["rolling", "calendar_year", "lifetime"]:
+        return "rolling" if isinstance(self.window, RollingWindow) else self.window
+
+    @property
+    def window_days(self) -> int | None:
+        return self.window.rolling_days if isinstance(self.window, RollingWindow) else None
+
+    def window_start(self, on: dt.date) -> dt.date | None:
+        """First date the window at `on` covers (None: lifetime). Rolling N at D is (D-N, D]."""
+        if isinstance(self.window, RollingWindow):
+            return on - dt.timedelta(days=self.window.rolling_days - 1)
+        if self.window == "calendar_year":
+            return dt.date(on.year, 1, 1)
+        return None
+
+    def level(self, level_id: str) -> Level | None:
+        return next((lv for lv in self.levels if lv.id == level_id), None)
+
+
+class Active(Strict):
+    from_: dt.date | None = Field(None, alias="from")
+    to: dt.date | None = None
+
+
+class PunchCard(Strict):
+    every: int = Field(ge=1)
+    when: When = Field(default_factory=When)
+
+
+class Reward(Strict):
+    id: Text
+    name: str = Field(min_length=1)
+    cost: int | None = Field(None, ge=0)
+    value: Money = Decimal(0)
+    min_tier: Text | None = None
+    limit: Limit | None = None
+    active: Active | None = None
+    punch_card: PunchCard | None = None
+    partner: Text | None = None
+    voucher_days: int | None = Field(None, ge=1)
+
+    @property
+    def points_cost(self) -> int:
+        return self.cost or 0
+
+    def is_active(self, on: dt.date) -> bool:
+        if self.active is None:
+            return True
+        if self.active.from_ is not None and on < self.active.from_:
+            return False
+        return self.active.to is None or on <= self.active.to
+
+
+class Segments(Strict):
+    new_days: int = Field(30, ge=1)
+    at_risk_factor: Rate = Decimal(2)
+    at_risk_min_days: int = Field(30, ge=0)
+    lapsed_days: int = Field(365, ge=1)
+    loyal_receipts: int = Field(4, ge=1)
+    loyal_days: int = Field(365, ge=1)
+
+
+class Offer(Strict):
+    id: Text
+    segment: Literal["new", "one_time", "repeat", "loyal", "at_risk", "lapsed"] | None = None
+    tier: Text | None = None
+    favourite_category: bool = False
+    discount_percent: Decimal | None = Field(None, gt=0, le=100, allow_inf_nan=False)
+    bonus_points: int | None = Field(None, ge=1)
+    reward: Text | None = None
+    text: str | None = None
+
+
+def _breakage_tag(value: Any) -> str:
+    return _T_NAME if isinstance(value, str) and value[:1].isalpha() else _T_NUM
+
+
+class Accounting(Strict):
+    expected_breakage: Annotated[
+        Annotated[Decimal, Field(ge=0, lt=1, allow_inf_nan=False), Tag(_T_NUM)]
+        | Annotated[Literal["historical"], Tag(_T_NAME)],
+        Discriminator(_breakage_tag),
+    ] = Decimal(0)
+
+    @property
+    def historical(self) -> bool:
+        return self.expected_breakage == "historical"
+
+    @property
+    def breakage(self) -> Decimal | None:
+        """The fixed expected breakage, or None when it is computed from history."""
+        return None if self.historical else self.expected_breakage  # type: ignore[return-value]
+
+
+class CsvFormat(Strict):
+    delimiter: str = ","
+    decimal: Literal[".", ","] = "."
+    date_format: str = "%Y-%m-%d"
+    encoding: str = "utf-8-sig"
+    columns: dict[str, Text] = Field(default_factory=dict)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str) -> str:
+        if len(value) != 1 or value in '\r\n"':
+            raise ValueError("must be a single character such as ',' or ';' (a tab is \"\\t\")")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"'{value}' is not a known encoding (e.g. utf-8, cp1252)") from None
+        return value
+
+    @field_validator("date_format")
+    @classmethod
+    def _strftime(cls, value: str) -> str:
+        probe = dt.date(2026, 12, 31)
+        try:
+            ok = dt.datetime.strptime(probe.strftime(value), value).date() == probe
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"'{value}' is not a date format with day, month and year, such as %d.%m.%Y"
+            )
+        return value
+
+
+class Partner(Strict):
+    id: Text
+    name: str | None = None
+    stores: TextList
+    multiplier: Rate = Decimal(1)
+
+
+class Earn(Strict):
+    per_currency_unit: Decimal = Field(ge=0, allow_inf_nan=False)
+    rounding: Literal["floor", "round_half_up", "ceil"] = "floor"
+    min_order: Money = Decimal(0)
+    on: Literal["gross", "net"] = "gross"
+
+
+class Program(Strict):
+    """A whole loyalty program, as written in its YAML file."""
+
+    program: str = Field(min_length=1)
+    currency: Currency
+    point_value: Decimal = Field(Decimal("0.01"), ge=0, allow_inf_nan=False)
+    effective_from: dt.date | None = None
+    earn: Earn
+    rules: list[Rule] = Field(default_factory=list)
+    bonuses: Bonuses = Field(default_factory=Bonuses)
+    pending_days: int = Field(0, ge=0)
+    expiry: Expiry | None = None
+    tiers: Tiers | None = None
+    rewards: list[Reward] = Field(default_factory=list)
+    segments: Segments = Field(default_factory=Segments)
+    offers: list[Offer] = Field(default_factory=list)
+    accounting: Accounting = Field(default_factory=Accounting)
+    csv: CsvFormat = Field(default_factory=CsvFormat)
+    partners: list[Partner] = Field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.program
+
+    # ---- money
+    def minor(self, value: Decimal) -> int:
+        """Decimal money in the program currency -> integer minor units."""
+        return money.to_minor(value, self.currency)
+
+    # ---- bonuses
+    def bonus_for(self, event_type: str) -> BonusSpec | None:
+        """The bonus an event type earns (None: not in the program). Referral: see `referral`."""
+        if event_type == "referral":
+            return None
+        if event_type in KNOWN_BONUSES:
+            value = getattr(self.bonuses, event_type)
+        else:
+            value = (self.bonuses.model_extra or {}).get(event_type)
+        if value is None:
+            return None
+        once = event_type in ONCE_PER_CUSTOMER
+        if isinstance(value, BonusDetail):
+            return BonusSpec(event_type, value.points, value.limit, once)
+        return BonusSpec(event_type, int(value), None, once)
+
+    @property
+    def referral(self) -> ReferralBonus | None:
+        return self.bonuses.referral
+
+    @property
+    def bonus_events(self) -> list[str]:
+        """Every event type this program pays for (known and custom)."""
+        known = [k for k in KNOWN_BONUSES if getattr(self.bonuses, k) is not None]
+        return known + list(self.bonuses.model_extra or {})
+
+    # ---- tiers
+    def level(self, level_id: str) -> Level | None:
+        return self.tiers.level(level_id) if self.tiers else None
+
+    def tier_threshold(self, level: Level) -> int:
+        """A level's `min` in the unit the engine counts: minor units (spend) or a count."""
+        if self.tiers is not None and self.tiers.basis == "spend":
+            return self.minor(level.min)
+        return int(level.min)
+
+    @cached_property
+    def _thresholds(self) -> list[tuple[int, Level]]:
+        if self.tiers is None:
+            return []
+        return [(self.tier_threshold(lv), lv) for lv in self.tiers.levels]
+
+    def level_for(self, qualifying: int) -> Level | None:
+        """The highest level whose min <= qualifying (minor units for spend); None below all."""
+        found = None
+        for threshold, level in self._thresholds:
+            if threshold <= qualifying:
+                found = level
+        return found
+
+    # ---- catalogue and coalition
+    def reward(self, reward_id: str) -> Reward | None:
+        return next((r for r in self.rewards if r.id == reward_id), None)
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    def partner(self, partner_id: str) -> Partner | None:
+        return next((p for p in self.partners if p.id == partner_id), None)
+
+    @cached_property
+    def _store_partner(self) -> dict[str, Partner]:
+        return {store: p for p in self.partners for store in p.stores}
+
+    def partner_for_store(self, store: str | None) -> Partner | None:
+        """The partner a store belongs to (None: no partners, or an unknown store)."""
+        return self._store_partner.get(store) if store is not None else None
+
+
+# --------------------------------------------------------------------------- cross-field checks
+
+Loc = tuple[str | int, ...]
+
+
+def _cross_check(p: Program) -> list[tuple[Loc, str]]:
+    errs: list[tuple[Loc, str]] = []
+    exp = money.exponent(p.currency)
+
+    def money_ok(loc: Loc, value: Decimal | None) -> None:
+        if value is not None and value != value.quantize(Decimal(1).scaleb(-exp)):
+            errs.append((loc, f"{value} has more than {exp} decimals for {p.currency}"))
+
+    def dupes(items: list[Any], loc: Loc, what: str) -> None:
+        seen: dict[str, int] = {}
+        for i, item in enumerate(items):
+            if item.id in seen:
+                errs.append(
+                    (
+                        (*loc, i, "id"),
+                        f"duplicate {what} id '{item.id}' (also {loc[-1]}[{seen[item.id]}])",
+                    )
+                )
+            else:
+                seen[item.id] = i
+
+    level_ids = [lv.id for lv in p.tiers.levels] if p.tiers else []
+
+    def tier_ok(loc: Loc, names: list[str] | str | None) -> None:
+        for name in [names] if isinstance(names, str) else names or []:
+            if not level_ids:
+                errs.append((loc, f"unknown tier '{name}': the program has no tiers"))
+            elif name not in level_ids:
+                errs.append((loc, f"unknown tier '{name}'; levels are {', '.join(level_ids)}"))
+
+    def when_ok(loc: Loc, when: When) -> None:
+        if when.date_from and when.date_to and when.date_from > when.date_to:
+            errs.append(((*loc, "date_to"), f"must not be before date_from {when.date_from}"))
+        money_ok((*loc, "min_amount"), when.min_amount)
+        tier_ok((*loc, "tier"), when.tier)
+
+    money_ok(("earn", "min_order"), p.earn.min_order)
+
+    # rules
+    dupes(p.rules, ("rules",), "rule")
+    for i, rule in enumerate(p.rules):
+        if rule.multiplier is not None and rule.bonus is not None:
+            errs.append((("rules", i, "bonus"), "a rule has either multiplier or bonus, not both"))
+        elif rule.multiplier is None and rule.bonus is None:
+            errs.append((("rules", i), "needs a multiplier or a bonus"))
+        when_ok(("rules", i, "when"), rule.when)
+
+    if p.referral is not None:
+        money_ok(("bonuses", "referral", "min_first_purchase"), p.referral.min_first_purchase)
+
+    # tiers
+    if p.tiers is not None:
+        t = p.tiers
+        dupes(t.levels, ("tiers", "levels"), "level")
+        for i, level in enumerate(t.levels):
+            loc = ("tiers", "levels", i, "min")
+            if t.basis == "spend":
+                money_ok(loc, level.min)
+            elif level.min != level.min.to_integral_value():
+                errs.append((loc, f"must be a whole number of {t.basis}"))
+            if i and level.min <= t.levels[i - 1].min:
+                errs.append((loc, f"must be greater than {t.levels[i - 1].min}"))
+        if t.upgrade == "same_receipt" and t.basis == "points":
+            errs.append(
+                (("tiers", "upgrade"), "same_receipt is only allowed with basis spend or receipts")
+            )
+
+    # partners
+    dupes(p.partners, ("partners",), "partner")
+    owner: dict[str, str] = {}
+    for i, partner in enumerate(p.partners):
+        for store in partner.stores:
+            if store in owner and owner[store] != partner.id:
+                errs.append(
+                    (
+                        ("partners", i, "stores"),
+                        f"store '{store}' already belongs to partner '{owner[store]}'",
+                    )
+                )
+            owner.setdefault(store, partner.id)
+    partner_ids = [x.id for x in p.partners]
+
+    # rewards
+    dupes(p.rewards, ("rewards",), "reward")
+    for i, r in enumerate(p.rewards):
+        loc = ("rewards", i)
+        money_ok((*loc, "value"), r.value)
+        if r.punch_card is not None:
+            if r.cost:
+                errs.append(
+                    ((*loc, "cost"), "a punch-card reward is issued without points; remove cost")
+                )
+            when_ok((*loc, "punch_card", "when"), r.punch_card.when)
+        else:
+            if not r.cost:
+                errs.append(
+                    ((*loc, "cost"), "must be at least 1 point (or give the reward a punch_card)")
+                )
+            if r.voucher_days is not None:
+                errs.append(((*loc, "voucher_days"), "only applies to punch-card rewards"))
+        tier_ok((*loc, "min_tier"), r.min_tier)
+        if r.partner is not None and r.partner not in partner_ids:
+            known = (
+                f"partners are {', '.join(partner_ids)}"
+                if partner_ids
+                else "no partners are defined"
+            )
+            errs.append(((*loc, "partner"), f"unknown partner '{r.partner}'; {known}"))
+        a = r.active
+        if a is not None and a.from_ and a.to and a.from_ > a.to:
+            errs.append(((*loc, "active", "to"), f"must not be before from {a.from_}"))
+
+    # offers
+    dupes(p.offers, ("offers",), "offer")
+    reward_ids = [r.id for r in p.rewards]
+    for i, o in enumerate(p.offers):
+        tier_ok(("offers", i, "tier"), o.tier)
+        if o.reward is not None and o.reward not in reward_ids:
+            errs.append((("offers", i, "reward"), f"unknown reward '{o.reward}'"))
+        if (
+            o.discount_percent is None
+            and o.bonus_points is None
+            and o.reward is None
+            and not o.text
+        ):
+            errs.append(
+                (
+                    ("offers", i),
+                    "needs at least one of discount_percent, bonus_points, reward or text",
+                )
+            )
+
+    # csv
+    targets: dict[str, str] = {}
+    for std, header in p.csv.columns.items():
+        loc = ("csv", "columns", std)
+        if std not in STANDARD_COLUMNS:
+            hint = difflib.get_close_matches(std, STANDARD_COLUMNS, n=1)
+            errs.append(
+                (
+                    loc,
+                    f"'{std}' is not a standard column"
+                    + (f" (did you mean '{hint[0]}'?)" if hint else ""),
+                )
+            )
+        elif header in targets:
+            errs.append((loc, f"header '{header}' is already mapped to {targets[header]}"))
+        targets.setdefault(header, std)
+    return errs
+
+
+# --------------------------------------------------------------------------- errors -> lines
+
+
+def _all_field_names() -> list[str]:
+    names: set[str] = set()
+    for model in (
+        Program, Earn, Rule, When, Bonuses, BonusDetail, Limit, ReferralBonus, Expiry, Tiers,
+        RollingWindow, Level, Reward, Active, PunchCard, Segments, Offer, Accounting, CsvFormat,
+        Partner,
+    ):  # fmt: skip
+        for fname, info in model.model_fields.items():
+            names.add(info.alias or fname)
+    return sorted(names)
+
+
+_FIELD_NAMES = _all_field_names()
+
+
+def _locate(root: Node, loc: Loc) -> tuple[int, str]:
+    """Walk the YAML node tree along a pydantic loc: (line, "a.b[2].c")."""
+    node: Node | None = root
+    line = root.start_mark.line + 1
+    path = ""
+    for el in loc:
+        if isinstance(el, int):
+            if isinstance(node, SequenceNode) and 0 <= el < len(node.value):
+                node = node.value[el]
+                line = node.start_mark.line + 1
+                path += f"[{el}]"
+            elif isinstance(node, ScalarNode):
+                continue  # a single value the model turned into a list
+            else:
+                node = None
+                path += f"[{el}]"
+            continue
+        key = str(el)
+        if isinstance(node, MappingNode):
+            hit = next(
+                ((k, v) for k, v in node.value if isinstance(k, ScalarNode) and k.value == key),
+                None,
+            )
+            if hit is not None:
+                line = hit[0].start_mark.line + 1
+                node = hit[1]
+                path += f".{key}" if path else key
+                continue
+        if key in _TAGS:
+            continue
+        node = None
+        path += f".{key}" if path else key
+    return line, path
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    given = err.get("input")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        hint = difflib.get_close_matches(key, _FIELD_NAMES, n=1, cutoff=0.75)
+        return "unknown key" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}, not '{given}'"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("decimal_parsing", "decimal_type", "float_parsing", "float_type"):
+        return "must be a number"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind.startswith("date_") or kind.startswith("datetime_"):
+        return "must be a date like 2026-01-31"
+    if kind.startswith("bool_"):
+        return "must be true or false"
+    if kind == "string_type":
+        return "must be text"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"must have at least {n} {'entry' if n == 1 else 'entries'}"
+    if kind == "list_type":
+        return "must be a list"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "must be a set of keys (key: value)"
+    if kind == "union_tag_invalid":
+        return "has the wrong shape"
+    bounds = {
+        "greater_than": ("must be greater than", "gt"),
+        "greater_than_equal": ("must be at least", "ge"),
+        "less_than": ("must be less than", "lt"),
+        "less_than_equal": ("must be at most", "le"),
+    }
+    if kind in bounds:
+        text, key = bounds[kind]
+        return f"{text} {ctx.get(key)}"
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, ") :]
+    return msg[:1].lower() + msg[1:]
+
+
+def _raise(errors: list[ProgramError]) -> None:
+    unique: list[ProgramError] = []
+    seen: set[str] = set()
+    for e in sorted(errors, key=lambda e: e.line or 0):
+        if str(e) not in seen:
+            seen.add(str(e))
+            unique.append(e)
+    first = unique[0]
+    exc = ProgramError(first.message, file=first.file, line=first.line, field=first.field)
+    exc.errors = unique  # type: ignore[attr-defined]
+    raise exc
+
+
+def _single(message: str, source: str, line: int | None, field: str | None = None) -> None:
+    _raise([ProgramError(message, file=source, line=line, field=field)])
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def parse_program(text: str, source: str = "<program>") -> Program:
+    """Validate program YAML text. Raises ProgramError (all errors on `.errors`)."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            _single("the file is empty; a program needs program, currency and earn", source, 1)
+        _check_tree(root)
+        data = loader.construct_document(root)
+    except _TreeError as exc:
+        _single(exc.message, source, exc.node.start_mark.line + 1)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        tag = re.search(r"for the tag '([^']+)'", problem)
+        if tag:
+            shown = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+            problem = f"the YAML tag '{shown}' is not allowed; use plain values"
+        else:
+            problem = f"YAML syntax error: {problem}"
+        _single(problem, source, mark.line + 1 if mark else None)
+    except yaml.YAMLError as exc:
+        _single(f"YAML syntax error: {exc}", source, None)
+    except RecursionError:
+        _single("the YAML is nested too deeply", source, None)
+    finally:
+        loader.dispose()
+
+    if not isinstance(root, MappingNode) or not isinstance(data, dict):
+        _single(
+            "a program must be a set of keys such as program, currency and earn",
+            source,
+            root.start_mark.line + 1,
+        )
+    try:
+        program = Program.model_validate(data)
+    except ValidationError as exc:
+        found = []
+        for err in exc.errors():
+            line, path = _locate(root, tuple(err["loc"]))
+            found.append(ProgramError(_message(err), file=source, line=line, field=path or None))
+        _raise(found)
+    problems = _cross_check(program)
+    if problems:
+        found = []
+        for loc, message in problems:
+            line, path = _locate(root, loc)
+            found.append(ProgramError(message, file=source, line=line, field=path or None))
+        _raise(found)
+    return program
+
+
+def read_program_file(path: str | Path) -> tuple[str, bytes]:
+    """(text, raw bytes) of a program file; unreadable or non-UTF-8 -> ProgramError."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ProgramError(f"cannot read the file: {exc.strerror or exc}", file=source) from None
+    try:
+        return raw.decode("utf-8-sig"), raw
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ProgramError("the file is not UTF-8 text", file=source, line=line) from None
+
+
+def load_program(path: str | Path) -> Program:
+    """Read and validate a program file (UTF-8)."""
+    text, _ = read_program_file(path)
+    return parse_program(text, source=str(path))
+
+
+def program_schema() -> dict[str, Any]:
+    """The JSON Schema of the program YAML (for editors: yaml-language-server etc.)."""
+    schema = Program.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "loyalty program"
+    schema["description"] = (
+        "A loyalty program for `loyalty program apply`. Only program, currency and earn are "
+        "required. Reference: docs/program.md."
+    )
+    return schema
+
+
+# Version storage, re-exported so callers only import loyalty_cli.program.
+from loyalty_cli.programs_store import (  # noqa: E402
+    ProgramVersion,
+    VersionTimeline,
+    apply_program,
+    current_version,
+    list_versions,
+    require_program,
+    version_in_force,
+    versions_by_number,
+    versions_timeline,
+)
+
+__all__ = [
+    "FIRST_DAY",
+    "Accounting",
+    "BonusSpec",
+    "CsvFormat",
+    "Earn",
+    "Level",
+    "Limit",
+    "Offer",
+    "Partner",
+    "Program",
+    "ProgramVersion",
+    "Reward",
+    "Rule",
+    "Tiers",
+    "VersionTimeline",
+    "When",
+    "apply_program",
+    "current_version",
+    "list_versions",
+    "load_program",
+    "parse_program",
+    "program_schema",
+    "read_program_file",
+    "require_program",
+    "version_in_force",
+    "versions_by_number",
+    "versions_timeline",
+]

@@ -1,0 +1,193 @@
+"""Program versions in the database (table program_versions).
+
+A program is applied as a new version, in force from its effective date. The
+version in force on a date D is the one with the greatest effective_from <= D
+(ties: the highest version number). Stored versions are never edited or
+deleted, so posted history always has the program that scored it.
+
+Import through `loyalty_cli.program`, which re-exports everything here.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from loyalty_cli import db
+from loyalty_cli.errors import NoProgramError
+from loyalty_cli.program import FIRST_DAY, Program, parse_program, read_program_file
+
+
+@dataclass(frozen=True)
+class ProgramVersion:
+    version: int
+    name: str
+    effective_from: dt.date
+    sha256: str
+    applied_at: str
+    source_file: str | None
+    yaml: str
+    program: Program
+    created: bool = True  # False when apply_program found it already applied
+
+
+_COLUMNS = "version, name, effective_from, applied_at, source_file, sha256, yaml"
+# Parsed programs by content hash: the same YAML is validated once per process.
+_PARSED: dict[str, Program] = {}
+
+
+def _row_to_version(row: sqlite3.Row) -> ProgramVersion:
+    sha = row["sha256"]
+    program = _PARSED.get(sha)
+    if program is None:
+        program = parse_program(row["yaml"], source=f"program version {row['version']}")
+        _PARSED[sha] = program
+    return ProgramVersion(
+        version=row["version"],
+        name=row["name"],
+        effective_from=dt.date.fromisoformat(row["effective_from"]),
+        sha256=sha,
+        applied_at=row["applied_at"],
+        source_file=row["source_file"],
+        yaml=row["yaml"],
+        program=program,
+    )
+
+
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def list_versions(conn: sqlite3.Connection) -> list[ProgramVersion]:
+    """All versions, oldest (lowest number) first."""
+    cur = conn.execute(f"SELECT {_COLUMNS} FROM program_versions ORDER BY version")
+    cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+    return [_row_to_version(row) for row in cur]
+
+
+def version_in_force(conn: sqlite3.Connection, on: dt.date) -> ProgramVersion | None:
+    """The version with the greatest effective_from <= on (ties: highest version)."""
+    cur = conn.execute(
+        f"SELECT {_COLUMNS} FROM program_versions WHERE effective_from <= ? "
+        "ORDER BY effective_from DESC, version DESC LIMIT 1",
+        (on.isoformat(),),
+    )
+    cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+    row = cur.fetchone()
+    return _row_to_version(row) if row else None
+
+
+def current_version(
+    conn: sqlite3.Connection, today: dt.date | None = None
+) -> ProgramVersion | None:
+    """The version in force today (or on `today`)."""
+    return version_in_force(conn, today or dt.date.today())
+
+
+def require_program(conn: sqlite3.Connection, on: dt.date | None = None) -> ProgramVersion:
+    """The version in force on `on` (default today); NoProgramError when there is none."""
+    on = on or dt.date.today()
+    found = version_in_force(conn, on)
+    if found is not None:
+        return found
+    first = conn.execute("SELECT min(effective_from) FROM program_versions").fetchone()[0]
+    if first is None:
+        raise NoProgramError()
+    raise NoProgramError(f"no program version is in force on {on}; the first starts on {first}")
+
+
+def versions_by_number(conn: sqlite3.Connection) -> dict[int, ProgramVersion]:
+    """{version number: ProgramVersion} (programs parsed once per process)."""
+    return {v.version: v for v in list_versions(conn)}
+
+
+class VersionTimeline:
+    """Which version is in force on a date, by bisection (for scoring many receipts)."""
+
+    def __init__(self, versions: list[ProgramVersion]) -> None:
+        self._versions = sorted(versions, key=lambda v: (v.effective_from, v.version))
+        self._dates = [v.effective_from for v in self._versions]
+        self.by_number = {v.version: v for v in versions}
+
+    def get(self, on: dt.date) -> ProgramVersion | None:
+        i = bisect.bisect_right(self._dates, on)
+        return self._versions[i - 1] if i else None
+
+    def at(self, on: dt.date) -> ProgramVersion:
+        found = self.get(on)
+        if found is None:
+            if not self._versions:
+                raise NoProgramError()
+            raise NoProgramError(
+                f"no program version is in force on {on}; the first starts on {self._dates[0]}"
+            )
+        return found
+
+    def __len__(self) -> int:
+        return len(self._versions)
+
+    def __iter__(self) -> Iterator[ProgramVersion]:
+        return iter(self._versions)
+
+    @property
+    def latest(self) -> ProgramVersion | None:
+        """The most recently applied version (highest number)."""
+        return self.by_number[max(self.by_number)] if self.by_number else None
+
+
+def versions_timeline(conn: sqlite3.Connection) -> VersionTimeline:
+    return VersionTimeline(list_versions(conn))
+
+
+def apply_program(
+    conn: sqlite3.Connection,
+    path: str | Path,
+    effective: dt.date | None = None,
+    today: dt.date | None = None,
+) -> ProgramVersion:
+    """Validate a program file and store it as a new version.
+
+    Effective date: `effective`, else the YAML's effective_from; with neither,
+    the first version is in force from the start of history (0001-01-01) and
+    a later one from `today`. Applying the same file again (same sha256 as the
+    latest version or the one in force, and the same effective date, or no
+    date given) changes nothing and returns that version with created=False.
+    """
+    text, raw = read_program_file(path)
+    program = parse_program(text, source=str(path))
+    sha = _sha256(raw)
+    today = today or dt.date.today()
+    explicit = effective or program.effective_from
+    with db.transaction(conn):
+        versions = list_versions(conn)
+        latest = versions[-1] if versions else None
+        in_force = VersionTimeline(versions).get(today)
+        if explicit is None and latest is not None and latest.sha256 == sha:
+            return replace(latest, created=False)
+        when = explicit or (today if versions else FIRST_DAY)
+        for candidate in (latest, in_force):
+            if candidate and candidate.sha256 == sha and candidate.effective_from == when:
+                return replace(candidate, created=False)
+        applied_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        cur = conn.execute(
+            "INSERT INTO program_versions "
+            "(name, effective_from, applied_at, source_file, sha256, yaml) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (program.program, when.isoformat(), applied_at, str(path), sha, text),
+        )
+        _PARSED.setdefault(sha, program)
+        return ProgramVersion(
+            version=int(cur.lastrowid or 0),
+            name=program.program,
+            effective_from=when,
+            sha256=sha,
+            applied_at=applied_at,
+            source_file=str(path),
+            yaml=text,
+            program=program,
+        )
