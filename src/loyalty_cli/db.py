@@ -194,6 +194,17 @@ CREATE TABLE runs (
     started_at  TEXT NOT NULL,
     finished_at TEXT
 );
+
+-- Advisory locks (ops.hold_lock): one row while `nightly` (or an import
+-- taking the lock) runs. pid + host identify the holder so a stale row left by
+-- a killed process on this host can be taken over.
+CREATE TABLE locks (
+    name    TEXT PRIMARY KEY,
+    pid     INTEGER NOT NULL,
+    host    TEXT NOT NULL,
+    command TEXT NOT NULL,
+    since   TEXT NOT NULL
+);
 """
 
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
