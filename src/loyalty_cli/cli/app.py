@@ -26,7 +26,9 @@ class LoyaltyGroup(TyperGroup):
             _fail(ctx, str(exc), exc.exit_code)
         except sqlite3.DatabaseError as exc:
             _fail(ctx, f"database error: {exc}", 1)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit,
+                typer.Exit, typer.Abort, typer.TyperException):  # fmt: skip
+            # typer >= 0.16 vendors click: its Exit/Abort/BadParameter are not click's.
             raise
         except KeyboardInterrupt:
             _fail(ctx, "interrupted; nothing was changed by the unfinished step", 130)
