@@ -1,0 +1,78 @@
+"""Customers: keyed by customer_id; an existing customer is updated (upsert),
+non-empty new values win and empty cells keep what is stored."""
+
+from __future__ import annotations
+
+from loyalty_cli.importing.kinds import KindHandler, Record
+from loyalty_cli.importing.parsing import Cells, RowRejected
+
+_FIELDS = ("name", "email", "birthday", "joined_on", "referred_by")
+
+
+class CustomersKind(KindHandler):
+    name = "customers"
+    table = "customers"
+    columns = ("customer_id", *_FIELDS)
+    required = ("customer_id",)
+    key_fields = ("customer_id",)
+    compare_fields = _FIELDS
+    insert_fields = ("customer_id", *_FIELDS)
+    has_undone = False  # master data: undo marks the import only (docs/csv-formats.md)
+
+    def parse(self, cells: Cells) -> Record:
+        cid = cells.ident("customer_id")
+        email = cells.text("email")
+        if email is not None:
+            local, at, domain = email.partition("@")
+            if not at or not local or not domain or " " in email:
+                raise RowRejected("email", f"'{email}' is not an e-mail address")
+        birthday = cells.date("birthday", required=False)
+        joined = cells.date("joined_on", required=False)
+        referred_by = cells.ident("referred_by", required=False)
+        if referred_by is not None and referred_by == cid:
+            raise RowRejected("referred_by", "a customer cannot refer themselves")
+        return {
+            "customer_id": cid,
+            "name": cells.text("name"),
+            "email": email,
+            "birthday": birthday.isoformat() if birthday else None,
+            "joined_on": joined.isoformat() if joined else None,
+            "referred_by": referred_by,
+        }
+
+    def accept(self, record: Record, line: int) -> bool:
+        """Upsert: a row that changes nothing is a duplicate; else it is written."""
+        key = record["customer_id"]
+        queued = self.pending.get(key)
+        if queued is not None:
+            old = queued[0]
+        else:
+            found = self.find_existing(record)
+            old = found[0] if found is not None else None
+        if old is None:
+            self.pending[key] = (record, line)
+            self.batch.append(record)
+        else:
+            merged = {f: record[f] if record[f] is not None else old[f] for f in _FIELDS}
+            if all(merged[f] == old[f] for f in _FIELDS):
+                return False
+            if queued is not None:
+                queued[0].update(merged)  # the queued row is written merged
+                return True
+            self.pending[key] = (record, line)
+            self.batch.append(record)
+        if len(self.batch) >= self.batch_size:
+            self.flush()
+        return True
+
+    def write(self, records: list[Record]) -> None:
+        updates = ", ".join(f"{f} = COALESCE(excluded.{f}, customers.{f})" for f in _FIELDS)
+        fields = ("customer_id", *_FIELDS, "import_id")
+        self.conn.executemany(
+            f"INSERT INTO customers ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) "
+            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}",
+            [(*(r[f] for f in fields[:-1]), self.ctx.import_id) for r in records],
+        )
+
+
+KIND = CustomersKind

@@ -1,0 +1,130 @@
+"""How a file looks: delimiter, decimal separator, date format, encoding,
+column names, and the program facts a row is checked against.
+
+Precedence: import flags > the applied program's `csv:` section > defaults
+(delimiter sniffed among , ; tab |, decimal ".", ISO dates, utf-8-sig).
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import sqlite3
+from dataclasses import dataclass, field
+
+from loyalty_cli.errors import UsageError
+
+DELIMITERS = (",", ";", "\t", "|")
+DEFAULT_ENCODING = "utf-8-sig"
+DEFAULT_DATE_FORMAT = "%Y-%m-%d"
+DEFAULT_CURRENCY = "EUR"
+_DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+@dataclass(frozen=True)
+class DialectOverrides:
+    """The import flags; None means "not given"."""
+
+    delimiter: str | None = None
+    decimal: str | None = None
+    date_format: str | None = None
+    encoding: str | None = None
+    columns: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Everything the reader and the row parsers need to know about a file."""
+
+    delimiter: str | None = None  # None: sniff from the header line
+    decimal: str = "."
+    date_format: str = DEFAULT_DATE_FORMAT
+    encoding: str = DEFAULT_ENCODING
+    columns: dict[str, str] = field(default_factory=dict)  # standard name -> header
+    currency: str = DEFAULT_CURRENCY
+    check_currency: bool = False  # only when a program is applied
+    partner_stores: dict[str, str] | None = None  # store -> partner id; None: no coalition
+
+
+def parse_columns(text: str | None) -> dict[str, str] | None:
+    """`--columns "amount=Summa,date=Pvm"` -> {"amount": "Summa", "date": "Pvm"}."""
+    if text is None:
+        return None
+    columns: dict[str, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, header = part.partition("=")
+        if not sep or not name.strip() or not header.strip():
+            raise UsageError(
+                f"--columns: '{part.strip()}' is not STANDARD=HEADER "
+                '(example: --columns "amount=Summa,date=Pvm")'
+            )
+        columns[name.strip()] = header.strip()
+    return columns
+
+
+def normalise_delimiter(value: str) -> str:
+    value = _DELIMITER_WORDS.get(value.lower(), value)
+    if len(value) != 1 or value in '"\r\n':
+        raise UsageError(f"--delimiter: '{value}' must be one character (or 'tab')")
+    return value
+
+
+def resolve(
+    conn: sqlite3.Connection,
+    overrides: DialectOverrides | None = None,
+    today: dt.date | None = None,
+) -> Dialect:
+    """The dialect for an import: program `csv:` section overridden by flags."""
+    from loyalty_cli import program as program_mod  # program.py owns the model
+
+    version = program_mod.current_version(conn, today=today)
+    prog = version.program if version is not None else None
+    o = overrides or DialectOverrides()
+    csv_cfg = getattr(prog, "csv", None) if prog is not None else None
+
+    def pick(flag: str | None, name: str, default: str | None) -> str | None:
+        if flag is not None:
+            return flag
+        if csv_cfg is None:
+            return default
+        explicit = getattr(csv_cfg, "model_fields_set", None)
+        if explicit is not None and name not in explicit:
+            return default  # a model default (e.g. ","), not the shop's choice: sniff
+        value = getattr(csv_cfg, name, None)
+        return value if value is not None else default
+
+    delimiter = pick(o.delimiter, "delimiter", None)
+    decimal = pick(o.decimal, "decimal", ".")
+    date_format = pick(o.date_format, "date_format", DEFAULT_DATE_FORMAT)
+    encoding = pick(o.encoding, "encoding", DEFAULT_ENCODING)
+    if delimiter is not None:
+        delimiter = normalise_delimiter(delimiter)
+    if decimal not in (".", ","):
+        raise UsageError(f"--decimal: '{decimal}' must be '.' or ','")
+    try:
+        codecs.lookup(encoding)  # type: ignore[arg-type]
+    except LookupError:
+        raise UsageError(f"--encoding: unknown encoding '{encoding}'") from None
+    columns = dict(getattr(csv_cfg, "columns", None) or {}) if csv_cfg is not None else {}
+    columns.update(o.columns or {})
+
+    partner_stores: dict[str, str] | None = None
+    partners = getattr(prog, "partners", None) if prog is not None else None
+    if partners:
+        partner_stores = {}
+        for partner in partners:
+            for store in partner.stores:
+                partner_stores[str(store)] = partner.id
+
+    return Dialect(
+        delimiter=delimiter,
+        decimal=decimal,  # type: ignore[arg-type]
+        date_format=date_format,  # type: ignore[arg-type]
+        encoding=encoding,  # type: ignore[arg-type]
+        columns=columns,
+        currency=(prog.currency if prog is not None else DEFAULT_CURRENCY).upper(),
+        check_currency=prog is not None,
+        partner_stores=partner_stores,
+    )

@@ -1,0 +1,175 @@
+"""The kind framework: what every importable kind declares, and the registry.
+
+A kind subclasses `KindHandler` (see the package docstring). The framework
+calls, per row, `parse(cells)` then `accept(record, line)`; `accept` decides
+new / duplicate / conflict against the rows already stored (including the
+earlier batches of this same file, which are in the database inside the
+file's transaction) and the rows waiting in the current batch. `flush()`
+writes the batch with `write(records)`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import sqlite3
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from loyalty_cli.errors import UsageError
+from loyalty_cli.importing.dialect import Dialect
+from loyalty_cli.importing.parsing import Cells, RowRejected
+
+# Kinds the CLI knows, each a module of this package defining KIND.
+KIND_MODULES = ("purchases", "customers", "events", "redemptions", "balances")
+
+Record = dict[str, Any]
+
+
+@dataclass
+class ImportContext:
+    conn: sqlite3.Connection
+    import_id: int
+    dialect: Dialect
+    file: str
+    today: dt.date
+
+
+class KindHandler:
+    """Base class of a kind. Subclasses set the ClassVars and `parse`."""
+
+    name: ClassVar[str]
+    table: ClassVar[str]
+    columns: ClassVar[tuple[str, ...]]  # every standard column the kind reads
+    required: ClassVar[tuple[str, ...]]  # columns that must be in the header
+    key_fields: ClassVar[tuple[str, ...]]
+    compare_fields: ClassVar[tuple[str, ...]]  # "same content" for a duplicate
+    insert_fields: ClassVar[tuple[str, ...]]  # written by the default write()
+    has_undone: ClassVar[bool] = True  # table has an `undone` flag
+    source_type: ClassVar[str | None] = None  # ledger source type reversed by undo
+    source_field: ClassVar[str | None] = None  # column holding the ledger source id
+    batch_size: ClassVar[int] = 2000
+
+    def __init__(self, ctx: ImportContext) -> None:
+        self.ctx = ctx
+        self.conn = ctx.conn
+        self.batch: list[Record] = []
+        self.pending: dict[Hashable, tuple[Record, int]] = {}
+        keys = " AND ".join(f"{f} = ?" for f in self.key_fields)
+        live = " AND undone = 0" if self.has_undone else ""
+        cols = ", ".join(self.compare_fields)
+        self._find_sql = f"SELECT {cols}, import_id FROM {self.table} WHERE {keys}{live} LIMIT 1"
+
+    # -- to implement -------------------------------------------------------
+    def parse(self, cells: Cells) -> Record:
+        """Cells -> a record of database-ready values; RowRejected when bad."""
+        raise NotImplementedError
+
+    # -- hooks with defaults ------------------------------------------------
+    def key(self, record: Record) -> Hashable:
+        return tuple(record[f] for f in self.key_fields)
+
+    def describe_key(self, record: Record) -> str:
+        return " ".join(f"{f} '{record[f]}'" for f in self.key_fields)
+
+    def show(self, field: str, value: Any) -> str:
+        """A stored value as a person reads it (money kinds override)."""
+        return "empty" if value is None else f"'{value}'"
+
+    def find_existing(self, record: Record) -> tuple[Record, int] | None:
+        row = self.conn.execute(
+            self._find_sql, tuple(record[f] for f in self.key_fields)
+        ).fetchone()
+        if row is None:
+            return None
+        return {f: row[i] for i, f in enumerate(self.compare_fields)}, row[-1]
+
+    def where(self, import_id: int) -> str:
+        if import_id == self.ctx.import_id:
+            return "by an earlier line of this file"
+        return f"by import {import_id}"
+
+    def accept(self, record: Record, line: int) -> bool:
+        """True: new row (queued); False: duplicate. RowRejected: conflict."""
+        key = self.key(record)
+        old: Record | None = None
+        if key in self.pending:
+            old, old_line = self.pending[key]
+            where = f"by line {old_line} of this file"
+        else:
+            found = self.find_existing(record)
+            if found is not None:
+                old, where = found[0], self.where(found[1])
+        if old is not None:
+            for f in self.compare_fields:
+                if old[f] != record[f]:
+                    raise RowRejected(
+                        f,
+                        f"conflict: {self.describe_key(record)} was imported {where} "
+                        f"with {f} {self.show(f, old[f])}, this row has {self.show(f, record[f])}",
+                    )
+            return False
+        self.check_new(record, line)
+        self.pending[key] = (record, line)
+        self.batch.append(record)
+        if len(self.batch) >= self.batch_size:
+            self.flush()
+        return True
+
+    def check_new(self, record: Record, line: int) -> None:
+        """Extra checks for a row about to be inserted (receipts agree, ...)."""
+
+    def flush(self) -> None:
+        if self.batch:
+            self.write(self.batch)
+        self.batch = []
+        self.pending.clear()
+
+    def write(self, records: list[Record]) -> None:
+        fields = (*self.insert_fields, "import_id")
+        sql = (
+            f"INSERT INTO {self.table} ({', '.join(fields)}) "
+            f"VALUES ({', '.join('?' * len(fields))})"
+        )
+        iid = self.ctx.import_id
+        self.conn.executemany(sql, [(*(r[f] for f in self.insert_fields), iid) for r in records])
+
+    @classmethod
+    def undo(cls, conn: sqlite3.Connection, import_id: int, on: dt.date, note: str) -> int:
+        """Mark the import's rows undone and reverse their points. Returns the
+        number of rows undone. Called inside the undo transaction."""
+        if not cls.has_undone:
+            return 0
+        ids: list[str] = []
+        if cls.source_type is not None and cls.source_field is not None:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT DISTINCT {cls.source_field} FROM {cls.table} "
+                    "WHERE import_id = ? AND undone = 0",
+                    (import_id,),
+                )
+            ]
+        count = conn.execute(
+            f"UPDATE {cls.table} SET undone = 1 WHERE import_id = ? AND undone = 0", (import_id,)
+        ).rowcount
+        if ids:
+            from loyalty_cli import ledger
+
+            ledger.reverse_sources(conn, cls.source_type, ids, on, note)  # type: ignore[arg-type]
+        return count
+
+
+def get_kind(name: str) -> type[KindHandler]:
+    """The handler class of a kind ("purchases", ...)."""
+    if name not in KIND_MODULES:
+        raise UsageError(f"unknown import kind '{name}'; use one of {', '.join(KIND_MODULES)}")
+    module_name = f"loyalty_cli.importing.{name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise UsageError(f"importing {name} is not available in this version") from None
+        raise
+    return module.KIND

@@ -1,0 +1,113 @@
+"""Typed cells: one CSV row's text -> the values a kind stores.
+
+Every problem raises `RowRejected(field, reason)`; the framework turns it into
+a rejected row with the file's physical line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from loyalty_cli import money
+
+MAX_FIELD = 10_000  # any cell longer than this is a rejected row
+MAX_ID = 64  # customer ids (and other ids) longer than this are rejected
+
+
+class RowRejected(Exception):
+    """A row that cannot be imported; `field` is the standard column name."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class CellFormat:
+    """What the cells of one file look like (from the resolved dialect)."""
+
+    decimal: str = "."
+    date_format: str = "%Y-%m-%d"
+    currency: str = "EUR"
+
+
+class Cells:
+    """One row's cells by standard column name (absent column = empty text)."""
+
+    __slots__ = ("_index", "_row", "fmt")
+
+    def __init__(self, index: dict[str, int], row: list[str], fmt: CellFormat) -> None:
+        self._index = index
+        self._row = row
+        self.fmt = fmt
+
+    def has(self, name: str) -> bool:
+        return name in self._index
+
+    def text(self, name: str) -> str | None:
+        """Stripped text, None when empty or the column is absent."""
+        i = self._index.get(name)
+        if i is None:
+            return None
+        value = self._row[i].strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if value is None:
+            raise RowRejected(name, "empty; a value is required")
+        return value
+
+    def ident(self, name: str, *, required: bool = True) -> str | None:
+        """An id (customer, transaction, event): at most MAX_ID characters."""
+        value = self.required(name) if required else self.text(name)
+        if value is not None and len(value) > MAX_ID:
+            raise RowRejected(name, f"longer than {MAX_ID} characters")
+        return value
+
+    def date(self, name: str, *, required: bool = True) -> dt.date | None:
+        value = self.required(name) if required else self.text(name)
+        if value is None:
+            return None
+        return parse_date(value, self.fmt.date_format, name)
+
+    def amount(self, name: str, *, required: bool = True) -> int | None:
+        """Money in minor units of the file's currency."""
+        value = self.required(name) if required else self.text(name)
+        if value is None:
+            return None
+        try:
+            return money.parse_minor(value, self.fmt.currency, self.fmt.decimal)
+        except money.AmountError as exc:
+            raise RowRejected(name, f"not an amount: {exc}") from None
+
+    def number(self, name: str) -> str | None:
+        """A decimal quantity, normalised to plain text ("1.5")."""
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            return str(money.parse_decimal(value, self.fmt.decimal))
+        except money.AmountError as exc:
+            raise RowRejected(name, f"not a number: {exc}") from None
+
+    def positive_int(self, name: str, default: int) -> int:
+        value = self.text(name)
+        if value is None:
+            return default
+        if not value.isascii() or not value.isdigit() or int(value) < 1 or len(value) > 9:
+            raise RowRejected(name, f"'{value}' is not a whole number of 1 or more")
+        return int(value)
+
+
+def parse_date(value: str, fmt: str, field: str) -> dt.date:
+    """Text in the dialect's date format -> date; 31.02.2026 is rejected."""
+    try:
+        return dt.datetime.strptime(value, fmt).date()
+    except ValueError as exc:
+        reason = str(exc)
+        if "does not match format" in reason or "unconverted data" in reason:
+            raise RowRejected(field, f"'{value}' is not a date in the format {fmt}") from None
+        raise RowRejected(field, f"'{value}' is not a valid date ({reason})") from None

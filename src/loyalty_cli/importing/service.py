@@ -1,0 +1,331 @@
+"""import_files / list_imports / list_rejects / undo_import: the import service.
+
+One transaction per file: the `imports` row, the data rows and the rejects
+are committed together or not at all (`--dry-run` rolls back on purpose,
+`--strict` on the first rejected row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loyalty_cli import db
+from loyalty_cli.errors import ConflictError, InputFileError, LoyaltyError, NotFoundError
+from loyalty_cli.importing.dialect import Dialect, DialectOverrides, resolve
+from loyalty_cli.importing.kinds import ImportContext, KindHandler, get_kind
+from loyalty_cli.importing.parsing import MAX_FIELD, CellFormat, Cells, RowRejected
+from loyalty_cli.importing.reader import CsvReader, RawRow, resolve_header
+
+MAX_RAW = 2 * MAX_FIELD  # raw text kept for a rejected row
+REJECT_BATCH = 500
+SAMPLE = 20  # rejected rows kept on the result (dry-run shows them)
+
+
+class StrictImportError(LoyaltyError):
+    """--strict and a row was rejected: the file was not imported."""
+
+    exit_code = 1
+
+
+@dataclass
+class ImportResult:
+    import_id: int | None  # the skipped file's earlier import; None for a dry run
+    file: str
+    kind: str
+    rows: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    skipped_file: bool = False
+    dry_run: bool = False
+    sample: list[dict[str, Any]] = field(default_factory=list)  # first rejected rows
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "import_id": self.import_id,
+            "file": self.file,
+            "rows": self.rows,
+            "inserted": self.inserted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "skipped_file": self.skipped_file,
+        }
+
+
+@dataclass
+class UndoResult:
+    import_id: int
+    kind: str
+    file: str
+    rows: int
+    undone_on: dt.date
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "import_id": self.import_id,
+            "kind": self.kind,
+            "file": self.file,
+            "rows": self.rows,
+            "undone_on": self.undone_on.isoformat(),
+        }
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run so the transaction rolls back."""
+
+
+def import_files(
+    conn: sqlite3.Connection,
+    kind: str,
+    paths: list[Path],
+    *,
+    dry_run: bool = False,
+    strict: bool = False,
+    overrides: DialectOverrides | None = None,
+    progress: bool = False,
+    today: dt.date | None = None,
+) -> list[ImportResult]:
+    """Import each file in its own transaction; results in the order given.
+
+    Raises InputFileError (a file cannot be read: missing, encoding, header)
+    or StrictImportError; files before the failing one stay imported.
+    """
+    handler = get_kind(kind)
+    today = today or dt.date.today()
+    dialect = resolve(conn, overrides, today)
+    paths = [Path(p) for p in paths]
+    for path in paths:  # fail before anything is written
+        if not path.is_file():
+            raise InputFileError("no such file", file=str(path))
+    return [
+        _import_file(conn, handler, path, dialect, dry_run, strict, progress, today)
+        for path in paths
+    ]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _import_file(
+    conn: sqlite3.Connection,
+    handler_cls: type[KindHandler],
+    path: Path,
+    dialect: Dialect,
+    dry_run: bool,
+    strict: bool,
+    progress: bool,
+    today: dt.date,
+) -> ImportResult:
+    name = str(path)
+    kind = handler_cls.name
+    digest = _sha256(path)
+    result = ImportResult(None, name, kind, dry_run=dry_run)
+    try:
+        with db.transaction(conn):
+            prev = conn.execute(
+                "SELECT import_id FROM imports WHERE sha256 = ? AND kind = ? "
+                "AND status != 'undone' ORDER BY import_id LIMIT 1",
+                (digest, kind),
+            ).fetchone()
+            if prev is not None:
+                result.import_id = prev[0]
+                result.skipped_file = True
+                return result
+            import_id = conn.execute(
+                "INSERT INTO imports (kind, file, sha256, started_at) VALUES (?, ?, ?, ?)",
+                (kind, name, digest, _now()),
+            ).lastrowid
+            assert import_id is not None
+            result.import_id = import_id
+            handler = handler_cls(ImportContext(conn, import_id, dialect, name, today))
+            _read_rows(conn, handler, path, dialect, result, strict, progress)
+            conn.execute(
+                "UPDATE imports SET finished_at = ?, rows = ?, inserted = ?, duplicates = ?, "
+                "rejected = ? WHERE import_id = ?",
+                (_now(), result.rows, result.inserted, result.duplicates, result.rejected,
+                 import_id),
+            )  # fmt: skip
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        result.import_id = None
+    return result
+
+
+def _read_rows(
+    conn: sqlite3.Connection,
+    handler: KindHandler,
+    path: Path,
+    dialect: Dialect,
+    result: ImportResult,
+    strict: bool,
+    progress: bool,
+) -> None:
+    name = result.file
+    fmt = CellFormat(dialect.decimal, dialect.date_format, dialect.currency)
+    rejects: list[tuple[Any, ...]] = []
+
+    def flush_rejects() -> None:
+        conn.executemany(
+            "INSERT INTO rejects (import_id, file, line, field, reason, raw) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rejects,
+        )
+        rejects.clear()
+
+    with CsvReader(path, dialect) as reader:
+        header = reader.read_header()
+        index = resolve_header(header, handler.columns, handler.required, dialect.columns, name)
+        names = {i: std for std, i in index.items()}
+        width = len(header)
+        with _progress(progress, reader) as tick:
+            for raw in reader.rows():
+                result.rows += 1
+                try:
+                    record = handler.parse(_cells(raw, width, index, names, header, fmt))
+                    if handler.accept(record, raw.line):
+                        result.inserted += 1
+                    else:
+                        result.duplicates += 1
+                except RowRejected as rej:
+                    result.rejected += 1
+                    if strict:
+                        raise StrictImportError(
+                            f"{rej.reason} (--strict: nothing was imported from this file)",
+                            file=name,
+                            line=raw.line,
+                            field=rej.field,
+                        ) from None
+                    rejects.append((result.import_id, name, raw.line, rej.field, rej.reason,
+                                    raw.raw[:MAX_RAW]))  # fmt: skip
+                    if len(result.sample) < SAMPLE:
+                        result.sample.append(_reject_json(rejects[-1]))
+                    if len(rejects) >= REJECT_BATCH:
+                        flush_rejects()
+                if result.rows % 1000 == 0:
+                    tick()
+        handler.flush()
+        flush_rejects()
+
+
+def _cells(
+    raw: RawRow,
+    width: int,
+    index: dict[str, int],
+    names: dict[int, str],
+    header: list[str],
+    fmt: CellFormat,
+) -> Cells:
+    """Row-shape checks every kind shares, then the typed view of the row."""
+    if raw.fields is None:
+        raise RowRejected(None, raw.error or "unreadable row")
+    if len(raw.fields) != width:
+        raise RowRejected(None, f"the row has {len(raw.fields)} fields, the header has {width}")
+    for i, value in enumerate(raw.fields):
+        if len(value) > MAX_FIELD:
+            raise RowRejected(
+                names.get(i, header[i] or None), f"longer than {MAX_FIELD} characters"
+            )
+    return Cells(index, raw.fields, fmt)
+
+
+@contextmanager
+def _progress(enabled: bool, reader: CsvReader) -> Iterator[Callable[[], None]]:
+    """A Rich progress bar on stderr by bytes read (only when asked: a terminal)."""
+    if not enabled or reader.size == 0:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=sys.stderr),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(reader.path.name, total=reader.size)
+        yield lambda: bar.update(task, completed=reader.bytes_read)
+        bar.update(task, completed=reader.size)
+
+
+def _reject_json(row: tuple[Any, ...] | sqlite3.Row) -> dict[str, Any]:
+    keys = ("import_id", "file", "line", "field", "reason", "raw")
+    return dict(zip(keys, tuple(row), strict=True))
+
+
+def list_imports(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every import so far, oldest first."""
+    rows = conn.execute(
+        "SELECT import_id, kind, file, status, started_at, finished_at, rows, inserted, "
+        "duplicates, rejected, undone_on FROM imports ORDER BY import_id"
+    ).fetchall()
+    return [dict(row) for row in rows]
+
+
+def list_rejects(conn: sqlite3.Connection, import_id: int | None = None) -> list[dict[str, Any]]:
+    """Rejected rows (of one import, or all), in file and line order."""
+    if import_id is not None:
+        _get_import(conn, import_id)
+        cursor = conn.execute(
+            "SELECT import_id, file, line, field, reason, raw FROM rejects "
+            "WHERE import_id = ? ORDER BY reject_id",
+            (import_id,),
+        )
+    else:
+        cursor = conn.execute(
+            "SELECT import_id, file, line, field, reason, raw FROM rejects "
+            "ORDER BY import_id, reject_id"
+        )
+    return [_reject_json(row) for row in cursor]
+
+
+def _get_import(conn: sqlite3.Connection, import_id: int) -> sqlite3.Row:
+    row = conn.execute(
+        "SELECT import_id, kind, file, status, undone_on FROM imports WHERE import_id = ?",
+        (import_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"unknown import {import_id}; see `loyalty import list`")
+    return row
+
+
+def undo_import(conn: sqlite3.Connection, import_id: int, on: dt.date) -> UndoResult:
+    """Mark an import's rows undone and post `reversal` entries dated `on` for
+    the points they earned; one transaction. Undoing twice is a ConflictError."""
+    with db.transaction(conn):
+        row = _get_import(conn, import_id)
+        if row["status"] == "undone":
+            raise ConflictError(f"import {import_id} was already undone on {row['undone_on']}")
+        handler = get_kind(row["kind"])
+        count = handler.undo(conn, import_id, on, f"import {import_id} undone")
+        conn.execute(
+            "UPDATE imports SET status = 'undone', undone_on = ? WHERE import_id = ?",
+            (on.isoformat(), import_id),
+        )
+    return UndoResult(import_id, row["kind"], row["file"], count, on)
