@@ -1,9 +1,201 @@
-"""Commands of this group (registered on the root app by `register`)."""
+"""`loyalty program validate | apply | show | versions | schema`."""
 
 from __future__ import annotations
 
+import csv
+import io
+import sys
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from loyalty_cli import program as programs
+from loyalty_cli.cli.common import FormatOpt, OutputFormat, echo_json, get_conn, parse_date, today
+from loyalty_cli.errors import ProgramError
+
+group = typer.Typer(
+    help="Define the loyalty program: validate and apply its YAML, show versions.\n\n"
+    "Example: loyalty program apply programs/boutique.yaml",
+    no_args_is_help=True,
+)
+
+FileArg = Annotated[str, typer.Argument(help="The program YAML file.", metavar="FILE")]
+
+
+@group.command("validate")
+def validate(file: FileArg) -> None:
+    """Check a program file without applying it; lists every error with its line.
+
+    Example: loyalty program validate programs/boutique.yaml
+    """
+    try:
+        prog = programs.load_program(file)
+    except ProgramError as exc:
+        errors = getattr(exc, "errors", None) or [exc]
+        typer.echo(f"Error: {errors[0]}", err=True)
+        for err in errors[1:]:
+            typer.echo(str(err), err=True)
+        raise typer.Exit(exc.exit_code) from None
+    typer.echo(f"ok: {file} is a valid program ({prog.program})")
+
+
+@group.command("apply")
+def apply(
+    ctx: typer.Context,
+    file: FileArg,
+    effective: Annotated[
+        str | None,
+        typer.Option(
+            "--effective",
+            help="Date the version takes effect (YYYY-MM-DD); default the file's "
+            "effective_from, else the start of history for the first version and today "
+            "for later ones.",
+        ),
+    ] = None,
+) -> None:
+    """Store the program as a new version (the same file again changes nothing).
+
+    Purchases are scored by the version in force on their date; posted points
+    are never rewritten.
+
+    Example: loyalty program apply programs/boutique.yaml --effective 2026-07-01
+    """
+    when = parse_date(effective)
+    version = programs.apply_program(get_conn(ctx), file, effective=when, today=today())
+    what = "applied" if version.created else "unchanged: already applied as"
+    typer.echo(
+        f"{what} program version {version.version} ({version.name}), "
+        f"effective {_effective(version)}"
+    )
+
+
+@group.command("show")
+def show(
+    ctx: typer.Context,
+    fmt: FormatOpt = OutputFormat.table,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Show the version in force on this date.")
+    ] = None,
+) -> None:
+    """Show the program version in force (today, or on --as-of) and its YAML.
+
+    Example: loyalty program show --format json
+    """
+    version = programs.require_program(get_conn(ctx), parse_date(as_of) or today())
+    if fmt == OutputFormat.json:
+        echo_json(
+            {
+                "version": version.version,
+                "name": version.name,
+                "effective_from": version.effective_from.isoformat(),
+                "sha256": version.sha256,
+                "applied_at": version.applied_at,
+                "source_file": version.source_file,
+                "program": version.program.model_dump(mode="json", by_alias=True),
+            }
+        )
+    elif fmt == OutputFormat.csv:
+        _csv([_row(version)])
+    else:
+        typer.echo(f"Program:   {version.name}")
+        typer.echo(f"Version:   {version.version}")
+        typer.echo(f"Effective: {_effective(version)}")
+        typer.echo(f"Applied:   {version.applied_at} from {version.source_file}")
+        typer.echo(f"SHA-256:   {version.sha256}")
+        typer.echo("")
+        typer.echo(version.yaml.rstrip("\n"))
+
+
+@group.command("versions")
+def versions(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
+    """List every applied program version; in_force marks the one in force today.
+
+    Example: loyalty program versions --format csv
+    """
+    conn = get_conn(ctx)
+    rows = [_row(v) for v in programs.list_versions(conn)]
+    current = programs.current_version(conn, today())
+    for row in rows:
+        row["in_force"] = current is not None and row["version"] == current.version
+    if fmt == OutputFormat.json:
+        echo_json(rows)
+    elif fmt == OutputFormat.csv:
+        _csv(rows)
+    else:
+        table = Table(title="Program versions")
+        # The table is for reading: applied date only, no hash (csv/json carry everything).
+        for col in ("version", "name", "effective from", "applied", "source file", "in force"):
+            table.add_column(col, justify="right" if col == "version" else "left")
+        for row in rows:
+            table.add_row(
+                str(row["version"]),
+                row["name"],
+                row["effective_from"],
+                row["applied_at"][:10],
+                row["source_file"] or "",
+                "yes" if row["in_force"] else "",
+            )
+        Console(file=sys.stdout).print(table)
+
+
+@group.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of the program YAML (for editors).
+
+    Example: loyalty program schema > program.schema.json
+    """
+    echo_json(programs.program_schema())
+
+
+def _effective(version: programs.ProgramVersion) -> str:
+    if version.effective_from == programs.FIRST_DAY:
+        return f"{version.effective_from.isoformat()} (from the start of history)"
+    return version.effective_from.isoformat()
+
+
+def _row(version: programs.ProgramVersion) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "name": version.name,
+        "effective_from": version.effective_from.isoformat(),
+        "applied_at": version.applied_at,
+        "source_file": version.source_file,
+        "sha256": version.sha256,
+    }
+
+
+def _csv(rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    fields = list(rows[0]) if rows else list(_CSV_HEADER)
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    typer.echo(buf.getvalue(), nl=False)
+
+
+_CSV_HEADER = (
+    "version",
+    "name",
+    "effective_from",
+    "applied_at",
+    "source_file",
+    "sha256",
+    "in_force",
+)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    # Spreadsheet formula neutralisation for text cells (a program name is user text).
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the `program` group to the root app."""
+    app.add_typer(group, name="program")
