@@ -1,0 +1,44 @@
+from pathlib import Path
+
+from loyalty_cli.program import load_program, parse_program
+from loyalty_cli.program_diff import diff_programs
+
+BOUTIQUE = Path(__file__).parents[1] / "programs" / "boutique.yaml"
+
+
+def test_same_program_has_no_changes():
+    program = load_program(BOUTIQUE)
+    assert diff_programs(program, program) == []
+
+
+def test_changes_are_named_in_words_and_lists_match_by_id():
+    old = load_program(BOUTIQUE)
+    text = BOUTIQUE.read_text()
+    text = text.replace("per_currency_unit: 1 ", "per_currency_unit: 2 ")
+    text = text.replace(
+        "{id: coffee, name: Free coffee, cost: 100,", "{id: coffee, name: Free coffee, cost: 120,"
+    )
+    text = text.replace("  - {id: big-basket, when: {min_amount: 100.00}, bonus: 50}\n", "")
+    text = text.replace("min: 1000,", "min: 1500,")
+    text = text.replace(
+        "rules:",
+        "rules:\n  - {id: june-pastry, when: {category: pastry, date_from: 2026-06-01,"
+        " date_to: 2026-06-30}, multiplier: 2}",
+    )
+    new = parse_program(text)
+    assert diff_programs(old, new) == [
+        "earn.per_currency_unit: 1 -> 2",
+        "rule 'june-pastry' added: when category [pastry], date_from 2026-06-01, "
+        "date_to 2026-06-30, multiplier 2",
+        "rule 'big-basket' removed (was when min_amount 100.00, bonus 50)",
+        "tier level 'gold' changed: min: 1000 -> 1500",
+        "reward 'coffee' changed: cost: 100 -> 120",
+    ]
+
+
+def test_effective_date_alone_is_not_a_change():
+    old = load_program(BOUTIQUE)
+    new = parse_program(
+        BOUTIQUE.read_text().replace("effective_from: 2026-01-01", "effective_from: 2027-01-01")
+    )
+    assert diff_programs(old, new) == []
