@@ -1,0 +1,126 @@
+"""What every counter operation needs: the program in force, customers, tiers.
+
+The program module is imported lazily so this package can be imported (and
+`customer show` can call it) before any program is applied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from loyalty_cli.errors import NoProgramError, NotFoundError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from loyalty_cli.program import Program, ProgramVersion, Reward
+
+
+def version_on(conn: sqlite3.Connection, on: dt.date) -> ProgramVersion:
+    """The program version in force on a date (NoProgramError when none)."""
+    from loyalty_cli.program import require_program
+
+    return require_program(conn, on=on)
+
+
+def version_or_none(conn: sqlite3.Connection, on: dt.date) -> ProgramVersion | None:
+    try:
+        return version_on(conn, on)
+    except NoProgramError:
+        return None
+
+
+def customer_exists(conn: sqlite3.Connection, customer_id: str) -> bool:
+    """Known = in the customers table, or seen on a receipt, a claim or the ledger."""
+    row = conn.execute(
+        """
+        SELECT EXISTS (SELECT 1 FROM customers WHERE customer_id = :c)
+            OR EXISTS (SELECT 1 FROM ledger WHERE customer_id = :c)
+            OR EXISTS (SELECT 1 FROM purchases WHERE customer_id = :c AND undone = 0)
+            OR EXISTS (SELECT 1 FROM claims WHERE customer_id = :c)
+        """,
+        {"c": customer_id},
+    ).fetchone()
+    return bool(row[0])
+
+
+def require_customer(conn: sqlite3.Connection, customer_id: str) -> None:
+    if not customer_exists(conn, customer_id):
+        raise NotFoundError(f"unknown customer {customer_id}")
+
+
+def find_reward(program: Program, reward_id: str) -> Reward:
+    reward = program.reward(reward_id)
+    if reward is None:
+        known = ", ".join(r.id for r in program.rewards) or "none"
+        raise NotFoundError(f"unknown reward '{reward_id}'; rewards are {known}")
+    return reward
+
+
+def reward_label(reward: Reward) -> str:
+    """The reward's name as it reads mid-sentence ("Free coffee" -> "free coffee")."""
+    name = reward.name
+    if len(name) > 1 and name[0].isupper() and name[1].islower():
+        return name[0].lower() + name[1:]
+    return name
+
+
+def tiers_on(
+    conn: sqlite3.Connection, customer_ids: Iterable[str] | None, on: dt.date
+) -> dict[str, str]:
+    """Each customer's tier id on a date, from the engine's tier_history.
+
+    Customers without a history row are absent (see `effective_tier`).
+    """
+    sql = """
+        SELECT customer_id, tier FROM tier_history h
+        WHERE date = (SELECT MAX(date) FROM tier_history
+                      WHERE customer_id = h.customer_id AND date <= :on)
+    """
+    args: dict[str, Any] = {"on": on.isoformat()}
+    if customer_ids is None:
+        return {c: t for c, t in conn.execute(sql, args)}
+    out: dict[str, str] = {}
+    ids = sorted(set(customer_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join(f":c{i}" for i in range(len(chunk)))
+        chunk_args = dict(args, **{f"c{i}": c for i, c in enumerate(chunk)})
+        rows = conn.execute(sql + f" AND customer_id IN ({marks})", chunk_args)
+        out.update({c: t for c, t in rows})
+    return out
+
+
+def tier_on(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> str | None:
+    """The engine's tier function when present, else the tier_history table."""
+    try:
+        from loyalty_cli.engine.tiers import tier_on as engine_tier_on
+    except ImportError:
+        return tiers_on(conn, [customer_id], on).get(customer_id)
+    return engine_tier_on(conn, customer_id, on)
+
+
+def effective_tier(program: Program, tier: str | None) -> str | None:
+    """A customer with no tier history sits on the lowest level when its min is 0."""
+    if tier is not None or program.tiers is None:
+        return tier
+    lowest = program.tiers.levels[0]
+    return lowest.id if lowest.min == 0 else None
+
+
+def tier_rank(program: Program, tier: str | None) -> int:
+    """Position of a level in the program's order; -1 for no tier or an unknown id."""
+    if tier is None or program.tiers is None:
+        return -1
+    for i, level in enumerate(program.tiers.levels):
+        if level.id == tier:
+            return i
+    return -1
+
+
+def tier_label(program: Program, tier: str | None) -> str:
+    if tier is None:
+        return "not in any tier"
+    level = program.level(tier)
+    return level.label if level else tier

@@ -1,0 +1,102 @@
+"""Eligibility: active dates, tier, limit, points, vouchers; bulk listing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from loyalty_cli import db
+from loyalty_cli.rewards import (
+    eligible_reward_ids,
+    period_bounds,
+    rewards_eligible,
+    vouchers_of,
+)
+from test_rewards_support import D, apply, earn, set_tier, voucher
+
+
+def test_points_decide_between_nothing_and_coffee(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 99, D)
+    assert eligible_reward_ids(conn, "C1", D) == []
+    earn(conn, "C1", 1, D)
+    assert eligible_reward_ids(conn, "C1", D) == ["coffee"]
+
+
+def test_tier_gates_the_silver_reward(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 600, D - dt.timedelta(days=5))
+    assert eligible_reward_ids(conn, "C1", D) == ["coffee"]
+    set_tier(conn, "C1", "silver", D)
+    assert eligible_reward_ids(conn, "C1", D) == ["coffee", "ten-off"]
+    # Not before the tier was reached, and not outside the active dates.
+    assert eligible_reward_ids(conn, "C1", D - dt.timedelta(days=1)) == ["coffee"]
+
+
+def test_inactive_after_the_end_date(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 600, D)
+    set_tier(conn, "C1", "gold", D)
+    assert eligible_reward_ids(conn, "C1", dt.date(2027, 1, 1)) == ["coffee"]
+    assert eligible_reward_ids(conn, "C1", dt.date(2026, 12, 31)) == ["coffee", "ten-off"]
+
+
+def test_limit_counts_redemptions_in_the_same_month(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 2000, D)
+    set_tier(conn, "C1", "silver", D)
+    with db.transaction(conn):
+        conn.execute(
+            "INSERT INTO redemptions (redemption_id, customer_id, reward_id, date, points, "
+            "value, created_at) VALUES ('X1', 'C1', 'ten-off', '2026-03-01', 500, 1000, 'now')"
+        )
+    assert "ten-off" not in eligible_reward_ids(conn, "C1", D)
+    assert "ten-off" in eligible_reward_ids(conn, "C1", dt.date(2026, 4, 1))
+    with db.transaction(conn):
+        conn.execute("UPDATE redemptions SET status = 'cancelled' WHERE redemption_id = 'X1'")
+    assert "ten-off" in eligible_reward_ids(conn, "C1", D)
+
+
+def test_period_bounds():
+    assert period_bounds("day", D) == (D, D)
+    # 2026-03-10 is a Tuesday: ISO week Monday 9th .. Sunday 15th.
+    assert period_bounds("week", D) == (dt.date(2026, 3, 9), dt.date(2026, 3, 15))
+    assert period_bounds("month", dt.date(2026, 2, 14)) == (
+        dt.date(2026, 2, 1),
+        dt.date(2026, 2, 28),
+    )
+    assert period_bounds("week", dt.date(2027, 1, 1)) == (
+        dt.date(2026, 12, 28),
+        dt.date(2027, 1, 3),
+    )
+    assert period_bounds("year", D) == (dt.date(2026, 1, 1), dt.date(2026, 12, 31))
+
+
+def test_punch_card_needs_an_open_unexpired_voucher(conn, tmp_path):
+    apply(conn, tmp_path)
+    voucher(conn, "V1", "C1", D, expires_on=D + dt.timedelta(days=30))
+    assert eligible_reward_ids(conn, "C1", D) == ["tenth-coffee"]
+    assert eligible_reward_ids(conn, "C1", D + dt.timedelta(days=30)) == []
+    assert vouchers_of(conn, "C1", D + dt.timedelta(days=30)) == [
+        {"voucher_id": "V1", "reward_id": "tenth-coffee", "issued": "2026-03-10",
+         "status": "expired"}
+    ]  # fmt: skip
+    assert vouchers_of(conn, "C1", D)[0]["status"] == "open"
+    assert vouchers_of(conn, "C1", D - dt.timedelta(days=1)) == []
+
+
+def test_rewards_eligible_for_everyone_in_one_listing(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 150, D)
+    earn(conn, "C2", 50, D)
+    earn(conn, "C3", 700, D)
+    set_tier(conn, "C3", "silver", D)
+    voucher(conn, "V1", "C2", D)
+    assert rewards_eligible(conn, as_of=D) == [
+        {"customer_id": "C1", "reward_id": "coffee", "cost": 100, "available": 150},
+        {"customer_id": "C2", "reward_id": "tenth-coffee", "cost": 0, "available": 50},
+        {"customer_id": "C3", "reward_id": "coffee", "cost": 100, "available": 700},
+        {"customer_id": "C3", "reward_id": "ten-off", "cost": 500, "available": 700},
+    ]
+    assert rewards_eligible(conn, "C1", D) == [
+        {"customer_id": "C1", "reward_id": "coffee", "cost": 100, "available": 150}
+    ]
