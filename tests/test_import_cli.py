@@ -1,0 +1,133 @@
+"""`loyalty import ...` through the CLI: output shapes, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+
+HEAD = "transaction_id,customer_id,date,amount\n"
+
+
+def test_import_json_and_exit_3_on_rejects(cli, write):
+    p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00\nT2,C1,2026-13-01,1.00\n")
+    result = cli("import", "purchases", p, "--format", "json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout) == [
+        {
+            "import_id": 1, "file": str(p), "rows": 2, "inserted": 1, "duplicates": 0,
+            "rejected": 1, "skipped_file": False,
+        }
+    ]  # fmt: skip
+    assert result.stderr == (
+        f"Warning: 1 row rejected in {p}; see `loyalty import rejects --import 1`\n"
+    )
+    rej = cli("import", "rejects", "--import", "1", "--format", "json")
+    assert rej.exit_code == 0
+    assert json.loads(rej.stdout) == [
+        {
+            "import_id": 1, "file": str(p), "line": 3, "field": "date",
+            "reason": "'2026-13-01' is not a date in the format %Y-%m-%d",
+            "raw": "T2,C1,2026-13-01,1.00",
+        }
+    ]  # fmt: skip
+
+
+def test_quiet_prints_nothing_and_second_run_skips(cli, write):
+    p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00\n")
+    first = cli("import", "purchases", p, "--quiet")
+    assert (first.exit_code, first.stdout, first.stderr) == (0, "", "")
+    again = cli("import", "purchases", p)
+    assert again.exit_code == 0
+    assert again.stdout == f"{p}: skipped, already imported (import 1)\n"
+
+
+def test_table_line_per_file(cli, write):
+    a = write("a.csv", HEAD + "T1,C1,2026-01-05,1.00\n")
+    b = write("b.csv", HEAD + "T1,C1,2026-01-05,1.00\nT2,,2026-01-05,2.00\n")
+    result = cli("import", "purchases", a, b)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        f"{a}: 1 row, 1 inserted, 0 duplicates, 0 rejected (import 1)",
+        f"{b}: 2 rows, 1 inserted, 1 duplicate, 0 rejected (import 2)",
+    ]
+
+
+def test_missing_column_exit_2(cli, write):
+    p = write("p.csv", "transaction_id,customer_id,date,Summa €\nT1,C1,2026-01-05,1\n")
+    result = cli("import", "purchases", p)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {p}:1: column 'amount' not found; the file has 'transaction_id', "
+        "'customer_id', 'date', 'Summa €'; map it with csv.columns.amount or "
+        "--columns amount=...\n"
+    )
+    mapped = cli("import", "purchases", p, "--columns", "amount=Summa €")
+    assert mapped.exit_code == 0, mapped.stderr
+
+
+def test_strict_exit_1_and_nothing_written(cli, write):
+    p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00\nT2,,2026-01-05,abc\n")
+    result = cli("import", "purchases", p, "--strict")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {p}:3: amount: not an amount: 'abc' is not a number "
+        "(--strict: nothing was imported from this file)\n"
+    )
+    listed = cli("import", "list", "--format", "json")
+    assert json.loads(listed.stdout) == []
+
+
+def test_dry_run_shows_rejects_on_stderr(cli, write):
+    p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00\nT2,,2026-01-05,abc\n")
+    result = cli("import", "purchases", p, "--dry-run")
+    assert result.exit_code == 3
+    assert result.stdout == (
+        f"{p}: dry run: 2 rows, 1 to insert, 0 duplicates, 1 rejected (nothing written)\n"
+    )
+    assert f"{p}:3: amount: not an amount: 'abc' is not a number" in result.stderr
+    assert json.loads(cli("import", "list", "--format", "json").stdout) == []
+
+
+def test_finnish_flags(cli, tmp_path):
+    p = tmp_path / "fi.csv"
+    p.write_bytes("\ufeffKuitti;Asiakas;Pvm;Summa\r\nK1;A1;31.01.2026;1 234,50\r\n".encode())
+    result = cli(
+        "import", "purchases", p, "--decimal", ",", "--date-format", "%d.%m.%Y",
+        "--columns", "transaction_id=Kuitti,customer_id=Asiakas,date=Pvm,amount=Summa",
+        "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)[0]["inserted"] == 1
+
+
+def test_bad_columns_flag_is_usage_error(cli, write):
+    p = write("p.csv", HEAD)
+    result = cli("import", "purchases", p, "--columns", "amount")
+    assert result.exit_code == 2
+    assert "--columns: 'amount' is not STANDARD=HEADER" in result.stderr
+
+
+def test_undo_list_and_undo_twice(cli, write):
+    p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00\n")
+    cli("import", "purchases", p)
+    undo = cli("import", "undo", "1", "--date", "2026-02-01")
+    assert undo.exit_code == 0
+    assert undo.stdout == (
+        f"Import 1 (purchases, {p}) undone on 2026-02-01: 1 row marked undone, their points reversed.\n"
+    )
+    twice = cli("import", "undo", "1")
+    assert twice.exit_code == 1
+    assert twice.stderr == "Error: import 1 was already undone on 2026-02-01\n"
+    listed = json.loads(cli("import", "list", "--format", "json").stdout)
+    assert [(i["import_id"], i["status"], i["undone_on"]) for i in listed] == [
+        (1, "undone", "2026-02-01")
+    ]
+    unknown = cli("import", "rejects", "--import", "9")
+    assert unknown.exit_code == 1
+    assert "unknown import 9" in unknown.stderr
+
+
+def test_help_has_examples(cli):
+    for args in (["purchases"], ["customers"], ["events"], ["list"], ["rejects"], ["undo"]):
+        result = cli("import", *args, "--help")
+        assert result.exit_code == 0
+        assert "Example: loyalty import" in result.stdout
