@@ -112,7 +112,8 @@ def test_undo_list_and_undo_twice(cli, write):
     undo = cli("import", "undo", "1", "--date", "2026-02-01")
     assert undo.exit_code == 0
     assert undo.stdout == (
-        f"Import 1 (purchases, {p}) undone on 2026-02-01: 1 row marked undone, their points reversed.\n"
+        f"Import 1 (purchases, {p}) undone on 2026-02-01: 1 row marked undone, "
+        "their points reversed.\n"
     )
     twice = cli("import", "undo", "1")
     assert twice.exit_code == 1

@@ -236,7 +236,8 @@ def undo_command(
     else:
         typer.echo(
             f"Import {result.import_id} ({result.kind}, {result.file}) undone on "
-            f"{result.undone_on.isoformat()}: {_rows(result.rows)} marked undone, their points reversed."
+            f"{result.undone_on.isoformat()}: {_rows(result.rows)} marked undone, "
+            "their points reversed."
         )
 
 
