@@ -158,6 +158,7 @@ CREATE TABLE redemptions (
     status        TEXT NOT NULL DEFAULT 'active',
     ref           TEXT UNIQUE,
     code          TEXT,
+    balance_after INTEGER,
     voucher_id    TEXT,
     partner       TEXT,
     import_id     INTEGER,
