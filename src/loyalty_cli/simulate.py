@@ -1,0 +1,253 @@
+"""`loyalty simulate`: replay the stored history under a proposed program.
+
+The real database is only read. Its content is copied (SQLite backup API) into
+a scratch database in memory; there everything the engine derived (ledger,
+scored receipts, tiers, vouchers, redemptions) is cleared, the proposed program
+becomes the only version, and the history is posted again: purchases and
+events by `run`, and the redemptions, cancellations and manual adjustments as
+they happened, each on its own date. A redemption the proposed program cannot
+afford (points, tier, limit, reward gone) is skipped and counted.
+
+"Current" is the real ledger as it stands; "proposed" is the replay; both are
+measured by the same KPI queries over [from, to].
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from loyalty_cli import db
+from loyalty_cli.errors import LoyaltyError
+from loyalty_cli.program import FIRST_DAY, Program, parse_program, read_program_file
+
+# KPI keys compared side by side (points are ints, money decimal strings).
+POINT_KEYS = (
+    "points_issued",
+    "points_redeemed",
+    "points_expired",
+    "points_clawed_back",
+    "outstanding_points",
+)
+MONEY_KEYS = ("liability", "reward_cost")
+RATE_KEYS = ("redemption_rate", "reward_cost_share")
+
+# Input the shop gave us; every other table is derived by the engine or the
+# counter and starts empty in the replay.
+_INPUT = {"imports", "rejects", "customers", "purchases", "claims", "events", "program_versions"}
+
+
+@dataclass(frozen=True)
+class _Action:
+    date: dt.date
+    order: int
+    kind: str  # redeem | cancel | adjust | balance
+    row: dict[str, Any]
+
+
+def simulate(
+    conn: sqlite3.Connection,
+    proposed: str | Path,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+) -> dict[str, Any]:
+    """Side by side KPIs of the real ledger and of a replay under the program file."""
+    yaml_text, raw = read_program_file(proposed)
+    program = parse_program(yaml_text, source=str(proposed))
+    horizon = _horizon(conn)
+    if horizon is None:
+        raise LoyaltyError("nothing to simulate: no purchases imported yet")
+    first_day, last_run = horizon
+    date_from = date_from or first_day
+    date_to = date_to or last_run
+    if date_from > date_to:
+        raise LoyaltyError(f"--from {date_from} is after --to {date_to}")
+
+    scratch = _scratch_copy(conn)
+    try:
+        actions = _history_actions(conn)
+        _reset(scratch, program, yaml_text, hashlib.sha256(raw).hexdigest())
+        skipped = _replay(scratch, actions, last_run)
+        current = _measure(conn, date_from, date_to)
+        simulated = _measure(scratch, date_from, date_to)
+        movers = _balance_changes(conn, scratch, date_to)
+    finally:
+        scratch.close()
+    return {
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+        "current": current,
+        "proposed": simulated,
+        "delta": _delta(current, simulated),
+        "redemptions_skipped": skipped,
+        "top_changes": movers,
+    }
+
+
+def _horizon(conn: sqlite3.Connection) -> tuple[dt.date, dt.date] | None:
+    """(first purchase day, the as-of of the last real run, else last purchase day)."""
+    row = conn.execute("SELECT MIN(date), MAX(date) FROM purchases WHERE undone = 0").fetchone()
+    if row[0] is None:
+        return None
+    last_run = conn.execute("SELECT MAX(as_of) FROM runs").fetchone()[0]
+    return dt.date.fromisoformat(row[0]), dt.date.fromisoformat(last_run or row[1])
+
+
+def _scratch_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
+    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    conn.backup(scratch)
+    scratch.row_factory = sqlite3.Row
+    return scratch
+
+
+def _history_actions(conn: sqlite3.Connection) -> list[_Action]:
+    """What happened at the counter, in the order it happened."""
+    actions: list[_Action] = []
+    for r in conn.execute("SELECT * FROM redemptions ORDER BY created_at, redemption_id"):
+        row = dict(r)
+        actions.append(_Action(dt.date.fromisoformat(row["date"]), len(actions), "redeem", row))
+        if row["status"] == "cancelled" and row["cancelled_on"]:
+            on = dt.date.fromisoformat(row["cancelled_on"])
+            actions.append(_Action(on, len(actions), "cancel", row))
+    for r in conn.execute("SELECT * FROM ledger WHERE kind = 'adjust' ORDER BY entry_id"):
+        row = dict(r)
+        kind = "adjust" if row["source_type"] == "adjustment" else "balance"
+        actions.append(_Action(dt.date.fromisoformat(row["date"]), len(actions), kind, row))
+    return sorted(actions, key=lambda a: (a.date, a.order))
+
+
+def _reset(scratch: sqlite3.Connection, program: Program, yaml_text: str, sha: str) -> None:
+    """Clear what the engine derived and make `program` the only version."""
+    tables = [
+        row[0]
+        for row in scratch.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    with db.transaction(scratch):
+        for table in tables:
+            if table not in _INPUT:
+                scratch.execute(f'DELETE FROM "{table}"')
+        scratch.execute("DELETE FROM program_versions")
+        scratch.execute(
+            "INSERT INTO program_versions (version, name, effective_from, applied_at, "
+            "source_file, sha256, yaml) VALUES (1, ?, ?, ?, 'simulate', ?, ?)",
+            (
+                program.name,
+                FIRST_DAY.isoformat(),
+                dt.datetime.now(dt.UTC).isoformat(),
+                sha,
+                yaml_text,
+            ),
+        )
+
+
+def _replay(scratch: sqlite3.Connection, actions: list[_Action], until: dt.date) -> int:
+    """Post the history again; returns how many redemptions could not be made."""
+    from loyalty_cli import ledger, rewards
+    from loyalty_cli.engine.run import run
+
+    skipped = 0
+    made: set[str] = set()
+    for action in actions:
+        if action.date > until:
+            break
+        run(scratch, action.date)
+        row = action.row
+        if action.kind == "redeem":
+            try:
+                rewards.redeem(
+                    scratch,
+                    row["customer_id"],
+                    row["reward_id"],
+                    action.date,
+                    redemption_id=row["redemption_id"],
+                )
+                made.add(row["redemption_id"])
+            except LoyaltyError:
+                skipped += 1
+        elif action.kind == "cancel":
+            if row["redemption_id"] in made:
+                rewards.cancel_redemption(scratch, row["redemption_id"], action.date)
+        else:
+            with db.transaction(scratch):
+                ledger.post(scratch, [_repost(row)])
+    run(scratch, until)
+    return skipped
+
+
+def _repost(row: dict[str, Any]) -> Any:
+    from loyalty_cli.ledger import NewEntry
+
+    def day(value: str | None) -> dt.date | None:
+        return dt.date.fromisoformat(value) if value else None
+
+    return NewEntry(
+        date=dt.date.fromisoformat(row["date"]),
+        customer_id=row["customer_id"],
+        kind=row["kind"],
+        points=row["points"],
+        value=row["value"],
+        source_type=row["source_type"],
+        source_id=row["source_id"],
+        rule_id=row["rule_id"],
+        program_version=1,
+        available_on=day(row["available_on"]),
+        expires_on=day(row["expires_on"]),
+        note=row["note"],
+    )
+
+
+def _measure(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) -> dict[str, Any]:
+    from loyalty_cli import reports
+
+    kpi = reports.kpi(conn, date_from, date_to)
+    out: dict[str, Any] = {key: kpi[key] for key in (*POINT_KEYS, *MONEY_KEYS, *RATE_KEYS)}
+    out["tiers"] = {
+        row["tier"]: row["customers"] for row in reports.tier_distribution(conn, date_to)
+    }
+    out["vouchers_issued"] = conn.execute(
+        "SELECT COUNT(*) FROM vouchers WHERE issued BETWEEN ? AND ?",
+        (date_from.isoformat(), date_to.isoformat()),
+    ).fetchone()[0]
+    return out
+
+
+def _delta(current: dict[str, Any], proposed: dict[str, Any]) -> dict[str, Any]:
+    delta: dict[str, Any] = {}
+    for key in (*POINT_KEYS, "vouchers_issued"):
+        delta[key] = proposed[key] - current[key]
+    for key in MONEY_KEYS:
+        delta[key] = f"{Decimal(proposed[key]) - Decimal(current[key]):.2f}"
+    for key in RATE_KEYS:
+        a, b = current[key], proposed[key]
+        delta[key] = None if a is None or b is None else round(b - a, 4)
+    tiers = sorted(set(current["tiers"]) | set(proposed["tiers"]))
+    delta["tiers"] = {t: proposed["tiers"].get(t, 0) - current["tiers"].get(t, 0) for t in tiers}
+    return delta
+
+
+def _balance_changes(
+    real: sqlite3.Connection, scratch: sqlite3.Connection, on: dt.date, top: int = 10
+) -> list[dict[str, Any]]:
+    """The customers whose balance on `on` differs most between the two ledgers."""
+    sql = "SELECT customer_id, SUM(points) FROM ledger WHERE date <= ? GROUP BY customer_id"
+    before = dict(real.execute(sql, (on.isoformat(),)).fetchall())
+    after = dict(scratch.execute(sql, (on.isoformat(),)).fetchall())
+    rows = [
+        {
+            "customer_id": cid,
+            "current": before.get(cid, 0),
+            "proposed": after.get(cid, 0),
+            "change": after.get(cid, 0) - before.get(cid, 0),
+        }
+        for cid in set(before) | set(after)
+    ]
+    rows = [r for r in rows if r["change"]]
+    rows.sort(key=lambda r: (-abs(r["change"]), r["customer_id"]))
+    return rows[:top]
