@@ -115,11 +115,24 @@ def _construct_decimal(loader: yaml.SafeLoader, node: ScalarNode) -> Decimal:
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 
 
+def _construct_timestamp(loader: yaml.SafeLoader, node: ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError as exc:  # 2026-13-01 looks like a date but is none
+        raise yaml.constructor.ConstructorError(
+            None, None, f"'{node.value}' is not a valid date ({exc})", node.start_mark
+        ) from exc
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
 class _TreeError(Exception):
-    def __init__(self, message: str, node: Node) -> None:
+    def __init__(self, message: str, node: Node, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.node = node
+        self.field = field
 
 
 def _check_tree(root: Node) -> None:
@@ -127,32 +140,37 @@ def _check_tree(root: Node) -> None:
     sizes: dict[int, int] = {}
     active: set[int] = set()
 
-    def size(node: Node) -> int:
+    def size(node: Node, path: str) -> int:
         key = id(node)
         if key in sizes:
             return sizes[key]
         if key in active:
-            raise _TreeError("a recursive alias is not allowed", node)
+            raise _TreeError("a recursive alias is not allowed", node, path or None)
         active.add(key)
         total = 1
         if isinstance(node, SequenceNode):
-            total += sum(size(child) for child in node.value)
+            total += sum(size(child, f"{path}[{i}]") for i, child in enumerate(node.value))
         elif isinstance(node, MappingNode):
             seen: dict[str, Node] = {}
             for k, v in node.value:
+                sub = f"{path}.{k.value}" if path else str(k.value)
                 if isinstance(k, ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
                     if k.value in seen:
                         first = seen[k.value].start_mark.line + 1
-                        raise _TreeError(f"duplicate key '{k.value}' (first at line {first})", k)
+                        raise _TreeError(
+                            f"duplicate key '{k.value}' (first at line {first})", k, sub
+                        )
                     seen[k.value] = k
-                total += size(k) + size(v)
+                total += size(k, sub) + size(v, sub)
         active.discard(key)
         if total > MAX_NODES:
-            raise _TreeError(f"the document is too large (more than {MAX_NODES} values)", node)
+            raise _TreeError(
+                f"the document is too large (more than {MAX_NODES} values)", node, path or None
+            )
         sizes[key] = total
         return total
 
-    size(root)
+    size(root, "")
 
 
 # --------------------------------------------------------------------------- types
@@ -914,7 +932,7 @@ def parse_program(text: str, source: str = "<program>") -> Program:
         _check_tree(root)
         data = loader.construct_document(root)
     except _TreeError as exc:
-        _single(exc.message, source, exc.node.start_mark.line + 1)
+        _single(exc.message, source, exc.node.start_mark.line + 1, exc.field)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -922,6 +940,8 @@ def parse_program(text: str, source: str = "<program>") -> Program:
         if tag:
             shown = tag.group(1).replace("tag:yaml.org,2002:", "!!")
             problem = f"the YAML tag '{shown}' is not allowed; use plain values"
+        elif isinstance(exc, yaml.constructor.ConstructorError):
+            pass  # a value that cannot be read: the problem says which
         else:
             problem = f"YAML syntax error: {problem}"
         _single(problem, source, mark.line + 1 if mark else None)

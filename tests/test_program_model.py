@@ -1,0 +1,517 @@
+"""The program YAML: parsing, exact decimals, validation messages and their lines."""
+# ruff: noqa: E501 - the exact error sentences are asserted verbatim
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from loyalty_cli.errors import ProgramError
+from loyalty_cli.program import load_program, parse_program, program_schema
+
+PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
+
+BASE = """\
+program: Demo Boutique
+currency: EUR
+point_value: 0.01
+effective_from: 2026-01-01
+earn:
+  per_currency_unit: 1
+  rounding: floor
+  min_order: 5.00
+  on: gross
+rules:
+  - {id: pastry-double, when: {category: pastry}, multiplier: 2}
+  - {id: launch-week, when: {date_from: 2026-06-01, date_to: 2026-06-07}, multiplier: 3}
+  - {id: big-basket, when: {min_amount: 100.00}, bonus: 50}
+bonuses:
+  signup: 50
+  newsletter: 20
+  review: {points: 10, limit: {count: 3, per: month}}
+  birthday: 100
+  referral: {referrer: 200, referee: 50, min_first_purchase: 20.00}
+pending_days: 14
+expiry: {policy: fixed, months: 12}
+tiers:
+  basis: spend
+  window: {rolling_days: 365}
+  upgrade: next_receipt
+  retain_days: 0
+  levels:
+    - {id: bronze, name: Bronze, min: 0}
+    - {id: silver, name: Silver, min: 300, multiplier: 1.5, perks: [free gift wrap]}
+    - {id: gold, name: Gold, min: 1000, multiplier: 2}
+rewards:
+  - {id: coffee, name: Free coffee, cost: 100, value: 3.50}
+  - {id: ten-off, name: 10 EUR off, cost: 500, value: 10.00, min_tier: silver,
+     limit: {count: 1, per: month}, active: {from: 2026-01-01, to: 2026-12-31}}
+  - {id: tenth-coffee, name: 10th coffee free, value: 3.50,
+     punch_card: {every: 10, when: {category: coffee}}}
+segments: {new_days: 30, at_risk_factor: 2, at_risk_min_days: 30, lapsed_days: 365, loyal_receipts: 4}
+offers:
+  - {id: winback, segment: at_risk, favourite_category: true, discount_percent: 10}
+accounting: {expected_breakage: 0.2}
+csv:
+  delimiter: ";"
+  decimal: ","
+  date_format: "%d.%m.%Y"
+  encoding: utf-8-sig
+  columns: {transaction_id: Kuitti, customer_id: Asiakas, date: Pvm, amount: Summa}
+partners:
+  - {id: cafe, name: Cafe Aalto, stores: [S1, S2], multiplier: 1}
+  - {id: bakery, name: Leipomo, stores: [B1], multiplier: 2}
+"""
+
+MINIMAL = "program: P\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+
+
+def fail(text: str) -> ProgramError:
+    with pytest.raises(ProgramError) as info:
+        parse_program(text, "programs/x.yaml")
+    return info.value
+
+
+def edit(old: str, new: str) -> str:
+    assert old in BASE, old
+    return BASE.replace(old, new, 1)
+
+
+def test_design_example_parses_exactly():
+    p = parse_program(BASE)
+    assert p.point_value == Decimal("0.01")
+    assert str(p.earn.min_order) == "5.00"
+    assert p.earn.on == "gross"  # YAML 1.1 would have read the key `on` as True
+    assert p.tiers.levels[1].multiplier == Decimal("1.5")
+    assert p.rewards[0].value == Decimal("3.50")
+    assert p.accounting.breakage == Decimal("0.2")
+    assert p.rewards[1].active.from_.isoformat() == "2026-01-01"
+    assert p.rules[0].when.category == ["pastry"]
+    assert p.rules[2].kind == "bonus" and p.rules[0].kind == "multiplier"
+    assert p.minor(p.earn.min_order) == 500
+    assert p.partner_for_store("B1").id == "bakery"
+    assert p.partner_for_store("X9") is None
+
+
+def test_point_one_stays_exact():
+    p = parse_program(MINIMAL.replace("per_currency_unit: 1", "per_currency_unit: 0.1"))
+    assert p.earn.per_currency_unit == Decimal("0.1")
+    assert p.earn.per_currency_unit.as_tuple() == Decimal("0.1").as_tuple()
+
+
+def test_defaults():
+    p = parse_program(MINIMAL)
+    assert p.point_value == Decimal("0.01")
+    assert (p.earn.rounding, p.earn.min_order, p.earn.on) == ("floor", 0, "gross")
+    assert p.pending_days == 0 and p.expiry is None and p.tiers is None
+    assert p.segments.new_days == 30 and p.segments.at_risk_factor == 2
+    assert p.segments.lapsed_days == 365 and p.segments.loyal_receipts == 4
+    assert p.accounting.breakage == 0 and not p.accounting.historical
+    assert p.csv.delimiter == "," and p.csv.decimal == "."
+    assert p.bonus_for("signup") is None
+
+
+def test_bonuses_normalised_and_custom_names_allowed():
+    text = edit(
+        "  birthday: 100\n",
+        "  birthday: 100\n  store_visit: {points: 5, limit: {count: 1, per: day}}\n  app_install: 30\n",
+    )
+    p = parse_program(text)
+    assert p.bonus_for("signup").points == 50 and p.bonus_for("signup").once
+    review = p.bonus_for("review")
+    assert (review.points, review.limit.count, review.limit.per, review.once) == (
+        10,
+        3,
+        "month",
+        False,
+    )
+    assert p.bonus_for("app_install").points == 30
+    assert p.bonus_for("store_visit").limit.per == "day"
+    assert p.bonus_for("unknown") is None
+    assert p.bonus_for("referral") is None
+    assert p.referral.referrer == 200 and p.referral.min_first_purchase == Decimal("20.00")
+    assert "app_install" in p.bonus_events
+
+
+def test_when_normalises_weekdays_and_lists():
+    p = parse_program(
+        edit(
+            "when: {category: pastry}",
+            "when: {weekday: [Saturday, sun], store: 12, sku: [1001, A2]}",
+        )
+    )
+    when = p.rules[0].when
+    assert when.weekday == [5, 6]
+    assert when.store == ["12"] and when.sku == ["1001", "A2"]
+
+
+def test_tiers_accessors():
+    p = parse_program(BASE)
+    assert p.tiers.window_kind == "rolling" and p.tiers.window_days == 365
+    assert p.level_for(29_999).id == "bronze"
+    assert p.level_for(30_000).id == "silver"
+    assert p.tier_threshold(p.tiers.levels[2]) == 100_000
+    cal = parse_program(edit("window: {rolling_days: 365}", "window: calendar_year"))
+    assert cal.tiers.window_kind == "calendar_year" and cal.tiers.window_days is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "min: 1000",
+            "min: 200",
+            "programs/x.yaml:30: tiers.levels[2].min: must be greater than 300",
+        ),
+        (
+            "min: 1000",
+            "min: 300",
+            "programs/x.yaml:30: tiers.levels[2].min: must be greater than 300",
+        ),
+        (
+            "{id: gold,",
+            "{id: silver,",
+            "programs/x.yaml:30: tiers.levels[2].id: duplicate level id 'silver' (also levels[1])",
+        ),
+        (
+            "currency: EUR",
+            "currency: eur",
+            "programs/x.yaml:2: currency: 'eur' is not a currency code; use 3 upper-case letters such as EUR",
+        ),
+        (
+            "  rounding: floor",
+            "  roundng: floor",
+            "programs/x.yaml:7: earn.roundng: unknown key (did you mean 'rounding'?)",
+        ),
+        (
+            "  rounding: floor",
+            "  rounding: flor",
+            "programs/x.yaml:7: earn.rounding: must be 'floor', 'round_half_up' or 'ceil', not 'flor'",
+        ),
+        ("  per_currency_unit: 1\n", "", "programs/x.yaml:5: earn.per_currency_unit: is required"),
+        (
+            "  per_currency_unit: 1\n",
+            "  per_currency_unit: -1\n",
+            "programs/x.yaml:6: earn.per_currency_unit: must be at least 0",
+        ),
+        (
+            "{id: launch-week",
+            "{id: pastry-double",
+            "programs/x.yaml:12: rules[1].id: duplicate rule id 'pastry-double' (also rules[0])",
+        ),
+        (
+            "multiplier: 3}",
+            "multiplier: 3, bonus: 5}",
+            "programs/x.yaml:12: rules[1].bonus: a rule has either multiplier or bonus, not both",
+        ),
+        (
+            "when: {min_amount: 100.00}, bonus: 50}",
+            "when: {min_amount: 100.00}}",
+            "programs/x.yaml:13: rules[2]: needs a multiplier or a bonus",
+        ),
+        (
+            "multiplier: 2}",
+            "multiplier: 0}",
+            "programs/x.yaml:11: rules[0].multiplier: must be greater than 0",
+        ),
+        (
+            "date_to: 2026-06-07",
+            "date_to: 2026-05-07",
+            "programs/x.yaml:12: rules[1].when.date_to: must not be before date_from 2026-06-01",
+        ),
+        (
+            "when: {category: pastry}",
+            "when: {tier: platinum}",
+            "programs/x.yaml:11: rules[0].when.tier: unknown tier 'platinum'; levels are bronze, silver, gold",
+        ),
+        (
+            "when: {category: pastry}",
+            "when: {weekday: funday}",
+            "programs/x.yaml:11: rules[0].when.weekday: 'funday' is not a weekday; use mon, tue, wed, thu, fri, sat or sun",
+        ),
+        (
+            "min_tier: silver",
+            "min_tier: platinum",
+            "programs/x.yaml:33: rewards[1].min_tier: unknown tier 'platinum'; levels are bronze, silver, gold",
+        ),
+        (
+            "{id: ten-off",
+            "{id: coffee",
+            "programs/x.yaml:33: rewards[1].id: duplicate reward id 'coffee' (also rewards[0])",
+        ),
+        (
+            "to: 2026-12-31",
+            "to: 2025-12-31",
+            "programs/x.yaml:34: rewards[1].active.to: must not be before from 2026-01-01",
+        ),
+        (
+            "cost: 100, ",
+            "",
+            "programs/x.yaml:32: rewards[0].cost: must be at least 1 point (or give the reward a punch_card)",
+        ),
+        (
+            "name: 10th coffee free, value: 3.50,",
+            "name: 10th coffee free, value: 3.50, cost: 10,",
+            "programs/x.yaml:35: rewards[2].cost: a punch-card reward is issued without points; remove cost",
+        ),
+        (
+            "{every: 10,",
+            "{every: 0,",
+            "programs/x.yaml:36: rewards[2].punch_card.every: must be at least 1",
+        ),
+        (
+            "upgrade: next_receipt",
+            "upgrade: same_receipt\n  basis: points",
+            "programs/x.yaml:26: tiers.basis: duplicate key 'basis' (first at line 23)",
+        ),
+        (
+            "expected_breakage: 0.2",
+            "expected_breakage: 1",
+            "programs/x.yaml:40: accounting.expected_breakage: must be less than 1",
+        ),
+        (
+            "expected_breakage: 0.2",
+            "expected_breakage: historic",
+            "programs/x.yaml:40: accounting.expected_breakage: must be 'historical', not 'historic'",
+        ),
+        (
+            "discount_percent: 10",
+            "discount_percent: 120",
+            "programs/x.yaml:39: offers[0].discount_percent: must be at most 100",
+        ),
+        (
+            "segment: at_risk",
+            "segment: sleepy",
+            "programs/x.yaml:39: offers[0].segment: must be 'new', 'one_time', 'repeat', 'loyal', 'at_risk' or 'lapsed', not 'sleepy'",
+        ),
+        (
+            "expiry: {policy: fixed, months: 12}",
+            "expiry: {policy: fixed, months: 0}",
+            "programs/x.yaml:21: expiry.months: must be greater than 0",
+        ),
+        (
+            "expiry: {policy: fixed, months: 12}",
+            "expiry: {policy: never, months: 12}",
+            "programs/x.yaml:21: expiry.policy: must be 'fixed' or 'inactivity', not 'never'",
+        ),
+        (
+            "window: {rolling_days: 365}",
+            "window: calender_year",
+            "programs/x.yaml:24: tiers.window: must be 'calendar_year' or 'lifetime', not 'calender_year'",
+        ),
+        (
+            "window: {rolling_days: 365}",
+            "window: {rolling_days: 0}",
+            "programs/x.yaml:24: tiers.window.rolling_days: must be at least 1",
+        ),
+        (
+            "newsletter: 20",
+            "newsletter: 2.5",
+            "programs/x.yaml:16: bonuses.newsletter: must be a whole number",
+        ),
+        (
+            "per: month}}",
+            "per: fortnight}}",
+            "programs/x.yaml:17: bonuses.review.limit.per: must be 'day', 'week', 'month' or 'year', not 'fortnight'",
+        ),
+        (
+            "min_order: 5.00",
+            "min_order: 5.001",
+            "programs/x.yaml:8: earn.min_order: 5.001 has more than 2 decimals for EUR",
+        ),
+        (
+            'delimiter: ";"',
+            'delimiter: ";;"',
+            "programs/x.yaml:42: csv.delimiter: must be a single character such as ',' or ';' (a tab is \"\\t\")",
+        ),
+        (
+            'decimal: ","',
+            'decimal: "\'"',
+            "programs/x.yaml:43: csv.decimal: must be '.' or ',', not '''",
+        ),
+        (
+            "encoding: utf-8-sig",
+            "encoding: utf-99",
+            "programs/x.yaml:45: csv.encoding: 'utf-99' is not a known encoding (e.g. utf-8, cp1252)",
+        ),
+        (
+            'date_format: "%d.%m.%Y"',
+            'date_format: "%d.%m"',
+            "programs/x.yaml:44: csv.date_format: '%d.%m' is not a date format with day, month and year, such as %d.%m.%Y",
+        ),
+        (
+            "amount: Summa}",
+            "amount: Summa, amout: X}",
+            "programs/x.yaml:46: csv.columns.amout: 'amout' is not a standard column (did you mean 'amount'?)",
+        ),
+        (
+            "amount: Summa}",
+            "amount: Pvm}",
+            "programs/x.yaml:46: csv.columns.amount: header 'Pvm' is already mapped to date",
+        ),
+        (
+            "{id: bakery,",
+            "{id: cafe,",
+            "programs/x.yaml:49: partners[1].id: duplicate partner id 'cafe' (also partners[0])",
+        ),
+        (
+            "stores: [B1]",
+            "stores: [B1, S2]",
+            "programs/x.yaml:49: partners[1].stores: store 'S2' already belongs to partner 'cafe'",
+        ),
+        (
+            "stores: [B1], multiplier: 2}",
+            "stores: [B1], multiplier: -2}",
+            "programs/x.yaml:49: partners[1].multiplier: must be greater than 0",
+        ),
+        (
+            "effective_from: 2026-01-01",
+            "effective_from: 2026-13-01",
+            "programs/x.yaml:4: '2026-13-01' is not a valid date (month must be in 1..12)",
+        ),
+    ],
+)
+def test_validation_messages(old, new, expected):
+    err = fail(edit(old, new))
+    assert str(err).startswith(expected), str(err)
+    assert err.exit_code == 2
+
+
+def test_same_receipt_needs_spend_or_receipts():
+    err = fail(
+        edit("upgrade: next_receipt", "upgrade: same_receipt").replace(
+            "basis: spend", "basis: points"
+        )
+    )
+    assert (
+        str(err)
+        == "programs/x.yaml:25: tiers.upgrade: same_receipt is only allowed with basis spend or receipts"
+    )
+    parse_program(edit("upgrade: next_receipt", "upgrade: same_receipt"))
+
+
+def test_points_basis_needs_whole_minimums():
+    err = fail(edit("basis: spend", "basis: points").replace("min: 300,", "min: 300.5,"))
+    assert str(err) == "programs/x.yaml:29: tiers.levels[1].min: must be a whole number of points"
+
+
+def test_reward_partner_must_exist():
+    err = fail(edit("cost: 100, value: 3.50}", "cost: 100, value: 3.50, partner: deli}"))
+    assert (
+        str(err)
+        == "programs/x.yaml:32: rewards[0].partner: unknown partner 'deli'; partners are cafe, bakery"
+    )
+
+
+def test_offer_tier_and_reward_must_exist():
+    err = fail(edit("discount_percent: 10}", "discount_percent: 10, tier: vip, reward: nope}"))
+    assert (
+        str(err)
+        == "programs/x.yaml:39: offers[0].tier: unknown tier 'vip'; levels are bronze, silver, gold"
+    )
+    assert [e.field for e in err.errors] == ["offers[0].tier", "offers[0].reward"]
+
+
+def test_missing_top_level_key_points_at_document():
+    err = fail("currency: EUR\nearn: {per_currency_unit: 1}\n")
+    assert str(err) == "programs/x.yaml:1: program: is required"
+
+
+def test_unknown_key_in_nested_section_points_at_its_line():
+    err = fail(
+        edit(
+            "    - {id: bronze, name: Bronze, min: 0}",
+            "    - {id: bronze, name: Bronze, min: 0,\n       colour: brown}",
+        )
+    )
+    assert str(err) == "programs/x.yaml:29: tiers.levels[0].colour: unknown key"
+
+
+def test_several_errors_first_by_line_and_all_kept():
+    text = edit("currency: EUR", "currency: X").replace("min: 1000", "min: 5")
+    text = text.replace("  rounding: floor", "  rounding: up")
+    err = fail(text)
+    assert str(err).startswith("programs/x.yaml:2: currency:")
+    # pydantic errors first; cross-field errors once the fields are valid
+    assert [e.line for e in err.errors] == [2, 7]
+
+
+def test_syntax_error_names_line():
+    err = fail("program: P\ncurrency: EUR\nearn: {per_currency_unit: 1\n")
+    assert err.file == "programs/x.yaml" and err.line == 4
+    assert "YAML syntax error" in str(err)
+
+
+def test_python_tag_rejected():
+    err = fail(MINIMAL + "x: !!python/object/apply:os.system ['echo hi']\n")
+    assert str(err) == (
+        "programs/x.yaml:4: the YAML tag '!!python/object/apply:os.system' is not allowed; "
+        "use plain values"
+    )
+
+
+def test_billion_laughs_rejected():
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    err = fail("\n".join(lines) + "\n")
+    assert "too large" in str(err) or "too many aliases" in str(err)
+
+
+def test_too_many_aliases_rejected():
+    text = MINIMAL + "x: &x 1\ny: [" + ", ".join(["*x"] * 101) + "]\n"
+    err = fail(text)
+    assert str(err) == "programs/x.yaml:5: YAML syntax error: too many aliases (more than 100)"
+
+
+def test_recursive_alias_rejected():
+    assert "recursive alias" in str(fail("a: &a [*a]\n"))
+
+
+def test_empty_and_non_mapping():
+    assert (
+        str(fail(""))
+        == "programs/x.yaml:1: the file is empty; a program needs program, currency and earn"
+    )
+    assert "must be a set of keys" in str(fail("- a\n- b\n"))
+
+
+def test_null_section_means_default():
+    p = parse_program(MINIMAL + "rules:\nrewards:\n")
+    assert p.rules == [] and p.rewards == []
+
+
+def test_load_program_unreadable(tmp_path):
+    with pytest.raises(ProgramError) as info:
+        load_program(tmp_path / "nope.yaml")
+    assert "cannot read the file" in str(info.value)
+    bad = tmp_path / "latin.yaml"
+    bad.write_bytes(b"program: Caf\xe9\ncurrency: EUR\n")
+    with pytest.raises(ProgramError) as info:
+        load_program(bad)
+    assert str(info.value) == f"{bad}:1: the file is not UTF-8 text"
+
+
+def test_schema_is_json_with_earn():
+    schema = json.loads(json.dumps(program_schema()))
+    assert "earn" in schema["properties"]
+    assert set(schema["required"]) == {"program", "currency", "earn"}
+    assert "from" in schema["$defs"]["Active"]["properties"]
+
+
+@pytest.mark.parametrize("path", sorted(PROGRAMS.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_programs_validate(path):
+    program = load_program(path)
+    assert program.program
+
+
+def test_example_programs_present():
+    names = {p.name for p in PROGRAMS.glob("*.yaml")}
+    assert {"coffee-punch-card.yaml", "boutique.yaml", "cashback.yaml", "fi-pos.yaml"} <= names
+    fi = load_program(PROGRAMS / "fi-pos.yaml")
+    assert (fi.csv.delimiter, fi.csv.decimal, fi.csv.date_format) == (";", ",", "%d.%m.%Y")
+    cash = load_program(PROGRAMS / "cashback.yaml")
+    assert cash.point_value == Decimal("0.01") and cash.earn.per_currency_unit == 2

@@ -1,0 +1,161 @@
+"""Program versions in the database, and the `loyalty program` commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from loyalty_cli.errors import NoProgramError
+from loyalty_cli.program import (
+    FIRST_DAY,
+    apply_program,
+    current_version,
+    list_versions,
+    require_program,
+    version_in_force,
+    versions_by_number,
+    versions_timeline,
+)
+
+A = "program: Plan A\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+B = "program: Plan B\ncurrency: EUR\nearn: {per_currency_unit: 2}\n"
+D = dt.date
+
+
+def test_no_program_yet(conn):
+    assert list_versions(conn) == []
+    assert current_version(conn, D(2026, 1, 1)) is None
+    with pytest.raises(NoProgramError):
+        require_program(conn, D(2026, 1, 1))
+
+
+def test_apply_twice_is_one_version(conn, write):
+    path = write("a.yaml", A)
+    first = apply_program(conn, path, today=D(2026, 3, 1))
+    again = apply_program(conn, path, today=D(2026, 5, 1))
+    assert first.created and not again.created
+    assert (first.version, first.effective_from) == (1, FIRST_DAY)
+    assert again.version == 1
+    assert len(list_versions(conn)) == 1
+
+
+def test_later_version_from_today_and_in_force(conn, write):
+    apply_program(conn, write("a.yaml", A), today=D(2026, 3, 1))
+    second = apply_program(conn, write("b.yaml", B), today=D(2026, 5, 1))
+    assert (second.version, second.effective_from) == (2, D(2026, 5, 1))
+    assert version_in_force(conn, D(2026, 4, 30)).name == "Plan A"
+    assert version_in_force(conn, D(2026, 5, 1)).name == "Plan B"
+    assert require_program(conn, D(1990, 1, 1)).version == 1
+    timeline = versions_timeline(conn)
+    assert timeline.at(D(2026, 4, 30)).version == 1
+    assert timeline.at(D(2027, 1, 1)).program.earn.per_currency_unit == 2
+    assert set(versions_by_number(conn)) == {1, 2}
+
+
+def test_effective_flag_and_yaml_effective_from(conn, write):
+    apply_program(conn, write("a.yaml", A), effective=D(2026, 1, 1), today=D(2026, 3, 1))
+    with pytest.raises(NoProgramError) as info:
+        require_program(conn, D(2025, 12, 31))
+    assert "the first starts on 2026-01-01" in str(info.value)
+    b = apply_program(
+        conn, write("b.yaml", B + "effective_from: 2026-07-01\n"), today=D(2026, 3, 1)
+    )
+    assert b.effective_from == D(2026, 7, 1)
+    flag = apply_program(conn, write("b.yaml", B), effective=D(2026, 9, 1), today=D(2026, 3, 1))
+    assert flag.effective_from == D(2026, 9, 1) and flag.created
+    assert versions_timeline(conn).at(D(2026, 8, 1)).version == 2
+    assert versions_timeline(conn).at(D(2026, 9, 1)).version == 3
+
+
+def test_tie_on_effective_date_highest_version_wins(conn, write):
+    apply_program(conn, write("a.yaml", A), effective=D(2026, 1, 1))
+    apply_program(conn, write("b.yaml", B), effective=D(2026, 1, 1))
+    assert version_in_force(conn, D(2026, 1, 1)).version == 2
+    assert versions_timeline(conn).at(D(2026, 1, 1)).version == 2
+
+
+def test_invalid_file_stores_nothing(conn, write):
+    from loyalty_cli.errors import ProgramError
+
+    with pytest.raises(ProgramError):
+        apply_program(conn, write("bad.yaml", "program: x\n"))
+    assert list_versions(conn) == []
+
+
+# ---- CLI
+
+
+def test_cli_validate_ok_and_invalid(cli, write):
+    good = write("good.yaml", A)
+    result = cli("program", "validate", good)
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"ok: {good} is a valid program (Plan A)"
+    bad = write("bad.yaml", "program: x\ncurrency: eur\nearn: {rounding: up}\n")
+    result = cli("program", "validate", bad)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == (
+        f"Error: {bad}:2: currency: 'eur' is not a currency code; "
+        "use 3 upper-case letters such as EUR"
+    )
+    assert len(lines) == 3
+    assert lines[1] == f"{bad}:3: earn.per_currency_unit: is required"
+
+
+def test_cli_validate_missing_file(cli, tmp_path):
+    result = cli("program", "validate", tmp_path / "none.yaml")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: ")
+
+
+def test_cli_apply_show_versions(cli, write):
+    a = write("a.yaml", A)
+    result = cli("program", "apply", a)
+    assert result.exit_code == 0, result.stderr
+    assert "version 1" in result.stdout and "0001-01-01" in result.stdout
+    result = cli("program", "apply", write("b.yaml", B), "--effective", "2026-02-01")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "applied program version 2 (Plan B), effective 2026-02-01"
+
+    shown = json.loads(cli("program", "show", "--format", "json", "--as-of", "2026-01-15").stdout)
+    assert (shown["version"], shown["name"], shown["effective_from"]) == (1, "Plan A", "0001-01-01")
+    assert shown["program"]["earn"]["per_currency_unit"] == "1"
+    assert len(shown["sha256"]) == 64
+
+    table = cli("program", "show", "--as-of", "2026-03-01")
+    assert "Plan B" in table.stdout and "per_currency_unit: 2" in table.stdout
+
+    listed = json.loads(cli("program", "versions", "--format", "json").stdout)
+    assert [v["version"] for v in listed] == [1, 2]
+    assert listed[1]["effective_from"] == "2026-02-01"
+    csv_out = cli("program", "versions", "--format", "csv").stdout.splitlines()
+    assert csv_out[0] == "version,name,effective_from,applied_at,source_file,sha256,in_force"
+    assert cli("program", "versions").exit_code == 0
+
+
+def test_cli_apply_invalid_exit_2(cli, write):
+    result = cli("program", "apply", write("bad.yaml", "program: x\n"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: ")
+    assert "currency: is required" in result.stderr
+
+
+def test_cli_show_without_program(cli):
+    result = cli("program", "show")
+    assert result.exit_code == 1
+    assert "no program applied yet" in result.stderr
+
+
+def test_cli_schema(cli):
+    result = cli("program", "schema")
+    assert result.exit_code == 0
+    assert "earn" in json.loads(result.stdout)["properties"]
+
+
+@pytest.mark.parametrize("command", ["validate", "apply", "show", "versions", "schema"])
+def test_cli_help_has_example(cli, command):
+    result = cli("program", command, "--help")
+    assert result.exit_code == 0
+    assert "Example: loyalty program" in result.stdout
