@@ -1,0 +1,142 @@
+"""Coalition programs: who funded the points, who served the rewards, who owes whom.
+
+Points earned at a partner's store are funded by that partner at the program's
+`point_value`; a redeemed reward is served by its partner (the coalition when
+it names none) and reimbursed at `point_value` per point. For a period the
+settlement is, per partner,
+
+    net = value_issued - value_redeemed
+
+(claw-backs and import reversals reduce issued, cancellations reduce redeemed).
+A positive net is what the partner pays into the pool; a negative one is what
+the pool pays the partner. The last row, `pool`, carries minus the sum of the
+others, so the `net` column sums to zero: the pool holds what customers have
+earned and not spent yet. Points no partner funded (event bonuses, manual
+adjustments) and rewards no partner serves belong to the row `coalition`,
+shown only when it has any activity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Any
+
+from loyalty_cli.money import format_minor
+from loyalty_cli.program import require_program
+
+COALITION = "coalition"
+POOL = "pool"
+COLUMNS = ("partner", "points_issued", "value_issued", "points_redeemed", "value_redeemed", "net")
+
+
+def _issued(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) -> dict[str, tuple]:
+    rows = conn.execute(
+        """
+        SELECT COALESCE(l.partner, lot.partner, '') AS partner,
+               SUM(l.points), SUM(l.value)
+        FROM ledger l LEFT JOIN ledger lot ON lot.entry_id = l.lot_id
+        WHERE l.kind IN ('earn', 'bonus', 'clawback', 'reversal', 'adjust')
+          AND l.date BETWEEN ? AND ?
+        GROUP BY 1
+        """,
+        (date_from.isoformat(), date_to.isoformat()),
+    )
+    return {partner or COALITION: (points, value) for partner, points, value in rows}
+
+
+def _redeemed(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) -> dict[str, tuple]:
+    rows = conn.execute(
+        """
+        SELECT COALESCE(r.partner, l.partner, '') AS partner,
+               -SUM(l.points), -SUM(l.value)
+        FROM ledger l LEFT JOIN redemptions r ON r.redemption_id = l.source_id
+        WHERE l.kind IN ('redeem', 'redemption_reversed') AND l.date BETWEEN ? AND ?
+        GROUP BY 1
+        """,
+        (date_from.isoformat(), date_to.isoformat()),
+    )
+    return {partner or COALITION: (points, value) for partner, points, value in rows}
+
+
+def settlement(
+    conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date
+) -> list[dict[str, Any]]:
+    """Rows of the settlement export (money as decimal strings), `pool` last."""
+    program = require_program(conn, date_to).program
+    issued = _issued(conn, date_from, date_to)
+    redeemed = _redeemed(conn, date_from, date_to)
+    partners = [p.id for p in program.partners]
+    extra = sorted((set(issued) | set(redeemed)) - set(partners) - {COALITION})
+    names = [*partners, *extra]
+    if COALITION in issued or COALITION in redeemed:
+        names.append(COALITION)
+    rows: list[dict[str, Any]] = []
+    total_net = 0
+    for name in names:
+        points_in, value_in = issued.get(name, (0, 0))
+        points_out, value_out = redeemed.get(name, (0, 0))
+        net = value_in - value_out
+        total_net += net
+        rows.append(_row(name, points_in, value_in, points_out, value_out, net, program.currency))
+    rows.append(_row(POOL, 0, 0, 0, 0, -total_net, program.currency))
+    return rows
+
+
+def _row(name: str, p_in: int, v_in: int, p_out: int, v_out: int, net: int, cur: str) -> dict:
+    return {
+        "partner": name,
+        "points_issued": p_in,
+        "value_issued": format_minor(v_in, cur),
+        "points_redeemed": p_out,
+        "value_redeemed": format_minor(v_out, cur),
+        "net": format_minor(net, cur),
+    }
+
+
+def partner_report(
+    conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date
+) -> dict[str, Any]:
+    """The settlement plus revenue per partner and customers shared between partners."""
+    program = require_program(conn, date_to).program
+    store_partner = {store: p.id for p in program.partners for store in p.stores}
+    revenue: dict[str, int] = {}
+    customers: dict[str, set[str]] = {}
+    rows = conn.execute(
+        """
+        SELECT p.store, COALESCE(c.customer_id, p.customer_id), SUM(p.amount)
+        FROM purchases p LEFT JOIN claims c ON c.transaction_id = p.transaction_id
+        WHERE p.undone = 0 AND p.date BETWEEN ? AND ?
+        GROUP BY 1, 2
+        """,
+        (date_from.isoformat(), date_to.isoformat()),
+    )
+    for store, customer_id, amount in rows:
+        partner = store_partner.get(store or "", COALITION)
+        revenue[partner] = revenue.get(partner, 0) + amount
+        if customer_id:
+            customers.setdefault(customer_id, set()).add(partner)
+    shared = sum(1 for partners in customers.values() if len(partners) > 1)
+    return {
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+        "settlement": settlement(conn, date_from, date_to),
+        "revenue": {p: format_minor(v, program.currency) for p, v in sorted(revenue.items())},
+        "customers": {p: sum(1 for ps in customers.values() if p in ps) for p in sorted(revenue)},
+        "shared_customers": shared,
+    }
+
+
+def points_by_partner(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dict[str, int]:
+    """Net points a customer earned at each partner (for the statement)."""
+    rows = conn.execute(
+        """
+        SELECT COALESCE(l.partner, lot.partner, '') AS partner, SUM(l.points)
+        FROM ledger l LEFT JOIN ledger lot ON lot.entry_id = l.lot_id
+        WHERE l.customer_id = ? AND l.date <= ?
+          AND l.kind IN ('earn', 'bonus', 'clawback', 'reversal', 'adjust')
+        GROUP BY 1 ORDER BY 1
+        """,
+        (customer_id, as_of.isoformat()),
+    )
+    return {partner or COALITION: points for partner, points in rows}
