@@ -33,16 +33,76 @@ TARGET_LINES = 20_000
 ANON_SHARE = 0.15
 REFUND_SHARE = 0.02
 
-FIRST = (
-    "Aino Eino Helmi Onni Aada Leo Emma Elias Sofia Oliver Venla Väinö Lilja Eetu Ella "
-    "Niilo Olivia Toivo Isla Veeti Maria Juho Anna Mikael Laura Ville Sara Matti Noora "
-    "Jussi Liam Chloé José Zoë Björn Åsa Siiri Kalle Iida Otto"
-).split()
-LAST = (
-    "Virtanen Korhonen Mäkinen Nieminen Mäkelä Hämäläinen Laine Heikkinen Koskinen "
-    "Järvinen Lehtonen Lehtinen Saarinen Salminen Heinonen Niemi Heikkilä Kinnunen "
-    "Salonen Turunen Smith García Müller O'Brien Nguyen Andersson"
-).split()
+FIRST = [
+    "Aino",
+    "Eino",
+    "Helmi",
+    "Onni",
+    "Aada",
+    "Leo",
+    "Emma",
+    "Elias",
+    "Sofia",
+    "Oliver",
+    "Venla",
+    "Väinö",
+    "Lilja",
+    "Eetu",
+    "Ella",
+    "Niilo",
+    "Olivia",
+    "Toivo",
+    "Isla",
+    "Veeti",
+    "Maria",
+    "Juho",
+    "Anna",
+    "Mikael",
+    "Laura",
+    "Ville",
+    "Sara",
+    "Matti",
+    "Noora",
+    "Jussi",
+    "Liam",
+    "Chloé",
+    "José",
+    "Zoë",
+    "Björn",
+    "Åsa",
+    "Siiri",
+    "Kalle",
+    "Iida",
+    "Otto",
+]
+LAST = [
+    "Virtanen",
+    "Korhonen",
+    "Mäkinen",
+    "Nieminen",
+    "Mäkelä",
+    "Hämäläinen",
+    "Laine",
+    "Heikkinen",
+    "Koskinen",
+    "Järvinen",
+    "Lehtonen",
+    "Lehtinen",
+    "Saarinen",
+    "Salminen",
+    "Heinonen",
+    "Niemi",
+    "Heikkilä",
+    "Kinnunen",
+    "Salonen",
+    "Turunen",
+    "Smith",
+    "García",
+    "Müller",
+    "O'Brien",
+    "Nguyen",
+    "Andersson",
+]
 _ASCII = str.maketrans({"ä": "a", "ö": "o", "å": "a", "é": "e", "ë": "e", "'": ""})
 
 # category -> [(sku, unit price, VAT rate)]
@@ -131,10 +191,18 @@ def make_purchases(rng: random.Random, customers: list[dict[str, str]]) -> list[
             sku, cat, qty, amount, tax = _line(rng, rng.choices(categories, cat_weights)[0])
             rows.append(
                 {
-                    "transaction_id": f"R{n:06d}", "line_no": str(line_no),
-                    "customer_id": customer, "date": day.isoformat(), "amount": str(amount),
-                    "sku": sku, "category": cat, "quantity": str(qty), "store": store,
-                    "currency": "EUR", "tax": str(tax), "refund_of": "",
+                    "transaction_id": f"R{n:06d}",
+                    "line_no": str(line_no),
+                    "customer_id": customer,
+                    "date": day.isoformat(),
+                    "amount": str(amount),
+                    "sku": sku,
+                    "category": cat,
+                    "quantity": str(qty),
+                    "store": store,
+                    "currency": "EUR",
+                    "tax": str(tax),
+                    "refund_of": "",
                 }  # fmt: skip
             )
     # Refunds: a line of an earlier receipt comes back within two weeks.
@@ -144,8 +212,12 @@ def make_purchases(rng: random.Random, customers: list[dict[str, str]]) -> list[
         day = min(END, dt.date.fromisoformat(orig["date"]) + dt.timedelta(rng.randint(0, 14)))
         refunds.append(
             {
-                **orig, "transaction_id": f"F{k + 1:05d}", "line_no": "1", "date": day.isoformat(),
-                "amount": str(-Decimal(orig["amount"])), "tax": str(-Decimal(orig["tax"])),
+                **orig,
+                "transaction_id": f"F{k + 1:05d}",
+                "line_no": "1",
+                "date": day.isoformat(),
+                "amount": str(-Decimal(orig["amount"])),
+                "tax": str(-Decimal(orig["tax"])),
                 "refund_of": orig["transaction_id"],
             }  # fmt: skip
         )
@@ -154,9 +226,7 @@ def make_purchases(rng: random.Random, customers: list[dict[str, str]]) -> list[
     return rows
 
 
-def make_events(
-    rng: random.Random, customers: list[dict[str, str]]
-) -> list[dict[str, str]]:
+def make_events(rng: random.Random, customers: list[dict[str, str]]) -> list[dict[str, str]]:
     events: list[tuple[str, str, str]] = []
     for c in customers:
         joined = dt.date.fromisoformat(c["joined_on"])
