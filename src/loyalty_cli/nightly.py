@@ -1,0 +1,329 @@
+"""`loyalty nightly`: import every new file in an inbox, then run the engine.
+
+What cron calls once a night (docs/cron.md). The order of work:
+
+1. take the nightly lock (ops.hold_lock; a second nightly waits, then fails);
+2. list INBOX/*.csv (top level, not hidden), grouped by kind from the name
+   prefix and in name order inside a kind: `customers-*` first (events and
+   referrals name customers that must exist), then purchases (any other
+   name), then `events-*` (an event for a customer from tonight's customers
+   file is accepted), then `redemptions-*` (till redemptions spend points
+   posted by earlier nights' runs);
+3. each file: one `import_files` call = one transaction; then its rejects are
+   written to INBOX/done/<stem>.rejects.csv and the file is moved to
+   INBOX/done/ (a file skipped as already imported is moved too). A crash
+   after the commit and before the move is harmless: next night the file is
+   skipped by its content hash and moved;
+4. if every file went in, `engine.run.run(conn, as_of)`.
+
+A file that cannot be imported stops the night: it stays in the inbox, files
+before it stay imported and moved (each was committed), the run is not
+started, exit 1. Rows rejected inside a file do not stop anything: exit 3.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import signal
+import sqlite3
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loyalty_cli import db
+from loyalty_cli.errors import LoyaltyError, UsageError
+from loyalty_cli.ops import hold_lock
+
+# Name prefix -> kind, in processing order; any other *.csv is purchases.
+PREFIXES = (("customers-", "customers"), ("events-", "events"), ("redemptions-", "redemptions"))
+KIND_ORDER = ("customers", "purchases", "events", "redemptions")
+DONE = "done"
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class NightlyError(LoyaltyError):
+    """A step of the nightly failed; what was committed before it stays."""
+
+    exit_code = 1
+
+
+@dataclass
+class FileOutcome:
+    name: str
+    kind: str
+    import_id: int | None = None
+    rows: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    skipped: bool = False
+    moved_to: str | None = None
+    rejects_file: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.name,
+            "kind": self.kind,
+            "import_id": self.import_id,
+            "rows": self.rows,
+            "inserted": self.inserted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "skipped_file": self.skipped,
+            "moved_to": self.moved_to,
+            "rejects_file": self.rejects_file,
+        }
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.name}: already imported (import {self.import_id}), moved to {DONE}/"
+        text = (
+            f"{self.name}: {self.kind}, {self.inserted} inserted, {self.duplicates} duplicates, "
+            f"{self.rejected} rejected"
+        )
+        if self.rejects_file:
+            text += f" (see {self.rejects_file})"
+        return text
+
+
+@dataclass
+class NightlyResult:
+    inbox: str
+    as_of: dt.date
+    files: list[FileOutcome] = field(default_factory=list)
+    run: dict[str, Any] | None = None
+    error: NightlyError | None = None
+
+    @property
+    def rejected(self) -> int:
+        return sum(f.rejected for f in self.files)
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return self.error.exit_code
+        return 3 if self.rejected else 0
+
+    def lines(self) -> list[str]:
+        """The summary: one line per file and one for the run."""
+        out = [f.line() for f in self.files]
+        if not self.files and self.error is None:
+            out.append(f"{self.inbox}: no new files")
+        if self.run is not None:
+            out.append(_run_line(self.as_of, self.run))
+        return out
+
+    def reject_lines(self) -> list[str]:
+        """What --quiet still says (on stderr): the files with rejected rows."""
+        return [
+            f"{f.name}: {f.rejected} row{'s' if f.rejected != 1 else ''} rejected, "
+            f"see {f.rejects_file}"
+            for f in self.files
+            if f.rejected
+        ]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "inbox": self.inbox,
+            "as_of": self.as_of.isoformat(),
+            "files": [f.as_json() for f in self.files],
+            "rejected": self.rejected,
+            "run": self.run,
+            "error": str(self.error) if self.error is not None else None,
+            "exit_code": self.exit_code,
+        }
+
+
+def _run_line(as_of: dt.date, run: dict[str, Any]) -> str:
+    details = ", ".join(
+        f"{k} {v}" for k, v in run.items() if k != "as_of" and isinstance(v, int | str)
+    )
+    return f"run as of {as_of.isoformat()}" + (f": {details}" if details else "")
+
+
+def kind_of(path: Path) -> str:
+    """The import kind a file's name asks for (prefix, else purchases)."""
+    lower = path.name.lower()
+    for prefix, kind in PREFIXES:
+        if lower.startswith(prefix):
+            return kind
+    return "purchases"
+
+
+def inbox_files(inbox: Path) -> list[tuple[str, Path]]:
+    """(kind, path) of the inbox's *.csv files in processing order. Hidden files
+    (`.day.csv`, a copy still being written) are left alone."""
+    found = [
+        p
+        for p in inbox.iterdir()
+        if p.is_file()
+        and p.suffix.lower() == ".csv"
+        and not p.name.startswith(".")
+        and not p.name.endswith(".rejects.csv")
+    ]
+    return sorted(
+        ((kind_of(p), p) for p in found), key=lambda kp: (KIND_ORDER.index(kp[0]), kp[1].name)
+    )
+
+
+def nightly(
+    conn_or_path: sqlite3.Connection | str | os.PathLike[str],
+    inbox: Path,
+    as_of: dt.date | None = None,
+    wait: float = 600.0,
+    quiet: bool = False,
+    *,
+    command: str | None = None,
+) -> NightlyResult:
+    """Import every new file in `inbox`, move it to inbox/done/, then run as of
+    `as_of` (default today). Never raises for a failed step: the result's
+    `error` says what failed (exit 1); `exit_code` is 0, 3 (rows rejected) or 1.
+    Raises UsageError when the inbox is missing and LockedError when another
+    nightly holds the lock for longer than `wait` seconds.
+    """
+    inbox = Path(inbox)
+    as_of = as_of or dt.date.today()
+    if not inbox.is_dir():
+        raise UsageError("the inbox is not a directory", file=str(inbox))
+    own = not isinstance(conn_or_path, sqlite3.Connection)
+    conn = db.connect(conn_or_path) if own else conn_or_path  # type: ignore[arg-type]
+    try:
+        with (
+            _sigterm_as_exit(),
+            hold_lock(conn, command or f"loyalty nightly --inbox {inbox}", wait=wait),
+        ):
+            return _nightly(conn, inbox, as_of, progress=not quiet and sys.stderr.isatty())
+    finally:
+        if own:
+            conn.close()
+
+
+def _nightly(
+    conn: sqlite3.Connection, inbox: Path, as_of: dt.date, progress: bool
+) -> NightlyResult:
+    from loyalty_cli.importing import import_files
+
+    result = NightlyResult(str(inbox), as_of)
+    done = inbox / DONE
+    for kind, path in inbox_files(inbox):
+        try:
+            (imported,) = import_files(conn, kind, [path], progress=progress, today=as_of)
+        except LoyaltyError as exc:
+            result.error = _stopped(exc, path, result)
+            return result
+        outcome = FileOutcome(
+            path.name,
+            kind,
+            imported.import_id,
+            imported.rows,
+            imported.inserted,
+            imported.duplicates,
+            imported.rejected,
+            imported.skipped_file,
+        )
+        done.mkdir(exist_ok=True)
+        if outcome.rejected and outcome.import_id is not None:
+            outcome.rejects_file = str(_write_rejects(conn, outcome.import_id, path, done))
+        outcome.moved_to = str(move_no_clobber(path, done))
+        result.files.append(outcome)
+    try:
+        result.run = _run_engine(conn, as_of, progress)
+    except (LoyaltyError, ImportError) as exc:
+        result.error = NightlyError(
+            f"run as of {as_of.isoformat()} failed: {exc}; the imported files are committed "
+            "and in done/, rerun `loyalty run` or the nightly once fixed"
+        )
+    return result
+
+
+def _stopped(exc: LoyaltyError, path: Path, result: NightlyResult) -> NightlyError:
+    text = str(exc)
+    if str(path) not in text and path.name not in text:
+        text = f"{path}: {text}"
+    done = len(result.files)
+    return NightlyError(
+        f"{text}; nightly stopped: {path.name} stays in the inbox, {done} earlier "
+        f"file{'s' if done != 1 else ''} imported and moved to {DONE}/, the run was not started"
+    )
+
+
+def _run_engine(conn: sqlite3.Connection, as_of: dt.date, progress: bool) -> dict[str, Any]:
+    from loyalty_cli.engine.run import run
+
+    outcome = run(conn, as_of, progress=progress)
+    as_json = getattr(outcome, "as_json", None)
+    return as_json() if callable(as_json) else {"as_of": as_of.isoformat()}
+
+
+def _write_rejects(conn: sqlite3.Connection, import_id: int, path: Path, done: Path) -> Path:
+    """done/<stem>.rejects.csv with line, field, reason, raw (formula-safe)."""
+    from loyalty_cli.importing import list_rejects
+
+    tmp = done / f".{path.stem}.rejects.csv.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["line", "field", "reason", "raw"])
+            for rej in list_rejects(conn, import_id):
+                writer.writerow(
+                    [rej["line"], rej["field"] or "", _safe(rej["reason"]), _safe(rej["raw"])]
+                )
+        return move_no_clobber(tmp, done, f"{path.stem}.rejects.csv")
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _safe(text: str | None) -> str:
+    """A cell a spreadsheet would run as a formula gets a leading quote."""
+    if not text:
+        return ""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def move_no_clobber(path: Path, directory: Path, name: str | None = None) -> Path:
+    """Move `path` into `directory` as `name` (default its own name); if that
+    name is taken, `stem-1.ext`, `stem-2.ext`, ... Never overwrites: link()
+    fails on an existing name, where rename() would silently replace it."""
+    name = name or path.name
+    ext = ".rejects.csv" if name.endswith(".rejects.csv") else os.path.splitext(name)[1]
+    stem = name[: len(name) - len(ext)]
+    for n in range(10_000):
+        target = directory / (name if n == 0 else f"{stem}-{n}{ext}")
+        try:
+            os.link(path, target)
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here (some network filesystems)
+            if target.exists():
+                continue
+            os.rename(path, target)
+            return target
+        os.unlink(path)
+        return target
+    raise NightlyError(f"no free name for {name}", file=str(directory))
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM (a cron timeout, a shutdown) into SystemExit, so the open
+    transaction rolls back and the lock is released; only the main thread can
+    install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,423 @@
+"""Operations on the database file itself: check, backup, and the nightly lock.
+
+* `run_check` / `check_database`: SQLite's own integrity check plus the
+  ledger's invariants (balance = sum of entries as replayed, no lot below zero
+  or above its points, every entry's source and target lot exist, kinds valid).
+* `backup_database`: a consistent copy through SQLite's online backup API, so
+  it can run while imports or a nightly write (WAL: readers never block).
+* `hold_lock`: an advisory lock row in `locks`, so two nightlies (or a nightly
+  and an import that asks for the lock) never run at once. A lock whose
+  holder process is gone from this host is stale and taken over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loyalty_cli import db
+from loyalty_cli.errors import ConflictError, LockedError, UsageError
+from loyalty_cli.ledger import _COLUMNS, KINDS, Entry, _row_to_entry, replay
+
+# --- check ---------------------------------------------------------------------
+
+# source_type -> (table, id column): an entry naming one of these sources must
+# point at a row that exists (undone rows count: they are kept for audit and
+# their reversal entries still name them).
+SOURCE_TABLES: dict[str, tuple[str, str]] = {
+    "purchase": ("purchases", "transaction_id"),
+    "event": ("events", "event_id"),
+    "redemption": ("redemptions", "redemption_id"),
+    "voucher": ("vouchers", "voucher_id"),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One broken invariant. `code` is stable (for scripts), `message` is for people."""
+
+    code: str
+    message: str
+    entry_id: int | None = None
+    customer_id: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "entry_id": self.entry_id,
+            "customer_id": self.customer_id,
+            "message": self.message,
+        }
+
+
+@dataclass
+class CheckReport:
+    findings: list[Finding]
+    entries: int
+    customers: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def summary(self) -> str:
+        return f"ok: {self.entries} entries, {self.customers} customers checked"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "customers": self.customers,
+            "findings": [f.as_json() for f in self.findings],
+        }
+
+
+def check_database(conn: sqlite3.Connection) -> list[Finding]:
+    """Every broken invariant found (empty list: the database is sound)."""
+    return run_check(conn).findings
+
+
+def run_check(conn: sqlite3.Connection) -> CheckReport:
+    """Integrity check and ledger invariants, read in one snapshot (a read
+    transaction), so an import committing meanwhile cannot cause a false alarm."""
+    findings: list[Finding] = []
+    for (message,) in conn.execute("PRAGMA integrity_check").fetchall():
+        if message != "ok":
+            findings.append(Finding("integrity", f"sqlite integrity_check: {message}"))
+    with db.transaction(conn, immediate=False):
+        for row in conn.execute("PRAGMA foreign_key_check").fetchall():
+            findings.append(
+                Finding("foreign_key", f"{row[0]} row {row[1]}: {row[2]} row does not exist")
+            )
+        findings += _bad_kinds(conn)
+        findings += _bad_lot_ids(conn)
+        findings += _missing_sources(conn)
+        replay_findings, customers = _replay_all(conn)
+        findings += replay_findings
+        entries = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    return CheckReport(findings, entries, customers)
+
+
+def _bad_kinds(conn: sqlite3.Connection) -> list[Finding]:
+    marks = ",".join("?" * len(KINDS))
+    rows = conn.execute(
+        f"SELECT entry_id, customer_id, kind FROM ledger WHERE kind NOT IN ({marks}) "
+        "ORDER BY entry_id",
+        KINDS,
+    )
+    return [
+        Finding("kind", f"entry {e} (customer {c}): unknown kind {k!r}", e, c) for e, c, k in rows
+    ]
+
+
+def _bad_lot_ids(conn: sqlite3.Connection) -> list[Finding]:
+    rows = conn.execute(
+        """
+        SELECT l.entry_id, l.customer_id, l.kind, l.lot_id, t.entry_id, t.customer_id, t.points
+        FROM ledger l LEFT JOIN ledger t ON t.entry_id = l.lot_id
+        WHERE l.lot_id IS NOT NULL
+          AND (t.entry_id IS NULL OR t.customer_id != l.customer_id OR t.points <= 0)
+        ORDER BY l.entry_id
+        """
+    )
+    out = []
+    for entry_id, customer, kind, lot_id, target, target_customer, target_points in rows:
+        head = f"entry {entry_id} (customer {customer}, {kind}): lot_id {lot_id}"
+        if target is None:
+            why = "does not exist"
+        elif target_customer != customer:
+            why = f"belongs to customer {target_customer}"
+        else:
+            why = f"is not a lot ({target_points} points)"
+        out.append(Finding("lot_id", f"{head} {why}", entry_id, customer))
+    return out
+
+
+def _missing_sources(conn: sqlite3.Connection) -> list[Finding]:
+    out = []
+    for source_type, (table, column) in SOURCE_TABLES.items():
+        # A materialised DISTINCT subquery gets an automatic index: one pass over
+        # each table instead of a scan per entry (the purchases/events key indexes
+        # are partial - undone = 0 - and cannot serve "any row with this id").
+        rows = conn.execute(
+            f"""
+            SELECT l.entry_id, l.customer_id, l.kind, l.source_id
+            FROM ledger l
+            LEFT JOIN (SELECT DISTINCT {column} AS id FROM {table}) s ON s.id = l.source_id
+            WHERE l.source_type = ? AND s.id IS NULL
+            ORDER BY l.entry_id
+            """,
+            (source_type,),
+        )
+        for entry_id, customer, kind, source_id in rows:
+            what = "no source id" if source_id is None else f"{source_id} is not in {table}"
+            out.append(
+                Finding(
+                    "source",
+                    f"entry {entry_id} (customer {customer}, {kind}): {source_type} {what}",
+                    entry_id,
+                    customer,
+                )
+            )
+    return out
+
+
+def _replay_all(conn: sqlite3.Connection) -> tuple[list[Finding], int]:
+    """Replay every customer's entries (streamed, one customer in memory at a
+    time) and compare with what SQL sums."""
+    sums = dict(
+        conn.execute("SELECT customer_id, SUM(points) FROM ledger GROUP BY customer_id").fetchall()
+    )
+    findings: list[Finding] = []
+    customers = 0
+    current: str | None = None
+    batch: list[Entry] = []
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM ledger ORDER BY customer_id, entry_id")
+    for row in rows:
+        entry = _row_to_entry(row)
+        if entry.customer_id != current:
+            if current is not None:
+                findings += _check_customer(current, batch, sums.get(current, 0))
+                customers += 1
+            current, batch = entry.customer_id, []
+        batch.append(entry)
+    if current is not None:
+        findings += _check_customer(current, batch, sums.get(current, 0))
+        customers += 1
+    return findings, customers
+
+
+def _check_customer(customer: str, entries: list[Entry], sql_sum: int) -> list[Finding]:
+    out = []
+    try:
+        state = replay(entries)
+    except Exception as exc:  # noqa: BLE001 - a replay that crashes is itself a finding
+        return [Finding("replay", f"customer {customer}: ledger cannot be replayed: {exc}")]
+    if state.balance != sql_sum:
+        out.append(
+            Finding(
+                "balance",
+                f"customer {customer}: replayed balance {state.balance} != sum of entries "
+                f"{sql_sum}",
+                customer_id=customer,
+            )
+        )
+    for lot in state.lots.values():
+        if lot.remaining < 0 or lot.remaining > lot.points:
+            out.append(
+                Finding(
+                    "lot",
+                    f"customer {customer}: lot {lot.entry_id} holds {lot.remaining} of its "
+                    f"{lot.points} points",
+                    lot.entry_id,
+                    customer,
+                )
+            )
+    return out
+
+
+# --- backup --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    source: str
+    file: str
+    bytes: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"source": self.source, "file": self.file, "bytes": self.bytes}
+
+
+def backup_database(conn: sqlite3.Connection, dest: Path, *, force: bool = False) -> BackupResult:
+    """Copy the database to `dest` while others may be writing.
+
+    The online backup API copies one consistent snapshot. The copy is written
+    to a temporary file next to `dest` and renamed into place, so an existing
+    backup is only replaced (with force) by a complete new one. The copy is a
+    single self-contained file (journal mode DELETE, no -wal beside it).
+    """
+    dest = Path(dest)
+    source = conn.execute("PRAGMA database_list").fetchone()[2]
+    if dest.exists() and not force:
+        raise ConflictError("already exists; use --force to overwrite it", file=str(dest))
+    if source and dest.exists() and os.path.samefile(source, dest):
+        raise UsageError("is the database itself; choose another file", file=str(dest))
+    if not dest.parent.is_dir():
+        raise UsageError("the directory does not exist", file=str(dest))
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    try:
+        target = sqlite3.connect(tmp)
+        try:
+            conn.backup(target)
+            target.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            target.close()
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return BackupResult(source, str(dest), dest.stat().st_size)
+
+
+# --- lock ----------------------------------------------------------------------
+
+LOCK_NAME = "nightly"
+# Locks this process holds now: a row naming our own pid that is not in here
+# was left by an earlier process that had the same pid (pids are reused,
+# e.g. after a reboot) and is stale.
+_held: set[tuple[str, str]] = set()
+_held_guard = threading.Lock()
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int
+    host: str
+    command: str
+    since: str
+
+    def describe(self) -> str:
+        words = self.command.split()
+        label = words[1] if len(words) > 1 and words[0] == "loyalty" else LOCK_NAME
+        return (
+            f"another {label} (pid {self.pid} on {self.host}, `{self.command}`) "
+            f"holds the lock since {self.since}"
+        )
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _db_key(conn: sqlite3.Connection, name: str) -> tuple[str, str]:
+    return (conn.execute("PRAGMA database_list").fetchone()[2] or "", name)
+
+
+@contextmanager
+def hold_lock(
+    conn: sqlite3.Connection,
+    command: str,
+    *,
+    name: str = LOCK_NAME,
+    wait: float = 600.0,
+    poll: float = 0.5,
+) -> Iterator[LockHolder]:
+    """Hold the advisory lock `name` for the duration of the block.
+
+    Waits up to `wait` seconds (polling every `poll`) while another live
+    process holds it, then raises LockedError naming the holder. The row is
+    deleted in `finally`; after a kill -9 it stays, and the next acquirer on
+    the same host sees the dead pid and takes it over.
+    """
+    me = LockHolder(os.getpid(), socket.gethostname(), command, _utc_now())
+    key = _db_key(conn, name)
+    deadline = time.monotonic() + max(wait, 0.0)
+    while True:
+        holder = _try_acquire(conn, name, me, key)
+        if holder is None:
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LockedError(f"{holder.describe()}; gave up after waiting {wait:g} s (--wait)")
+        time.sleep(min(poll, left))
+    try:
+        yield me
+    finally:
+        with _held_guard:
+            _held.discard(key)
+        with db.transaction(conn):
+            conn.execute(
+                "DELETE FROM locks WHERE name = ? AND pid = ? AND host = ? AND since = ?",
+                (name, me.pid, me.host, me.since),
+            )
+
+
+def _try_acquire(
+    conn: sqlite3.Connection, name: str, me: LockHolder, key: tuple[str, str]
+) -> LockHolder | None:
+    """Take the lock in one short write transaction; return the live holder if
+    someone else has it."""
+    with _held_guard:
+        if key in _held:  # another thread of this process holds it
+            row = conn.execute(
+                "SELECT pid, host, command, since FROM locks WHERE name = ?", (name,)
+            ).fetchone()
+            return LockHolder(*row) if row else me
+        with db.transaction(conn):
+            row = conn.execute(
+                "SELECT pid, host, command, since FROM locks WHERE name = ?", (name,)
+            ).fetchone()
+            if row is not None:
+                holder = LockHolder(*row)
+                if not _is_stale(holder, me):
+                    return holder
+                conn.execute("DELETE FROM locks WHERE name = ?", (name,))
+            conn.execute(
+                "INSERT INTO locks (name, pid, host, command, since) VALUES (?, ?, ?, ?, ?)",
+                (name, me.pid, me.host, me.command, me.since),
+            )
+        _held.add(key)
+    return None
+
+
+def _is_stale(holder: LockHolder, me: LockHolder) -> bool:
+    """Stale = held on this host by a process that no longer runs. A lock held
+    from another host is never judged (we cannot see its processes)."""
+    if holder.host != me.host:
+        return False
+    if holder.pid == me.pid:
+        return True  # our pid, but not held by us (see _held): an earlier life
+    return not pid_alive(holder.pid, holder.since)
+
+
+def pid_alive(pid: int, since: str | None = None) -> bool:
+    """Is process `pid` running (and, where /proc tells, started before `since`,
+    so a reused pid of an unrelated later process does not keep a lock alive)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    except OSError:
+        return False
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True
+    state, started = stat
+    if state in ("Z", "X"):
+        return False  # a zombie: it has exited, only not yet reaped
+    if since is not None and started is not None:
+        try:
+            taken = dt.datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            return True
+        # A process that started after the lock was taken cannot be its holder.
+        return started <= taken.timestamp() + 2
+    return True
+
+
+def _proc_stat(pid: int) -> tuple[str, float | None] | None:
+    """(state, start time as a Unix timestamp) from /proc, or None off Linux."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+        ticks = os.sysconf("SC_CLK_TCK")
+        return fields[0], btime + int(fields[19]) / ticks
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None

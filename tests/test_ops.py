@@ -1,0 +1,346 @@
+"""`loyalty check`, `loyalty backup` and the nightly lock (loyalty_cli.ops)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from loyalty_cli import db, ledger
+from loyalty_cli.errors import LockedError
+from loyalty_cli.ledger import NewEntry
+from loyalty_cli.ops import (
+    backup_database,
+    check_database,
+    hold_lock,
+    pid_alive,
+    run_check,
+)
+
+D = dt.date(2026, 3, 1)
+
+
+def _purchase(conn: sqlite3.Connection, txn: str, customer: str, amount: int = 1000) -> None:
+    conn.execute(
+        "INSERT INTO purchases (transaction_id, customer_id, date, amount, import_id) "
+        "VALUES (?, ?, ?, ?, 1)",
+        (txn, customer, D.isoformat(), amount),
+    )
+
+
+def _clean_ledger(conn: sqlite3.Connection) -> None:
+    """Two customers, earns from real purchases, a redemption, an expiry."""
+    with db.transaction(conn):
+        _purchase(conn, "T1", "C1")
+        _purchase(conn, "T2", "C2")
+        conn.execute(
+            "INSERT INTO redemptions (redemption_id, customer_id, reward_id, date, points, "
+            "value, created_at) VALUES ('R1', 'C1', 'coffee', ?, 4, 350, 'now')",
+            (D.isoformat(),),
+        )
+        ledger.post(
+            conn,
+            [
+                NewEntry(D, "C1", "earn", 10, "purchase", "T1", available_on=D),
+                NewEntry(D, "C2", "earn", 20, "purchase", "T2", available_on=D),
+                NewEntry(D, "C1", "redeem", -4, "redemption", "R1"),
+            ],
+        )
+        ledger.post(conn, [NewEntry(D, "C1", "expire", -6, "expiry", None, lot_id=1)])
+
+
+# --- check ---------------------------------------------------------------------
+
+
+def test_check_passes_on_a_clean_database(conn, cli):
+    _clean_ledger(conn)
+    assert check_database(conn) == []
+    result = cli("check")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "ok: 4 entries, 2 customers checked\n"
+
+
+def test_check_passes_on_an_empty_database(cli):
+    result = cli("check")
+    assert result.exit_code == 0
+    assert result.stdout == "ok: 0 entries, 0 customers checked\n"
+
+
+def test_check_finds_a_lot_of_another_customer_and_a_missing_lot(conn, cli):
+    _clean_ledger(conn)
+    with db.transaction(conn):
+        # An expire for C2 aimed at C1's lot, and one aimed at a lot that never existed.
+        ledger.post(conn, [NewEntry(D, "C2", "expire", -5, "expiry", None, lot_id=1)])
+        ledger.post(conn, [NewEntry(D, "C2", "expire", -1, "expiry", None, lot_id=999)])
+    findings = check_database(conn)
+    assert [f.code for f in findings] == ["lot_id", "lot_id"]
+    result = cli("check")
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "entry 5 (customer C2, expire): lot_id 1 belongs to customer C1\n"
+        "entry 6 (customer C2, expire): lot_id 999 does not exist\n"
+    )
+    assert result.stderr == "Error: check found 2 problems in 6 entries, 2 customers\n"
+
+
+def test_check_finds_an_entry_whose_source_is_missing(conn):
+    _clean_ledger(conn)
+    with db.transaction(conn):
+        ledger.post(conn, [NewEntry(D, "C3", "earn", 7, "purchase", "T404")])
+        ledger.post(conn, [NewEntry(D, "C3", "redeem", -7, "redemption", "R404")])
+    messages = [f.message for f in check_database(conn)]
+    assert messages == [
+        "entry 5 (customer C3, earn): purchase T404 is not in purchases",
+        "entry 6 (customer C3, redeem): redemption R404 is not in redemptions",
+    ]
+
+
+def test_check_counts_undone_purchases_as_existing_sources(conn):
+    _clean_ledger(conn)
+    with db.transaction(conn):
+        conn.execute("UPDATE purchases SET undone = 1 WHERE transaction_id = 'T2'")
+        ledger.reverse_sources(conn, "purchase", ["T2"], D, "import 1 undone")
+    assert check_database(conn) == []
+
+
+def test_check_finds_a_negative_lot_and_a_pointless_target(conn):
+    _clean_ledger(conn)
+    with db.transaction(conn):
+        # lot_id aimed at the redeem entry (not a lot).
+        ledger.post(conn, [NewEntry(D, "C1", "clawback", -1, "purchase", "T1", lot_id=3)])
+    assert [f.message for f in check_database(conn)] == [
+        "entry 5 (customer C1, clawback): lot_id 3 is not a lot (-4 points)"
+    ]
+
+
+def test_check_json_output(conn, cli):
+    import json
+
+    _clean_ledger(conn)
+    with db.transaction(conn):
+        ledger.post(conn, [NewEntry(D, "C2", "expire", -5, "expiry", None, lot_id=1)])
+    result = cli("check", "--format", "json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False and doc["entries"] == 5 and doc["customers"] == 2
+    assert doc["findings"] == [
+        {
+            "code": "lot_id",
+            "entry_id": 5,
+            "customer_id": "C2",
+            "message": "entry 5 (customer C2, expire): lot_id 1 belongs to customer C1",
+        }
+    ]
+
+
+def test_run_check_sees_one_snapshot(conn, db_file):
+    _clean_ledger(conn)
+    report = run_check(conn)
+    assert report.ok and report.entries == 4 and report.customers == 2
+
+
+# --- backup --------------------------------------------------------------------
+
+
+def _dump(path: Path) -> list[tuple]:
+    other = sqlite3.connect(path)
+    try:
+        return other.execute(
+            "SELECT entry_id, customer_id, kind, points FROM ledger ORDER BY 1"
+        ).fetchall()
+    finally:
+        other.close()
+
+
+def test_backup_copy_opens_and_has_the_same_rows(conn, cli, tmp_path):
+    _clean_ledger(conn)
+    target = tmp_path / "copy.db"
+    result = cli("backup", target)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(f"backup: {conn.execute('PRAGMA database_list').fetchone()[2]}")
+    assert _dump(target) == _dump(tmp_path / "loyalty.db")
+    assert len(_dump(target)) == 4
+    # A single self-contained file: no WAL to carry along.
+    copy = sqlite3.connect(target)
+    assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    copy.close()
+
+
+def test_backup_refuses_to_overwrite_without_force(conn, cli, tmp_path):
+    target = tmp_path / "copy.db"
+    target.write_bytes(b"precious")
+    result = cli("backup", target)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {target}: already exists; use --force to overwrite it\n"
+    assert target.read_bytes() == b"precious"
+    _clean_ledger(conn)
+    result = cli("backup", target, "--force")
+    assert result.exit_code == 0, result.stderr
+    assert len(_dump(target)) == 4
+    assert sorted(p.name for p in tmp_path.iterdir() if "copy" in p.name) == ["copy.db"]
+
+
+def test_backup_while_another_writer_holds_a_transaction(conn, db_file, tmp_path):
+    _clean_ledger(conn)
+    writer = db.connect(db_file)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        ledger.post(writer, [NewEntry(D, "C9", "adjust", 5, "manual")])
+        started = time.monotonic()
+        backup_database(conn, tmp_path / "snap.db")
+        assert time.monotonic() - started < 5  # did not wait for the writer
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+    assert len(_dump(tmp_path / "snap.db")) == 4  # the uncommitted entry is not in it
+    assert len(_dump(db_file)) == 5
+
+
+# --- lock ----------------------------------------------------------------------
+
+
+def _lock_rows(conn: sqlite3.Connection) -> list[tuple]:
+    return [tuple(r) for r in conn.execute("SELECT name, pid, host, command FROM locks")]
+
+
+def test_lock_is_held_inside_and_released_after(conn):
+    with hold_lock(conn, "loyalty nightly", wait=0) as me:
+        assert _lock_rows(conn) == [("nightly", os.getpid(), socket.gethostname(), me.command)]
+    assert _lock_rows(conn) == []
+
+
+def test_lock_is_released_when_the_block_fails(conn):
+    with pytest.raises(RuntimeError), hold_lock(conn, "loyalty nightly", wait=0):
+        raise RuntimeError("boom")
+    assert _lock_rows(conn) == []
+
+
+def test_second_acquirer_waits_then_fails_naming_the_holder(conn, db_file):
+    other = db.connect(db_file)
+    try:
+        with hold_lock(conn, "loyalty nightly --inbox /srv/in", wait=0) as me:
+            started = time.monotonic()
+            with (
+                pytest.raises(LockedError) as info,
+                hold_lock(other, "loyalty nightly", wait=0.3, poll=0.05),
+            ):
+                pass
+            assert time.monotonic() - started >= 0.3
+        assert str(info.value) == (
+            f"another nightly (pid {os.getpid()} on {socket.gethostname()}, "
+            f"`loyalty nightly --inbox /srv/in`) holds the lock since {me.since}; "
+            "gave up after waiting 0.3 s (--wait)"
+        )
+        assert info.value.exit_code == 1
+    finally:
+        other.close()
+
+
+def test_second_acquirer_gets_the_lock_when_the_first_lets_go(conn, db_file):
+    got = threading.Event()
+
+    def second() -> None:
+        other = db.connect(db_file)
+        try:
+            with hold_lock(other, "loyalty nightly", wait=10, poll=0.05):
+                got.set()
+        finally:
+            other.close()
+
+    with hold_lock(conn, "loyalty nightly", wait=0):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        assert not got.is_set()
+    thread.join(10)
+    assert got.is_set()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(conn):
+    dead = _dead_pid()
+    assert not pid_alive(dead)
+    with db.transaction(conn):
+        conn.execute(
+            "INSERT INTO locks VALUES ('nightly', ?, ?, 'loyalty nightly', '2026-11-23T02:00:03Z')",
+            (dead, socket.gethostname()),
+        )
+    with hold_lock(conn, "loyalty nightly", wait=0):
+        assert _lock_rows(conn)[0][1] == os.getpid()
+    assert _lock_rows(conn) == []
+
+
+def test_lock_of_a_reused_pid_started_later_is_stale(conn):
+    # The pid is alive, but its process started after the lock was taken.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert pid_alive(sleeper.pid)
+        assert not pid_alive(sleeper.pid, "2020-01-01T00:00:00Z")
+        with db.transaction(conn):
+            conn.execute(
+                "INSERT INTO locks VALUES ('nightly', ?, ?, 'loyalty nightly', "
+                "'2020-01-01T00:00:00Z')",
+                (sleeper.pid, socket.gethostname()),
+            )
+        with hold_lock(conn, "loyalty nightly", wait=0):
+            pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_lock_of_a_live_process_is_not_taken_over(conn):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        since = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+        with db.transaction(conn):
+            conn.execute(
+                "INSERT INTO locks VALUES ('nightly', ?, ?, 'loyalty import purchases x.csv', ?)",
+                (sleeper.pid, socket.gethostname(), since.strftime("%Y-%m-%dT%H:%M:%SZ")),
+            )
+        with (
+            pytest.raises(LockedError, match=r"^another import \(pid \d+ on "),
+            hold_lock(conn, "loyalty nightly", wait=0),
+        ):
+            pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_lock_held_from_another_host_is_never_judged_stale(conn):
+    with db.transaction(conn):
+        conn.execute(
+            "INSERT INTO locks VALUES ('nightly', ?, 'elsewhere', 'loyalty nightly', "
+            "'2026-11-23T02:00:03Z')",
+            (_dead_pid(),),
+        )
+    with (
+        pytest.raises(LockedError, match="on elsewhere, `loyalty nightly`"),
+        hold_lock(conn, "loyalty nightly", wait=0),
+    ):
+        pass
+
+
+def test_lock_naming_our_own_pid_but_not_held_is_from_an_earlier_life(conn):
+    with db.transaction(conn):
+        conn.execute(
+            "INSERT INTO locks VALUES ('nightly', ?, ?, 'loyalty nightly', '2026-11-20T02:00:03Z')",
+            (os.getpid(), socket.gethostname()),
+        )
+    with hold_lock(conn, "loyalty nightly", wait=0) as me:
+        assert me.since != "2026-11-20T02:00:03Z"
