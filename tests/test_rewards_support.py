@@ -74,12 +74,26 @@ def earn(
     return entry_id
 
 
+SPEND = {"bronze": 0, "silver": 30000, "gold": 100000}
+
+
 def set_tier(conn, customer_id: str, tier: str, on: dt.date) -> None:
+    """Give a customer a tier from `on`: a scored receipt of the level's spend
+    (what the engine derives tiers from) and the tier_history row."""
     with db.transaction(conn):
         conn.execute(
             "INSERT INTO tier_history (customer_id, date, tier) VALUES (?, ?, ?)",
             (customer_id, on.isoformat(), tier),
         )
+        has_scored = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'scored_receipts'"
+        ).fetchone()
+        if has_scored:
+            conn.execute(
+                "INSERT INTO scored_receipts (transaction_id, customer_id, date, amount, points) "
+                "VALUES (?, ?, ?, ?, 0)",
+                (f"TIER-{customer_id}-{on}", customer_id, on.isoformat(), SPEND[tier]),
+            )
 
 
 def voucher(

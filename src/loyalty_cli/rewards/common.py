@@ -6,6 +6,7 @@ The program module is imported lazily so this package can be imported (and
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import sqlite3
 from collections.abc import Iterable
@@ -94,11 +95,23 @@ def tiers_on(
 
 def tier_on(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> str | None:
     """The engine's tier function when present, else the tier_history table."""
+    return customer_tiers(conn, [customer_id], on).get(customer_id)
+
+
+def customer_tiers(
+    conn: sqlite3.Connection, customer_ids: list[str] | None, on: dt.date
+) -> dict[str, str]:
+    """Tier ids on a date for the customers named (None: everyone), in bulk.
+
+    The engine (`engine.tiers`) is the source of truth: it derives the tier
+    from the scored receipts. Without the engine, the tier_history table.
+    """
     try:
-        from loyalty_cli.engine.tiers import tier_on as engine_tier_on
+        from loyalty_cli.engine.tiers import tiers_on as engine_tiers_on
     except ImportError:
-        return tiers_on(conn, [customer_id], on).get(customer_id)
-    return engine_tier_on(conn, customer_id, on)
+        return tiers_on(conn, customer_ids, on)
+    found = engine_tiers_on(conn, on, customer_ids)
+    return {c: t for c, t in found.items() if t is not None}
 
 
 def effective_tier(program: Program, tier: str | None) -> str | None:
@@ -124,3 +137,11 @@ def tier_label(program: Program, tier: str | None) -> str:
         return "not in any tier"
     level = program.level(tier)
     return level.label if level else tier
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """`day` plus whole months, clamped to the month's end (Jan 31 + 1 = Feb 28/29)."""
+    index = day.year * 12 + (day.month - 1) + months
+    year, month = divmod(index, 12)
+    last = calendar.monthrange(year, month + 1)[1]
+    return dt.date(year, month + 1, min(day.day, last))

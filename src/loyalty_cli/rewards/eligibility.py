@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 from loyalty_cli import ledger
 from loyalty_cli.rewards.common import (
+    customer_tiers,
     effective_tier,
     reward_label,
     tier_label,
     tier_rank,
-    tiers_on,
     version_or_none,
 )
 from loyalty_cli.rewards.vouchers import open_voucher_counts
@@ -159,7 +159,7 @@ def load_facts(
     facts = Facts(on=on, customers=customers, vouchers=vouchers)
     facts.available = {c: available_now(es, on) for c, es in entries.items()}
     if program.tiers is not None and any(r.min_tier for r in program.rewards):
-        facts.tiers = tiers_on(conn, [customer_id] if customer_id else None, on)
+        facts.tiers = customer_tiers(conn, [customer_id] if customer_id else None, on)
     limited = [r for r in program.rewards if r.limit is not None]
     if limited:
         bounds = [period_bounds(r.limit.per, on) for r in limited if r.limit]

@@ -1,0 +1,303 @@
+"""Redeeming a reward at the counter, and giving one back.
+
+Check and debit happen in ONE transaction that takes the write lock before
+anything is read (`db.transaction` is BEGIN IMMEDIATE): two tills racing for
+the same last points queue on the lock, and the second one sees the first
+one's debit, so only one can win.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sqlite3
+from typing import Any
+
+from loyalty_cli import db, ledger
+from loyalty_cli.errors import ConflictError, NotFoundError, RedemptionError
+from loyalty_cli.money import format_minor
+from loyalty_cli.rewards.common import (
+    find_reward,
+    require_customer,
+    version_on,
+    version_or_none,
+)
+from loyalty_cli.rewards.eligibility import load_facts
+from loyalty_cli.rewards.vouchers import oldest_open_voucher
+
+# No 0/O, 1/I/L, 2/Z, 5/S, 8/B: a code a person reads off a screen and types.
+CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
+CODE_LENGTH = 6
+_SEQ_KEY = "redemption_seq"
+_COLUMNS = (
+    "redemption_id, customer_id, reward_id, date, points, value, status, ref, code, "
+    "balance_after, voucher_id, partner, import_id, cancelled_on"
+)
+
+
+def redemption_code(redemption_id: str) -> str:
+    """A short code a till can type, derived from the id (so it can be re-derived)."""
+    number = int.from_bytes(hashlib.sha256(f"loyalty:{redemption_id}".encode()).digest(), "big")
+    chars = []
+    for _ in range(CODE_LENGTH):
+        number, digit = divmod(number, len(CODE_ALPHABET))
+        chars.append(CODE_ALPHABET[digit])
+    return "".join(chars)
+
+
+def _next_redemption_id(conn: sqlite3.Connection) -> str:
+    """R000001, R000002, ...: a counter in meta, so an id is never handed out twice."""
+    number = int(db.get_meta(conn, _SEQ_KEY, "0") or 0)
+    while True:
+        number += 1
+        candidate = f"R{number:06d}"
+        taken = conn.execute(
+            "SELECT 1 FROM redemptions WHERE redemption_id = ?", (candidate,)
+        ).fetchone()
+        if not taken:
+            db.set_meta(conn, _SEQ_KEY, str(number))
+            return candidate
+
+
+def _currency_on(conn: sqlite3.Connection, on: dt.date) -> str:
+    version = version_or_none(conn, on)
+    return version.program.currency if version else "EUR"
+
+
+def redemption_dict(conn: sqlite3.Connection, row: sqlite3.Row | dict) -> dict[str, Any]:
+    """The contract's JSON shape of a redemption."""
+    currency = _currency_on(conn, dt.date.fromisoformat(row["date"]))
+    return {
+        "redemption_id": row["redemption_id"],
+        "customer_id": row["customer_id"],
+        "reward_id": row["reward_id"],
+        "points": row["points"],
+        "value": format_minor(row["value"], currency),
+        "date": row["date"],
+        "balance_after": row["balance_after"],
+    }
+
+
+def get_redemption(conn: sqlite3.Connection, redemption_id: str) -> sqlite3.Row:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM redemptions WHERE redemption_id = ?", (redemption_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"unknown redemption {redemption_id}")
+    return row
+
+
+def redeem(
+    conn: sqlite3.Connection,
+    customer_id: str,
+    reward_id: str,
+    on: dt.date,
+    ref: str | None = None,
+    redemption_id: str | None = None,
+    import_id: int | None = None,
+) -> dict[str, Any]:
+    """Redeem a reward for a customer on a date; RedemptionError says why not.
+
+    `ref`: an idempotency key from the till; the same key again returns the
+    first redemption unchanged (whatever the other arguments) and posts
+    nothing. `redemption_id`: use this id (imports from the till) instead of
+    the next generated one.
+    """
+    with db.transaction(conn):
+        if ref is not None:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM redemptions WHERE ref = ?", (ref,))
+            first = row.fetchone()
+            if first is not None:
+                return redemption_dict(conn, first)
+        if redemption_id is not None:
+            exists = conn.execute(
+                "SELECT 1 FROM redemptions WHERE redemption_id = ?", (redemption_id,)
+            ).fetchone()
+            if exists:
+                raise ConflictError(f"redemption {redemption_id} already exists")
+        require_customer(conn, customer_id)
+        version = version_on(conn, on)
+        program = version.program
+        reward = find_reward(program, reward_id)
+        facts = load_facts(conn, program, customer_id, on)
+        reason = facts.refusal(program, reward, customer_id)
+        if reason is not None:
+            raise RedemptionError(reason)
+
+        rid = redemption_id or _next_redemption_id(conn)
+        value = program.minor(reward.value)
+        available = facts.available.get(customer_id, 0)
+        voucher_id = None
+        if reward.punch_card is not None:
+            # A punch-card voucher: the oldest open one, no points.
+            points = 0
+            voucher_id = oldest_open_voucher(conn, customer_id, reward.id, on)
+            if voucher_id is None:  # pragma: no cover - refusal() checked it
+                raise RedemptionError(f"no open voucher: {customer_id} has none for {reward.id}")
+            conn.execute(
+                "UPDATE vouchers SET status = 'used', closed_on = ?, redemption_id = ? "
+                "WHERE voucher_id = ?",
+                (on.isoformat(), rid, voucher_id),
+            )
+        else:
+            points = reward.points_cost
+            ledger.post(
+                conn,
+                [
+                    ledger.NewEntry(
+                        date=on,
+                        customer_id=customer_id,
+                        kind="redeem",
+                        points=-points,
+                        value=-ledger.points_value(points, program.point_value, program.currency),
+                        source_type="redemption",
+                        source_id=rid,
+                        rule_id=reward.id,
+                        program_version=version.version,
+                        partner=reward.partner,
+                    )
+                ],
+            )
+        # The redeem took `points` from lots usable on `on` (refusal() made sure
+        # they were there), so what is left usable is exactly this.
+        balance_after = available - points
+        conn.execute(
+            "INSERT INTO redemptions (redemption_id, customer_id, reward_id, date, points, "
+            "value, status, ref, code, balance_after, voucher_id, partner, import_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rid,
+                customer_id,
+                reward.id,
+                on.isoformat(),
+                points,
+                value,
+                ref,
+                redemption_code(rid),
+                balance_after,
+                voucher_id,
+                reward.partner,
+                import_id,
+                dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            ),
+        )
+        return redemption_dict(conn, get_redemption(conn, rid))
+
+
+def cancel_redemption(conn: sqlite3.Connection, redemption_id: str, on: dt.date) -> dict[str, Any]:
+    """Give an unused reward back: its points return to the lots they came from.
+
+    Posts `redemption_reversed` dated `on` (nothing is back-dated). The points
+    go back to exactly the lots the redemption took them from, with those
+    lots' expiry dates; points that come back into a lot that has already
+    expired by `on` are expired at once by an `expire` entry dated `on`. A
+    voucher redemption reopens its voucher.
+    """
+    with db.transaction(conn):
+        row = get_redemption(conn, redemption_id)
+        if row["status"] == "cancelled":
+            raise ConflictError(
+                f"redemption {redemption_id} was already cancelled on {row['cancelled_on']}"
+            )
+        if on.isoformat() < row["date"]:
+            raise ConflictError(
+                f"redemption {redemption_id} was made on {row['date']}; "
+                f"it cannot be cancelled on an earlier date ({on.isoformat()})"
+            )
+        customer_id = row["customer_id"]
+        returned = expired = 0
+        debits = conn.execute(
+            "SELECT SUM(points), SUM(value), MAX(program_version), MAX(partner) FROM ledger "
+            "WHERE customer_id = ? AND source_type = 'redemption' AND source_id = ?",
+            (customer_id, redemption_id),
+        ).fetchone()
+        net, net_value, version_no, partner = debits
+        if net:  # points still out (a voucher redemption has none)
+            before = ledger.replay(ledger.entries_for(conn, customer_id))
+            taken = dict(before.taken.get(redemption_id, {}))
+            ledger.post(
+                conn,
+                [
+                    ledger.NewEntry(
+                        date=on,
+                        customer_id=customer_id,
+                        kind="redemption_reversed",
+                        points=-net,
+                        value=-(net_value or 0),
+                        source_type="redemption",
+                        source_id=redemption_id,
+                        rule_id=row["reward_id"],
+                        program_version=version_no,
+                        partner=partner,
+                        note=f"cancellation of {redemption_id}",
+                    )
+                ],
+            )
+            returned = -net
+            expired = _expire_returned(conn, customer_id, taken, on, redemption_id)
+        if row["voucher_id"]:
+            conn.execute(
+                "UPDATE vouchers SET status = 'open', closed_on = NULL, redemption_id = NULL "
+                "WHERE voucher_id = ?",
+                (row["voucher_id"],),
+            )
+        conn.execute(
+            "UPDATE redemptions SET status = 'cancelled', cancelled_on = ? WHERE redemption_id = ?",
+            (on.isoformat(), redemption_id),
+        )
+        available = ledger.replay(ledger.entries_for(conn, customer_id)).available(on)
+        out = redemption_dict(conn, get_redemption(conn, redemption_id))
+        del out["balance_after"]
+        out.update(
+            {
+                "status": "cancelled",
+                "cancelled_on": on.isoformat(),
+                "points_returned": returned,
+                "points_expired": expired,
+                "available": available,
+            }
+        )
+        return out
+
+
+def _expire_returned(
+    conn: sqlite3.Connection,
+    customer_id: str,
+    taken: dict[int, int],
+    on: dt.date,
+    redemption_id: str,
+) -> int:
+    """Expire at once what came back into lots already expired by `on`."""
+    state = ledger.replay(ledger.entries_for(conn, customer_id))
+    version = version_or_none(conn, on)
+    entries = []
+    for lot_id, amount in sorted(taken.items()):
+        lot = state.lots.get(lot_id)
+        if lot is None or lot.expires_on is None or lot.expires_on > on:
+            continue
+        points = min(amount, lot.remaining)
+        if points <= 0:
+            continue
+        value = (
+            ledger.points_value(points, version.program.point_value, version.program.currency)
+            if version
+            else 0
+        )
+        entries.append(
+            ledger.NewEntry(
+                date=on,
+                customer_id=customer_id,
+                kind="expire",
+                points=-points,
+                value=-value,
+                source_type="expiry",
+                source_id=str(lot_id),
+                program_version=version.version if version else None,
+                lot_id=lot_id,
+                partner=lot.partner,
+                note=f"expired on {lot.expires_on.isoformat()}; returned by "
+                f"cancellation of {redemption_id}",
+            )
+        )
+    ledger.post(conn, entries)
+    return sum(-e.points for e in entries)

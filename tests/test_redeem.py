@@ -1,0 +1,209 @@
+"""redeem / cancel_redemption: checks with their exact reasons, lots, vouchers, --ref."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from loyalty_cli import ledger
+from loyalty_cli.errors import ConflictError, NotFoundError, RedemptionError
+from loyalty_cli.rewards import cancel_redemption, redeem, redemption_code, vouchers_of
+from test_rewards_support import D, apply, earn, set_tier, voucher
+
+
+def ledger_rows(conn, kind=None):
+    sql = "SELECT kind, points, value, source_type, source_id, date, lot_id FROM ledger"
+    rows = [tuple(r) for r in conn.execute(sql + " ORDER BY entry_id")]
+    return [r for r in rows if kind is None or r[0] == kind]
+
+
+def test_redeem_posts_a_redeem_entry_and_returns_the_contract_shape(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 250, D)
+    out = redeem(conn, "C1", "coffee", D)
+    assert out == {
+        "redemption_id": "R000001",
+        "customer_id": "C1",
+        "reward_id": "coffee",
+        "points": 100,
+        "value": "3.50",
+        "date": "2026-03-10",
+        "balance_after": 150,
+    }
+    assert ledger_rows(conn, "redeem") == [
+        ("redeem", -100, -100, "redemption", "R000001", "2026-03-10", None)
+    ]
+    row = conn.execute("SELECT status, code, value FROM redemptions").fetchone()
+    assert tuple(row) == ("active", redemption_code("R000001"), 350)
+    assert len(row["code"]) == 6 and set(row["code"]) <= set("ACDEFGHJKMNPQRTUVWXY34679")
+    assert redeem(conn, "C1", "coffee", D)["redemption_id"] == "R000002"
+
+
+def test_overdraft_is_refused_and_the_balance_is_unchanged(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 40, D)
+    with pytest.raises(RedemptionError) as exc:
+        redeem(conn, "C1", "coffee", D)
+    assert str(exc.value) == "not enough points: C1 has 40 available, free coffee costs 100"
+    assert ledger.state_of(conn, "C1").available(D) == 40
+    assert ledger_rows(conn, "redeem") == []
+    assert conn.execute("SELECT COUNT(*) FROM redemptions").fetchone()[0] == 0
+
+
+def test_pending_and_expired_points_do_not_pay(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 100, D - dt.timedelta(days=400), expires_on=D - dt.timedelta(days=35))
+    with pytest.raises(RedemptionError, match="C1 has 0 available"):
+        redeem(conn, "C1", "coffee", D)
+
+
+def test_tier_too_low_names_both_tiers(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 1000, D)
+    with pytest.raises(RedemptionError) as exc:
+        redeem(conn, "C1", "ten-off", D)
+    assert str(exc.value) == "tier too low: 10 EUR off needs tier Silver; C1 is Bronze"
+
+
+def test_limit_of_one_per_month(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 2000, D)
+    set_tier(conn, "C1", "silver", D)
+    redeem(conn, "C1", "ten-off", D)
+    with pytest.raises(RedemptionError) as exc:
+        redeem(conn, "C1", "ten-off", D + dt.timedelta(days=5))
+    assert str(exc.value) == (
+        "limit reached: C1 has had 10 EUR off 1 time this month (limit of 1 per month)"
+    )
+    assert redeem(conn, "C1", "ten-off", dt.date(2026, 4, 1))["points"] == 500
+
+
+def test_inactive_reward_and_unknown_ids(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 2000, D)
+    set_tier(conn, "C1", "gold", D)
+    with pytest.raises(RedemptionError) as exc:
+        redeem(conn, "C1", "ten-off", dt.date(2027, 1, 2))
+    assert str(exc.value) == (
+        "reward not active on 2027-01-02: 10 EUR off runs from 2026-01-01 to 2026-12-31"
+    )
+    with pytest.raises(NotFoundError) as exc2:
+        redeem(conn, "C1", "tea", D)
+    assert str(exc2.value) == "unknown reward 'tea'; rewards are coffee, ten-off, tenth-coffee"
+    with pytest.raises(NotFoundError) as exc3:
+        redeem(conn, "C9", "coffee", D)
+    assert str(exc3.value) == "unknown customer C9"
+
+
+def test_ref_twice_is_once(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 500, D)
+    first = redeem(conn, "C1", "coffee", D, ref="till-7-0042")
+    again = redeem(conn, "C1", "coffee", D + dt.timedelta(days=3), ref="till-7-0042")
+    assert again == first
+    assert len(ledger_rows(conn, "redeem")) == 1
+    assert ledger.state_of(conn, "C1").available(D) == 400
+
+
+def test_cancel_restores_the_exact_lots(conn, tmp_path):
+    apply(conn, tmp_path)
+    old = earn(conn, "C1", 60, D - dt.timedelta(days=30), expires_on=dt.date(2027, 1, 1))
+    new = earn(conn, "C1", 80, D - dt.timedelta(days=10), expires_on=dt.date(2027, 2, 1))
+    before = {k: lot.remaining for k, lot in ledger.state_of(conn, "C1").lots.items()}
+    rid = redeem(conn, "C1", "coffee", D)["redemption_id"]
+    during = ledger.state_of(conn, "C1").lots
+    assert (during[old].remaining, during[new].remaining) == (0, 40)
+    out = cancel_redemption(conn, rid, D + dt.timedelta(days=1))
+    after = {k: lot.remaining for k, lot in ledger.state_of(conn, "C1").lots.items()}
+    assert after == before
+    assert out["status"] == "cancelled" and out["points_returned"] == 100
+    assert out["available"] == 140 and out["points_expired"] == 0
+    assert ledger_rows(conn, "redemption_reversed") == [
+        ("redemption_reversed", 100, 100, "redemption", rid, "2026-03-11", None)
+    ]
+    assert conn.execute("SELECT status, cancelled_on FROM redemptions").fetchone()[:] == (
+        "cancelled",
+        "2026-03-11",
+    )
+
+
+def test_cancel_after_a_lot_expired_expires_what_came_back_at_once(conn, tmp_path):
+    apply(conn, tmp_path)
+    old = earn(conn, "C1", 60, D - dt.timedelta(days=30), expires_on=dt.date(2026, 4, 1))
+    new = earn(conn, "C1", 80, D - dt.timedelta(days=10), expires_on=dt.date(2027, 2, 1))
+    rid = redeem(conn, "C1", "coffee", D)["redemption_id"]
+    out = cancel_redemption(conn, rid, dt.date(2026, 4, 15))
+    assert out["points_returned"] == 100 and out["points_expired"] == 60
+    assert ledger_rows(conn, "expire") == [
+        ("expire", -60, -60, "expiry", str(old), "2026-04-15", old)
+    ]
+    state = ledger.state_of(conn, "C1")
+    assert state.lots[old].remaining == 0 and state.lots[new].remaining == 80
+    assert state.available(dt.date(2026, 4, 15)) == 80
+
+
+def test_cancel_twice_conflicts_and_unknown_id_is_not_found(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 100, D)
+    rid = redeem(conn, "C1", "coffee", D)["redemption_id"]
+    cancel_redemption(conn, rid, D)
+    with pytest.raises(ConflictError) as exc:
+        cancel_redemption(conn, rid, D)
+    assert str(exc.value) == f"redemption {rid} was already cancelled on 2026-03-10"
+    with pytest.raises(NotFoundError, match="unknown redemption R999999"):
+        cancel_redemption(conn, "R999999", D)
+    # A cancelled redemption no longer counts; its id is not handed out again.
+    assert redeem(conn, "C1", "coffee", D)["redemption_id"] == "R000002"
+
+
+def test_voucher_redemption_uses_the_oldest_open_voucher_and_no_points(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 30, D)
+    voucher(conn, "V2", "C1", D - dt.timedelta(days=5))
+    voucher(conn, "V1", "C1", D - dt.timedelta(days=20))
+    voucher(conn, "V0", "C1", D - dt.timedelta(days=40), expires_on=D - dt.timedelta(days=1))
+    out = redeem(conn, "C1", "tenth-coffee", D)
+    assert out["points"] == 0 and out["value"] == "3.50" and out["balance_after"] == 30
+    assert ledger_rows(conn) == [ledger_rows(conn)[0]]  # only the earn lot
+    statuses = {v["voucher_id"]: v["status"] for v in vouchers_of(conn, "C1", D)}
+    assert statuses == {"V0": "expired", "V1": "used", "V2": "open"}
+    used = conn.execute("SELECT redemption_id, closed_on FROM vouchers WHERE voucher_id = 'V1'")
+    assert tuple(used.fetchone()) == (out["redemption_id"], "2026-03-10")
+    redeem(conn, "C1", "tenth-coffee", D)
+    with pytest.raises(RedemptionError) as exc:
+        redeem(conn, "C1", "tenth-coffee", D)
+    assert str(exc.value) == "no open voucher: C1 has no open voucher for 10th coffee free"
+    cancel_redemption(conn, out["redemption_id"], D)
+    statuses = {v["voucher_id"]: v["status"] for v in vouchers_of(conn, "C1", D)}
+    assert statuses == {"V0": "expired", "V1": "open", "V2": "used"}
+
+
+def test_imported_id_is_kept_and_generated_ids_skip_it(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 500, D)
+    assert redeem(conn, "C1", "coffee", D, redemption_id="R000001")["redemption_id"] == "R000001"
+    assert redeem(conn, "C1", "coffee", D)["redemption_id"] == "R000002"
+    with pytest.raises(ConflictError, match="redemption R000001 already exists"):
+        redeem(conn, "C1", "coffee", D, redemption_id="R000001")
+
+
+def test_partner_reward_names_its_partner_on_the_entry(conn, tmp_path):
+    apply(
+        conn,
+        tmp_path,
+        """
+        program: Coalition
+        currency: EUR
+        point_value: 0.02
+        earn: {per_currency_unit: 1}
+        partners:
+          - {id: bakery, name: Leipomo, stores: [B1]}
+        rewards:
+          - {id: free-bun, name: Free bun, cost: 100, value: 2.00, partner: bakery}
+        """,
+    )
+    earn(conn, "C1", 100, D)
+    redeem(conn, "C1", "free-bun", D)
+    row = conn.execute("SELECT partner, value FROM ledger WHERE kind = 'redeem'").fetchone()
+    assert tuple(row) == ("bakery", -200)
