@@ -196,6 +196,24 @@ CREATE TABLE runs (
     finished_at TEXT
 );
 
+-- Engine: every member receipt `loyalty run` has scored (once), with what it
+-- earned (points: earn + bonus, or minus the claw-back of a refund), the tier
+-- it earned at and the program version that scored it.
+CREATE TABLE scored_receipts (
+    transaction_id TEXT PRIMARY KEY,
+    customer_id    TEXT NOT NULL,
+    date           TEXT NOT NULL,
+    amount         INTEGER NOT NULL,
+    tax            INTEGER NOT NULL DEFAULT 0,
+    lines          INTEGER NOT NULL DEFAULT 1,
+    points         INTEGER NOT NULL,
+    tier           TEXT,
+    version        INTEGER,
+    punches        TEXT,
+    run_id         INTEGER
+);
+CREATE INDEX scored_receipts_customer ON scored_receipts (customer_id, date, transaction_id);
+
 -- Advisory locks (ops.hold_lock): one row while `nightly` (or an import
 -- taking the lock) runs. pid + host identify the holder so a stale row left by
 -- a killed process on this host can be taken over.

@@ -1,0 +1,38 @@
+"""Calendar arithmetic the engine needs: months that clamp, periods for limits."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """`day` plus whole months, clamped to the month's end (Jan 31 + 1 = Feb 28/29)."""
+    index = day.year * 12 + (day.month - 1) + months
+    year, month = divmod(index, 12)
+    month += 1
+    last = calendar.monthrange(year, month)[1]
+    return dt.date(year, month, min(day.day, last))
+
+
+def birthday_in(year: int, birthday: dt.date) -> dt.date:
+    """The birthday celebrated in `year` (29 Feb -> 28 Feb in a non-leap year)."""
+    if birthday.month == 2 and birthday.day == 29 and not calendar.isleap(year):
+        return dt.date(year, 2, 28)
+    return dt.date(year, birthday.month, birthday.day)
+
+
+def period_key(day: dt.date, per: str) -> tuple[int, ...]:
+    """The calendar day, ISO week, calendar month or calendar year `day` falls in."""
+    if per == "day":
+        return (day.year, day.month, day.day)
+    if per == "week":
+        iso = day.isocalendar()
+        return (iso.year, iso.week)
+    if per == "month":
+        return (day.year, day.month)
+    return (day.year,)
+
+
+def parse(text: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(text) if text else None

@@ -1,0 +1,1006 @@
+"""`loyalty run`: post everything due up to an as-of date, in one transaction.
+
+A run finds the customers with new work (new or waiting receipts, claims,
+events, birthdays, expiries, entries others posted since the last run), then
+works through them in batches: one ordered query per table per batch, a tight
+loop per customer in Python, one bulk `ledger.post` per batch.
+
+Per customer, everything is posted in a fixed order: by date; within a day
+expiries first, then receipts by transaction_id, then events by event_id,
+birthdays and referral payouts. So run(D1); run(D2) posts the same entries as
+run(D2) alone, and a second run with nothing new posts nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loyalty_cli import db, ledger
+from loyalty_cli.engine import tiers as tiermod
+from loyalty_cli.engine.dates import add_months, birthday_in, parse, period_key
+from loyalty_cli.engine.scoring import (
+    Line,
+    Receipt,
+    base_refund_points,
+    partner_multiplier,
+    proportional_clawback,
+    receipt_matches,
+    score_receipt,
+)
+from loyalty_cli.errors import NoProgramError
+from loyalty_cli.ledger import Entry, LotState, NewEntry
+from loyalty_cli.program import Program, ProgramVersion, VersionTimeline, versions_timeline
+
+BATCH = 2000
+# Event types the engine derives itself; rows of these types in `events` are ignored.
+DERIVED_EVENTS = ("birthday", "referral")
+
+_META_KEYS = ("purchase_id", "event_id", "claim_rowid", "entry_id")
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    as_of: dt.date
+    customers: int = 0
+    receipts: int = 0
+    entries: Counter[str] = field(default_factory=Counter)
+    points: Counter[str] = field(default_factory=Counter)
+    vouchers: int = 0
+    vouchers_withdrawn: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "as_of": self.as_of.isoformat(),
+            "customers": self.customers,
+            "receipts": self.receipts,
+            "entries": dict(sorted(self.entries.items())),
+            "points": dict(sorted(self.points.items())),
+            "vouchers_issued": self.vouchers,
+            "vouchers_withdrawn": self.vouchers_withdrawn,
+        }
+
+
+@dataclass(slots=True)
+class Scored:
+    """A receipt as the run remembers it (table scored_receipts)."""
+
+    transaction_id: str
+    customer_id: str
+    date: dt.date
+    amount: int
+    tax: int
+    lines: int
+    points: int
+    tier: str | None
+    version: int | None
+    punches: str | None
+
+
+@dataclass(slots=True)
+class CustomerRow:
+    birthday: dt.date | None = None
+    joined_on: dt.date | None = None
+    referred_by: str | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    receipts: dict[str, list[Receipt]] = field(default_factory=dict)
+    scored: dict[str, list[Scored]] = field(default_factory=dict)
+    entries: dict[str, list[Entry]] = field(default_factory=dict)
+    customers: dict[str, CustomerRow] = field(default_factory=dict)
+    events: dict[str, list[tuple[str, str, dt.date]]] = field(default_factory=dict)
+    referral_paid: set[str] = field(default_factory=set)
+
+
+class _Marks:
+    """Where the last run stopped: high-water marks and its as-of date (in meta)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.prev_as_of = parse(db.get_meta(conn, "run.as_of"))
+        self.last = {k: int(db.get_meta(conn, f"run.last_{k}", "0") or 0) for k in _META_KEYS}
+
+    @property
+    def prev_text(self) -> str:
+        # '' sorts before every ISO date: "no previous run" = everything is new.
+        return self.prev_as_of.isoformat() if self.prev_as_of else ""
+
+
+def run(conn: sqlite3.Connection, as_of: dt.date, progress: bool = False) -> RunResult:
+    """Post everything due up to `as_of`; all or nothing; idempotent."""
+    timeline = versions_timeline(conn)
+    if not len(timeline):
+        raise NoProgramError()
+    with db.transaction(conn):
+        started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        run_id = int(
+            conn.execute(
+                "INSERT INTO runs (as_of, started_at) VALUES (?, ?)", (as_of.isoformat(), started)
+            ).lastrowid
+            or 0
+        )
+        marks = _Marks(conn)
+        highs = {
+            "purchase_id": _max(conn, "SELECT MAX(id) FROM purchases"),
+            "event_id": _max(conn, "SELECT MAX(id) FROM events"),
+            "claim_rowid": _max(conn, "SELECT MAX(rowid) FROM claims"),
+        }
+        engine = _Engine(conn, timeline, as_of, marks, run_id)
+        customers = _affected(conn, as_of, marks, timeline)
+        engine.process(customers, progress)
+        for key, value in highs.items():
+            db.set_meta(conn, f"run.last_{key}", str(max(value, marks.last[key])))
+        db.set_meta(conn, "run.last_entry_id", str(_max(conn, "SELECT MAX(entry_id) FROM ledger")))
+        db.set_meta(conn, "run.as_of", as_of.isoformat())
+        db.set_meta(conn, "run.last_run_id", str(run_id))
+        conn.execute(
+            "UPDATE runs SET finished_at = ? WHERE run_id = ?",
+            (dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), run_id),
+        )
+        return engine.result
+
+
+def forget_receipts(conn: sqlite3.Connection, transaction_ids: Iterable[str]) -> int:
+    """Drop the scoring memory of receipts with no active line left (after `import undo`),
+    so they no longer count for tiers and are scored afresh if imported again."""
+    ids = list(transaction_ids)
+    removed = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        removed += conn.execute(
+            f"DELETE FROM scored_receipts WHERE transaction_id IN ({marks}) AND NOT EXISTS "
+            "(SELECT 1 FROM purchases p WHERE p.transaction_id = scored_receipts.transaction_id "
+            "AND p.undone = 0)",
+            chunk,
+        ).rowcount
+    return removed
+
+
+def _max(conn: sqlite3.Connection, sql: str) -> int:
+    return int(conn.execute(sql).fetchone()[0] or 0)
+
+
+# --- which customers have work -------------------------------------------------
+
+
+def _affected(
+    conn: sqlite3.Connection, as_of: dt.date, marks: _Marks, timeline: VersionTimeline
+) -> list[str]:
+    day, prev = as_of.isoformat(), marks.prev_text
+    found: set[str] = set()
+
+    def add(sql: str, args: Iterable[object]) -> None:
+        found.update(r[0] for r in conn.execute(sql, tuple(args)) if r[0] is not None)
+
+    owner = (
+        "SELECT DISTINCT COALESCE(c.customer_id, p.customer_id) FROM purchases p "
+        "LEFT JOIN claims c ON c.transaction_id = p.transaction_id "
+        "WHERE p.undone = 0 AND p.date <= ? AND "
+    )
+    add(owner + "p.id > ?", (day, marks.last["purchase_id"]))
+    add(owner + "p.date > ?", (day, prev))
+    add(
+        "SELECT c.customer_id FROM claims c WHERE c.rowid > ?",
+        (marks.last["claim_rowid"],),
+    )
+    event_sql = "SELECT DISTINCT customer_id FROM events WHERE undone = 0 AND date <= ? AND "
+    add(event_sql + "id > ?", (day, marks.last["event_id"]))
+    add(event_sql + "date > ?", (day, prev))
+    add(
+        "SELECT DISTINCT customer_id FROM ledger WHERE expires_on IS NOT NULL "
+        "AND expires_on <= ? AND expires_on > ?",
+        (day, prev),
+    )
+    add("SELECT DISTINCT customer_id FROM ledger WHERE entry_id > ?", (marks.last["entry_id"],))
+    # Birthdays falling in (prev, as_of].
+    if any(v.program.bonus_for("birthday") for v in timeline):
+        if marks.prev_as_of is None or (as_of - marks.prev_as_of).days >= 366:
+            add("SELECT customer_id FROM customers WHERE birthday IS NOT NULL", ())
+        elif as_of > marks.prev_as_of:
+            days: set[str] = set()
+            d = marks.prev_as_of + dt.timedelta(days=1)
+            while d <= as_of:
+                days.add(d.strftime("%m-%d"))
+                if d.month == 2 and d.day == 28:
+                    days.add("02-29")
+                d += dt.timedelta(days=1)
+            marks_sql = ",".join("?" * len(days))
+            add(
+                "SELECT customer_id FROM customers WHERE birthday IS NOT NULL "
+                f"AND substr(birthday, 6) IN ({marks_sql})",
+                sorted(days),
+            )
+    # Inactivity expiries falling due in (prev, as_of].
+    if any(v.program.expiry and v.program.expiry.policy == "inactivity" for v in timeline):
+        rows = conn.execute(
+            "SELECT customer_id, MAX(date) FROM scored_receipts WHERE amount >= 0 "
+            "GROUP BY customer_id"
+        )
+        for cid, last in rows:
+            due = _inactivity_due(timeline, dt.date.fromisoformat(last))
+            if (
+                due is not None
+                and due <= as_of
+                and (marks.prev_as_of is None or due > marks.prev_as_of)
+            ):
+                found.add(cid)
+    return sorted(found)
+
+
+def _inactivity_due(timeline: VersionTimeline, last_sale: dt.date) -> dt.date | None:
+    version = timeline.get(last_sale)
+    if version is None:
+        return None
+    expiry = version.program.expiry
+    if expiry is None or expiry.policy != "inactivity":
+        return None
+    return add_months(last_sale, expiry.months)
+
+
+# --- the engine -----------------------------------------------------------------
+
+
+class _Engine:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        timeline: VersionTimeline,
+        as_of: dt.date,
+        marks: _Marks,
+        run_id: int,
+    ) -> None:
+        self.conn = conn
+        self.timeline = timeline
+        self.as_of = as_of
+        self.marks = marks
+        self.run_id = run_id
+        self.result = RunResult(run_id, as_of)
+        self.next_id = _max(conn, "SELECT MAX(entry_id) FROM ledger") + 1
+        self.incremental = marks.last["purchase_id"] > 0 or marks.prev_as_of is not None
+        # Referral payouts owed to referrers: referrer -> [(date, referee, points, version)]
+        self.referrer_due: dict[str, list[tuple[dt.date, str, int, int]]] = {}
+        self.done: set[str] = set()
+
+    # ---- batches
+    def process(self, customers: list[str], progress: bool) -> None:
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _batch (customer_id TEXT PRIMARY KEY)")
+        bar = _progress(len(customers)) if progress else None
+        for start in range(0, len(customers), BATCH):
+            chunk = customers[start : start + BATCH]
+            self._batch(chunk)
+            if bar is not None:
+                bar(len(chunk))
+        # Referrers already processed (or with nothing else to do) get their payout now.
+        while True:
+            late = sorted(c for c in self.referrer_due if self.referrer_due[c])
+            if not late:
+                break
+            self._batch(late)
+        if bar is not None:
+            bar(0, done=True)
+
+    def _batch(self, chunk: list[str]) -> None:
+        conn = self.conn
+        conn.execute("DELETE FROM _batch")
+        conn.executemany("INSERT INTO _batch VALUES (?)", [(c,) for c in chunk])
+        data = self._load(chunk)
+        out = _Output(self)
+        for cid in chunk:
+            _Customer(self, cid, data, out).process()
+            self.done.add(cid)
+        out.flush()
+
+    def _load(self, chunk: list[str]) -> Batch:
+        conn, day, prev = self.conn, self.as_of.isoformat(), self.marks.prev_text
+        data = Batch()
+        last_pid = self.marks.last["purchase_id"]
+        cols = (
+            "p.transaction_id, p.line_no, p.date, p.amount, p.tax, p.category, p.sku, "
+            "p.store, p.refund_of"
+        )
+        rows = conn.execute(
+            f"SELECT p.customer_id, {cols} FROM _batch b "
+            "JOIN purchases p ON p.customer_id = b.customer_id "
+            "LEFT JOIN claims c ON c.transaction_id = p.transaction_id "
+            "WHERE p.undone = 0 AND p.date <= ? AND (p.id > ? OR p.date > ?) "
+            "AND (c.customer_id IS NULL OR c.customer_id = p.customer_id) "
+            "UNION ALL "
+            f"SELECT c.customer_id, {cols} FROM _batch b "
+            "JOIN claims c ON c.customer_id = b.customer_id "
+            "JOIN purchases p ON p.transaction_id = c.transaction_id AND p.undone = 0 "
+            "WHERE p.date <= ?",
+            (day, last_pid, prev, day),
+        ).fetchall()
+        receipts: dict[str, Receipt] = {}
+        seen_lines: set[tuple[str, int]] = set()
+        for cid, tid, line_no, date, amount, tax, cat, sku, store, refund_of in rows:
+            if (tid, line_no) in seen_lines:
+                continue
+            seen_lines.add((tid, line_no))
+            receipt = receipts.get(tid)
+            if receipt is None:
+                receipt = receipts[tid] = Receipt(tid, cid, dt.date.fromisoformat(date))
+            receipt.lines.append(Line(amount, tax, cat, sku, store, refund_of))
+        if self.incremental and receipts:
+            # Some lines of a candidate receipt may be older than the marks: read them all.
+            self._complete(receipts)
+        for receipt in sorted(receipts.values(), key=lambda r: (r.date, r.transaction_id)):
+            data.receipts.setdefault(receipt.customer_id, []).append(receipt)
+
+        for row in conn.execute(
+            "SELECT s.transaction_id, s.customer_id, s.date, s.amount, s.tax, s.lines, s.points, "
+            "s.tier, s.version, s.punches FROM _batch b "
+            "JOIN scored_receipts s ON s.customer_id = b.customer_id "
+            "ORDER BY s.customer_id, s.date, s.transaction_id"
+        ):
+            s = Scored(row[0], row[1], dt.date.fromisoformat(row[2]), *row[3:])
+            data.scored.setdefault(s.customer_id, []).append(s)
+
+        for row in conn.execute(
+            f"SELECT {_LEDGER_COLS} FROM _batch b JOIN ledger l ON l.customer_id = b.customer_id "
+            "ORDER BY l.customer_id, l.entry_id"
+        ):
+            entry = ledger._row_to_entry(row)
+            data.entries.setdefault(entry.customer_id, []).append(entry)
+
+        for cid, birthday, joined, referred in conn.execute(
+            "SELECT c.customer_id, c.birthday, c.joined_on, c.referred_by FROM _batch b "
+            "JOIN customers c ON c.customer_id = b.customer_id"
+        ):
+            data.customers[cid] = CustomerRow(
+                _date_or_none(birthday), _date_or_none(joined), referred or None
+            )
+
+        for event_id, cid, etype, date in conn.execute(
+            "SELECT e.event_id, e.customer_id, e.type, e.date FROM _batch b "
+            "JOIN events e ON e.customer_id = b.customer_id "
+            "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ?)",
+            (day, self.marks.last["event_id"], prev),
+        ):
+            data.events.setdefault(cid, []).append((event_id, etype, dt.date.fromisoformat(date)))
+
+        data.referral_paid = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT l.source_id FROM _batch b JOIN ledger l "
+                "ON l.source_type = 'referral' AND l.source_id = b.customer_id"
+            )
+        }
+        return data
+
+    def _complete(self, receipts: dict[str, Receipt]) -> None:
+        tids = list(receipts)
+        for start in range(0, len(tids), 500):
+            chunk = tids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            lines: dict[str, list[Line]] = {}
+            for tid, amount, tax, cat, sku, store, refund_of in self.conn.execute(
+                "SELECT transaction_id, amount, tax, category, sku, store, refund_of "
+                f"FROM purchases WHERE undone = 0 AND transaction_id IN ({marks}) "
+                "ORDER BY transaction_id, line_no",
+                chunk,
+            ):
+                lines.setdefault(tid, []).append(Line(amount, tax, cat, sku, store, refund_of))
+            for tid in chunk:
+                if tid in lines:
+                    receipts[tid].lines = lines[tid]
+
+
+_LEDGER_COLS = ", ".join(
+    f"l.{c.strip()}"
+    for c in (
+        "entry_id, date, customer_id, kind, points, value, source_type, source_id, rule_id, "
+        "program_version, lot_id, available_on, expires_on, partner, note"
+    ).split(",")
+)
+
+
+def _date_or_none(text: str | None) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+class _Output:
+    """What a batch writes: ledger entries (ids assigned up front), receipts, vouchers."""
+
+    def __init__(self, engine: _Engine) -> None:
+        self.engine = engine
+        self.entries: list[NewEntry] = []
+        self.first_id = engine.next_id
+        self.scored: list[tuple[Any, ...]] = []
+        self.tiers: list[tuple[str, str, str]] = []
+        self.vouchers: list[tuple[Any, ...]] = []
+        self.withdrawn: list[tuple[str, str]] = []
+
+    def post(self, entry: NewEntry) -> Entry:
+        entry_id = self.engine.next_id
+        self.engine.next_id += 1
+        self.entries.append(entry)
+        result = self.engine.result
+        result.entries[entry.kind] += 1
+        result.points[entry.kind] += entry.points
+        return Entry(**{**entry.__dict__, "entry_id": entry_id})
+
+    def flush(self) -> None:
+        conn = self.engine.conn
+        ids = ledger.post(conn, self.entries)
+        if ids and ids[0] != self.first_id:
+            raise RuntimeError("ledger ids moved during a run")
+        conn.executemany(
+            "INSERT OR REPLACE INTO scored_receipts (transaction_id, customer_id, date, amount, "
+            "tax, lines, points, tier, version, punches, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.scored,
+        )
+        conn.executemany("INSERT OR REPLACE INTO tier_history VALUES (?, ?, ?)", self.tiers)
+        conn.executemany(
+            "INSERT OR IGNORE INTO vouchers (voucher_id, customer_id, reward_id, issued, "
+            "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?)",
+            self.vouchers,
+        )
+        conn.executemany(
+            "UPDATE vouchers SET status = 'withdrawn', closed_on = ? "
+            "WHERE voucher_id = ? AND status = 'open'",
+            self.withdrawn,
+        )
+
+
+# Item classes within a day: expiries (handled before items), receipts, events,
+# birthdays, referral payouts to the referrer.
+_RECEIPT, _EVENT, _BIRTHDAY, _REFERRER = 1, 2, 3, 4
+
+
+class _Customer:
+    """One customer's new work, processed in order against their replayed lots."""
+
+    def __init__(self, engine: _Engine, cid: str, data: Batch, out: _Output) -> None:
+        self.e = engine
+        self.cid = cid
+        self.out = out
+        self.row = data.customers.get(cid, CustomerRow())
+        self.receipts = data.receipts.get(cid, [])
+        self.events = data.events.get(cid, [])
+        self.referral_paid = cid in data.referral_paid
+        entries = data.entries.get(cid, [])
+        self.state: LotState = ledger.replay(entries)
+        self.by_source: dict[tuple[str, str | None], list[Entry]] = {}
+        self.by_lot: dict[int, list[Entry]] = {}
+        self.event_bonus: dict[str, list[dt.date]] = {}
+        self.lot_meta: dict[int, Entry] = {}
+        self.heap: list[tuple[dt.date, int]] = []
+        for entry in entries:
+            self._index(entry)
+        self.scored = {s.transaction_id: s for s in data.scored.get(cid, [])}
+        self.history = tiermod.History(
+            [
+                tiermod.Qualifier(s.date, s.transaction_id, s.amount, s.points)
+                for s in self.scored.values()
+            ]
+        )
+        self.punches: Counter[str] = Counter()
+        for s in self.scored.values():
+            for rid in (s.punches or "").split(","):
+                if rid:
+                    self.punches[rid] += 1
+        sales = [s.date for s in self.scored.values() if s.amount >= 0]
+        self.last_sale: dt.date | None = max(sales) if sales else None
+        firsts = [s.date for s in self.scored.values()] + [e.date for e in entries]
+        self.first_activity: dt.date | None = min(firsts) if firsts else None
+        self.last_tier: str | None = None
+
+    def _index(self, entry: Entry) -> None:
+        self.by_source.setdefault((entry.source_type, entry.source_id), []).append(entry)
+        if entry.lot_id is not None:
+            self.by_lot.setdefault(entry.lot_id, []).append(entry)
+        if entry.source_type == "event" and entry.kind == "bonus" and entry.rule_id:
+            self.event_bonus.setdefault(entry.rule_id, []).append(entry.date)
+        if entry.is_lot and entry.kind != "redemption_reversed":
+            self.lot_meta[entry.entry_id] = entry
+            if entry.expires_on is not None:
+                heapq.heappush(self.heap, (entry.expires_on, entry.entry_id))
+
+    def _post(self, entry: NewEntry) -> Entry:
+        posted = self.out.post(entry)
+        ledger._apply(self.state, posted)
+        self._index(posted)
+        return posted
+
+    # ---- the timeline
+    def process(self) -> None:
+        as_of = self.e.as_of
+        items: list[tuple[dt.date, int, str, Any]] = []
+        for receipt in self.receipts:
+            items.append((receipt.date, _RECEIPT, receipt.transaction_id, receipt))
+        for event_id, etype, date in self.events:
+            items.append((date, _EVENT, event_id, etype))
+        for date, referee, points, version in self.e.referrer_due.pop(self.cid, []):
+            items.append((date, _REFERRER, referee, (points, version)))
+        for receipt in self.receipts:
+            if self.first_activity is None or receipt.date < self.first_activity:
+                self.first_activity = receipt.date
+        for _, etype, date in self.events:
+            if self.first_activity is None or date < self.first_activity:
+                self.first_activity = date
+        items.extend(self._birthdays())
+        items.sort(key=lambda item: (item[0], item[1], item[2]))
+        for date, kind, key, payload in items:
+            self._expire_until(date)
+            if kind == _RECEIPT:
+                self._receipt(payload)
+            elif kind == _EVENT:
+                self._event(key, payload, date)
+            elif kind == _BIRTHDAY:
+                self._birthday(date, key, payload)
+            else:
+                self._referrer(date, key, *payload)
+        self._expire_until(as_of)
+        self.e.result.customers += 1
+
+    # ---- expiries
+    def _expire_until(self, day: dt.date) -> None:
+        while True:
+            fixed = self.heap[0][0] if self.heap else None
+            inactive = self._inactivity_due()
+            if fixed is not None and fixed <= day and (inactive is None or fixed <= inactive):
+                expires_on, lot_id = heapq.heappop(self.heap)
+                self._expire_lot(lot_id, expires_on)
+            elif inactive is not None and inactive <= day:
+                self._expire_inactive(inactive)
+            else:
+                return
+
+    def _expire_lot(self, lot_id: int, expires_on: dt.date) -> None:
+        lot = self.state.lots.get(lot_id)
+        if lot is None or lot.remaining <= 0 or lot.expires_on != expires_on:
+            return
+        meta = self.lot_meta.get(lot_id)
+        version = meta.program_version if meta else None
+        self._post(
+            NewEntry(
+                date=expires_on,
+                customer_id=self.cid,
+                kind="expire",
+                points=-lot.remaining,
+                value=-self._value(lot.remaining, version, expires_on),
+                source_type="expiry",
+                source_id=str(lot_id),
+                program_version=version,
+                lot_id=lot_id,
+                partner=lot.partner,
+            )
+        )
+
+    def _inactivity_due(self) -> dt.date | None:
+        if self.last_sale is None:
+            return None
+        due = _inactivity_due(self.e.timeline, self.last_sale)
+        if due is None or ("expiry", self._inactivity_key()) in self.by_source:
+            return None
+        return due
+
+    def _inactivity_key(self) -> str:
+        return f"inactivity:{self.cid}:{self.last_sale}"
+
+    def _expire_inactive(self, due: dt.date) -> None:
+        points = self.state.available(due)
+        version = self.e.timeline.get(self.last_sale) if self.last_sale else None
+        entry = NewEntry(
+            date=due,
+            customer_id=self.cid,
+            kind="expire",
+            points=-max(points, 0),
+            value=-self._value(max(points, 0), version.version if version else None, due),
+            source_type="expiry",
+            source_id=self._inactivity_key(),
+            program_version=version.version if version else None,
+            note="inactivity",
+        )
+        if points > 0:
+            self._post(entry)
+        else:
+            # Nothing to take: remember it was checked so it is not looked at again.
+            self.by_source[("expiry", self._inactivity_key())] = []
+
+    def _value(self, points: int, version: int | None, on: dt.date) -> int:
+        pv = self.e.timeline.by_number.get(version) if version else None
+        program = (pv or self.e.timeline.at(on)).program
+        return ledger.points_value(points, program.point_value, program.currency)
+
+    # ---- receipts
+    def _lot_dates(
+        self, program: Program, date: dt.date, pending: bool
+    ) -> tuple[dt.date, dt.date | None]:
+        available = date + dt.timedelta(days=program.pending_days if pending else 0)
+        expiry = program.expiry
+        expires = (
+            add_months(available, expiry.months) if expiry and expiry.policy == "fixed" else None
+        )
+        return available, expires
+
+    def _receipt(self, receipt: Receipt) -> None:
+        version = self.e.timeline.get(receipt.date)
+        old = self.scored.get(receipt.transaction_id)
+        if old is not None:
+            if (
+                old.lines != len(receipt.lines)
+                or old.amount != receipt.amount
+                or old.tax != receipt.tax
+            ):
+                self._rescore(receipt, old, version)
+            return
+        self.e.result.receipts += 1
+        q = tiermod.Qualifier(receipt.date, receipt.transaction_id, receipt.amount, 0)
+        if version is None:
+            # Before the first program version: remembered, earns nothing.
+            self._remember(receipt, 0, None, None, None)
+            self.history.add(q)
+            return
+        program = version.program
+        level = tiermod.level_for_receipt(program, self.history, q)
+        tier = level.id if level is not None else None
+        if receipt.is_refund:
+            q.points = -self._refund(receipt, version, level)
+            self._remember(receipt, q.points, tier, version.version, None)
+            self.history.add(q)
+            return
+        score = score_receipt(program, receipt, tier, tiermod.multiplier(level))
+        self._post_score(receipt, version, score.earn, score.rule_ids, score.bonuses, score.partner)
+        q.points = score.total
+        self.history.add(q)
+        punches = self._punch(receipt, program)
+        self._remember(receipt, q.points, tier, version.version, punches)
+        if self.last_sale is None or receipt.date > self.last_sale:
+            self.last_sale = receipt.date
+        self._referee(receipt, version)
+        after = tiermod.level_at(program, self.history, receipt.date)
+        after_id = after.id if after is not None else None
+        if program.tiers is not None and after_id is not None and after_id != self.last_tier:
+            self.out.tiers.append((self.cid, receipt.date.isoformat(), after_id))
+            self.last_tier = after_id
+
+    def _post_score(
+        self,
+        receipt: Receipt,
+        version: ProgramVersion,
+        earn: int,
+        rule_ids: list[str],
+        bonuses: list[tuple[str, int]],
+        partner: str | None,
+    ) -> None:
+        program = version.program
+        available, expires = self._lot_dates(program, receipt.date, pending=True)
+        base = {
+            "date": receipt.date,
+            "customer_id": self.cid,
+            "source_type": "purchase",
+            "source_id": receipt.transaction_id,
+            "program_version": version.version,
+            "available_on": available,
+            "expires_on": expires,
+            "partner": partner,
+        }
+        pv, cur = program.point_value, program.currency
+        if earn > 0:
+            self._post(
+                NewEntry(
+                    kind="earn",
+                    points=earn,
+                    rule_id=",".join(rule_ids) or None,
+                    value=ledger.points_value(earn, pv, cur),
+                    **base,
+                )
+            )
+        for rule_id, points in bonuses:
+            self._post(
+                NewEntry(
+                    kind="bonus",
+                    points=points,
+                    rule_id=rule_id,
+                    value=ledger.points_value(points, pv, cur),
+                    **base,
+                )
+            )
+
+    def _remember(
+        self,
+        receipt: Receipt,
+        points: int,
+        tier: str | None,
+        version: int | None,
+        punches: str | None,
+    ) -> None:
+        s = Scored(
+            receipt.transaction_id,
+            self.cid,
+            receipt.date,
+            receipt.amount,
+            receipt.tax,
+            len(receipt.lines),
+            points,
+            tier,
+            version,
+            punches,
+        )
+        self.scored[receipt.transaction_id] = s
+        self.out.scored.append(
+            (
+                s.transaction_id,
+                s.customer_id,
+                s.date.isoformat(),
+                s.amount,
+                s.tax,
+                s.lines,
+                s.points,
+                s.tier,
+                s.version,
+                s.punches,
+                self.e.run_id,
+            )
+        )
+
+    def _rescore(self, receipt: Receipt, old: Scored, version: ProgramVersion | None) -> None:
+        """Lines arrived for a scored receipt: score all active lines, post the difference."""
+        self.e.result.receipts += 1
+        points = old.points
+        if version is not None and old.amount >= 0 and not receipt.is_refund:
+            program = version.program
+            level = program.level(old.tier) if old.tier else None
+            score = score_receipt(program, receipt, old.tier, tiermod.multiplier(level))
+            posted = sum(
+                e.points
+                for e in self.by_source.get(("purchase", receipt.transaction_id), [])
+                if e.kind in ("earn", "bonus", "reversal")
+                or (e.kind == "clawback" and e.note == "receipt corrected")
+            )
+            diff = score.total - posted
+            if diff > 0:
+                self._post_score(receipt, version, diff, score.rule_ids, [], score.partner)
+            elif diff < 0:
+                lots = self._lots_of(receipt.transaction_id)
+                self._post(
+                    NewEntry(
+                        date=receipt.date,
+                        customer_id=self.cid,
+                        kind="clawback",
+                        points=diff,
+                        value=-ledger.points_value(-diff, program.point_value, program.currency),
+                        source_type="purchase",
+                        source_id=receipt.transaction_id,
+                        program_version=version.version,
+                        lot_id=lots[0].entry_id if lots else None,
+                        partner=score.partner,
+                        note="receipt corrected",
+                    )
+                )
+            points = score.total
+        self._remember(receipt, points, old.tier, old.version, old.punches)
+        for q in self.history.items:
+            if q.transaction_id == receipt.transaction_id:
+                q.amount, q.points = receipt.amount, points
+
+    def _lots_of(self, tid: str) -> list[Entry]:
+        lots = [
+            e
+            for e in self.by_source.get(("purchase", tid), [])
+            if e.kind in ("earn", "bonus") and e.points > 0
+        ]
+        return sorted(lots, key=lambda e: (e.kind != "earn", e.entry_id))
+
+    # ---- refunds
+    def _refund(self, receipt: Receipt, version: ProgramVersion, level: Any) -> int:
+        program = version.program
+        original = self.scored.get(receipt.refund_of or "")
+        lot_id = None
+        partner, _ = partner_multiplier(program, receipt.store)
+        if original is not None and original.amount >= 0 and original.version is not None:
+            oprog = self.e.timeline.by_number[original.version].program
+            lots = self._lots_of(original.transaction_id)
+            earned = sum(e.points for e in lots)
+            lot_ids = {e.entry_id for e in lots}
+            clawed = -sum(
+                e.points
+                for lid in lot_ids
+                for e in self.by_lot.get(lid, [])
+                if e.kind == "clawback" and e.source_id != original.transaction_id
+            )
+            net = oprog.earn.on == "net"
+            original_amount = original.amount - original.tax if net else original.amount
+            refunded = -(receipt.amount - receipt.tax if net else receipt.amount)
+            claw = min(
+                max(earned - clawed, 0),
+                proportional_clawback(earned, refunded, original_amount, oprog.earn.rounding),
+            )
+            if lots:
+                lot_id = lots[0].entry_id
+                partner = lots[0].partner
+            self._withdraw_vouchers(original, receipt.date)
+        else:
+            claw = base_refund_points(program, receipt, tiermod.multiplier(level))
+        if claw > 0:
+            self._post(
+                NewEntry(
+                    date=receipt.date,
+                    customer_id=self.cid,
+                    kind="clawback",
+                    points=-claw,
+                    value=-ledger.points_value(claw, program.point_value, program.currency),
+                    source_type="purchase",
+                    source_id=receipt.transaction_id,
+                    rule_id=None,
+                    program_version=version.version,
+                    lot_id=lot_id,
+                    partner=partner,
+                    note=f"refund of {receipt.refund_of}" if lot_id else "refund",
+                )
+            )
+        return claw
+
+    # ---- punch cards
+    def _punch(self, receipt: Receipt, program: Program) -> str | None:
+        punched: list[str] = []
+        basis = receipt.basis_amount(program.earn.on)
+        for reward in program.rewards:
+            card = reward.punch_card
+            if card is None or not reward.is_active(receipt.date):
+                continue
+            if not receipt_matches(card.when, receipt, basis, None, program.currency):
+                continue
+            if card.when.matches_lines and not any(
+                card.when.matches_line(line.category, line.sku) for line in receipt.lines
+            ):
+                continue
+            punched.append(reward.id)
+            self.punches[reward.id] += 1
+            if self.punches[reward.id] % card.every == 0:
+                expires = (
+                    receipt.date + dt.timedelta(days=reward.voucher_days)
+                    if reward.voucher_days
+                    else None
+                )
+                self.out.vouchers.append(
+                    (
+                        f"V{receipt.transaction_id}-{reward.id}",
+                        self.cid,
+                        reward.id,
+                        receipt.date.isoformat(),
+                        receipt.transaction_id,
+                        expires.isoformat() if expires else None,
+                    )
+                )
+                self.e.result.vouchers += 1
+        return ",".join(punched) or None
+
+    def _withdraw_vouchers(self, original: Scored, on: dt.date) -> None:
+        for rid in (original.punches or "").split(","):
+            if rid:
+                vid = f"V{original.transaction_id}-{rid}"
+                self.out.withdrawn.append((on.isoformat(), vid))
+                self.e.result.vouchers_withdrawn += 1
+
+    # ---- events and birthdays
+    def _event(self, event_id: str, etype: str, date: dt.date) -> None:
+        if etype in DERIVED_EVENTS or ("event", event_id) in self.by_source:
+            return
+        version = self.e.timeline.get(date)
+        spec = version.program.bonus_for(etype) if version else None
+        if version is None or spec is None or spec.points <= 0:
+            return
+        earlier = self.event_bonus.get(etype, [])
+        if spec.once and earlier:
+            return
+        if spec.limit is not None:
+            key = period_key(date, spec.limit.per)
+            if sum(1 for d in earlier if period_key(d, spec.limit.per) == key) >= spec.limit.count:
+                return
+        self._bonus(date, version, spec.points, "event", event_id, etype)
+
+    def _bonus(
+        self,
+        date: dt.date,
+        version: ProgramVersion,
+        points: int,
+        source_type: str,
+        source_id: str,
+        rule_id: str,
+        note: str | None = None,
+    ) -> None:
+        program = version.program
+        available, expires = self._lot_dates(program, date, pending=False)
+        self._post(
+            NewEntry(
+                date=date,
+                customer_id=self.cid,
+                kind="bonus",
+                points=points,
+                value=ledger.points_value(points, program.point_value, program.currency),
+                source_type=source_type,
+                source_id=source_id,
+                rule_id=rule_id,
+                program_version=version.version,
+                available_on=available,
+                expires_on=expires,
+                note=note,
+            )
+        )
+
+    def _birthdays(self) -> list[tuple[dt.date, int, str, Any]]:
+        birthday = self.row.birthday
+        start = self.row.joined_on or self.first_activity
+        if birthday is None or start is None:
+            return []
+        out = []
+        for year in range(max(start.year, birthday.year), self.e.as_of.year + 1):
+            day = birthday_in(year, birthday)
+            if day < start or day > self.e.as_of:
+                continue
+            source_id = f"birthday:{self.cid}:{year}"
+            if ("event", source_id) not in self.by_source:
+                out.append((day, _BIRTHDAY, source_id, None))
+        return out
+
+    def _birthday(self, date: dt.date, source_id: str, _: Any) -> None:
+        version = self.e.timeline.get(date)
+        spec = version.program.bonus_for("birthday") if version else None
+        if version is None or spec is None or spec.points <= 0:
+            return
+        self._bonus(date, version, spec.points, "event", source_id, "birthday")
+
+    # ---- referrals
+    def _referee(self, receipt: Receipt, version: ProgramVersion) -> None:
+        referrer = self.row.referred_by
+        referral = version.program.referral
+        if self.referral_paid or not referrer or referrer == self.cid or referral is None:
+            return
+        if receipt.amount < version.program.minor(referral.min_first_purchase):
+            return
+        self.referral_paid = True
+        if referral.referee > 0:
+            self._bonus(
+                receipt.date,
+                version,
+                referral.referee,
+                "referral",
+                self.cid,
+                "referral",
+                note=f"referred by {referrer}",
+            )
+        if referral.referrer > 0:
+            self.e.referrer_due.setdefault(referrer, []).append(
+                (receipt.date, self.cid, referral.referrer, version.version)
+            )
+        if referral.referee <= 0:
+            # Mark it paid on the referee's side too (nothing posted for them).
+            self.by_source[("referral", self.cid)] = []
+
+    def _referrer(self, date: dt.date, referee: str, points: int, version_no: int) -> None:
+        version = self.e.timeline.by_number[version_no]
+        self._bonus(
+            date, version, points, "referral", referee, "referral", note=f"referred {referee}"
+        )
+
+
+def _progress(total: int) -> Callable[..., None]:
+    """A Rich progress bar on stderr (only on a terminal)."""
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    task = bar.add_task("Scoring", total=total)
+    bar.start()
+
+    def advance(n: int, done: bool = False) -> None:
+        bar.advance(task, n)
+        if done:
+            bar.stop()
+
+    return advance
