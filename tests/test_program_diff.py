@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 from loyalty_cli.program import load_program, parse_program
@@ -42,3 +43,23 @@ def test_effective_date_alone_is_not_a_change():
         BOUTIQUE.read_text().replace("effective_from: 2026-01-01", "effective_from: 2027-01-01")
     )
     assert diff_programs(old, new) == []
+
+
+def test_cli_diff_against_the_version_in_force(cli, write):
+    assert cli("program", "apply", BOUTIQUE).exit_code == 0
+    proposed = write("p.yaml", BOUTIQUE.read_text().replace("pending_days: 14", "pending_days: 30"))
+    result = cli("program", "diff", proposed)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "pending_days: 14 -> 30"
+    result = cli("program", "diff", proposed, "--format", "json")
+    assert json.loads(result.stdout) == {
+        "file": str(proposed),
+        "changes": ["pending_days: 14 -> 30"],
+    }
+
+
+def test_cli_diff_of_an_invalid_file_exits_2(cli, write):
+    bad = write("bad.yaml", "program: X\ncurrency: EUR\n")
+    result = cli("program", "diff", bad)
+    assert result.exit_code == 2
+    assert "earn" in result.stderr

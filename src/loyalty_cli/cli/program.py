@@ -54,21 +54,71 @@ def apply(
             "for later ones.",
         ),
     ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Apply without asking (for scripts).")
+    ] = False,
 ) -> None:
     """Store the program as a new version (the same file again changes nothing).
 
     Purchases are scored by the version in force on their date; posted points
-    are never rewritten.
+    are never rewritten. On a terminal it first shows what changes against the
+    version in force and asks; --yes skips the question.
 
     Example: loyalty program apply programs/boutique.yaml --effective 2026-07-01
     """
     when = parse_date(effective)
-    version = programs.apply_program(get_conn(ctx), file, effective=when, today=today())
+    conn = get_conn(ctx)
+    if not yes and sys.stdin.isatty():
+        changes = _changes(conn, file)
+        if changes is not None:
+            for line in changes or ["no changes to the rules (only the effective date)"]:
+                typer.echo(f"  {line}")
+            if not typer.confirm("Apply this program as a new version?"):
+                typer.echo("Nothing applied.", err=True)
+                raise typer.Exit(1)
+    version = programs.apply_program(conn, file, effective=when, today=today())
     what = "applied" if version.created else "unchanged: already applied as"
     typer.echo(
         f"{what} program version {version.version} ({version.name}), "
         f"effective {_effective(version)}"
     )
+
+
+@group.command("diff")
+def diff(
+    ctx: typer.Context,
+    file: FileArg,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Say what FILE changes against the version in force today, in words.
+
+    Rules, rates, tiers, rewards, offers and partners are matched by id, so an
+    edited reward is one line naming what changed.
+
+    Example: loyalty program diff programs/boutique-2027.yaml
+    """
+    changes = _changes(get_conn(ctx), file)
+    if changes is None:
+        programs.load_program(file)  # still validate, so a bad file fails
+        changes = ["no program in force yet: everything is new"]
+    if fmt == OutputFormat.json:
+        echo_json({"file": file, "changes": changes})
+    elif fmt == OutputFormat.csv:
+        _csv([{"change": line} for line in changes])
+    elif changes:
+        for line in changes:
+            typer.echo(line)
+    else:
+        typer.echo("no changes")
+
+
+def _changes(conn: Any, file: str) -> list[str] | None:
+    """Changes of FILE against the version in force today; None without one."""
+    from loyalty_cli.program_diff import diff_programs
+
+    proposed = programs.load_program(file)
+    current = programs.current_version(conn, today())
+    return None if current is None else diff_programs(current.program, proposed)
 
 
 @group.command("show")
