@@ -1,9 +1,121 @@
-"""Commands of this group (registered on the root app by `register`)."""
+"""`loyalty report summary | kpi | tiers | segments | offers`: what a shop owner reads."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Annotated
+
 import typer
+
+from loyalty_cli import render, reports
+from loyalty_cli.cli.common import FormatOpt, OutputFormat, get_conn, parse_date, today
+
+group = typer.Typer(
+    help="Reports for the shop owner: KPIs, tiers, segments, offers and a monthly summary.\n\n"
+    "Example: loyalty report kpi --from 2026-03-01 --to 2026-03-31",
+    no_args_is_help=True,
+)
+
+FromOpt = Annotated[
+    str | None, typer.Option("--from", help="First day (YYYY-MM-DD); default: see the command.")
+]
+ToOpt = Annotated[
+    str | None, typer.Option("--to", help="Last day, the as-of date (YYYY-MM-DD); default today.")
+]
+
+
+def _period(start: str | None, end: str | None) -> tuple[dt.date | None, dt.date]:
+    return parse_date(start), parse_date(end) or today()
+
+
+@group.command("kpi")
+def kpi(
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """KPIs over [--from, --to]: customers, revenue, AOV, retention, points, liability.
+
+    --from defaults to the first day of --to's month. Definitions: docs/reports.md.
+
+    Example: loyalty report kpi --from 2026-03-01 --to 2026-03-31 --format json
+    """
+    first, last = _period(start, end)
+    data = reports.kpi_report(get_conn(ctx), first or last.replace(day=1), last)
+    render.render_mapping(data, fmt, title="KPIs")
+
+
+@group.command("tiers")
+def tiers(
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Customers per tier on --to, with their share of all customers holding a tier.
+
+    Example: loyalty report tiers --to 2026-03-31 --format json
+    """
+    _, last = _period(start, end)
+    rows = reports.tier_report(get_conn(ctx), last)
+    render.render_rows(rows, fmt, ["tier", "customers", "share"], title=f"Tiers on {last}")
+
+
+@group.command("segments")
+def segments(
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Members per lifecycle segment on --to (new, one_time, repeat, loyal, at_risk, lapsed).
+
+    Example: loyalty report segments --to 2026-03-31 --format json
+    """
+    _, last = _period(start, end)
+    counts = reports.segment_report(get_conn(ctx), last)
+    if str(fmt) == "table":
+        rows = [{"segment": k, "customers": v} for k, v in counts.items()]
+        render.render_rows(rows, fmt, ["segment", "customers"], title=f"Segments on {last}")
+    else:
+        render.render_mapping(counts, fmt)
+
+
+@group.command("offers")
+def offers(
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """The personalised offer of each member on --to (first matching `offers:` rule).
+
+    Example: loyalty report offers --to 2026-03-31
+    """
+    _, last = _period(start, end)
+    rows = reports.offers(get_conn(ctx), last)
+    render.render_rows(rows, fmt, render.OFFER_COLUMNS, title=f"Offers on {last}")
+
+
+@group.command("summary")
+def summary(
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """The shop at a glance: members, revenue by month, tiers, segments, points, liability.
+
+    --from defaults to the first day of the month eleven months before --to (a year of bars).
+
+    Example: loyalty report summary --to 2026-03-31
+    """
+    first, last = _period(start, end)
+    result = reports.summary(get_conn(ctx), first, last)
+    render.render_summary(result.as_json(), fmt)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `loyalty report ...` to the root app."""
+    app.add_typer(group, name="report")

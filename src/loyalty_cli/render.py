@@ -1,0 +1,237 @@
+"""Rendering shared by the listing and report commands: Rich tables, CSV, JSON.
+
+    render_rows(rows, fmt, columns=None, title=None)
+
+`rows` are dicts of plain values (str, int, Decimal, date, None, float rates).
+JSON is one document (money already as decimal strings from the library);
+CSV goes through the csv module with spreadsheet formulas neutralised; the
+table is Rich, numbers right-aligned.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+# A cell a spreadsheet would run as a formula starts with one of these.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def safe_cell(value: Any) -> Any:
+    """Neutralise a text cell a spreadsheet would run as a formula (prefix ').
+
+    Numbers (int, Decimal, float) and text that is a plain number ("-5",
+    "-12.50") are left as they are: they are data, not formulas.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def cell_text(value: Any) -> str:
+    """A value as CSV/table text: None empty, dates ISO, Decimals plain."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(cell_text(v) for v in value)
+    return str(value)
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=json_default)
+
+
+def write_csv(
+    header: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[str] | None = None
+) -> None:
+    """Write CSV (header + rows) with formula neutralising; out defaults to stdout."""
+    target = out if out is not None else sys.stdout
+    writer = csv.writer(target, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([cell_text(safe_cell(v)) for v in row])
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    write_csv(header, rows, buf)
+    return buf.getvalue()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+
+
+def table(
+    rows: list[dict[str, Any]], columns: Sequence[str] | None = None, title: str | None = None
+) -> Table:
+    """A Rich table of dict rows (numbers right-aligned)."""
+    cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
+    tbl = Table(title=title, show_lines=False, header_style="bold")
+    for col in cols:
+        numeric = bool(rows) and all(
+            _is_number(r.get(col)) or _NUMBER.match(str(r.get(col) or "")) for r in rows
+        )
+        tbl.add_column(col, justify="right" if numeric else "left")
+    for row in rows:
+        tbl.add_row(*(cell_text(row.get(c)) for c in cols))
+    return tbl
+
+
+def console(file: IO[str] | None = None) -> Console:
+    """A Rich console on stdout (colour only on a terminal, NO_COLOR honoured)."""
+    return Console(file=file or sys.stdout, soft_wrap=False)
+
+
+def render_rows(
+    rows: list[dict[str, Any]],
+    fmt: str,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    out: IO[str] | None = None,
+) -> None:
+    """Print a listing as a Rich table, CSV or one JSON list."""
+    fmt = str(getattr(fmt, "value", fmt))
+    target = out if out is not None else sys.stdout
+    cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
+    if fmt == "json":
+        target.write(to_json(rows) + "\n")
+    elif fmt == "csv":
+        write_csv(cols, ([r.get(c) for c in cols] for r in rows), target)
+    else:
+        console(target).print(table(rows, cols, title))
+
+
+def render_mapping(
+    data: dict[str, Any], fmt: str, title: str | None = None, out: IO[str] | None = None
+) -> None:
+    """Print one record (a dict of scalars): table of key/value, CSV one row, or JSON."""
+    fmt = str(getattr(fmt, "value", fmt))
+    target = out if out is not None else sys.stdout
+    if fmt == "json":
+        target.write(to_json(data) + "\n")
+    elif fmt == "csv":
+        write_csv(list(data), [list(data.values())], target)
+    else:
+        rows = [{"name": k, "value": v} for k, v in data.items()]
+        console(target).print(table(rows, ["name", "value"], title))
+
+
+OFFER_COLUMNS = ["customer_id", "name", "email", "segment", "offer_id", "detail"]
+BAR_WIDTH = 40
+
+
+def _bar(value: Decimal, top: Decimal, width: int = BAR_WIDTH) -> str:
+    if top <= 0 or value <= 0:
+        return ""
+    return "█" * max(1, int(value / top * width))
+
+
+def summary_lines(data: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """The summary document flattened to (section, key, value) rows (its CSV form)."""
+    out: list[tuple[str, str, Any]] = [
+        ("period", "from", data["from"]),
+        ("period", "to", data["to"]),
+        ("customers", "members", data["members"]),
+        ("customers", "active", data["active_customers"]),
+        ("customers", "new", data["new_customers"]),
+    ]
+    for m in data["revenue_by_month"]:
+        out.append(("revenue_members", m["month"], m["members"]))
+        out.append(("revenue_non_members", m["month"], m["non_members"]))
+    out += [("tiers", t["tier"], t["customers"]) for t in data["tiers"]]
+    out += [("segments", k, v) for k, v in data["segments"].items()]
+    out += [("points", k, v) for k, v in data["points"].items()]
+    out.append(("points", "outstanding", data["outstanding_points"]))
+    out.append(("points", "liability", data["liability"]))
+    out += [("top_rewards", r["reward_id"], r["redemptions"]) for r in data["top_rewards"]]
+    return out
+
+
+def render_summary(data: dict[str, Any], fmt: str, out: IO[str] | None = None) -> None:
+    """`report summary`: JSON document, CSV (section, key, value) or one Rich screen."""
+    fmt = str(getattr(fmt, "value", fmt))
+    target = out if out is not None else sys.stdout
+    if fmt == "json":
+        target.write(to_json(data) + "\n")
+        return
+    if fmt == "csv":
+        write_csv(["section", "key", "value"], summary_lines(data), target)
+        return
+    from rich.columns import Columns
+    from rich.panel import Panel
+    from rich.text import Text
+
+    con = console(target)
+    con.rule(f"[bold]Summary {data['from']} – {data['to']}")
+    head = Text()
+    head.append(f"Members {data['members']}   ", style="bold")
+    head.append(f"Active {data['active_customers']}   New {data['new_customers']}")
+    con.print(head)
+
+    months = data["revenue_by_month"]
+    top = max(
+        [Decimal(m["members"]) for m in months] + [Decimal(m["non_members"]) for m in months],
+        default=Decimal(0),
+    )
+    bars = Text()
+    for m in months:
+        mem, anon = Decimal(m["members"]), Decimal(m["non_members"])
+        bars.append(f"{m['month']} members     {m['members']:>12} ")
+        bars.append(_bar(mem, top) + "\n", style="green")
+        bars.append(f"{'':7} non-members {m['non_members']:>12} ")
+        bars.append(_bar(anon, top) + "\n", style="blue")
+    con.print(Panel(bars, title="Net revenue by month", expand=False))
+
+    tier_rows = [{"tier": t["tier"], "customers": t["customers"]} for t in data["tiers"]]
+    seg_rows = [{"segment": k, "customers": v} for k, v in data["segments"].items()]
+    pts = data["points"]
+    point_rows = [
+        {"points": "issued", "value": pts["issued"]},
+        {"points": "redeemed", "value": pts["redeemed"]},
+        {"points": "expired", "value": pts["expired"]},
+        {"points": "outstanding", "value": data["outstanding_points"]},
+        {"points": "liability", "value": data["liability"]},
+    ]
+    con.print(
+        Columns(
+            [
+                table(tier_rows, ["tier", "customers"], "Tiers"),
+                table(seg_rows, ["segment", "customers"], "Segments"),
+                table(point_rows, ["points", "value"], "Points"),
+            ]
+        )
+    )
+    if data["top_rewards"]:
+        con.print(
+            table(
+                data["top_rewards"],
+                ["reward_id", "redemptions", "points", "value"],
+                "Top rewards",
+            )
+        )

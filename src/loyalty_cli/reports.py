@@ -1,0 +1,696 @@
+"""What a shop owner reads: KPIs, tier and segment distributions, offers, the summary.
+
+Every definition is written out in docs/reports.md. Everything here is
+set-based SQL over the purchases and the ledger (plus one replay of the few
+customers whose lots may hold expired-but-unposted points), so a report over a
+million purchase lines stays fast.
+
+Conventions: a *receipt* is one transaction_id; its customer is the claim's
+customer, else the rows' customer_id (NULL = anonymous, a non-member); a *sale*
+is a receipt whose total is >= 0, a refund receipt one whose total is < 0.
+Undone rows count nowhere. Money is integer minor units inside, decimal strings
+("450.00") in the JSON form; rates are Decimal inside, numbers rounded to 4
+decimals (or None) in the JSON form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from loyalty_cli import ledger, segments
+from loyalty_cli.errors import NoProgramError, UsageError
+from loyalty_cli.money import format_minor, round_money
+
+# --- program and shared lookups ---------------------------------------------
+
+
+def program_on(conn: sqlite3.Connection, on: dt.date) -> Any:
+    """The Program in force on `on`; before the first version, the first one.
+
+    NoProgramError when no program was ever applied.
+    """
+    from loyalty_cli.program import list_versions, version_in_force
+
+    version = version_in_force(conn, on)
+    if version is None:
+        versions = list_versions(conn)
+        if not versions:
+            raise NoProgramError()
+        version = min(versions, key=lambda v: (v.effective_from, v.version))
+    return version.program
+
+
+def program_or_none(conn: sqlite3.Connection, on: dt.date) -> Any | None:
+    try:
+        return program_on(conn, on)
+    except NoProgramError:
+        return None
+
+
+def rate(num: int | Decimal, den: int | Decimal) -> Decimal | None:
+    """num / den rounded half-up to 4 decimals; None when den is 0."""
+    if not den:
+        return None
+    return (Decimal(num) / Decimal(den)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+
+
+def rate_json(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def check_period(start: dt.date, end: dt.date) -> None:
+    if start > end:
+        raise UsageError(f"--from {start} is after --to {end}")
+
+
+def tiers_on(
+    conn: sqlite3.Connection, on: dt.date, customer_ids: list[str] | None = None
+) -> dict[str, str]:
+    """Customer -> tier id at the end of `on` (customers without a known tier left out).
+
+    Uses the tier engine; without it (or its tables), the latest tier_history
+    row dated <= on.
+    """
+    try:
+        from loyalty_cli.engine.tiers import tiers_on as engine_tiers_on
+
+        found = engine_tiers_on(conn, on, customer_ids)
+        return {cid: tier for cid, tier in found.items() if tier is not None}
+    except (ImportError, sqlite3.OperationalError):
+        pass
+    rows = conn.execute(
+        """
+        SELECT th.customer_id, th.tier FROM tier_history th
+        JOIN (SELECT customer_id, MAX(date) AS d FROM tier_history WHERE date <= ?
+              GROUP BY customer_id) m
+          ON m.customer_id = th.customer_id AND m.d = th.date
+        """,
+        (on.isoformat(),),
+    )
+    wanted = set(customer_ids) if customer_ids is not None else None
+    return {cid: tier for cid, tier in rows if wanted is None or cid in wanted}
+
+
+def known_customers(conn: sqlite3.Connection, on: dt.date | None = None) -> dict[str, dict]:
+    """Members: the customers table plus any member id seen on a receipt, claim or entry.
+
+    customer_id -> {"name", "email"}. With `on`, ids first seen after it are left out
+    (rows of the customers table always count).
+    """
+    day = (on or dt.date.max).isoformat()
+    out: dict[str, dict] = {}
+    for cid, name, email in conn.execute("SELECT customer_id, name, email FROM customers"):
+        out[cid] = {"name": name, "email": email}
+    for (cid,) in conn.execute(
+        """
+        SELECT customer_id FROM purchases WHERE customer_id IS NOT NULL AND undone = 0
+               AND date <= :d
+        UNION SELECT c.customer_id FROM claims c JOIN purchases p USING (transaction_id)
+               WHERE p.undone = 0 AND p.date <= :d
+        UNION SELECT customer_id FROM ledger WHERE date <= :d
+        """,
+        {"d": day},
+    ):
+        out.setdefault(cid, {"name": None, "email": None})
+    return out
+
+
+# --- receipts ------------------------------------------------------------------
+
+_RECEIPTS = "_rpt_receipts"
+
+
+def _build_receipts(conn: sqlite3.Connection, end: dt.date) -> None:
+    """Temp table of every receipt dated <= end: (cid, date, total)."""
+    conn.execute(f"DROP TABLE IF EXISTS temp.{_RECEIPTS}")
+    conn.execute(
+        f"""
+        CREATE TEMP TABLE {_RECEIPTS} AS
+        SELECT COALESCE(MAX(c.customer_id), MAX(p.customer_id)) AS cid,
+               MIN(p.date) AS date, SUM(p.amount) AS total
+        FROM purchases p LEFT JOIN claims c ON c.transaction_id = p.transaction_id
+        WHERE p.undone = 0 AND p.date <= ?
+        GROUP BY p.transaction_id
+        """,
+        (end.isoformat(),),
+    )
+    conn.execute(f"CREATE INDEX temp.{_RECEIPTS}_date ON {_RECEIPTS} (date)")
+
+
+# --- points --------------------------------------------------------------------
+
+
+def points_flows(conn: sqlite3.Connection, start: dt.date | None, end: dt.date) -> dict[str, int]:
+    """Points moved by kind in [start, end] as positive numbers (start None: all history)."""
+    row = conn.execute(
+        """
+        SELECT
+          COALESCE(SUM(CASE WHEN kind IN ('earn', 'bonus') THEN points END), 0),
+          COALESCE(SUM(CASE WHEN kind = 'redeem' THEN -points END), 0),
+          COALESCE(SUM(CASE WHEN kind = 'redemption_reversed' THEN points END), 0),
+          COALESCE(SUM(CASE WHEN kind = 'expire' THEN -points END), 0),
+          COALESCE(SUM(CASE WHEN kind = 'clawback' THEN -points END), 0),
+          COALESCE(SUM(CASE WHEN kind IN ('adjust', 'reversal') THEN points END), 0)
+        FROM ledger WHERE date >= ? AND date <= ?
+        """,
+        ((start or dt.date.min).isoformat(), end.isoformat()),
+    ).fetchone()
+    issued, redeem, reversed_, expired, clawed, adjusted = row
+    return {
+        "issued": issued,
+        "redeemed": redeem - reversed_,
+        "redeem": redeem,
+        "redemption_reversed": reversed_,
+        "expired": expired,
+        "clawed_back": clawed,
+        "adjusted": adjusted,
+    }
+
+
+def breakage(conn: sqlite3.Connection, program: Any, on: dt.date) -> Decimal:
+    """expected_breakage, or with `historical` expired / (expired + redeemed) up to `on`."""
+    accounting = getattr(program, "accounting", None)
+    fixed = getattr(accounting, "breakage", Decimal(0)) if accounting is not None else Decimal(0)
+    if fixed is not None:
+        return Decimal(fixed)
+    flows = points_flows(conn, None, on)
+    total = flows["expired"] + flows["redeemed"]
+    return Decimal(flows["expired"]) / Decimal(total) if total else Decimal(0)
+
+
+def liability_minor(points: int, point_value: Decimal, brk: Decimal, currency: str) -> int:
+    """points x point_value x (1 - breakage), rounded half-up once to minor units."""
+    return round_money(Decimal(points) * point_value * (Decimal(1) - brk), currency)
+
+
+def outstanding_points(conn: sqlite3.Connection, on: dt.date) -> int:
+    """Σ over customers of (available + pending) at the end of `on`, exactly.
+
+    available + pending = balance − points still held by lots that expired on
+    or before `on` without their `expire` entry yet. Only customers whose lots
+    might hold such points are replayed; for everyone else the balance is it.
+    """
+    day = on.isoformat()
+    total = conn.execute(
+        "SELECT COALESCE(SUM(points), 0) FROM ledger WHERE date <= ?", (day,)
+    ).fetchone()[0]
+    # A lot past expiry holds nothing once an expire aimed at it is posted,
+    # unless a cancellation gave points back or entries dated later exist
+    # (the replay as of `on` then differs from the posting order's view).
+    candidates = [
+        cid
+        for (cid,) in conn.execute(
+            """
+            SELECT DISTINCT l.customer_id FROM ledger l
+            WHERE l.points > 0 AND l.kind != 'redemption_reversed'
+              AND l.expires_on IS NOT NULL AND l.expires_on <= :d
+              AND COALESCE(l.available_on, l.date) <= :d AND l.date <= :d
+              AND (
+                NOT EXISTS (SELECT 1 FROM ledger x WHERE x.kind = 'expire'
+                            AND x.lot_id = l.entry_id AND x.date <= :d)
+                OR EXISTS (SELECT 1 FROM ledger y WHERE y.customer_id = l.customer_id
+                           AND (y.kind = 'redemption_reversed' OR y.date > :d))
+              )
+            """,
+            {"d": day},
+        )
+    ]
+    if not candidates:
+        return total
+    held = 0
+    for entries in ledger.entries_by_customer(conn, candidates).values():
+        state = ledger.replay(entries, on)
+        held += sum(lot.remaining for lot in state.lots.values() if _expired_held(lot, on))
+    return total - held
+
+
+def _expired_held(lot: ledger.Lot, on: dt.date) -> bool:
+    # Neither available (expired) nor pending (already available) at `on`.
+    return (
+        lot.remaining > 0
+        and lot.available_on <= on
+        and lot.expires_on is not None
+        and lot.expires_on <= on
+    )
+
+
+def balances(
+    conn: sqlite3.Connection, on: dt.date, customer_ids: Iterable[str] | None = None
+) -> dict[str, tuple[int, int]]:
+    """Customer -> (available, pending) at the end of `on` (replay of their entries)."""
+    ids = None if customer_ids is None else list(customer_ids)
+    out: dict[str, tuple[int, int]] = {}
+    for cid, entries in ledger.entries_by_customer(conn, ids).items():
+        state = ledger.replay(entries, on)
+        out[cid] = (state.available(on), state.pending(on))
+    return out
+
+
+# --- KPIs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kpis:
+    """KPIs over [start, end]; money in minor units, rates Decimal (4 decimals) or None."""
+
+    start: dt.date
+    end: dt.date
+    currency: str
+    active_customers: int
+    new_customers: int
+    revenue_net: int
+    member_revenue: int
+    receipts: int
+    aov: int | None
+    member_aov: int | None
+    non_member_aov: int | None
+    repeat_purchase_rate: Decimal | None
+    retention_rate: Decimal | None
+    clv_historical: int | None
+    points_issued: int
+    points_redeemed: int
+    points_expired: int
+    points_clawed_back: int
+    redemption_rate: Decimal | None
+    outstanding_points: int
+    liability: int
+    reward_cost: int
+    reward_cost_share: Decimal | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The `report kpi --format json` document (keys exactly as DESIGN.md)."""
+
+        def money(v: int | None) -> str | None:
+            return None if v is None else format_minor(v, self.currency)
+
+        return {
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "active_customers": self.active_customers,
+            "new_customers": self.new_customers,
+            "revenue_net": money(self.revenue_net),
+            "member_revenue": money(self.member_revenue),
+            "receipts": self.receipts,
+            "aov": money(self.aov),
+            "member_aov": money(self.member_aov),
+            "non_member_aov": money(self.non_member_aov),
+            "repeat_purchase_rate": rate_json(self.repeat_purchase_rate),
+            "retention_rate": rate_json(self.retention_rate),
+            "clv_historical": money(self.clv_historical),
+            "points_issued": self.points_issued,
+            "points_redeemed": self.points_redeemed,
+            "points_expired": self.points_expired,
+            "points_clawed_back": self.points_clawed_back,
+            "redemption_rate": rate_json(self.redemption_rate),
+            "outstanding_points": self.outstanding_points,
+            "liability": money(self.liability),
+            "reward_cost": money(self.reward_cost),
+            "reward_cost_share": rate_json(self.reward_cost_share),
+        }
+
+
+def _mean_minor(total: int, count: int) -> int | None:
+    """total / count in minor units, half-up; None without anything to average."""
+    if not count:
+        return None
+    return int((Decimal(total) / Decimal(count)).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis:
+    """All KPIs over [start, end] (see docs/reports.md for each definition)."""
+    check_period(start, end)
+    program = program_on(conn, end)
+    currency = program.currency
+    days = (end - start).days + 1
+    prev_start = start - dt.timedelta(days=days)
+    prev_end = start - dt.timedelta(days=1)
+    s, e, ps, pe = (d.isoformat() for d in (start, end, prev_start, prev_end))
+    _build_receipts(conn, end)
+    try:
+        rec = conn.execute(
+            f"""
+            SELECT
+              COALESCE(SUM(total), 0),
+              COALESCE(SUM(CASE WHEN cid IS NOT NULL THEN total END), 0),
+              COUNT(CASE WHEN total >= 0 THEN 1 END),
+              COALESCE(SUM(CASE WHEN total >= 0 THEN total END), 0),
+              COUNT(CASE WHEN total >= 0 AND cid IS NOT NULL THEN 1 END),
+              COALESCE(SUM(CASE WHEN total >= 0 AND cid IS NOT NULL THEN total END), 0),
+              COUNT(DISTINCT CASE WHEN total >= 0 THEN cid END)
+            FROM {_RECEIPTS} WHERE date >= ? AND date <= ?
+            """,
+            (s, e),
+        ).fetchone()
+        revenue, member_revenue, n_sales, sales, n_member, member_sales, active = rec
+        repeaters = conn.execute(
+            f"""
+            SELECT COUNT(*) FROM (
+              SELECT cid FROM {_RECEIPTS}
+              WHERE cid IS NOT NULL AND total >= 0 AND date >= ? AND date <= ?
+              GROUP BY cid HAVING COUNT(*) >= 2)
+            """,
+            (s, e),
+        ).fetchone()[0]
+        prev_active, retained = conn.execute(
+            f"""
+            SELECT COUNT(*), COUNT(cur.cid) FROM
+              (SELECT DISTINCT cid FROM {_RECEIPTS}
+               WHERE cid IS NOT NULL AND total >= 0 AND date >= :ps AND date <= :pe) prev
+            LEFT JOIN
+              (SELECT DISTINCT cid FROM {_RECEIPTS}
+               WHERE cid IS NOT NULL AND total >= 0 AND date >= :s AND date <= :e) cur
+            ON cur.cid = prev.cid
+            """,
+            {"ps": ps, "pe": pe, "s": s, "e": e},
+        ).fetchone()
+        new = conn.execute(
+            f"""
+            SELECT COUNT(*) FROM (
+              SELECT cid, MIN(date) AS first FROM {_RECEIPTS}
+              WHERE cid IS NOT NULL AND total >= 0 GROUP BY cid)
+            WHERE first >= ? AND first <= ?
+            """,
+            (s, e),
+        ).fetchone()[0]
+        lifetime, seen = conn.execute(
+            f"SELECT COALESCE(SUM(total), 0), COUNT(DISTINCT cid) FROM {_RECEIPTS} "
+            "WHERE cid IS NOT NULL"
+        ).fetchone()
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS temp.{_RECEIPTS}")
+    flows = points_flows(conn, start, end)
+    outstanding = outstanding_points(conn, end)
+    brk = breakage(conn, program, end)
+    reward_cost = conn.execute(
+        "SELECT COALESCE(SUM(value), 0) FROM redemptions "
+        "WHERE status != 'cancelled' AND date >= ? AND date <= ?",
+        (s, e),
+    ).fetchone()[0]
+    return Kpis(
+        start=start,
+        end=end,
+        currency=currency,
+        active_customers=active,
+        new_customers=new,
+        revenue_net=revenue,
+        member_revenue=member_revenue,
+        receipts=n_sales,
+        aov=_mean_minor(sales, n_sales),
+        member_aov=_mean_minor(member_sales, n_member),
+        non_member_aov=_mean_minor(sales - member_sales, n_sales - n_member),
+        repeat_purchase_rate=rate(repeaters, active),
+        retention_rate=rate(retained, prev_active),
+        clv_historical=_mean_minor(lifetime, seen),
+        points_issued=flows["issued"],
+        points_redeemed=flows["redeemed"],
+        points_expired=flows["expired"],
+        points_clawed_back=flows["clawed_back"],
+        redemption_rate=rate(flows["redeemed"], flows["issued"]),
+        outstanding_points=outstanding,
+        liability=liability_minor(outstanding, Decimal(program.point_value), brk, currency),
+        reward_cost=reward_cost,
+        reward_cost_share=rate(reward_cost, member_revenue),
+    )
+
+
+def kpi_report(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> dict[str, Any]:
+    """`report kpi` as its JSON document."""
+    return compute_kpis(conn, start, end).as_json()
+
+
+# --- tiers and segments ------------------------------------------------------------
+
+
+def tier_report(conn: sqlite3.Connection, on: dt.date) -> list[dict[str, Any]]:
+    """`report tiers`: customers per tier at `on` and their share of customers with a tier.
+
+    Every level of the program in force is listed (lowest first, 0 when
+    empty), then any other tier id still held.
+    """
+    held = tiers_on(conn, on)
+    counts: dict[str, int] = {}
+    program = program_or_none(conn, on)
+    tiers_cfg = getattr(program, "tiers", None) if program is not None else None
+    for level in getattr(tiers_cfg, "levels", None) or []:
+        counts[level.id] = 0
+    for tier in held.values():
+        counts[tier] = counts.get(tier, 0) + 1
+    total = sum(counts.values())
+    return [
+        {"tier": tier, "customers": n, "share": rate_json(rate(n, total)) if total else 0.0}
+        for tier, n in counts.items()
+    ]
+
+
+def segment_report(conn: sqlite3.Connection, on: dt.date) -> dict[str, int]:
+    """`report segments`: members per segment at `on` (all six keys)."""
+    return segments.segment_counts(conn, on)
+
+
+def customer_list(
+    conn: sqlite3.Connection,
+    on: dt.date,
+    segment: str | None = None,
+    tier: str | None = None,
+) -> list[dict[str, Any]]:
+    """`customer list`: every member with tier, segment and balance at `on`."""
+    if segment is not None and segment not in segments.SEGMENTS:
+        raise UsageError(
+            f"unknown segment '{segment}'; use one of {', '.join(segments.SEGMENTS)}",
+            field="--segment",
+        )
+    people = known_customers(conn, on)
+    segs = segments.segments_for_all(conn, on)
+    tiers = tiers_on(conn, on)
+    ids = [
+        cid
+        for cid in sorted(people)
+        if (segment is None or segs.get(cid) == segment)
+        and (tier is None or tiers.get(cid) == tier)
+    ]
+    bal = balances(conn, on, ids)
+    return [
+        {
+            "customer_id": cid,
+            "name": people[cid]["name"],
+            "tier": tiers.get(cid),
+            "segment": segs.get(cid),
+            "available": bal.get(cid, (0, 0))[0],
+            "pending": bal.get(cid, (0, 0))[1],
+        }
+        for cid in ids
+    ]
+
+
+# --- offers --------------------------------------------------------------------------
+
+
+def favourite_categories(conn: sqlite3.Connection, on: dt.date) -> dict[str, str]:
+    """Customer -> category with the most net spend in (on − 365, on]; ties by name."""
+    rows = conn.execute(
+        """
+        SELECT COALESCE(c.customer_id, p.customer_id) AS cid, p.category, SUM(p.amount) AS net
+        FROM purchases p LEFT JOIN claims c ON c.transaction_id = p.transaction_id
+        WHERE p.undone = 0 AND p.date > ? AND p.date <= ? AND p.category IS NOT NULL
+              AND p.category != '' AND COALESCE(c.customer_id, p.customer_id) IS NOT NULL
+        GROUP BY cid, p.category
+        """,
+        ((on - dt.timedelta(days=365)).isoformat(), on.isoformat()),
+    )
+    best: dict[str, tuple[int, str]] = {}
+    for cid, category, net in rows:
+        current = best.get(cid)
+        if current is None or net > current[0] or (net == current[0] and category < current[1]):
+            best[cid] = (net, category)
+    # Only a category the customer actually spent on counts as a favourite.
+    return {cid: cat for cid, (net, cat) in best.items() if net > 0}
+
+
+def offer_detail(offer: Any, favourite: str | None, program: Any) -> str:
+    """The offer in words: "10 % off coffee", "50 bonus points", "Free coffee"."""
+    text = getattr(offer, "text", None)
+    if text:
+        return text.replace("{category}", favourite or "your next purchase")
+    parts: list[str] = []
+    pct = getattr(offer, "discount_percent", None)
+    if pct is not None:
+        pct_text = format(Decimal(pct).normalize(), "f")
+        target = favourite if getattr(offer, "favourite_category", False) and favourite else None
+        parts.append(f"{pct_text} % off {target}" if target else f"{pct_text} % off")
+    bonus = getattr(offer, "bonus_points", None)
+    if bonus:
+        parts.append(f"{bonus} bonus points")
+    reward_id = getattr(offer, "reward", None)
+    if reward_id:
+        reward = program.reward(reward_id) if hasattr(program, "reward") else None
+        parts.append(reward.name if reward is not None else reward_id)
+    if not parts and getattr(offer, "favourite_category", False) and favourite:
+        parts.append(f"something from {favourite}")
+    return ", ".join(parts) or str(offer.id)
+
+
+def offers(conn: sqlite3.Connection, on: dt.date) -> list[dict[str, Any]]:
+    """Per member with a segment at `on`: the first matching `offers:` rule."""
+    program = program_on(conn, on)
+    rules = list(getattr(program, "offers", None) or [])
+    if not rules:
+        return []
+    people = known_customers(conn, on)
+    segs = segments.segments_for_all(conn, on, segments.SegmentRules.from_program(program))
+    need_tier = any(getattr(r, "tier", None) for r in rules)
+    tiers = tiers_on(conn, on) if need_tier else {}
+    favs = favourite_categories(conn, on)
+    out: list[dict[str, Any]] = []
+    for cid in sorted(segs):
+        seg = segs[cid]
+        for rule in rules:
+            if rule.segment is not None and rule.segment != seg:
+                continue
+            if getattr(rule, "tier", None) and tiers.get(cid) != rule.tier:
+                continue
+            person = people.get(cid, {"name": None, "email": None})
+            out.append(
+                {
+                    "customer_id": cid,
+                    "name": person["name"],
+                    "email": person["email"],
+                    "segment": seg,
+                    "offer_id": rule.id,
+                    "detail": offer_detail(rule, favs.get(cid), program),
+                }
+            )
+            break
+    return out
+
+
+# --- summary ---------------------------------------------------------------------------
+
+
+def month_start(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    index = day.year * 12 + day.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def default_summary_start(end: dt.date) -> dt.date:
+    """Twelve calendar months ending with the month of `end`."""
+    return add_months(month_start(end), -11)
+
+
+@dataclass
+class Summary:
+    start: dt.date
+    end: dt.date
+    currency: str
+    members: int
+    kpis: Kpis
+    revenue_by_month: list[dict[str, Any]] = field(default_factory=list)
+    tiers: list[dict[str, Any]] = field(default_factory=list)
+    segments: dict[str, int] = field(default_factory=dict)
+    top_rewards: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        k = self.kpis
+
+        def money(v: int) -> str:
+            return format_minor(v, self.currency)
+
+        return {
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "members": self.members,
+            "active_customers": k.active_customers,
+            "new_customers": k.new_customers,
+            "revenue_by_month": [
+                {
+                    "month": m["month"],
+                    "members": money(m["members"]),
+                    "non_members": money(m["non_members"]),
+                }
+                for m in self.revenue_by_month
+            ],
+            "tiers": self.tiers,
+            "segments": self.segments,
+            "points": {
+                "issued": k.points_issued,
+                "redeemed": k.points_redeemed,
+                "expired": k.points_expired,
+            },
+            "outstanding_points": k.outstanding_points,
+            "liability": money(k.liability),
+            "top_rewards": [{**r, "value": money(r["value"])} for r in self.top_rewards],
+        }
+
+
+def revenue_by_month(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> list[dict]:
+    """Net revenue (minor units) of members and non-members per calendar month in [start, end]."""
+    rows = conn.execute(
+        """
+        SELECT substr(p.date, 1, 7) AS month,
+               COALESCE(SUM(CASE WHEN COALESCE(c.customer_id, p.customer_id) IS NOT NULL
+                                 THEN p.amount END), 0),
+               COALESCE(SUM(CASE WHEN COALESCE(c.customer_id, p.customer_id) IS NULL
+                                 THEN p.amount END), 0)
+        FROM purchases p LEFT JOIN claims c ON c.transaction_id = p.transaction_id
+        WHERE p.undone = 0 AND p.date >= ? AND p.date <= ?
+        GROUP BY month
+        """,
+        (start.isoformat(), end.isoformat()),
+    )
+    found = {month: (members, anon) for month, members, anon in rows}
+    out: list[dict] = []
+    month = month_start(start)
+    while month <= end:
+        key = month.strftime("%Y-%m")
+        members, anon = found.get(key, (0, 0))
+        out.append({"month": key, "members": members, "non_members": anon})
+        month = add_months(month, 1)
+    return out
+
+
+def top_rewards(
+    conn: sqlite3.Connection, start: dt.date, end: dt.date, limit: int = 5
+) -> list[dict[str, Any]]:
+    """Most redeemed rewards in [start, end] (cancelled ones left out)."""
+    rows = conn.execute(
+        """
+        SELECT reward_id, COUNT(*), COALESCE(SUM(points), 0), COALESCE(SUM(value), 0)
+        FROM redemptions WHERE status != 'cancelled' AND date >= ? AND date <= ?
+        GROUP BY reward_id ORDER BY COUNT(*) DESC, reward_id LIMIT ?
+        """,
+        (start.isoformat(), end.isoformat(), limit),
+    )
+    return [
+        {"reward_id": rid, "redemptions": n, "points": pts, "value": value}
+        for rid, n, pts, value in rows
+    ]
+
+
+def summary(conn: sqlite3.Connection, start: dt.date | None, end: dt.date) -> Summary:
+    """`report summary`: the month(s) at a glance."""
+    start = start or default_summary_start(end)
+    kpis = compute_kpis(conn, start, end)
+    return Summary(
+        start=start,
+        end=end,
+        currency=kpis.currency,
+        members=len(known_customers(conn, end)),
+        kpis=kpis,
+        revenue_by_month=revenue_by_month(conn, start, end),
+        tiers=tier_report(conn, end),
+        segments=segment_report(conn, end),
+        top_rewards=top_rewards(conn, start, end),
+    )
+
+
+def kpis_dict(kpis: Kpis) -> dict[str, Any]:
+    """Raw values (minor units, Decimal rates) for callers that compute deltas."""
+    return asdict(kpis)

@@ -1,0 +1,239 @@
+"""KPIs on a small hand-computed shop (every number worked out in the comments)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from loyalty_cli import ledger, program, reports
+from loyalty_cli.ledger import NewEntry
+
+START, END = dt.date(2026, 3, 1), dt.date(2026, 3, 31)
+
+PROGRAM = """\
+program: Test shop
+currency: EUR
+point_value: 0.01
+earn: {per_currency_unit: 1}
+accounting: {expected_breakage: BREAKAGE}
+"""
+
+
+def d(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def apply(conn, tmp_path, breakage: str = "0.2") -> None:
+    path = tmp_path / "program.yaml"
+    path.write_text(PROGRAM.replace("BREAKAGE", breakage))
+    program.apply_program(conn, path)
+
+
+def buy(conn, tx, cid, day, amount, line=1, undone=0, category=None):
+    conn.execute(
+        "INSERT INTO purchases (transaction_id, line_no, customer_id, date, amount, category, "
+        "import_id, undone) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+        (tx, line, cid, day, amount, category, undone),
+    )
+
+
+def post(conn, day, cid, kind, points, **kw):
+    return ledger.post(
+        conn,
+        [
+            NewEntry(
+                date=d(day),
+                customer_id=cid,
+                kind=kind,
+                points=points,
+                source_type=kw.pop("source_type", "test"),
+                **kw,
+            )
+        ],
+    )[0]
+
+
+def redemption(conn, rid, cid, day, points, value, status="active", reward="coffee"):
+    conn.execute(
+        "INSERT INTO redemptions (redemption_id, customer_id, reward_id, date, points, value, "
+        "status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'now')",
+        (rid, cid, reward, day, points, value, status),
+    )
+
+
+@pytest.fixture
+def shop(conn, tmp_path):
+    apply(conn, tmp_path)
+    buy(conn, "T1", "A", "2026-02-10", 10000)  # previous period
+    buy(conn, "T2", "A", "2026-03-05", 5000)
+    buy(conn, "T3", "A", "2026-03-20", 2000, line=1)
+    buy(conn, "T3", "A", "2026-03-20", 1000, line=2)
+    buy(conn, "T4", "B", "2026-02-15", 4000)  # previous period
+    buy(conn, "T5", "B", "2026-03-10", -1000)  # refund only: B is not active
+    buy(conn, "T6", "C", "2026-03-15", 8000)  # C's first sale ever: new
+    buy(conn, "T7", None, "2026-03-12", 2000)  # anonymous sale
+    buy(conn, "T8", None, "2026-03-25", -500)  # anonymous refund
+    buy(conn, "T9", "D", "2025-12-01", 6000)  # long ago
+    buy(conn, "T10", None, "2026-03-18", 4000)  # anonymous, claimed by C
+    conn.execute("INSERT INTO claims VALUES ('T10', 'C', '2026-03-19')")
+    buy(conn, "T11", "A", "2026-03-06", 99900, undone=1)  # undone: counts nowhere
+    buy(conn, "T12", "A", "2026-04-02", 7000)  # after the period
+    post(conn, "2026-02-10", "A", "earn", 100)
+    post(conn, "2026-03-05", "A", "earn", 50)
+    post(conn, "2026-03-20", "A", "earn", 30)
+    post(conn, "2026-03-15", "C", "bonus", 20)
+    post(conn, "2026-03-15", "C", "earn", 120)
+    post(conn, "2026-03-22", "A", "redeem", -100, source_type="redemption", source_id="R1")
+    post(
+        conn,
+        "2026-03-25",
+        "A",
+        "redemption_reversed",
+        100,
+        source_type="redemption",
+        source_id="R1",
+    )
+    post(conn, "2026-03-26", "A", "redeem", -50, source_type="redemption", source_id="R2")
+    post(conn, "2026-02-15", "B", "earn", 40)
+    post(conn, "2026-03-10", "B", "clawback", -10)
+    lot = post(conn, "2025-12-01", "D", "earn", 60, expires_on=d("2026-03-01"))
+    post(conn, "2026-03-01", "D", "expire", -60, lot_id=lot)
+    post(conn, "2026-04-03", "A", "earn", 70)  # after the period
+    redemption(conn, "R1", "A", "2026-03-22", 100, 350, status="cancelled")
+    redemption(conn, "R2", "A", "2026-03-26", 50, 175)
+    redemption(conn, "V1", "C", "2026-03-18", 0, 350, reward="tenth-coffee")  # punch card
+    return conn
+
+
+EXPECTED = {
+    "from": "2026-03-01",
+    "to": "2026-03-31",
+    "active_customers": 2,  # A, C (B only refunded)
+    "new_customers": 1,  # C
+    "revenue_net": "205.00",  # 50 + 30 - 10 + 80 + 20 - 5 + 40
+    "member_revenue": "190.00",  # 50 + 30 - 10 + 80 + 40
+    "receipts": 5,  # T2, T3, T6, T7, T10
+    "aov": "44.00",  # 220 / 5
+    "member_aov": "50.00",  # 200 / 4
+    "non_member_aov": "20.00",  # 20 / 1
+    "repeat_purchase_rate": 1.0,  # A and C each 2 sale receipts / 2 active
+    "retention_rate": 0.5,  # previous period A, B; again A
+    "clv_historical": "97.50",  # (180 + 30 + 120 + 60) / 4 members seen
+    "points_issued": 220,  # 50 + 30 + 20 + 120
+    "points_redeemed": 50,  # 100 - 100 + 50
+    "points_expired": 60,
+    "points_clawed_back": 10,
+    "redemption_rate": 0.2273,  # 50 / 220
+    "outstanding_points": 300,  # A 130 + B 30 + C 140
+    "liability": "2.40",  # 300 * 0.01 * (1 - 0.2)
+    "reward_cost": "5.25",  # R2 1.75 + V1 3.50 (R1 cancelled)
+    "reward_cost_share": 0.0276,  # 5.25 / 190
+}
+
+
+def test_every_kpi_on_the_hand_computed_shop(shop):
+    assert reports.kpi_report(shop, START, END) == EXPECTED
+
+
+def test_kpi_json_keys_are_exactly_the_contract(shop):
+    assert list(reports.kpi_report(shop, START, END)) == list(EXPECTED)
+
+
+def test_cli_kpi_json_equals_library(shop, cli):
+    result = cli("report", "kpi", "--from", "2026-03-01", "--to", "2026-03-31", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == reports.kpi_report(shop, START, END)
+
+
+def test_cli_kpi_table_and_csv(shop, cli):
+    table = cli("report", "kpi", "--from", "2026-03-01", "--to", "2026-03-31")
+    assert table.exit_code == 0, table.stderr
+    assert "revenue_net" in table.stdout and "205.00" in table.stdout
+    csv_out = cli("report", "kpi", "--from", "2026-03-01", "--to", "2026-03-31", "-f", "csv")
+    header, row = csv_out.stdout.splitlines()
+    assert header.split(",")[:3] == ["from", "to", "active_customers"]
+    assert row.split(",")[:3] == ["2026-03-01", "2026-03-31", "2"]
+
+
+def test_historical_breakage(conn, tmp_path):
+    apply(conn, tmp_path, breakage="historical")
+    lot = post(conn, "2025-12-01", "D", "earn", 60, expires_on=d("2026-03-01"))
+    post(conn, "2026-03-01", "D", "expire", -60, lot_id=lot)
+    post(conn, "2026-03-02", "A", "earn", 400)
+    post(conn, "2026-03-03", "A", "redeem", -50, source_type="redemption", source_id="R")
+    k = reports.compute_kpis(conn, START, END)
+    # breakage 60 / (60 + 50); liability 350 * 0.01 * 50 / 110 = 1.5909 -> 1.59
+    assert k.outstanding_points == 350
+    assert reports.kpi_report(conn, START, END)["liability"] == "1.59"
+
+
+def test_no_previous_activity_gives_null_retention_and_empty_period_nulls(conn, tmp_path):
+    apply(conn, tmp_path)
+    buy(conn, "T1", "A", "2026-03-05", 1000)
+    out = reports.kpi_report(conn, START, END)
+    assert out["retention_rate"] is None
+    assert out["active_customers"] == 1 and out["new_customers"] == 1
+    assert out["non_member_aov"] is None
+    assert out["redemption_rate"] is None
+    assert out["reward_cost_share"] == 0.0
+    empty = reports.kpi_report(conn, d("2027-01-01"), d("2027-01-31"))
+    assert empty["aov"] is None and empty["repeat_purchase_rate"] is None
+    assert empty["reward_cost_share"] is None and empty["revenue_net"] == "0.00"
+
+
+def test_refund_only_customer_is_not_active_nor_new(conn, tmp_path):
+    apply(conn, tmp_path)
+    buy(conn, "T1", "B", "2026-03-05", -1000)
+    out = reports.kpi_report(conn, START, END)
+    assert out["active_customers"] == 0 and out["new_customers"] == 0
+    assert out["member_revenue"] == "-10.00" and out["receipts"] == 0
+    assert out["clv_historical"] == "-10.00"
+
+
+def test_anonymous_sales_count_in_revenue_and_aov_not_customers(conn, tmp_path):
+    apply(conn, tmp_path)
+    buy(conn, "T1", None, "2026-03-05", 1000)
+    buy(conn, "T2", None, "2026-03-06", 2001)
+    out = reports.kpi_report(conn, START, END)
+    assert out["active_customers"] == 0 and out["clv_historical"] is None
+    assert out["revenue_net"] == "30.01" and out["member_revenue"] == "0.00"
+    assert out["aov"] == "15.01"  # 30.01 / 2 = 15.005, half up
+    assert out["non_member_aov"] == "15.01" and out["member_aov"] is None
+
+
+def test_outstanding_excludes_expired_unposted_and_includes_pending(conn, tmp_path):
+    apply(conn, tmp_path)
+    # 100 points expired on 03-20 with no expire entry yet: not outstanding.
+    post(conn, "2025-03-01", "A", "earn", 100, expires_on=d("2026-03-20"))
+    # 40 points still pending at 03-31.
+    post(conn, "2026-03-25", "A", "earn", 40, available_on=d("2026-04-08"))
+    # A lot whose expiry was posted, then a cancellation gave points back to it.
+    lot = post(conn, "2025-01-10", "B", "earn", 30, expires_on=d("2026-03-10"))
+    post(conn, "2026-03-01", "B", "redeem", -30, source_type="redemption", source_id="R9")
+    post(conn, "2026-03-10", "B", "expire", 0, lot_id=lot)
+    post(
+        conn, "2026-03-15", "B", "redemption_reversed", 30, source_type="redemption", source_id="R9"
+    )
+    assert reports.outstanding_points(conn, END) == 40
+    # On 03-19 A's 100 are still usable; the 40 are not posted yet (dated 03-25).
+    assert reports.outstanding_points(conn, d("2026-03-19")) == 100
+    # The definition (a replay of every customer) agrees on every day.
+    for day in ("2026-03-09", "2026-03-10", "2026-03-19", "2026-03-20", "2026-03-31"):
+        total = sum(a + p for a, p in reports.balances(conn, d(day)).values())
+        assert reports.outstanding_points(conn, d(day)) == total, day
+
+
+def test_period_with_from_after_to_is_a_usage_error(conn, tmp_path, cli):
+    apply(conn, tmp_path)
+    result = cli("report", "kpi", "--from", "2026-04-01", "--to", "2026-03-01")
+    assert result.exit_code == 2
+    assert "Error: --from 2026-04-01 is after --to 2026-03-01" in result.stderr
+
+
+def test_kpis_use_decimal_money_not_floats(shop):
+    k = reports.compute_kpis(shop, START, END)
+    assert k.aov == 4400 and k.liability == 240
+    assert k.redemption_rate == Decimal("0.2273")
