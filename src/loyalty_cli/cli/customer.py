@@ -1,9 +1,125 @@
-"""Commands of this group (registered on the root app by `register`)."""
+"""`loyalty customer show | explain` (and `customer list`, added by customer_list.py
+onto `customer_app`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+
+from loyalty_cli import render
+from loyalty_cli.cli.common import AsOfOpt, FormatOpt, OutputFormat, date_or_today, get_conn
+
+customer_app = typer.Typer(
+    help="One customer: the statement and the ledger behind it.\n\n"
+    "Example: loyalty customer show C001",
+    no_args_is_help=True,
+)
+
+
+@customer_app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    customer_id: str = typer.Argument(..., help="The customer id."),
+    as_of: AsOfOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """The statement: points available and pending, tier and how far to the next,
+    points about to expire (last usable day), rewards they can have, vouchers.
+
+    JSON: {customer_id, name, tier, segment, points {available, pending, total},
+    qualifying, next_tier {id, remaining} | null, expiring [{date, points}],
+    eligible_rewards [ids], vouchers [{voucher_id, reward_id, issued, status}]}.
+
+    Example: loyalty customer show C001 --as-of 2026-06-30 --format json
+    """
+    from loyalty_cli.engine.statement import customer_statement
+
+    data = customer_statement(get_conn(ctx), customer_id, date_or_today(as_of))
+    if fmt == OutputFormat.json:
+        typer.echo(render.to_json(data))
+    elif fmt == OutputFormat.csv:
+        render.write_csv(list(_flat(data)), [list(_flat(data).values())])
+    else:
+        _panel(data)
+
+
+def _flat(data: dict[str, Any]) -> dict[str, Any]:
+    nxt = data["next_tier"]
+    return {
+        "customer_id": data["customer_id"],
+        "name": data["name"],
+        "tier": data["tier"],
+        "segment": data["segment"],
+        "available": data["points"]["available"],
+        "pending": data["points"]["pending"],
+        "total": data["points"]["total"],
+        "qualifying": data["qualifying"],
+        "next_tier": nxt["id"] if nxt else None,
+        "next_tier_remaining": nxt["remaining"] if nxt else None,
+        "expiring": "; ".join(f"{x['points']} on {x['date']}" for x in data["expiring"]),
+        "eligible_rewards": " ".join(data["eligible_rewards"]),
+        "vouchers": " ".join(v["voucher_id"] for v in data["vouchers"] if v["status"] == "open"),
+    }
+
+
+def _panel(data: dict[str, Any]) -> None:
+    """A small panel a cashier reads at the counter."""
+    from rich.panel import Panel
+    from rich.text import Text
+
+    pts = data["points"]
+    body = Text()
+    body.append(f"{pts['available']}", style="bold green")
+    body.append(" points available")
+    if pts["pending"]:
+        body.append(f"   (+{pts['pending']} pending)")
+    body.append("\n")
+    if data["tier"]:
+        body.append("Tier ")
+        body.append(str(data["tier"]), style="bold")
+        if data["next_tier"]:
+            nxt = data["next_tier"]
+            body.append(f"   {nxt['remaining']} to {nxt['id']}")
+        body.append("\n")
+    if data["segment"]:
+        body.append(f"Segment {data['segment']}\n")
+    for item in data["expiring"][:3]:
+        body.append(f"{item['points']} points usable until {item['date']}\n", style="yellow")
+    rewards = data["eligible_rewards"]
+    body.append("Can have: " + (", ".join(rewards) if rewards else "nothing yet") + "\n")
+    open_vouchers = [v for v in data["vouchers"] if v.get("status") == "open"]
+    if open_vouchers:
+        body.append(
+            "Vouchers: " + ", ".join(f"{v['voucher_id']} ({v['reward_id']})" for v in open_vouchers)
+        )
+    body.rstrip()
+    title = data["customer_id"] + (f" · {data['name']}" if data["name"] else "")
+    render.console().print(Panel(body, title=title, expand=False))
+
+
+@customer_app.command("explain")
+def explain_cmd(
+    ctx: typer.Context,
+    customer_id: str = typer.Argument(..., help="The customer id."),
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Every ledger entry behind the balance: date, kind, points, running balance,
+    source, rule and program version that made it.
+
+    Example: loyalty customer explain C001 --format csv
+    """
+    from loyalty_cli.engine.statement import EXPLAIN_COLUMNS, explain
+
+    rows = explain(get_conn(ctx), customer_id)
+    # The counter screen is narrow: the table leaves out the lot dates and entry ids.
+    columns = EXPLAIN_COLUMNS if fmt != OutputFormat.table else _TABLE_COLUMNS
+    render.render_rows(rows, fmt, columns, title=f"Ledger of {customer_id}")
+
+
+_TABLE_COLUMNS = ["date", "kind", "points", "balance", "source", "rule", "version", "note"]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the `customer` group to the root app."""
+    app.add_typer(customer_app, name="customer")

@@ -1,9 +1,43 @@
-"""Commands of this group (registered on the root app by `register`)."""
+"""`loyalty run`: post everything due up to a date (the nightly step)."""
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
+
+from loyalty_cli.cli.common import AsOfOpt, date_or_today, get_conn
+
+
+def run_cmd(
+    ctx: typer.Context,
+    as_of: AsOfOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+) -> None:
+    """Score new purchases and events, release and expire points, pay birthdays and
+    referrals, issue punch-card vouchers: everything due up to --as-of (default today).
+
+    One transaction: a crash leaves the ledger as before. Safe to run again:
+    a second run with nothing new posts nothing.
+
+    Example: loyalty run --as-of 2026-06-30 --quiet
+    """
+    from loyalty_cli.engine.run import run
+
+    day = date_or_today(as_of)
+    conn = get_conn(ctx)
+    result = run(conn, day, progress=not quiet and sys.stderr.isatty())
+    if quiet:
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.entries.items())) or "nothing new"
+    typer.echo(
+        f"Run {result.run_id} as of {day}: {result.receipts} receipts, "
+        f"{result.customers} customers; entries: {counts}"
+        + (f"; vouchers issued {result.vouchers}" if result.vouchers else "")
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `loyalty run` to the root app."""
+    app.command("run")(run_cmd)

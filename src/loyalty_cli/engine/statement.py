@@ -1,0 +1,139 @@
+"""What a customer has, as of a date: the statement (`customer show`) and the
+ledger behind it (`customer explain`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Any
+
+from loyalty_cli import ledger
+from loyalty_cli.engine import tiers as tiermod
+from loyalty_cli.engine.dates import add_months
+from loyalty_cli.errors import NotFoundError
+from loyalty_cli.money import format_minor
+from loyalty_cli.program import Program, version_in_force
+
+
+def require_customer(conn: sqlite3.Connection, customer_id: str) -> sqlite3.Row | None:
+    """The customers row (None for a member only seen on receipts or in the ledger).
+
+    An id seen nowhere (no customers row, no receipt, no claim, no ledger entry)
+    raises NotFoundError.
+    """
+    row = conn.execute(
+        "SELECT customer_id, name, email FROM customers WHERE customer_id = ?", (customer_id,)
+    ).fetchone()
+    if row is not None:
+        return row
+    for sql in (
+        "SELECT 1 FROM purchases WHERE customer_id = ? LIMIT 1",
+        "SELECT 1 FROM claims WHERE customer_id = ? LIMIT 1",
+        "SELECT 1 FROM ledger WHERE customer_id = ? LIMIT 1",
+    ):
+        if conn.execute(sql, (customer_id,)).fetchone():
+            return None
+    raise NotFoundError(f"unknown customer '{customer_id}'")
+
+
+def _qualifying_text(program: Program, value: int) -> Any:
+    if program.tiers is not None and program.tiers.basis == "spend":
+        return format_minor(value, program.currency)
+    return value
+
+
+def customer_statement(
+    conn: sqlite3.Connection, customer_id: str, as_of: dt.date
+) -> dict[str, Any]:
+    """The DESIGN.md `customer show` document as of `as_of`."""
+    row = require_customer(conn, customer_id)
+    version = version_in_force(conn, as_of)
+    program = version.program if version else None
+    state = ledger.state_of(conn, customer_id, as_of)
+    available = state.available(as_of)
+    pending = state.pending(as_of)
+
+    tier = qualifying = next_tier = None
+    if program is not None and program.tiers is not None:
+        history = tiermod.history_of(conn, customer_id, as_of)
+        value = history.value(program.tiers, as_of)
+        level = tiermod.level_at(program, history, as_of)
+        tier = level.id if level else None
+        qualifying = _qualifying_text(program, value)
+        levels = program.tiers.levels
+        index = levels.index(level) if level is not None else -1
+        if index + 1 < len(levels):
+            nxt = levels[index + 1]
+            remaining = max(program.tier_threshold(nxt) - value, 0)
+            next_tier = {"id": nxt.id, "remaining": _qualifying_text(program, remaining)}
+
+    expiring = [{"date": day.isoformat(), "points": pts} for day, pts in state.expiring(as_of)]
+    due = inactivity_expiry(conn, customer_id, as_of)
+    if due is not None and available > 0 and due > as_of:
+        expiring.append({"date": (due - dt.timedelta(days=1)).isoformat(), "points": available})
+        expiring.sort(key=lambda x: x["date"])
+
+    from loyalty_cli.rewards import eligible_reward_ids, vouchers_of
+    from loyalty_cli.segments import segment_of
+
+    return {
+        "customer_id": customer_id,
+        "name": row["name"] if row is not None else None,
+        "tier": tier,
+        "segment": segment_of(conn, customer_id, as_of),
+        "points": {"available": available, "pending": pending, "total": available + pending},
+        "qualifying": qualifying,
+        "next_tier": next_tier,
+        "expiring": expiring,
+        "eligible_rewards": eligible_reward_ids(conn, customer_id, as_of),
+        "vouchers": vouchers_of(conn, customer_id, as_of),
+    }
+
+
+def inactivity_expiry(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dt.date | None:
+    """The day all available points expire for inactivity (policy of the version in
+    force on the last sale receipt), or None."""
+    last = conn.execute(
+        "SELECT MAX(date) FROM scored_receipts WHERE customer_id = ? AND amount >= 0 AND date <= ?",
+        (customer_id, as_of.isoformat()),
+    ).fetchone()[0]
+    if last is None:
+        return None
+    last_day = dt.date.fromisoformat(last)
+    version = version_in_force(conn, last_day)
+    expiry = version.program.expiry if version else None
+    if expiry is None or expiry.policy != "inactivity":
+        return None
+    return add_months(last_day, expiry.months)
+
+
+EXPLAIN_COLUMNS = [
+    "entry_id", "date", "kind", "points", "balance", "source", "rule", "version",
+    "available_on", "expires_on", "note",
+]  # fmt: skip
+
+
+def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
+    """Every ledger entry of the customer in posting order, with the running balance."""
+    require_customer(conn, customer_id)
+    out = []
+    balance = 0
+    for e in ledger.entries_for(conn, customer_id):
+        balance += e.points
+        source = e.source_type + (f":{e.source_id}" if e.source_id else "")
+        out.append(
+            {
+                "entry_id": e.entry_id,
+                "date": e.date.isoformat(),
+                "kind": e.kind,
+                "points": e.points,
+                "balance": balance,
+                "source": source,
+                "rule": e.rule_id,
+                "version": e.program_version,
+                "available_on": e.available_on.isoformat() if e.available_on else None,
+                "expires_on": e.expires_on.isoformat() if e.expires_on else None,
+                "note": e.note,
+            }
+        )
+    return out
