@@ -38,7 +38,11 @@ SOURCE_TABLES: dict[str, tuple[str, str]] = {
     "event": ("events", "event_id"),
     "redemption": ("redemptions", "redemption_id"),
     "voucher": ("vouchers", "voucher_id"),
+    "referral": ("customers", "customer_id"),
 }
+# Sources the engine derives itself and that have no row of their own: the
+# yearly birthday bonus is an `event` entry with source id birthday:<customer>:<year>.
+DERIVED_SOURCES = "(l.source_type = 'event' AND l.source_id LIKE 'birthday:%')"
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def _missing_sources(conn: sqlite3.Connection) -> list[Finding]:
             SELECT l.entry_id, l.customer_id, l.kind, l.source_id
             FROM ledger l
             LEFT JOIN (SELECT DISTINCT {column} AS id FROM {table}) s ON s.id = l.source_id
-            WHERE l.source_type = ? AND s.id IS NULL
+            WHERE l.source_type = ? AND s.id IS NULL AND NOT {DERIVED_SOURCES}
             ORDER BY l.entry_id
             """,
             (source_type,),

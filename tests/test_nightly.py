@@ -1,0 +1,253 @@
+"""`loyalty nightly`: imports an inbox in a fixed order, moves files, runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from loyalty_cli import db
+from loyalty_cli.nightly import inbox_files, move_no_clobber, nightly
+from loyalty_cli.ops import hold_lock
+
+PROGRAM = """\
+program: Nightly Test
+currency: EUR
+earn: {per_currency_unit: 1, rounding: floor}
+"""
+AS_OF = "2026-11-23"
+HEADER = "transaction_id,customer_id,date,amount\n"
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def program(cli, tmp_path: Path) -> None:
+    path = tmp_path / "program.yaml"
+    path.write_text(PROGRAM)
+    result = cli("program", "apply", path, "--effective", "2026-01-01")
+    assert result.exit_code == 0, result.stderr
+
+
+def put(inbox: Path, name: str, text: str) -> Path:
+    path = inbox / name
+    path.write_text(text)
+    return path
+
+
+def points(db_file: Path) -> dict[str, int]:
+    conn = db.connect(db_file)
+    try:
+        return dict(
+            conn.execute("SELECT customer_id, SUM(points) FROM ledger GROUP BY 1 ORDER BY 1")
+        )
+    finally:
+        conn.close()
+
+
+def listing(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir())
+
+
+def test_nightly_imports_in_kind_order_moves_files_and_runs(cli, program, inbox, db_file):
+    put(inbox, "a-day.csv", HEADER + "T1,C1,2026-11-01,12.50\nT2,C2,2026-11-02,30.00\n")
+    put(inbox, "customers-2026-11-22.csv", "customer_id,name\nC1,Ann\nC2,Bob\n")
+    put(inbox, ".still-uploading.csv", HEADER)
+    put(inbox, "notes.txt", "not a csv")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [
+        "customers-2026-11-22.csv: customers, 2 inserted, 0 duplicates, 0 rejected",
+        "a-day.csv: purchases, 2 inserted, 0 duplicates, 0 rejected",
+    ]
+    assert lines[2].startswith("run as of 2026-11-23: ")
+    assert len(lines) == 3
+    assert result.stderr == ""
+    assert listing(inbox) == [".still-uploading.csv", "done", "notes.txt"]
+    assert listing(inbox / "done") == ["a-day.csv", "customers-2026-11-22.csv"]
+    assert points(db_file) == {"C1": 12, "C2": 30}
+
+
+def test_kind_order_and_name_order(inbox):
+    for name in ("b.csv", "redemptions-1.csv", "events-1.csv", "a.csv", "customers-2.csv"):
+        put(inbox, name, HEADER)
+    put(inbox, "customers-1.csv", HEADER)
+    assert [(k, p.name) for k, p in inbox_files(inbox)] == [
+        ("customers", "customers-1.csv"),
+        ("customers", "customers-2.csv"),
+        ("purchases", "a.csv"),
+        ("purchases", "b.csv"),
+        ("events", "events-1.csv"),
+        ("redemptions", "redemptions-1.csv"),
+    ]
+
+
+def test_already_imported_file_is_skipped_and_moved(cli, program, inbox, db_file):
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    assert cli("nightly", "--inbox", inbox, "--as-of", AS_OF).exit_code == 0
+    put(inbox, "day-again.csv", HEADER + "T1,C1,2026-11-01,10.00\n")  # same content
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "day-again.csv: already imported (import 1), moved to done/"
+    )
+    assert listing(inbox / "done") == ["day-again.csv", "day.csv"]
+    assert points(db_file) == {"C1": 10}
+
+
+def test_a_name_clash_in_done_gets_a_suffix_never_overwrites(cli, program, inbox):
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    assert cli("nightly", "--inbox", inbox, "--as-of", AS_OF).exit_code == 0
+    put(inbox, "day.csv", HEADER + "T2,C1,2026-11-02,5.00\n")
+    assert cli("nightly", "--inbox", inbox, "--as-of", AS_OF).exit_code == 0
+    done = inbox / "done"
+    assert listing(done) == ["day-1.csv", "day.csv"]
+    assert "T1" in (done / "day.csv").read_text()
+    assert "T2" in (done / "day-1.csv").read_text()
+
+
+def test_move_no_clobber_counts_up(tmp_path):
+    (tmp_path / "d").mkdir()
+    for n in range(3):
+        src = tmp_path / "x.rejects.csv"
+        src.write_text(str(n))
+        move_no_clobber(src, tmp_path / "d")
+    assert listing(tmp_path / "d") == ["x-1.rejects.csv", "x-2.rejects.csv", "x.rejects.csv"]
+
+
+def test_rejected_rows_exit_3_and_a_rejects_file(cli, program, inbox, db_file):
+    put(
+        inbox,
+        "day.csv",
+        HEADER + "T1,C1,2026-11-01,10.00\nT2,C2,2026-11-01,abc\n=HYPERLINK(1),C3,2026-11-01,x\n",
+    )
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 3, result.stderr
+    rejects_file = inbox / "done" / "day.rejects.csv"
+    assert result.stdout.splitlines()[0] == (
+        f"day.csv: purchases, 1 inserted, 0 duplicates, 2 rejected (see {rejects_file})"
+    )
+    assert rejects_file.read_text() == (
+        "line,field,reason,raw\n"
+        "3,amount,not an amount: 'abc' is not a number,\"T2,C2,2026-11-01,abc\"\n"
+        "4,amount,not an amount: 'x' is not a number,\"'=HYPERLINK(1),C3,2026-11-01,x\"\n"
+    )
+    assert points(db_file) == {"C1": 10}
+
+
+def test_quiet_is_silent_on_success(cli, program, inbox):
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--quiet")
+    assert result.exit_code == 0
+    assert result.stdout == "" and result.stderr == ""
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--quiet")  # nothing new
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_quiet_still_reports_rejects_on_stderr(cli, program, inbox):
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\nT2,C2,2026-11-01,abc\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--quiet")
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    assert result.stderr == f"day.csv: 1 row rejected, see {inbox / 'done' / 'day.rejects.csv'}\n"
+
+
+def test_a_file_that_cannot_be_imported_stops_the_night(cli, program, inbox, db_file):
+    put(inbox, "a.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    put(inbox, "b.csv", "transaction_id,date,amount\nT2,2026-11-01,5.00\n")
+    put(inbox, "c.csv", HEADER + "T3,C1,2026-11-01,7.00\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert result.stdout == "a.csv: purchases, 1 inserted, 0 duplicates, 0 rejected\n"
+    assert result.stderr == (
+        f"Error: {inbox / 'b.csv'}:1: column 'customer_id' not found; the file has "
+        "'transaction_id', 'date', 'amount'; map it with csv.columns.customer_id or "
+        "--columns customer_id=...; nightly stopped: b.csv stays in the inbox, 1 earlier "
+        "file imported and moved to done/, the run was not started\n"
+    )
+    assert listing(inbox) == ["b.csv", "c.csv", "done"]
+    assert listing(inbox / "done") == ["a.csv"]
+    assert points(db_file) == {}  # the run was not started
+    # Fixed and re-run: the rest goes through, nothing is doubled.
+    put(inbox, "b.csv", HEADER + "T2,C2,2026-11-01,5.00\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 0, result.stderr
+    assert points(db_file) == {"C1": 17, "C2": 5}
+
+
+def test_an_empty_file_fails_the_night(cli, program, inbox):
+    put(inbox, "day.csv", "")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {inbox / 'day.csv'}: the file is empty")
+
+
+def test_run_failure_keeps_the_imported_files(cli, inbox, db_file):
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: run as of 2026-11-23 failed: no program applied yet")
+    assert listing(inbox / "done") == ["day.csv"]
+
+
+def test_missing_inbox_is_a_usage_error(cli, tmp_path):
+    result = cli("nightly", "--inbox", tmp_path / "nope")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {tmp_path / 'nope'}: the inbox is not a directory\n"
+
+
+def test_json_output(cli, program, inbox):
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["as_of"] == AS_OF and doc["exit_code"] == 0 and doc["error"] is None
+    assert doc["files"] == [
+        {
+            "file": "day.csv",
+            "kind": "purchases",
+            "import_id": 1,
+            "rows": 1,
+            "inserted": 1,
+            "duplicates": 0,
+            "rejected": 0,
+            "skipped_file": False,
+            "moved_to": str(inbox / "done" / "day.csv"),
+            "rejects_file": None,
+        }
+    ]
+    assert doc["run"]["as_of"] == AS_OF
+
+
+def test_a_second_nightly_waits_then_fails_naming_the_first(cli, program, inbox, conn):
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    with hold_lock(conn, "loyalty nightly --inbox /srv/shop/inbox", wait=0) as first:
+        result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--wait", "0.2")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: another nightly (pid {os.getpid()} on {socket.gethostname()}, "
+        f"`loyalty nightly --inbox /srv/shop/inbox`) holds the lock since {first.since}; "
+        "gave up after waiting 0.2 s (--wait)\n"
+    )
+    assert listing(inbox) == ["day.csv"]  # untouched
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 0
+    assert conn.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0
+
+
+def test_library_call_with_a_path(program, inbox, db_file):
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    result = nightly(db_file, inbox, dt.date(2026, 11, 23), wait=0, quiet=True)
+    assert result.exit_code == 0 and result.error is None
+    assert [f.name for f in result.files] == ["day.csv"]
+    assert result.run is not None
