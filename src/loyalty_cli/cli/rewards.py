@@ -1,9 +1,180 @@
-"""Commands of this group (registered on the root app by `register`)."""
+"""Counter commands: `rewards list | eligible`, `redeem`, `redemption cancel`,
+`adjust`, `claim`.
+
+Thin: parse options, call one function of `loyalty_cli.rewards`, render.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from loyalty_cli import render
+from loyalty_cli import rewards as lib
+from loyalty_cli.cli.common import (
+    AsOfOpt,
+    DateOpt,
+    FormatOpt,
+    OutputFormat,
+    date_or_today,
+    get_conn,
+)
+
+rewards_app = typer.Typer(
+    help="The reward catalogue and who can have what.\n\nExample: loyalty rewards eligible "
+    "--customer C001",
+    no_args_is_help=True,
+)
+redemption_app = typer.Typer(
+    help="Redemptions already made.\n\nExample: loyalty redemption cancel R000012",
+    no_args_is_help=True,
+)
+
+_CATALOGUE_COLUMNS = (
+    "reward_id", "name", "cost", "value", "min_tier", "limit", "active", "active_on_date",
+    "punch_card", "partner", "voucher_days",
+)  # fmt: skip
+
+
+def _flat_reward(row: dict) -> dict:
+    """Nested catalogue values as short text for a table or CSV cell."""
+    out = dict(row)
+    limit, active, punch = row["limit"], row["active"], row["punch_card"]
+    out["limit"] = f"{limit['count']} per {limit['per']}" if limit else None
+    out["active"] = f"{active['from'] or '…'} to {active['to'] or '…'}" if active else None
+    if punch:
+        when = ", ".join(f"{k}={render.cell_text(v)}" for k, v in punch["when"].items())
+        out["punch_card"] = f"every {punch['every']}" + (f" ({when})" if when else "")
+    return out
+
+
+@rewards_app.command("list")
+def list_cmd(ctx: typer.Context, as_of: AsOfOpt = None, fmt: FormatOpt = OutputFormat.table):
+    """The reward catalogue of the program in force: cost, value, tier, limit, dates.
+
+    JSON: a list of {reward_id, name, cost, value, min_tier, limit {count, per},
+    active {from, to}, active_on_date, punch_card {every, when}, partner, voucher_days}.
+
+    Example: loyalty rewards list --format json
+    """
+    rows = lib.list_rewards(get_conn(ctx), date_or_today(as_of))
+    if fmt == OutputFormat.json:
+        render.render_rows(rows, fmt)
+        return
+    flat = [_flat_reward(r) for r in rows]
+    columns = _CATALOGUE_COLUMNS
+    if fmt == OutputFormat.table:  # a terminal is narrow: leave out columns nobody uses
+        columns = tuple(c for c in columns if any(r.get(c) is not None for r in flat))
+    render.render_rows(flat, fmt, columns, "Rewards")
+
+
+@rewards_app.command("eligible")
+def eligible_cmd(
+    ctx: typer.Context,
+    customer: Annotated[
+        str | None, typer.Option("--customer", help="Only this customer (default: everyone).")
+    ] = None,
+    as_of: AsOfOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+):
+    """Who can have which reward on a date (points, tier, limit, active dates, vouchers).
+
+    JSON: a list of {customer_id, reward_id, cost, available}.
+
+    Example: loyalty rewards eligible --customer C001 --as-of 2026-10-31
+    """
+    rows = lib.rewards_eligible(get_conn(ctx), customer, date_or_today(as_of))
+    render.render_rows(
+        rows, fmt, ("customer_id", "reward_id", "cost", "available"), "Eligible rewards"
+    )
+
+
+def redeem_cmd(
+    ctx: typer.Context,
+    customer: Annotated[str, typer.Argument(help="Customer id.")],
+    reward: Annotated[str, typer.Argument(help="Reward id (see `loyalty rewards list`).")],
+    date: DateOpt = None,
+    ref: Annotated[
+        str | None,
+        typer.Option(
+            "--ref", help="Idempotency key from the till: the same key again changes nothing."
+        ),
+    ] = None,
+    fmt: FormatOpt = OutputFormat.table,
+):
+    """Redeem a reward for a customer: points (or a punch-card voucher) are taken.
+
+    Refused with exit 1 and the reason when the customer cannot have it (not
+    enough points, tier too low, limit reached, not active, unknown reward).
+    The table shows a short code the till can type.
+
+    Example: loyalty redeem C001 coffee --ref till1-000123
+    """
+    out = lib.redeem(get_conn(ctx), customer, reward, date_or_today(date), ref=ref)
+    if fmt == OutputFormat.table:
+        out = {**out, "code": lib.redemption_code(out["redemption_id"])}
+    render.render_mapping(out, fmt, "Redeemed")
+
+
+@redemption_app.command("cancel")
+def cancel_cmd(
+    ctx: typer.Context,
+    redemption_id: Annotated[str, typer.Argument(metavar="ID", help="Redemption id.")],
+    date: DateOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+):
+    """Give an unused reward back: its points return to the lots they came from.
+
+    Posts a redemption_reversed entry dated --date (default today); points
+    whose lot has expired meanwhile expire again at once. A voucher reopens.
+
+    Example: loyalty redemption cancel R000012 --date 2026-11-02
+    """
+    out = lib.cancel_redemption(get_conn(ctx), redemption_id, date_or_today(date))
+    render.render_mapping(out, fmt, "Cancelled")
+
+
+def adjust_cmd(
+    ctx: typer.Context,
+    customer: Annotated[str, typer.Argument(help="Customer id.")],
+    points: Annotated[int, typer.Argument(help="Points to add, or take with a minus (-50).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept on the entry).")],
+    date: DateOpt = None,
+    allow_negative: Annotated[
+        bool,
+        typer.Option("--allow-negative", help="Allow taking the available balance below zero."),
+    ] = False,
+    fmt: FormatOpt = OutputFormat.table,
+):
+    """A manual correction, posted as an `adjust` entry (added points usable at once).
+
+    Example: loyalty adjust C001 -50 --reason "double-scanned receipt 4411"
+    """
+    out = lib.adjust(get_conn(ctx), customer, points, reason, date_or_today(date), allow_negative)
+    render.render_mapping(out, fmt, "Adjusted")
+
+
+def claim_cmd(
+    ctx: typer.Context,
+    transaction: Annotated[str, typer.Argument(help="Receipt (transaction) id.")],
+    customer: Annotated[str, typer.Argument(help="Customer id.")],
+    date: DateOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+):
+    """Attach an anonymous receipt to a member; the next `loyalty run` scores it.
+
+    Example: loyalty claim T-20261031-0042 C001
+    """
+    out = lib.claim(get_conn(ctx), transaction, customer, date_or_today(date))
+    render.render_mapping(out, fmt, "Claimed")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.add_typer(rewards_app, name="rewards")
+    app.add_typer(redemption_app, name="redemption")
+    app.command("redeem")(redeem_cmd)
+    # A negative POINTS (-50) must reach the argument, not be taken for an option.
+    app.command("adjust", context_settings={"ignore_unknown_options": True})(adjust_cmd)
+    app.command("claim")(claim_cmd)

@@ -1,0 +1,197 @@
+"""The counter commands through the CLI: shapes, exit codes, sentences, parsing."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import load_json
+from loyalty_cli import db, ledger
+from test_rewards_support import D, apply, customer, earn, set_tier, voucher
+
+
+def setup(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 250, D)
+
+
+def test_redeem_json_shape_and_refusal(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    out = load_json(cli("redeem", "C1", "coffee", "--date", "2026-03-10", "--format", "json"))
+    assert out == {
+        "redemption_id": "R000001",
+        "customer_id": "C1",
+        "reward_id": "coffee",
+        "points": 100,
+        "value": "3.50",
+        "date": "2026-03-10",
+        "balance_after": 150,
+    }
+    cli("redeem", "C1", "coffee", "--date", "2026-03-10")
+    result = cli("redeem", "C1", "coffee", "--date", "2026-03-10")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: not enough points: C1 has 50 available, free coffee costs 100\n"
+    assert result.stdout == ""
+
+
+def test_redeem_table_shows_the_till_code(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    result = cli("redeem", "C1", "coffee", "--date", "2026-03-10")
+    assert result.exit_code == 0, result.stderr
+    code = conn.execute("SELECT code FROM redemptions").fetchone()[0]
+    assert code in result.stdout and "R000001" in result.stdout
+
+
+def test_redeem_ref_twice_posts_once(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    args = ("redeem", "C1", "coffee", "--ref", "till-1", "--format", "json")
+    first = load_json(cli(*args, "--date", "2026-03-10"))
+    again = load_json(cli(*args, "--date", "2026-03-12"))
+    assert again == first
+    assert conn.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'redeem'").fetchone()[0] == 1
+
+
+def test_unknown_reward_and_customer_exit_1(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    result = cli("redeem", "C1", "tea", "--date", "2026-03-10")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: unknown reward 'tea'")
+    result = cli("redeem", "C404", "coffee")
+    assert (result.exit_code, result.stderr) == (1, "Error: unknown customer C404\n")
+
+
+def test_tier_refusal_through_the_cli(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    earn(conn, "C1", 500, D)
+    result = cli("redeem", "C1", "ten-off", "--date", "2026-03-10")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: tier too low: 10 EUR off needs tier Silver; C1 is Bronze\n"
+
+
+def test_redemption_cancel(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    cli("redeem", "C1", "coffee", "--date", "2026-03-10")
+    out = load_json(cli("redemption", "cancel", "R000001", "--date", "2026-03-11", "-f", "json"))
+    assert out["status"] == "cancelled" and out["available"] == 250
+    again = cli("redemption", "cancel", "R000001", "--date", "2026-03-11")
+    assert again.exit_code == 1
+    assert again.stderr == "Error: redemption R000001 was already cancelled on 2026-03-11\n"
+    missing = cli("redemption", "cancel", "R000404")
+    assert (missing.exit_code, missing.stderr) == (1, "Error: unknown redemption R000404\n")
+
+
+def test_adjust_negative_points_parse_and_refusal(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    out = load_json(
+        cli("adjust", "C1", "-50", "--reason", "double scan", "--date", "2026-03-10", "-f", "json")
+    )
+    assert out["points"] == -50 and out["available_after"] == 200
+    refused = cli("adjust", "C1", "-500", "--reason", "oops", "--date", "2026-03-10")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "Error: not enough points: C1 has 200 available; adjusting by -500 would leave -300 "
+        "(use --allow-negative to allow it)\n"
+    )
+    allowed = cli(
+        "adjust", "C1", "-500", "--reason", "fraud", "--date", "2026-03-10", "--allow-negative"
+    )
+    assert allowed.exit_code == 0, allowed.stderr
+    assert ledger.state_of(conn, "C1").available(D) == -300
+    entry = conn.execute(
+        "SELECT kind, source_type, note FROM ledger ORDER BY entry_id DESC LIMIT 1"
+    ).fetchone()
+    assert tuple(entry) == ("adjust", "adjustment", "fraud")
+
+
+def test_positive_adjust_is_a_lot_with_fixed_expiry(conn, tmp_path, cli):
+    apply(conn, tmp_path)
+    customer(conn, "C2")
+    args = ("adjust", "C2", "75", "--reason", "goodwill", "--date", "2026-01-31", "-f", "json")
+    out = load_json(cli(*args))
+    assert out["expires_on"] == "2027-01-31"
+    assert ledger.state_of(conn, "C2").available(D) == 75
+    assert cli("adjust", "C9", "5", "--reason", "x").stderr == "Error: unknown customer C9\n"
+
+
+def test_rewards_list_and_eligible(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    earn(conn, "C2", 900, D)
+    set_tier(conn, "C2", "silver", D)
+    voucher(conn, "V1", "C3", D)
+    listing = load_json(cli("rewards", "list", "--as-of", "2026-03-10", "--format", "json"))
+    assert [r["reward_id"] for r in listing] == ["coffee", "ten-off", "tenth-coffee"]
+    assert listing[1] == {
+        "reward_id": "ten-off",
+        "name": "10 EUR off",
+        "cost": 500,
+        "value": "10.00",
+        "min_tier": "silver",
+        "limit": {"count": 1, "per": "month"},
+        "active": {"from": "2026-01-01", "to": "2026-12-31"},
+        "active_on_date": True,
+        "punch_card": None,
+        "partner": None,
+        "voucher_days": None,
+    }
+    assert listing[2]["punch_card"] == {"every": 10, "when": {"category": ["coffee"]}}
+    elig = load_json(cli("rewards", "eligible", "--as-of", "2026-03-10", "--format", "json"))
+    assert elig == [
+        {"customer_id": "C1", "reward_id": "coffee", "cost": 100, "available": 250},
+        {"customer_id": "C2", "reward_id": "coffee", "cost": 100, "available": 900},
+        {"customer_id": "C2", "reward_id": "ten-off", "cost": 500, "available": 900},
+        {"customer_id": "C3", "reward_id": "tenth-coffee", "cost": 0, "available": 0},
+    ]
+    one = cli("rewards", "eligible", "--customer", "C1", "--as-of", "2026-03-10", "-f", "csv")
+    assert one.stdout == "customer_id,reward_id,cost,available\nC1,coffee,100,250\n"
+    table = cli("rewards", "list", "--as-of", "2026-03-10")
+    assert table.exit_code == 0 and "Rewards" in table.stdout
+    csv_out = cli("rewards", "list", "--as-of", "2026-03-10", "--format", "csv").stdout
+    assert csv_out.splitlines()[0] == (
+        "reward_id,name,cost,value,min_tier,limit,active,active_on_date,punch_card,partner,"
+        "voucher_days"
+    )
+    assert csv_out.splitlines()[2] == (
+        "ten-off,10 EUR off,500,10.00,silver,1 per month,2026-01-01 to 2026-12-31,true,,,"
+    )
+
+
+def test_claim_attaches_an_anonymous_receipt(conn, tmp_path, cli):
+    apply(conn, tmp_path)
+    customer(conn, "C1")
+    with db.transaction(conn):
+        conn.executemany(
+            "INSERT INTO purchases (transaction_id, line_no, customer_id, date, amount, "
+            "import_id) VALUES (?, ?, ?, ?, ?, 1)",
+            [("T1", 1, None, "2026-03-01", 1250), ("T1", 2, None, "2026-03-01", 300),
+             ("T2", 1, "C2", "2026-03-01", 500)],
+        )  # fmt: skip
+    out = load_json(cli("claim", "T1", "C1", "--date", "2026-03-05", "--format", "json"))
+    assert out == {
+        "transaction_id": "T1",
+        "customer_id": "C1",
+        "date": "2026-03-01",
+        "amount": "15.50",
+        "claimed_on": "2026-03-05",
+    }
+    again = cli("claim", "T1", "C1")
+    assert (again.exit_code, again.stderr) == (
+        1,
+        "Error: receipt T1 was already claimed by C1 on 2026-03-05\n",
+    )
+    owned = cli("claim", "T2", "C1")
+    assert owned.stderr == "Error: receipt T2 already belongs to customer C2\n"
+    assert cli("claim", "T9", "C1").stderr == "Error: unknown transaction T9\n"
+    assert cli("claim", "T1", "C9").exit_code == 1
+    assert json.loads(json.dumps(out))["customer_id"] == "C1"
+
+
+def test_help_texts_have_examples(cli):
+    for args in (
+        ("rewards", "list"),
+        ("rewards", "eligible"),
+        ("redeem",),
+        ("redemption", "cancel"),
+        ("adjust",),
+        ("claim",),
+    ):
+        result = cli(*args, "--help")
+        assert result.exit_code == 0 and "Example: loyalty" in result.stdout, args
