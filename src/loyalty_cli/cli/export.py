@@ -1,9 +1,107 @@
-"""Commands of this group (registered on the root app by `register`)."""
+"""`loyalty export ledger | balances | journal | redemptions | offers | rfm`: CSV files."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from loyalty_cli import exports
+from loyalty_cli.cli.common import get_conn, parse_date, today
+
+group = typer.Typer(
+    help="CSV exports for the accountant and for analysis (UTF-8, dates ISO, money with a "
+    "dot).\n\nExample: loyalty export journal --from 2026-01-01 --to 2026-03-31 -o journal.csv",
+    no_args_is_help=True,
+)
+
+FromOpt = Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")]
+ToOpt = Annotated[
+    str | None, typer.Option("--to", help="Last day, the as-of date (YYYY-MM-DD); default today.")
+]
+OutOpt = Annotated[
+    str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+]
+
+
+@group.command("ledger")
+def ledger(
+    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+) -> None:
+    """Every ledger entry dated in [--from, --to] (no --from: from the beginning).
+
+    Example: loyalty export ledger --from 2026-03-01 --to 2026-03-31 -o ledger.csv
+    """
+    last = parse_date(end) or today()
+    exports.write(exports.ledger_export(get_conn(ctx), parse_date(start), last), output)
+
+
+@group.command("balances")
+def balances(
+    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+) -> None:
+    """Each member's tier, available and pending points and their value on --to.
+
+    Example: loyalty export balances --to 2026-03-31 -o balances.csv
+    """
+    exports.write(exports.balances_export(get_conn(ctx), parse_date(end) or today()), output)
+
+
+@group.command("journal")
+def journal(
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    by: Annotated[str, typer.Option("--by", help="One row per day or month.")] = "month",
+    output: OutOpt = None,
+) -> None:
+    """The points journal: opening, movements, closing points, value and liability per period.
+
+    Periods are contiguous over [--from, --to] (no --from: the first ledger date); each
+    closing is the next opening.
+
+    Example: loyalty export journal --from 2026-01-01 --to 2026-03-31 --by month
+    """
+    data = exports.journal_export(
+        get_conn(ctx), parse_date(start), parse_date(end) or today(), by=by
+    )
+    exports.write(data, output)
+
+
+@group.command("redemptions")
+def redemptions(
+    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+) -> None:
+    """Every redemption (and used punch-card voucher) dated in [--from, --to].
+
+    Example: loyalty export redemptions --from 2026-03-01 --to 2026-03-31
+    """
+    last = parse_date(end) or today()
+    exports.write(exports.redemptions_export(get_conn(ctx), parse_date(start), last), output)
+
+
+@group.command("offers")
+def offers(
+    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+) -> None:
+    """Each member's personalised offer on --to, for a mailing.
+
+    Example: loyalty export offers --to 2026-03-31 -o offers.csv
+    """
+    exports.write(exports.offers_export(get_conn(ctx), parse_date(end) or today()), output)
+
+
+@group.command("rfm")
+def rfm(
+    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+) -> None:
+    """frequency, recency, T, monetary_value per member on --to (lifetimes / pymc-marketing).
+
+    Example: loyalty export rfm --to 2026-03-31 -o rfm.csv
+    """
+    exports.write(exports.rfm_export(get_conn(ctx), parse_date(end) or today()), output)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `loyalty export ...` to the root app."""
+    app.add_typer(group, name="export")
