@@ -15,10 +15,9 @@ BASE = """
 program: Test
 currency: EUR
 point_value: 0.01
-earn:
-  per_currency_unit: 1
-  rounding: floor
+earn: {earn}
 """
+EARN = "{per_currency_unit: 1, rounding: floor}"
 
 
 def program(
@@ -27,9 +26,10 @@ def program(
     text: str = "",
     effective: str | None = None,
     name: str = "p.yaml",
+    earn: str = EARN,
 ) -> None:
     path = tmp_path / name
-    path.write_text(textwrap.dedent(BASE) + textwrap.dedent(text))
+    path.write_text(textwrap.dedent(BASE).replace("{earn}", earn) + textwrap.dedent(text))
     apply_program(
         conn,
         path,

@@ -1,0 +1,101 @@
+"""Tiers: crossing receipt, same_receipt, rolling window edge, retain_days, calendar year."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from engine_helpers import buy, earned, go, program
+
+from loyalty_cli.engine.tiers import tier_on, tiers_on
+
+
+def tiers(window: str = "{rolling_days: 365}", upgrade: str = "next_receipt", retain: int = 0,
+          basis: str = "spend") -> str:
+    return f"""
+tiers:
+  basis: {basis}
+  window: {window}
+  upgrade: {upgrade}
+  retain_days: {retain}
+  levels:
+    - {{id: bronze, min: 0}}
+    - {{id: silver, min: 300, multiplier: 1.5}}
+    - {{id: gold, min: 1000, multiplier: 2}}
+"""
+
+
+def test_crossing_receipt_earns_at_old_tier(conn, tmp_path):
+    program(conn, tmp_path, tiers())
+    buy(conn, "T1", "C1", "2026-01-01", 20000)
+    buy(conn, "T2", "C1", "2026-01-02", 15000)  # crosses 300: still bronze
+    buy(conn, "T3", "C1", "2026-01-03", 10000)  # silver: 100 x 1.5
+    go(conn, "2026-01-31")
+    assert [earned(conn, t) for t in ("T1", "T2", "T3")] == [200, 150, 150]
+    assert tier_on(conn, "C1", dt.date(2026, 1, 1)) == "bronze"
+    assert tier_on(conn, "C1", dt.date(2026, 1, 2)) == "silver"
+    assert tuple(conn.execute(
+        "SELECT date, tier FROM tier_history WHERE customer_id = 'C1' ORDER BY date"
+    ).fetchall()[-1]) == ("2026-01-02", "silver")
+
+
+def test_same_receipt_upgrade(conn, tmp_path):
+    program(conn, tmp_path, tiers(upgrade="same_receipt"))
+    buy(conn, "T1", "C1", "2026-01-01", 20000)
+    buy(conn, "T2", "C1", "2026-01-02", 15000)  # crosses 300: earns at silver
+    go(conn, "2026-01-31")
+    assert earned(conn, "T2") == 225
+
+
+def test_same_day_order_is_transaction_id(conn, tmp_path):
+    program(conn, tmp_path, tiers())
+    buy(conn, "B", "C1", "2026-01-01", 10000)
+    buy(conn, "A", "C1", "2026-01-01", 30000)  # A comes first: B is after 300 -> silver
+    go(conn, "2026-01-31")
+    assert (earned(conn, "A"), earned(conn, "B")) == (300, 150)
+
+
+def test_rolling_window_edge_downgrades(conn, tmp_path):
+    program(conn, tmp_path, tiers(window="{rolling_days: 30}"))
+    buy(conn, "T1", "C1", "2026-01-01", 40000)
+    buy(conn, "T2", "C1", "2026-01-30", 1000)  # window (Dec 31, Jan 30] holds T1: silver
+    buy(conn, "T3", "C1", "2026-01-31", 1000)  # window (Jan 1, Jan 31]: T1 left: bronze
+    go(conn, "2026-02-28")
+    assert (earned(conn, "T2"), earned(conn, "T3")) == (15, 10)
+    assert tiers_on(conn, dt.date(2026, 1, 30), ["C1"]) == {"C1": "silver"}
+    assert tiers_on(conn, dt.date(2026, 1, 31), ["C1"]) == {"C1": "bronze"}
+
+
+def test_retain_days_keeps_tier(conn, tmp_path):
+    program(conn, tmp_path, tiers(window="{rolling_days: 30}", retain=30))
+    buy(conn, "T1", "C1", "2026-01-01", 40000)
+    buy(conn, "T2", "C1", "2026-02-05", 1000)  # silver until Jan 30, within the last 30 days
+    buy(conn, "T3", "C1", "2026-03-15", 1000)  # last 30 days: spend 20.00 at most: bronze
+    go(conn, "2026-03-31")
+    assert (earned(conn, "T2"), earned(conn, "T3")) == (15, 10)
+
+
+def test_calendar_year_resets(conn, tmp_path):
+    program(conn, tmp_path, tiers(window="calendar_year"))
+    buy(conn, "T1", "C1", "2026-12-01", 40000)
+    buy(conn, "T2", "C1", "2026-12-31", 1000)
+    buy(conn, "T3", "C1", "2027-01-01", 1000)
+    go(conn, "2027-01-31")
+    assert (earned(conn, "T2"), earned(conn, "T3")) == (15, 10)
+
+
+def test_refund_reduces_qualifying_spend(conn, tmp_path):
+    program(conn, tmp_path, tiers())
+    buy(conn, "T1", "C1", "2026-01-01", 35000)
+    buy(conn, "R1", "C1", "2026-01-02", -10000)  # spend 250: below silver again
+    buy(conn, "T2", "C1", "2026-01-03", 1000)
+    go(conn, "2026-01-31")
+    assert earned(conn, "T2") == 10
+
+
+def test_receipts_basis(conn, tmp_path):
+    program(conn, tmp_path, tiers(basis="receipts").replace("min: 300", "min: 2").replace(
+        "min: 1000", "min: 3"))
+    for i, day in enumerate(("01", "02", "03", "04"), start=1):
+        buy(conn, f"T{i}", "C1", f"2026-01-{day}", 1000)
+    go(conn, "2026-01-31")
+    assert [earned(conn, f"T{i}") for i in range(1, 5)] == [10, 10, 15, 20]
