@@ -1,9 +1,42 @@
-"""Commands of this group (registered on the root app by `register`)."""
+"""`loyalty customer list`: every member with tier, segment and points (added onto
+the `customer` group defined in cli/customer.py)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from loyalty_cli import render, reports
+from loyalty_cli.cli.common import AsOfOpt, FormatOpt, OutputFormat, date_or_today, get_conn
+from loyalty_cli.cli.customer import customer_app
+
+LIST_COLUMNS = ["customer_id", "name", "tier", "segment", "available", "pending"]
+
+
+@customer_app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    segment: Annotated[
+        str | None,
+        typer.Option(
+            "--segment", help="Only this segment: new, one_time, repeat, loyal, at_risk, lapsed."
+        ),
+    ] = None,
+    tier: Annotated[str | None, typer.Option("--tier", help="Only this tier id.")] = None,
+    as_of: AsOfOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Members with their tier, segment and available and pending points on --as-of.
+
+    JSON: a list of {customer_id, name, tier, segment, available, pending}.
+
+    Example: loyalty customer list --segment at_risk --as-of 2026-06-30 --format csv
+    """
+    day = date_or_today(as_of)
+    rows = reports.customer_list(get_conn(ctx), day, segment=segment, tier=tier)
+    render.render_rows(rows, fmt, LIST_COLUMNS, title=f"Customers on {day}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """`customer list` is registered on customer_app at import; nothing to add here."""
