@@ -9,8 +9,12 @@ from engine_helpers import buy, earned, go, program
 from loyalty_cli.engine.tiers import tier_on, tiers_on
 
 
-def tiers(window: str = "{rolling_days: 365}", upgrade: str = "next_receipt", retain: int = 0,
-          basis: str = "spend") -> str:
+def tiers(
+    window: str = "{rolling_days: 365}",
+    upgrade: str = "next_receipt",
+    retain: int = 0,
+    basis: str = "spend",
+) -> str:
     return f"""
 tiers:
   basis: {basis}
@@ -33,9 +37,11 @@ def test_crossing_receipt_earns_at_old_tier(conn, tmp_path):
     assert [earned(conn, t) for t in ("T1", "T2", "T3")] == [200, 150, 150]
     assert tier_on(conn, "C1", dt.date(2026, 1, 1)) == "bronze"
     assert tier_on(conn, "C1", dt.date(2026, 1, 2)) == "silver"
-    assert tuple(conn.execute(
-        "SELECT date, tier FROM tier_history WHERE customer_id = 'C1' ORDER BY date"
-    ).fetchall()[-1]) == ("2026-01-02", "silver")
+    assert tuple(
+        conn.execute(
+            "SELECT date, tier FROM tier_history WHERE customer_id = 'C1' ORDER BY date"
+        ).fetchall()[-1]
+    ) == ("2026-01-02", "silver")
 
 
 def test_same_receipt_upgrade(conn, tmp_path):
@@ -93,8 +99,11 @@ def test_refund_reduces_qualifying_spend(conn, tmp_path):
 
 
 def test_receipts_basis(conn, tmp_path):
-    program(conn, tmp_path, tiers(basis="receipts").replace("min: 300", "min: 2").replace(
-        "min: 1000", "min: 3"))
+    program(
+        conn,
+        tmp_path,
+        tiers(basis="receipts").replace("min: 300", "min: 2").replace("min: 1000", "min: 3"),
+    )
     for i, day in enumerate(("01", "02", "03", "04"), start=1):
         buy(conn, f"T{i}", "C1", f"2026-01-{day}", 1000)
     go(conn, "2026-01-31")

@@ -1,0 +1,83 @@
+"""Bonuses from events, birthdays (29 Feb) and referrals."""
+
+from __future__ import annotations
+
+from engine_helpers import buy, customer, entries, event, go, program
+
+BONUSES = """
+bonuses:
+  signup: 50
+  review: {points: 10, limit: {count: 3, per: month}}
+  birthday: 100
+  referral: {referrer: 200, referee: 50, min_first_purchase: 20.00}
+  workshop: 5
+"""
+
+
+def test_once_per_customer_and_monthly_limit(conn, tmp_path):
+    program(conn, tmp_path, BONUSES)
+    customer(conn, "C1")
+    event(conn, "E1", "C1", "signup", "2026-01-01")
+    event(conn, "E2", "C1", "signup", "2026-01-02")  # once ever
+    for i, day in enumerate(("03", "04", "05", "06"), start=3):
+        event(conn, f"E{i}", "C1", "review", f"2026-01-{day}")  # the 4th in January: nothing
+    event(conn, "E7", "C1", "review", "2026-02-01")
+    event(conn, "E8", "C1", "workshop", "2026-02-02")
+    event(conn, "E9", "C1", "workshop", "2026-02-03")  # custom: unlimited
+    event(conn, "E10", "C1", "unknown-type", "2026-02-03")
+    go(conn, "2026-02-28")
+    assert [(r[4], r[3], r[5]) for r in entries(conn)] == [
+        ("E1", 50, "signup"),
+        ("E3", 10, "review"),
+        ("E4", 10, "review"),
+        ("E5", 10, "review"),
+        ("E7", 10, "review"),
+        ("E8", 5, "workshop"),
+        ("E9", 5, "workshop"),
+    ]
+    go(conn, "2026-02-28")
+    assert len(entries(conn)) == 7
+
+
+def test_limit_counts_across_runs(conn, tmp_path):
+    program(conn, tmp_path, BONUSES)
+    for i in range(1, 4):
+        event(conn, f"E{i}", "C1", "review", f"2026-01-0{i}")
+    go(conn, "2026-01-10")
+    event(conn, "E4", "C1", "review", "2026-01-20")
+    go(conn, "2026-01-31")
+    assert len(entries(conn)) == 3
+
+
+def test_birthday_29_february(conn, tmp_path):
+    program(conn, tmp_path, BONUSES)
+    customer(conn, "C1", birthday="2000-02-29", joined_on="2026-01-01")
+    customer(conn, "C2", birthday="1990-02-10", joined_on="2026-03-01")  # first one in 2027
+    go(conn, "2026-01-31")
+    assert entries(conn) == []
+    go(conn, "2028-03-01")
+    rows = [(r[0], r[1], r[3], r[4]) for r in entries(conn)]
+    assert rows == [  # posted per customer, each in date order
+        ("2026-02-28", "C1", 100, "birthday:C1:2026"),
+        ("2027-02-28", "C1", 100, "birthday:C1:2027"),
+        ("2028-02-29", "C1", 100, "birthday:C1:2028"),
+        ("2027-02-10", "C2", 100, "birthday:C2:2027"),
+        ("2028-02-10", "C2", 100, "birthday:C2:2028"),
+    ]
+    go(conn, "2028-03-02")
+    assert len(entries(conn)) == 5
+
+
+def test_referral_paid_on_first_qualifying_purchase(conn, tmp_path):
+    program(conn, tmp_path, BONUSES)
+    customer(conn, "C1")
+    customer(conn, "C2", referred_by="C1")
+    buy(conn, "T1", "C2", "2026-01-05", 1000)  # 10.00 < 20.00: not yet
+    buy(conn, "T2", "C2", "2026-01-06", 2500)
+    buy(conn, "T3", "C2", "2026-01-07", 2500)
+    go(conn, "2026-01-31")
+    ref = [(r[0], r[1], r[3], r[4]) for r in entries(conn) if r[5] == "referral"]
+    assert sorted(ref) == [("2026-01-06", "C1", 200, "C2"), ("2026-01-06", "C2", 50, "C2")]
+    buy(conn, "T4", "C2", "2026-02-07", 2500)
+    go(conn, "2026-02-28")
+    assert len([r for r in entries(conn) if r[5] == "referral"]) == 2

@@ -1,0 +1,76 @@
+"""Expiry: month arithmetic, fixed expiry FIFO after a redemption, inactivity."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from engine_helpers import buy, entries, go, points, program
+
+from loyalty_cli import db, ledger
+from loyalty_cli.engine.dates import add_months, birthday_in
+from loyalty_cli.engine.statement import customer_statement
+
+
+def test_add_months_clamps_to_month_end():
+    assert add_months(dt.date(2026, 1, 31), 1) == dt.date(2026, 2, 28)
+    assert add_months(dt.date(2028, 1, 31), 1) == dt.date(2028, 2, 29)
+    assert add_months(dt.date(2026, 11, 30), 3) == dt.date(2027, 2, 28)
+    assert add_months(dt.date(2026, 5, 15), 12) == dt.date(2027, 5, 15)
+    assert birthday_in(2027, dt.date(2000, 2, 29)) == dt.date(2027, 2, 28)
+    assert birthday_in(2028, dt.date(2000, 2, 29)) == dt.date(2028, 2, 29)
+
+
+def test_fixed_expiry_fifo_after_redemption(conn, tmp_path):
+    program(conn, tmp_path, "expiry: {policy: fixed, months: 12}\n")
+    buy(conn, "T1", "C1", "2026-01-10", 10000)  # 100, expires 2027-01-10
+    buy(conn, "T2", "C1", "2026-03-10", 5000)  # 50, expires 2027-03-10
+    go(conn, "2026-05-31")
+    with db.transaction(conn):
+        ledger.post(
+            conn, [ledger.NewEntry(dt.date(2026, 6, 1), "C1", "redeem", -120, "redemption", "R1")]
+        )
+    statement = customer_statement(conn, "C1", dt.date(2026, 6, 1))
+    assert statement["points"] == {"available": 30, "pending": 0, "total": 30}
+    assert statement["expiring"] == [{"date": "2027-03-09", "points": 30}]
+    go(conn, "2027-04-01")
+    assert entries(conn)[3:] == [("2027-03-10", "C1", "expire", -30, "2", None)]
+    assert points(conn, "C1") == 0
+    go(conn, "2027-05-01")
+    assert len(entries(conn)) == 4
+
+
+def test_expiry_is_dated_and_due_only_when_reached(conn, tmp_path):
+    program(conn, tmp_path, "pending_days: 14\nexpiry: {policy: fixed, months: 1}\n")
+    buy(conn, "T1", "C1", "2026-01-17", 1000)  # available 2026-01-31, expires 2026-02-28
+    go(conn, "2026-02-27")
+    assert [r[2] for r in entries(conn)] == ["earn"]
+    assert customer_statement(conn, "C1", dt.date(2026, 2, 27))["expiring"] == [
+        {"date": "2026-02-27", "points": 10}
+    ]
+    go(conn, "2026-02-28")
+    assert entries(conn)[-1] == ("2026-02-28", "C1", "expire", -10, "1", None)
+
+
+def test_inactivity_expiry(conn, tmp_path):
+    program(conn, tmp_path, "expiry: {policy: inactivity, months: 6}\n")
+    buy(conn, "T1", "C1", "2026-01-31", 10000)
+    buy(conn, "A1", "C2", "2026-01-10", 1000)
+    buy(conn, "A2", "C2", "2026-06-01", 1000)  # a purchase in time: due moves to 2026-12-01
+    go(conn, "2026-03-01")
+    assert customer_statement(conn, "C1", dt.date(2026, 7, 1))["expiring"] == [
+        {"date": "2026-07-30", "points": 100}
+    ]
+    go(conn, "2026-08-01")
+    assert entries(conn, "C1")[-1] == (
+        "2026-07-31",
+        "C1",
+        "expire",
+        -100,
+        "inactivity:C1:2026-01-31",
+        None,
+    )
+    assert points(conn, "C2") == 20
+    go(conn, "2026-12-01")
+    assert points(conn, "C2") == 0
+    go(conn, "2026-12-31")
+    assert len(entries(conn)) == 5

@@ -1,0 +1,78 @@
+"""Refunds: proportional claw-back, cap, without refund_of, punch-card withdrawal."""
+
+from __future__ import annotations
+
+from engine_helpers import buy, entries, go, points, program
+
+
+def test_clawback_proportional(conn, tmp_path):
+    program(conn, tmp_path, "rules:\n  - {id: big, when: {min_amount: 100.00}, bonus: 50}\n")
+    buy(conn, "T1", "C1", "2026-01-05", 30000)  # 300 + 50 = 350
+    buy(conn, "R1", "C1", "2026-01-08", -10000, refund_of="T1")  # 350 x 100/300 = 116.67 -> 116
+    go(conn, "2026-01-31")
+    rows = entries(conn)
+    assert rows[-1] == ("2026-01-08", "C1", "clawback", -116, "R1", None)
+    lot = conn.execute("SELECT lot_id FROM ledger WHERE kind = 'clawback'").fetchone()[0]
+    assert lot == 1  # the original's earn lot
+    assert points(conn, "C1") == 234
+
+
+def test_clawback_capped_at_what_is_left(conn, tmp_path):
+    program(conn, tmp_path, earn="{per_currency_unit: 1, rounding: ceil}")
+    buy(conn, "T1", "C1", "2026-01-05", 1001)  # ceil(10.01) = 11
+    buy(conn, "R1", "C1", "2026-01-06", -600, refund_of="T1")  # ceil(11 x 6/10.01) = 7
+    buy(conn, "R2", "C1", "2026-01-07", -401, refund_of="T1")  # ceil(4.4..) = 5, only 4 left
+    go(conn, "2026-01-31")
+    assert [r[3] for r in entries(conn)] == [11, -7, -4]
+    assert points(conn, "C1") == 0
+
+
+def test_refund_without_refund_of_base_rate_and_tier(conn, tmp_path):
+    program(
+        conn,
+        tmp_path,
+        """
+        rules:
+          - {id: double, when: {}, multiplier: 2}
+        tiers:
+          levels:
+            - {id: bronze, min: 0}
+            - {id: silver, min: 100, multiplier: 1.5}
+        """,
+    )
+    buy(conn, "T1", "C1", "2026-01-05", 20000)  # 200 x 2 = 400, now silver
+    buy(conn, "R1", "C1", "2026-01-06", -1000)  # 10 x 1.5 (no rules) = 15
+    go(conn, "2026-01-31")
+    assert entries(conn)[-1] == ("2026-01-06", "C1", "clawback", -15, "R1", None)
+    assert conn.execute("SELECT lot_id FROM ledger WHERE kind = 'clawback'").fetchone()[0] is None
+
+
+def test_refund_may_leave_balance_negative(conn, tmp_path):
+    program(conn, tmp_path)
+    buy(conn, "R1", "C1", "2026-01-06", -1000)
+    go(conn, "2026-01-31")
+    assert points(conn, "C1") == -10
+
+
+def test_refund_withdraws_open_punch_card_voucher(conn, tmp_path):
+    program(
+        conn,
+        tmp_path,
+        """
+        rewards:
+          - {id: tenth-coffee, name: 3rd coffee free, value: 3.50,
+             punch_card: {every: 3, when: {category: coffee}}}
+        """,
+    )
+    buy(conn, "T1", "C1", "2026-01-01", (300, "coffee"))
+    buy(conn, "T2", "C1", "2026-01-02", (300, "tea"))
+    buy(conn, "T3", "C1", "2026-01-03", (300, "coffee"), (200, "cake"))
+    buy(conn, "T4", "C1", "2026-01-04", (300, "coffee"))  # 3rd matching receipt: voucher
+    buy(conn, "T5", "C1", "2026-01-05", (300, "coffee"))
+    go(conn, "2026-01-31")
+    rows = conn.execute("SELECT voucher_id, issued, status FROM vouchers").fetchall()
+    assert [tuple(r) for r in rows] == [("VT4-tenth-coffee", "2026-01-04", "open")]
+    buy(conn, "R4", "C1", "2026-02-01", -300, refund_of="T4")
+    go(conn, "2026-02-28")
+    status = conn.execute("SELECT status, closed_on FROM vouchers").fetchone()
+    assert tuple(status) == ("withdrawn", "2026-02-01")
