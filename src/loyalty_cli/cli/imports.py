@@ -244,6 +244,22 @@ def undo_command(
 for _kind in ("purchases", "customers", "events"):
     add_kind_command(import_app, _kind, _HELP[_kind])
 
+# Counter kinds (rewards engineer): each row goes through rewards.redeem / adjust.
+add_kind_command(
+    import_app,
+    "redemptions",
+    "Import redemptions done at the till: redemption_id, customer_id, reward_id, date. "
+    "Each row is checked like `loyalty redeem` (points, tier, limit, dates); a row that "
+    "fails is rejected with its reason.\n\nExample: loyalty import redemptions till.csv",
+)
+add_kind_command(
+    import_app,
+    "balances",
+    "Import opening balances from another system: customer_id, points, date; optional "
+    "expires_on. Each row becomes an adjust entry (source balance); `import undo` reverses "
+    "them.\n\nExample: loyalty import balances old-system.csv",
+)
+
 
 def register(app: typer.Typer) -> None:
     """Add the `import` group to the root app."""

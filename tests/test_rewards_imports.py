@@ -1,0 +1,104 @@
+"""`import redemptions` and `import balances`: checks per row, keys, undo."""
+
+from __future__ import annotations
+
+from conftest import load_json
+from loyalty_cli import ledger
+from test_rewards_support import D, apply, customer, earn
+
+
+def test_import_redemptions_checks_each_row_in_order(conn, tmp_path, cli, write):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 150, D)
+    customer(conn, "C2")
+    path = write(
+        "till.csv",
+        """
+        redemption_id,customer_id,reward_id,date
+        T-1,C1,coffee,2026-03-10
+        T-2,C1,coffee,2026-03-11
+        T-3,C2,tea,2026-03-11
+        T-4,C9,coffee,2026-03-11
+        T-1,C1,coffee,2026-03-10
+        """,
+    )
+    result = cli("import", "redemptions", str(path), "--format", "json")
+    assert result.exit_code == 3
+    (summary,) = load_json(result)
+    assert (summary["rows"], summary["inserted"], summary["duplicates"], summary["rejected"]) == (
+        5, 1, 1, 3,
+    )  # fmt: skip
+    rejects = load_json(cli("import", "rejects", "--format", "json"))
+    assert [(r["line"], r["field"], r["reason"]) for r in rejects] == [
+        (3, None, "not enough points: C1 has 50 available, free coffee costs 100"),
+        (4, "reward_id", "unknown reward 'tea'; rewards are coffee, ten-off, tenth-coffee"),
+        (5, "customer_id", "unknown customer C9"),
+    ]
+    row = conn.execute("SELECT redemption_id, points, import_id FROM redemptions").fetchall()
+    assert [tuple(r) for r in row] == [("T-1", 100, summary["import_id"])]
+    assert ledger.state_of(conn, "C1").available(D) == 50
+
+    # Same id, other content: a conflict; the file again: skipped as a whole.
+    again = write(
+        "till2.csv", "redemption_id,customer_id,reward_id,date\nT-1,C1,coffee,2026-03-12\n"
+    )
+    (second,) = load_json(cli("import", "redemptions", str(again), "--format", "json"))
+    assert second["rejected"] == 1
+
+    # Undo cancels the import's redemptions: the points come back.
+    undo = cli("import", "undo", str(summary["import_id"]), "--date", "2026-03-12")
+    assert undo.exit_code == 0, undo.stderr
+    assert ledger.state_of(conn, "C1").available(D) == 150
+    status = conn.execute("SELECT status FROM redemptions WHERE redemption_id = 'T-1'")
+    assert status.fetchone()[0] == "cancelled"
+
+
+def test_import_balances_posts_lots_and_undo_reverses_them(conn, tmp_path, cli, write):
+    apply(conn, tmp_path)
+    path = write(
+        "old.csv",
+        """
+        customer_id,points,date,expires_on
+        C1,300,2026-01-15,2026-06-30
+        C1,200,2026-01-15,
+        NEW,50,2026-01-15,
+        C2,0,2026-01-15,
+        C3,-5,2026-01-15,
+        C4,10,2026-01-15,2026-01-01
+        """,
+    )
+    result = cli("import", "balances", str(path), "--format", "json")
+    assert result.exit_code == 3
+    (summary,) = load_json(result)
+    iid = summary["import_id"]
+    assert (summary["inserted"], summary["rejected"]) == (4, 2)
+    rejects = load_json(cli("import", "rejects", "--format", "json"))
+    assert [(r["line"], r["field"]) for r in rejects] == [(6, "points"), (7, "expires_on")]
+    rows = conn.execute(
+        "SELECT customer_id, kind, points, source_type, source_id, available_on, expires_on "
+        "FROM ledger ORDER BY entry_id"
+    ).fetchall()
+    assert [tuple(r) for r in rows] == [
+        ("C1", "adjust", 300, "balance", f"{iid}:2", "2026-01-15", "2026-06-30"),
+        ("C1", "adjust", 200, "balance", f"{iid}:3", "2026-01-15", "2027-01-15"),
+        ("NEW", "adjust", 50, "balance", f"{iid}:4", "2026-01-15", "2027-01-15"),
+    ]
+    assert conn.execute("SELECT 1 FROM customers WHERE customer_id = 'NEW'").fetchone()
+    assert ledger.state_of(conn, "C1").available(D) == 500
+
+    # An edited file with a row already there: a duplicate; other points: a conflict.
+    edited = write(
+        "old2.csv",
+        "customer_id,points,date,expires_on\nC1,300,2026-01-15,2026-06-30\nNEW,60,2026-01-15,\n",
+    )
+    (second,) = load_json(cli("import", "balances", str(edited), "--format", "json"))
+    assert (second["duplicates"], second["rejected"], second["inserted"]) == (1, 1, 0)
+
+    undo = cli("import", "undo", str(iid), "--date", "2026-03-01")
+    assert undo.exit_code == 0, undo.stderr
+    assert ledger.state_of(conn, "C1").available(D) == 0
+    reversals = conn.execute(
+        "SELECT COUNT(*), SUM(points) FROM ledger "
+        "WHERE kind = 'reversal' AND source_type = 'balance'"
+    ).fetchone()
+    assert tuple(reversals) == (3, -550)
