@@ -62,7 +62,8 @@ def buy(
             )
             conn.execute(
                 "INSERT INTO purchases (transaction_id, line_no, customer_id, date, amount, tax, "
-                "sku, category, store, refund_of, import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                "sku, category, store, refund_of, import_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
                 (tid, i, customer, date, amount, tax, sku, category, store, refund_of),
             )
 
@@ -86,7 +87,8 @@ def customer(
 def event(conn: sqlite3.Connection, event_id: str, cid: str, etype: str, date: str) -> None:
     with db.transaction(conn):
         conn.execute(
-            "INSERT INTO events (event_id, customer_id, type, date, import_id) VALUES (?, ?, ?, ?, 1)",
+            "INSERT INTO events (event_id, customer_id, type, date, import_id) "
+            "VALUES (?, ?, ?, ?, 1)",
             (event_id, cid, etype, date),
         )
 
@@ -111,6 +113,7 @@ def points(conn: sqlite3.Connection, cid: str) -> int:
 
 def earned(conn: sqlite3.Connection, tid: str) -> int:
     return conn.execute(
-        "SELECT COALESCE(SUM(points), 0) FROM ledger WHERE source_type = 'purchase' AND source_id = ?",
+        "SELECT COALESCE(SUM(points), 0) FROM ledger "
+        "WHERE source_type = 'purchase' AND source_id = ?",
         (tid,),
     ).fetchone()[0]

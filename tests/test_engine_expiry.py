@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 from engine_helpers import buy, entries, go, points, program
-
 from loyalty_cli import db, ledger
 from loyalty_cli.engine.dates import add_months, birthday_in
 from loyalty_cli.engine.statement import customer_statement

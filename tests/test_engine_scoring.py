@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from engine_helpers import buy, earned, entries, go, program
 
+from engine_helpers import buy, earned, entries, go, program
 from loyalty_cli import ledger
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 from engine_helpers import buy, earned, go, program
-
 from loyalty_cli.engine.tiers import tier_on, tiers_on
 
 

@@ -396,12 +396,12 @@ class _Engine:
 
 
 _LEDGER_COLS = ", ".join(
-    f"l.{c.strip()}"
+    "l." + c
     for c in (
-        "entry_id, date, customer_id, kind, points, value, source_type, source_id, rule_id, "
-        "program_version, lot_id, available_on, expires_on, partner, note"
-    ).split(",")
-)
+        "entry_id", "date", "customer_id", "kind", "points", "value", "source_type", "source_id",
+        "rule_id", "program_version", "lot_id", "available_on", "expires_on", "partner", "note",
+    )
+)  # fmt: skip
 
 
 def _date_or_none(text: str | None) -> dt.date | None:
@@ -529,7 +529,7 @@ class _Customer:
         for receipt in self.receipts:
             if self.first_activity is None or receipt.date < self.first_activity:
                 self.first_activity = receipt.date
-        for _, etype, date in self.events:
+        for _, _etype, date in self.events:
             if self.first_activity is None or date < self.first_activity:
                 self.first_activity = date
         items.extend(self._birthdays())

@@ -182,7 +182,10 @@ def tiers_on(
     from loyalty_cli.program import version_in_force
 
     version = version_in_force(conn, on)
-    sql = "SELECT customer_id, date, transaction_id, amount, points FROM scored_receipts WHERE date <= ?"
+    sql = (
+        "SELECT customer_id, date, transaction_id, amount, points FROM scored_receipts "
+        "WHERE date <= ?"
+    )
     rows = conn.execute(sql + " ORDER BY customer_id, date, transaction_id", (on.isoformat(),))
     grouped: dict[str, list[Qualifier]] = {}
     wanted = set(customer_ids) if customer_ids is not None else None

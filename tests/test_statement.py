@@ -1,0 +1,116 @@
+"""`customer show` and `customer explain`: library and CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from engine_helpers import buy, customer, go, program
+from loyalty_cli.engine.statement import customer_statement, explain
+from loyalty_cli.errors import NotFoundError
+
+PROGRAM = """
+pending_days: 14
+expiry: {policy: fixed, months: 12}
+tiers:
+  basis: spend
+  levels:
+    - {id: bronze, name: Bronze, min: 0}
+    - {id: silver, name: Silver, min: 300, multiplier: 1.5}
+rewards:
+  - {id: coffee, name: Free coffee, cost: 100, value: 3.50}
+"""
+
+
+@pytest.fixture
+def shop(conn, tmp_path):
+    program(conn, tmp_path, PROGRAM)
+    customer(conn, "C1", name="Aino")
+    buy(conn, "T1", "C1", "2026-01-05", 15000)  # 150, available 2026-01-19
+    buy(conn, "T2", "C1", "2026-01-20", 5000)  # 50, pending until 2026-02-03
+    go(conn, "2026-01-31")
+    return conn
+
+
+def test_statement_document(shop):
+    data = customer_statement(shop, "C1", dt.date(2026, 1, 25))
+    assert data["customer_id"] == "C1"
+    assert data["name"] == "Aino"
+    assert data["tier"] == "bronze"
+    assert data["points"] == {"available": 150, "pending": 50, "total": 200}
+    assert data["qualifying"] == "200.00"
+    assert data["next_tier"] == {"id": "silver", "remaining": "100.00"}
+    assert data["expiring"] == [  # last usable days, pending lots included
+        {"date": "2027-01-18", "points": 150},
+        {"date": "2027-02-02", "points": 50},
+    ]
+    assert data["eligible_rewards"] == ["coffee"]
+    assert data["vouchers"] == []
+    assert list(data) == [
+        "customer_id", "name", "tier", "segment", "points", "qualifying", "next_tier",
+        "expiring", "eligible_rewards", "vouchers",
+    ]  # fmt: skip
+
+
+def test_statement_without_tiers_and_top_tier(conn, tmp_path):
+    program(conn, tmp_path)
+    buy(conn, "T1", "C2", "2026-01-05", 1000)
+    go(conn, "2026-01-31")
+    data = customer_statement(conn, "C2", dt.date(2026, 1, 31))
+    assert (data["tier"], data["qualifying"], data["next_tier"], data["name"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert data["expiring"] == []
+
+
+def test_unknown_customer(shop):
+    with pytest.raises(NotFoundError, match="unknown customer 'NOPE'"):
+        customer_statement(shop, "NOPE", dt.date(2026, 1, 31))
+    with pytest.raises(NotFoundError):
+        explain(shop, "NOPE")
+
+
+def test_explain_running_balance(shop):
+    rows = explain(shop, "C1")
+    assert [(r["kind"], r["points"], r["balance"], r["source"]) for r in rows] == [
+        ("earn", 150, 150, "purchase:T1"),
+        ("earn", 50, 200, "purchase:T2"),
+    ]
+    assert rows[0]["version"] == 1 and rows[0]["expires_on"] == "2027-01-19"
+
+
+def test_cli_show_json_and_table(cli, shop):
+    result = cli("customer", "show", "C1", "--as-of", "2026-01-25", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["points"]["available"] == 150
+    table = cli("customer", "show", "C1", "--as-of", "2026-01-25")
+    assert table.exit_code == 0
+    assert "150 points available" in table.stdout and "100.00 to silver" in table.stdout
+    csv = cli("customer", "show", "C1", "--as-of", "2026-01-25", "--format", "csv")
+    assert csv.stdout.splitlines()[0].startswith("customer_id,name,tier,segment,available")
+
+
+def test_cli_unknown_customer_exit_1(cli, shop):
+    result = cli("customer", "show", "NOPE")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: unknown customer 'NOPE'\n"
+    result = cli("customer", "explain", "NOPE")
+    assert result.exit_code == 1
+
+
+def test_cli_explain_formats(cli, shop):
+    data = json.loads(cli("customer", "explain", "C1", "--format", "json").stdout)
+    assert [r["balance"] for r in data] == [150, 200]
+    csv = cli("customer", "explain", "C1", "--format", "csv").stdout.splitlines()
+    assert csv[0] == (
+        "entry_id,date,kind,points,balance,source,rule,version,available_on,expires_on,note"
+    )
+    assert len(csv) == 3
+    table = cli("customer", "explain", "C1")
+    assert "purchase:T1" in table.stdout
