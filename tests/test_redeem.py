@@ -207,3 +207,14 @@ def test_partner_reward_names_its_partner_on_the_entry(conn, tmp_path):
     redeem(conn, "C1", "free-bun", D)
     row = conn.execute("SELECT partner, value FROM ledger WHERE kind = 'redeem'").fetchone()
     assert tuple(row) == ("bakery", -200)
+
+
+def test_a_later_redemption_is_not_double_spent_by_a_back_dated_one(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 150, D)
+    redeem(conn, "C1", "coffee", D + dt.timedelta(days=5))
+    # As of D the statement still shows 150, but a redemption dated D now
+    # would consume points already spent: it is refused.
+    assert ledger.replay(ledger.entries_for(conn, "C1"), D).available(D) == 150
+    with pytest.raises(RedemptionError, match="C1 has 50 available"):
+        redeem(conn, "C1", "coffee", D)

@@ -131,14 +131,16 @@ class Facts:
         )
 
 
-def available_now(entries: Iterable[ledger.Entry], on: dt.date) -> int:
-    """Points usable on `on`, as the next posted entry would see them.
+def available_now(entries: Iterable[ledger.Entry], on: dt.date, posting: bool = True) -> int:
+    """Points usable on `on`.
 
-    The replay runs over every entry already posted (in posting order), not
-    only those dated up to `on`: a new redeem is appended last, so this is
-    exactly what it will be able to consume, and it can never create debt.
+    posting=True (redeem): the replay runs over every entry already posted (in
+    posting order), not only those dated up to `on`: a new redeem is appended
+    last, so this is exactly what it will be able to consume, and it can never
+    create debt. posting=False (listings): the statement's view as of `on`
+    (entries dated after `on` ignored), the same number `customer show` gives.
     """
-    return ledger.replay(entries).available(on)
+    return ledger.replay(entries, None if posting else on).available(on)
 
 
 def load_facts(
@@ -146,6 +148,7 @@ def load_facts(
     program: Program,
     customer_id: str | None,
     on: dt.date,
+    posting: bool = False,
 ) -> Facts:
     """One query per kind of fact, for one customer or for everyone."""
     if customer_id is not None:
@@ -157,7 +160,7 @@ def load_facts(
     if customer_id is not None:
         customers = [customer_id]
     facts = Facts(on=on, customers=customers, vouchers=vouchers)
-    facts.available = {c: available_now(es, on) for c, es in entries.items()}
+    facts.available = {c: available_now(es, on, posting) for c, es in entries.items()}
     if program.tiers is not None and any(r.min_tier for r in program.rewards):
         facts.tiers = customer_tiers(conn, [customer_id] if customer_id else None, on)
     limited = [r for r in program.rewards if r.limit is not None]

@@ -119,7 +119,7 @@ def redeem(
         version = version_on(conn, on)
         program = version.program
         reward = find_reward(program, reward_id)
-        facts = load_facts(conn, program, customer_id, on)
+        facts = load_facts(conn, program, customer_id, on, posting=True)
         reason = facts.refusal(program, reward, customer_id)
         if reason is not None:
             raise RedemptionError(reason)
