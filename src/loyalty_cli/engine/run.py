@@ -308,7 +308,7 @@ class _Engine:
             "p.store, p.refund_of"
         )
         rows = conn.execute(
-            f"SELECT p.customer_id, {cols} FROM _batch b "
+            f"SELECT p.customer_id, {cols} FROM _batch b CROSS "
             "JOIN purchases p ON p.customer_id = b.customer_id "
             "LEFT JOIN claims c ON c.transaction_id = p.transaction_id "
             "WHERE p.undone = 0 AND p.date <= ? AND (p.id > ? OR p.date > ?) "
@@ -338,7 +338,7 @@ class _Engine:
 
         for row in conn.execute(
             "SELECT s.transaction_id, s.customer_id, s.date, s.amount, s.tax, s.lines, s.points, "
-            "s.tier, s.version, s.punches FROM _batch b "
+            "s.tier, s.version, s.punches FROM _batch b CROSS "
             "JOIN scored_receipts s ON s.customer_id = b.customer_id "
             "ORDER BY s.customer_id, s.date, s.transaction_id"
         ):
@@ -346,14 +346,14 @@ class _Engine:
             data.scored.setdefault(s.customer_id, []).append(s)
 
         for row in conn.execute(
-            f"SELECT {_LEDGER_COLS} FROM _batch b JOIN ledger l ON l.customer_id = b.customer_id "
+            f"SELECT {_LEDGER_COLS} FROM _batch b CROSS JOIN ledger l ON l.customer_id = b.customer_id "
             "ORDER BY l.customer_id, l.entry_id"
         ):
             entry = ledger._row_to_entry(row)
             data.entries.setdefault(entry.customer_id, []).append(entry)
 
         for cid, birthday, joined, referred in conn.execute(
-            "SELECT c.customer_id, c.birthday, c.joined_on, c.referred_by FROM _batch b "
+            "SELECT c.customer_id, c.birthday, c.joined_on, c.referred_by FROM _batch b CROSS "
             "JOIN customers c ON c.customer_id = b.customer_id"
         ):
             data.customers[cid] = CustomerRow(
@@ -361,7 +361,7 @@ class _Engine:
             )
 
         for event_id, cid, etype, date in conn.execute(
-            "SELECT e.event_id, e.customer_id, e.type, e.date FROM _batch b "
+            "SELECT e.event_id, e.customer_id, e.type, e.date FROM _batch b CROSS "
             "JOIN events e ON e.customer_id = b.customer_id "
             "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ?)",
             (day, self.marks.last["event_id"], prev),
@@ -371,7 +371,7 @@ class _Engine:
         data.referral_paid = {
             r[0]
             for r in conn.execute(
-                "SELECT DISTINCT l.source_id FROM _batch b JOIN ledger l "
+                "SELECT DISTINCT l.source_id FROM _batch b CROSS JOIN ledger l "
                 "ON l.source_type = 'referral' AND l.source_id = b.customer_id"
             )
         }
