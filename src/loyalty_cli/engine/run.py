@@ -34,7 +34,7 @@ from loyalty_cli.engine.scoring import (
     score_receipt,
 )
 from loyalty_cli.errors import NoProgramError
-from loyalty_cli.ledger import Entry, LotState, NewEntry
+from loyalty_cli.ledger import Entry, LotState, NewEntry  # noqa: F401
 from loyalty_cli.program import Program, ProgramVersion, VersionTimeline, versions_timeline
 
 BATCH = 2000
@@ -329,7 +329,7 @@ class _Engine:
             receipt = receipts.get(tid)
             if receipt is None:
                 receipt = receipts[tid] = Receipt(tid, cid, dt.date.fromisoformat(date))
-            receipt.lines.append(Line(amount, tax, cat, sku, store, refund_of))
+            receipt.add(Line(amount, tax, cat, sku, store, refund_of))
         if self.incremental and receipts:
             # Some lines of a candidate receipt may be older than the marks: read them all.
             self._complete(receipts)
@@ -392,7 +392,7 @@ class _Engine:
                 lines.setdefault(tid, []).append(Line(amount, tax, cat, sku, store, refund_of))
             for tid in chunk:
                 if tid in lines:
-                    receipts[tid].lines = lines[tid]
+                    receipts[tid].set_lines(lines[tid])
 
 
 _LEDGER_COLS = ", ".join(
@@ -423,14 +423,14 @@ class _Output:
         self.vouchers: list[tuple[Any, ...]] = []
         self.withdrawn: list[tuple[str, str]] = []
 
-    def post(self, entry: NewEntry) -> Entry:
-        entry_id = self.engine.next_id
+    def post(self, entry: Entry) -> Entry:
+        """Queue an entry; its entry_id must be the next id (see `_Customer._entry`)."""
         self.engine.next_id += 1
         self.entries.append(entry)
         result = self.engine.result
         result.entries[entry.kind] += 1
         result.points[entry.kind] += entry.points
-        return Entry(**{**entry.__dict__, "entry_id": entry_id})
+        return entry
 
     def flush(self) -> None:
         conn = self.engine.conn
@@ -497,7 +497,7 @@ class _Customer:
         self.last_sale: dt.date | None = max(sales) if sales else None
         firsts = [s.date for s in self.scored.values()] + [e.date for e in entries]
         self.first_activity: dt.date | None = min(firsts) if firsts else None
-        self.last_tier: str | None = None
+        self.last_scored: tuple[dt.date, Program] | None = None
 
     def _index(self, entry: Entry) -> None:
         self.by_source.setdefault((entry.source_type, entry.source_id), []).append(entry)
@@ -510,7 +510,11 @@ class _Customer:
             if entry.expires_on is not None:
                 heapq.heappush(self.heap, (entry.expires_on, entry.entry_id))
 
-    def _post(self, entry: NewEntry) -> Entry:
+    def _entry(self, **fields: Any) -> Entry:
+        """An entry carrying the id ledger.post will give it (ids are assigned in order)."""
+        return Entry(entry_id=self.e.next_id, **fields)
+
+    def _post(self, entry: Entry) -> Entry:
         posted = self.out.post(entry)
         ledger._apply(self.state, posted)
         self._index(posted)
@@ -546,6 +550,12 @@ class _Customer:
                 self._referrer(date, key, *payload)
         self._expire_until(as_of)
         self.e.result.customers += 1
+        if self.last_scored is not None and self.last_scored[1].tiers is not None:
+            # The tier after the newest receipt scored now (tier_on() computes any date).
+            day, program = self.last_scored
+            level = tiermod.level_at(program, self.history, day)
+            if level is not None:
+                self.out.tiers.append((self.cid, day.isoformat(), level.id))
 
     # ---- expiries
     def _expire_until(self, day: dt.date) -> None:
@@ -567,7 +577,7 @@ class _Customer:
         meta = self.lot_meta.get(lot_id)
         version = meta.program_version if meta else None
         self._post(
-            NewEntry(
+            self._entry(
                 date=expires_on,
                 customer_id=self.cid,
                 kind="expire",
@@ -595,7 +605,7 @@ class _Customer:
     def _expire_inactive(self, due: dt.date) -> None:
         points = self.state.available(due)
         version = self.e.timeline.get(self.last_sale) if self.last_sale else None
-        entry = NewEntry(
+        entry = self._entry(
             date=due,
             customer_id=self.cid,
             kind="expire",
@@ -663,11 +673,7 @@ class _Customer:
         if self.last_sale is None or receipt.date > self.last_sale:
             self.last_sale = receipt.date
         self._referee(receipt, version)
-        after = tiermod.level_at(program, self.history, receipt.date)
-        after_id = after.id if after is not None else None
-        if program.tiers is not None and after_id is not None and after_id != self.last_tier:
-            self.out.tiers.append((self.cid, receipt.date.isoformat(), after_id))
-            self.last_tier = after_id
+        self.last_scored = (receipt.date, program)
 
     def _post_score(
         self,
@@ -693,7 +699,7 @@ class _Customer:
         pv, cur = program.point_value, program.currency
         if earn > 0:
             self._post(
-                NewEntry(
+                self._entry(
                     kind="earn",
                     points=earn,
                     rule_id=",".join(rule_ids) or None,
@@ -703,7 +709,7 @@ class _Customer:
             )
         for rule_id, points in bonuses:
             self._post(
-                NewEntry(
+                self._entry(
                     kind="bonus",
                     points=points,
                     rule_id=rule_id,
@@ -769,7 +775,7 @@ class _Customer:
             elif diff < 0:
                 lots = self._lots_of(receipt.transaction_id)
                 self._post(
-                    NewEntry(
+                    self._entry(
                         date=receipt.date,
                         customer_id=self.cid,
                         kind="clawback",
@@ -829,7 +835,7 @@ class _Customer:
             claw = base_refund_points(program, receipt, tiermod.multiplier(level))
         if claw > 0:
             self._post(
-                NewEntry(
+                self._entry(
                     date=receipt.date,
                     customer_id=self.cid,
                     kind="clawback",
@@ -918,7 +924,7 @@ class _Customer:
         program = version.program
         available, expires = self._lot_dates(program, date, pending=False)
         self._post(
-            NewEntry(
+            self._entry(
                 date=date,
                 customer_id=self.cid,
                 kind="bonus",

@@ -36,14 +36,19 @@ class Receipt:
     customer_id: str
     date: dt.date
     lines: list[Line] = field(default_factory=list)
+    amount: int = 0  # Σ line amounts (kept by add())
+    tax: int = 0
 
-    @property
-    def amount(self) -> int:
-        return sum(line.amount for line in self.lines)
+    def add(self, line: Line) -> None:
+        self.lines.append(line)
+        self.amount += line.amount
+        self.tax += line.tax
 
-    @property
-    def tax(self) -> int:
-        return sum(line.tax for line in self.lines)
+    def set_lines(self, lines: list[Line]) -> None:
+        self.lines = []
+        self.amount = self.tax = 0
+        for line in lines:
+            self.add(line)
 
     @property
     def is_refund(self) -> bool:
