@@ -40,7 +40,7 @@ def test_crossing_receipt_earns_at_old_tier(conn, tmp_path):
         conn.execute(
             "SELECT date, tier FROM tier_history WHERE customer_id = 'C1' ORDER BY date"
         ).fetchall()[-1]
-    ) == ("2026-01-02", "silver")
+    ) == ("2026-01-03", "silver")
 
 
 def test_same_receipt_upgrade(conn, tmp_path):

@@ -346,8 +346,8 @@ class _Engine:
             data.scored.setdefault(s.customer_id, []).append(s)
 
         for row in conn.execute(
-            f"SELECT {_LEDGER_COLS} FROM _batch b CROSS JOIN ledger l ON l.customer_id = b.customer_id "
-            "ORDER BY l.customer_id, l.entry_id"
+            f"SELECT {_LEDGER_COLS} FROM _batch b "
+            "CROSS JOIN ledger l ON l.customer_id = b.customer_id ORDER BY l.customer_id, l.entry_id"
         ):
             entry = ledger._row_to_entry(row)
             data.entries.setdefault(entry.customer_id, []).append(entry)
