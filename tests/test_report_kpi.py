@@ -217,6 +217,11 @@ def test_outstanding_excludes_expired_unposted_and_includes_pending(conn, tmp_pa
     post(
         conn, "2026-03-15", "B", "redemption_reversed", 30, source_type="redemption", source_id="R9"
     )
+    # A claw-back dated after --to, posted before the lot's expire: the replay
+    # as of --to skips it, so 30 points stay in the expired lot, not outstanding.
+    lot_e = post(conn, "2025-03-01", "E", "earn", 100, expires_on=d("2026-03-10"))
+    post(conn, "2026-04-05", "E", "clawback", -30, lot_id=lot_e)
+    post(conn, "2026-03-10", "E", "expire", -70, lot_id=lot_e)
     assert reports.outstanding_points(conn, END) == 40
     # On 03-19 A's 100 are still usable; the 40 are not posted yet (dated 03-25).
     assert reports.outstanding_points(conn, d("2026-03-19")) == 100

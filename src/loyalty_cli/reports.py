@@ -200,26 +200,28 @@ def outstanding_points(conn: sqlite3.Connection, on: dt.date) -> int:
         "SELECT COALESCE(SUM(points), 0) FROM ledger WHERE date <= ?", (day,)
     ).fetchone()[0]
     # A lot past expiry holds nothing once an expire aimed at it is posted,
-    # unless a cancellation gave points back or entries dated later exist
-    # (the replay as of `on` then differs from the posting order's view).
+    # unless a cancellation gave points back, or entries dated after `on` were
+    # posted before that expire (the replay as of `on` skips them, so it may
+    # differ from what the poster saw). Those customers are replayed.
     candidates = [
         cid
         for (cid,) in conn.execute(
             """
-            SELECT DISTINCT l.customer_id FROM ledger l
-            WHERE l.points > 0 AND l.kind != 'redemption_reversed'
-              AND l.expires_on IS NOT NULL AND l.expires_on <= :d
-              AND COALESCE(l.available_on, l.date) <= :d AND l.date <= :d
+            SELECT DISTINCT customer_id FROM ledger
+            WHERE points > 0 AND kind != 'redemption_reversed'
+              AND expires_on IS NOT NULL AND expires_on <= :d
+              AND COALESCE(available_on, date) <= :d AND date <= :d
               AND (
-                NOT EXISTS (SELECT 1 FROM ledger x WHERE x.kind = 'expire'
-                            AND x.lot_id = l.entry_id AND x.date <= :d)
-                OR EXISTS (SELECT 1 FROM ledger y WHERE y.customer_id = l.customer_id
-                           AND (y.kind = 'redemption_reversed' OR y.date > :d))
+                entry_id NOT IN (SELECT lot_id FROM ledger WHERE kind = 'expire'
+                                 AND lot_id IS NOT NULL AND date <= :d)
+                OR customer_id IN (SELECT customer_id FROM ledger
+                                   WHERE kind = 'redemption_reversed' AND date <= :d)
               )
             """,
             {"d": day},
         )
     ]
+    candidates = sorted(set(candidates) | _late_before_expire(conn, on))
     if not candidates:
         return total
     held = 0
@@ -227,6 +229,25 @@ def outstanding_points(conn: sqlite3.Connection, on: dt.date) -> int:
         state = ledger.replay(entries, on)
         held += sum(lot.remaining for lot in state.lots.values() if _expired_held(lot, on))
     return total - held
+
+
+def _late_before_expire(conn: sqlite3.Connection, on: dt.date) -> set[str]:
+    """Customers with an entry dated after `on` posted before their last expire dated <= on."""
+    first_late: dict[str, int] = {}
+    for cid, entry_id in conn.execute(
+        "SELECT customer_id, entry_id FROM ledger WHERE date > ?", (on.isoformat(),)
+    ):
+        if entry_id < first_late.get(cid, entry_id + 1):
+            first_late[cid] = entry_id
+    if not first_late:
+        return set()
+    # NOT INDEXED: one sequential scan beats walking the customer index row by row.
+    rows = conn.execute(
+        "SELECT customer_id, MAX(entry_id) FROM ledger NOT INDEXED "
+        "WHERE kind = 'expire' AND date <= ? GROUP BY customer_id",
+        (on.isoformat(),),
+    )
+    return {cid for cid, last in rows if cid in first_late and first_late[cid] < last}
 
 
 def _expired_held(lot: ledger.Lot, on: dt.date) -> bool:
