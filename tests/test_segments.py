@@ -106,3 +106,18 @@ def test_undone_rows_count_nowhere(conn):
 def test_segment_of_boundary_in_db(conn, n, expected):
     add(conn, "T1", "A", D - dt.timedelta(days=n), 1000)
     assert segments.segment_of(conn, "A", D) == expected
+
+
+def test_thresholds_come_from_the_program(conn, tmp_path):
+    from loyalty_cli import program
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "program: P\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+        "segments: {new_days: 10, lapsed_days: 100}\n"
+    )
+    program.apply_program(conn, path)
+    assert segments.rules_for(conn, D).new_days == 10
+    add(conn, "T1", "A", D - dt.timedelta(days=11), 1000)
+    add(conn, "T2", "B", D - dt.timedelta(days=101), 1000)
+    assert segments.segments_for_all(conn, D) == {"A": "one_time", "B": "lapsed"}

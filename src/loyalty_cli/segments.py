@@ -103,14 +103,17 @@ def classify(receipt_days: list[dt.date], as_of: dt.date, rules: SegmentRules) -
 
 
 def rules_for(conn: sqlite3.Connection, as_of: dt.date | None = None) -> SegmentRules:
-    """The segment thresholds of the program in force (defaults without a program)."""
-    try:
-        from loyalty_cli import program as program_mod
+    """Thresholds of the program in force on as_of (before the first version: the first
+    version; without any program: the documented defaults)."""
+    from loyalty_cli.program import list_versions, version_in_force
 
-        version = program_mod.require_program(conn, on=as_of)
-    except Exception:  # noqa: BLE001 - no program (or none yet): documented defaults
-        return SegmentRules()
-    return SegmentRules.from_program(getattr(version, "program", version))
+    version = version_in_force(conn, as_of or dt.date.today())
+    if version is None:
+        versions = list_versions(conn)
+        if not versions:
+            return SegmentRules()
+        version = min(versions, key=lambda v: (v.effective_from, v.version))
+    return SegmentRules.from_program(version.program)
 
 
 def receipt_days_by_customer(
