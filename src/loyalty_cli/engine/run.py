@@ -119,6 +119,19 @@ def run(conn: sqlite3.Connection, as_of: dt.date, progress: bool = False) -> Run
     timeline = versions_timeline(conn)
     if not len(timeline):
         raise NoProgramError()
+    # A big run touches index pages all over the ledger: a larger page cache for
+    # this connection saves re-reading them (the default is 2 MB).
+    cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+    conn.execute("PRAGMA cache_size = -262144")
+    try:
+        return _run(conn, timeline, as_of, progress)
+    finally:
+        conn.execute(f"PRAGMA cache_size = {int(cache)}")
+
+
+def _run(
+    conn: sqlite3.Connection, timeline: VersionTimeline, as_of: dt.date, progress: bool
+) -> RunResult:
     with db.transaction(conn):
         started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         run_id = int(
@@ -347,7 +360,8 @@ class _Engine:
 
         for row in conn.execute(
             f"SELECT {_LEDGER_COLS} FROM _batch b "
-            "CROSS JOIN ledger l ON l.customer_id = b.customer_id ORDER BY l.customer_id, l.entry_id"
+            "CROSS JOIN ledger l ON l.customer_id = b.customer_id "
+            "ORDER BY l.customer_id, l.entry_id"
         ):
             entry = ledger._row_to_entry(row)
             data.entries.setdefault(entry.customer_id, []).append(entry)
