@@ -73,6 +73,7 @@ def test_refund_withdraws_open_punch_card_voucher(conn, tmp_path):
     rows = conn.execute("SELECT voucher_id, issued, status FROM vouchers").fetchall()
     assert [tuple(r) for r in rows] == [("VT4-tenth-coffee", "2026-01-04", "open")]
     buy(conn, "R4", "C1", "2026-02-01", -300, refund_of="T4")
-    go(conn, "2026-02-28")
+    buy(conn, "R3", "C1", "2026-02-01", -300, refund_of="T3")  # punched, but no voucher
+    assert go(conn, "2026-02-28").vouchers_withdrawn == 1
     status = conn.execute("SELECT status, closed_on FROM vouchers").fetchone()
     assert tuple(status) == ("withdrawn", "2026-02-01")

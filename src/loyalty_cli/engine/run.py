@@ -463,11 +463,13 @@ class _Output:
             "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?)",
             self.vouchers,
         )
-        conn.executemany(
+        withdrawn = conn.executemany(
             "UPDATE vouchers SET status = 'withdrawn', closed_on = ? "
             "WHERE voucher_id = ? AND status = 'open'",
             self.withdrawn,
         )
+        # Only receipts whose punch issued a still-open voucher change anything.
+        self.engine.result.vouchers_withdrawn += max(withdrawn.rowcount, 0)
 
 
 # Item classes within a day: expiries (handled before items), receipts, events,
@@ -906,7 +908,6 @@ class _Customer:
             if rid:
                 vid = f"V{original.transaction_id}-{rid}"
                 self.out.withdrawn.append((on.isoformat(), vid))
-                self.e.result.vouchers_withdrawn += 1
 
     # ---- events and birthdays
     def _event(self, event_id: str, etype: str, date: dt.date) -> None:
