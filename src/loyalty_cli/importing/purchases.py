@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import sqlite3
 from typing import Any
 
 from loyalty_cli import money
@@ -110,6 +112,28 @@ class PurchasesKind(KindHandler):
             "INSERT OR IGNORE INTO customers (customer_id, import_id) VALUES (?, ?)",
             [(c, self.ctx.import_id) for c in sorted(ids)],
         )
+
+    @classmethod
+    def undo(cls, conn: sqlite3.Connection, import_id: int, on: dt.date, note: str) -> int:
+        """Also forget the scoring of receipts left with no line, and withdraw
+        the open punch-card vouchers they had earned."""
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT transaction_id FROM purchases WHERE import_id = ? AND undone = 0",
+                (import_id,),
+            )
+        ]
+        count = super().undo(conn, import_id, on, note)
+        from loyalty_cli.engine.run import forget_receipts
+
+        forget_receipts(conn, ids)
+        conn.executemany(
+            "UPDATE vouchers SET status = 'withdrawn', closed_on = ? "
+            "WHERE transaction_id = ? AND status = 'open'",
+            [(on.isoformat(), tid) for tid in ids],
+        )
+        return count
 
 
 KIND = PurchasesKind
