@@ -197,3 +197,27 @@ def test_run_killed_then_rerun_equals_a_clean_run(setup, fraction, tmp_path):
     after = snapshot(target)
     assert after["balances"] == setup["reference"]["balances"]
     assert after["entries"] == setup["reference"]["entries"]
+
+
+def test_sigterm_during_a_nightly_rolls_back_and_releases_the_lock(setup, tmp_path):
+    """cron's timeout or a shutdown sends SIGTERM: the file's transaction rolls
+    back, the lock row is deleted, the file stays in the inbox."""
+    from test_concurrency import wait_for_write_lock
+
+    target = tmp_path / "t.db"
+    shutil.copy(setup["empty"], target)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(setup["big"], inbox / "day.csv")
+    proc = loyalty(target, "nightly", "--inbox", str(inbox), "--as-of", AS_OF)
+    wait_for_write_lock(target, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    conn = db.connect(target)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 0
+    finally:
+        conn.close()
+    assert (inbox / "day.csv").exists()
