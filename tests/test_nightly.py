@@ -251,3 +251,20 @@ def test_library_call_with_a_path(program, inbox, db_file):
     assert result.exit_code == 0 and result.error is None
     assert [f.name for f in result.files] == ["day.csv"]
     assert result.run is not None
+
+
+def test_events_of_tonights_new_customers_are_accepted(cli, inbox, db_file, tmp_path):
+    # Events need their customer: the customers file goes first whatever the names.
+    path = tmp_path / "program.yaml"
+    path.write_text(PROGRAM + "bonuses: {newsletter: 20}\n")
+    assert cli("program", "apply", path, "--effective", "2026-01-01").exit_code == 0
+    events = "event_id,customer_id,type,date\nE1,C9,newsletter,2026-11-02\n"
+    put(inbox, "events-2026-11-22.csv", events)
+    put(inbox, "customers-2026-11-22.csv", "customer_id,name\nC9,Nina\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[:2] == [
+        "customers-2026-11-22.csv: customers, 1 inserted, 0 duplicates, 0 rejected",
+        "events-2026-11-22.csv: events, 1 inserted, 0 duplicates, 0 rejected",
+    ]
+    assert points(db_file) == {"C9": 20}
