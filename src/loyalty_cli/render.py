@@ -200,12 +200,12 @@ def render_summary(data: dict[str, Any], fmt: str, out: IO[str] | None = None) -
         default=Decimal(0),
     )
     bars = Text()
-    for m in months:
+    for i, m in enumerate(months):
         mem, anon = Decimal(m["members"]), Decimal(m["non_members"])
-        bars.append(f"{m['month']} members     {m['members']:>12} ")
+        bars.append(("\n" if i else "") + f"{m['month']} members     {m['members']:>12} ")
         bars.append(_bar(mem, top) + "\n", style="green")
         bars.append(f"{'':7} non-members {m['non_members']:>12} ")
-        bars.append(_bar(anon, top) + "\n", style="blue")
+        bars.append(_bar(anon, top), style="blue")
     con.print(Panel(bars, title="Net revenue by month", expand=False))
 
     tier_rows = [{"tier": t["tier"], "customers": t["customers"]} for t in data["tiers"]]
