@@ -206,11 +206,9 @@ def _repost(row: dict[str, Any]) -> Any:
 def _measure(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) -> dict[str, Any]:
     from loyalty_cli import reports
 
-    kpi = reports.kpi(conn, date_from, date_to)
+    kpi = reports.kpi_report(conn, date_from, date_to)
     out: dict[str, Any] = {key: kpi[key] for key in (*POINT_KEYS, *MONEY_KEYS, *RATE_KEYS)}
-    out["tiers"] = {
-        row["tier"]: row["customers"] for row in reports.tier_distribution(conn, date_to)
-    }
+    out["tiers"] = {row["tier"]: row["customers"] for row in reports.tier_report(conn, date_to)}
     out["vouchers_issued"] = conn.execute(
         "SELECT COUNT(*) FROM vouchers WHERE issued BETWEEN ? AND ?",
         (date_from.isoformat(), date_to.isoformat()),

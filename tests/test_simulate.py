@@ -1,0 +1,115 @@
+"""`loyalty simulate`: a replay under a proposed program, the real file untouched."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pytest
+
+from loyalty_cli import rewards
+from loyalty_cli.engine.run import run
+from loyalty_cli.importing import import_files
+from loyalty_cli.program import apply_program
+from loyalty_cli.simulate import simulate
+
+PROGRAM = """
+program: Sim Shop
+currency: EUR
+point_value: 0.01
+earn: {per_currency_unit: RATE, rounding: floor}
+pending_days: 0
+expiry: {policy: fixed, months: 3}
+tiers:
+  basis: spend
+  window: lifetime
+  levels:
+    - {id: basic, min: 0}
+    - {id: plus, min: PLUS}
+rewards:
+  - {id: mug, name: Mug, cost: 40, value: 4.00}
+accounting: {expected_breakage: 0.1}
+"""
+
+PURCHASES = """\
+transaction_id,customer_id,date,amount
+T1,A,2026-01-05,30.00
+T2,A,2026-01-20,50.00
+T3,B,2026-01-07,20.00
+T4,B,2026-02-10,90.00
+T5,C,2026-02-01,15.00
+T6,A,2026-03-03,40.00
+T7,C,2026-05-20,60.00
+"""
+
+
+def program_file(write, name="p.yaml", rate="1", plus="100"):
+    return write(name, PROGRAM.replace("RATE", rate).replace("PLUS", plus))
+
+
+@pytest.fixture
+def shop(conn, write):
+    """A real history: runs, redemptions (one cancelled), an adjustment, expiries."""
+    apply_program(conn, program_file(write))
+    import_files(conn, "purchases", [write("purchases.csv", PURCHASES)])
+    run(conn, dt.date(2026, 1, 31))
+    rewards.redeem(conn, "A", "mug", dt.date(2026, 2, 1))
+    run(conn, dt.date(2026, 2, 28))
+    second = rewards.redeem(conn, "B", "mug", dt.date(2026, 3, 1))
+    rewards.cancel_redemption(conn, second["redemption_id"], dt.date(2026, 3, 2))
+    rewards.adjust(conn, "C", 25, "goodwill", dt.date(2026, 3, 5))
+    run(conn, dt.date(2026, 6, 30))
+    return conn
+
+
+def test_the_current_program_reproduces_the_real_ledger(shop, write):
+    result = simulate(shop, program_file(write, "same.yaml"), dt.date(2026, 1, 1))
+    assert result["current"]["points_expired"] > 0  # the history exercises expiry
+    assert result["current"]["points_redeemed"] == 40
+    assert result["proposed"] == result["current"]
+    assert all(
+        v == 0 for k, v in result["delta"].items() if k not in ("liability", "reward_cost", "tiers")
+    )
+    assert result["delta"]["liability"] == "0.00"
+    assert result["redemptions_skipped"] == 0
+    assert result["top_changes"] == []
+
+
+def test_a_doubled_rate_doubles_points_issued(shop, write):
+    result = simulate(shop, program_file(write, "double.yaml", rate="2"), dt.date(2026, 1, 1))
+    # Whole-euro receipts, floor rounding: no rounding effects, so exactly double.
+    assert result["current"]["points_issued"] == 305
+    assert result["proposed"]["points_issued"] == 610
+    assert result["delta"]["points_issued"] == 305
+    assert result["top_changes"][0]["change"] > 0
+
+
+def test_a_higher_threshold_moves_customers_down(shop, write):
+    result = simulate(shop, program_file(write, "hard.yaml", plus="115"), dt.date(2026, 1, 1))
+    assert result["current"]["tiers"] == {"basic": 1, "plus": 2}
+    assert result["proposed"]["tiers"] == {"basic": 2, "plus": 1}
+    assert result["delta"]["tiers"] == {"basic": 1, "plus": -1}
+
+
+def test_unaffordable_redemptions_are_skipped_and_counted(shop, write):
+    result = simulate(shop, program_file(write, "stingy.yaml", rate="0.1"), dt.date(2026, 1, 1))
+    assert result["redemptions_skipped"] == 2
+    assert result["proposed"]["points_redeemed"] == 0
+
+
+def test_cli_leaves_the_database_file_byte_identical(shop, cli, write, db_file):
+    shop.close()
+    before = hashlib.sha256(db_file.read_bytes()).hexdigest()
+    result = cli("simulate", program_file(write, "double.yaml", rate="2"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) >= {"from", "to", "current", "proposed", "delta"}
+    for side in ("current", "proposed", "delta"):
+        assert set(data[side]) >= {
+            "points_issued", "points_redeemed", "points_expired", "outstanding_points",
+            "liability", "reward_cost", "tiers", "vouchers_issued",
+        }  # fmt: skip
+    assert hashlib.sha256(db_file.read_bytes()).hexdigest() == before
+    table = cli("simulate", program_file(write, "double.yaml", rate="2"))
+    assert "points_issued" in table.stdout
