@@ -22,6 +22,7 @@ import datetime as dt
 import sqlite3
 from typing import Any
 
+from loyalty_cli.exports import Export
 from loyalty_cli.money import format_minor
 from loyalty_cli.program import require_program
 
@@ -92,6 +93,12 @@ def _row(name: str, p_in: int, v_in: int, p_out: int, v_out: int, net: int, cur:
         "value_redeemed": format_minor(v_out, cur),
         "net": format_minor(net, cur),
     }
+
+
+def settlement_export(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) -> Export:
+    """The settlement as an export (exports.write renders it)."""
+    rows = settlement(conn, date_from, date_to)
+    return Export(list(COLUMNS), [[row[c] for c in COLUMNS] for row in rows])
 
 
 def partner_report(

@@ -84,6 +84,9 @@ def _panel(data: dict[str, Any]) -> None:
         body.append("\n")
     if data["segment"]:
         body.append(f"Segment {data['segment']}\n")
+    if data.get("by_partner"):
+        earned = ", ".join(f"{p} {n}" for p, n in data["by_partner"].items())
+        body.append(f"Earned at: {earned}\n")
     for item in data["expiring"][:3]:
         body.append(f"{item['points']} points usable until {item['date']}\n", style="yellow")
     rewards = data["eligible_rewards"]

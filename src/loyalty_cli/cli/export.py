@@ -68,6 +68,26 @@ def journal(
     exports.write(data, output)
 
 
+@group.command("settlement")
+def settlement(
+    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+) -> None:
+    """Coalition settlement over [--from, --to]: what each partner owes or is owed.
+
+    One row per partner (partner, points_issued, value_issued, points_redeemed,
+    value_redeemed, net = value_issued - value_redeemed), then `coalition` (bonuses
+    and rewards no partner funds or serves, when any) and `pool`, whose net makes
+    the column sum to zero. Definitions: docs/coalition.md.
+
+    Example: loyalty export settlement --from 2026-10-01 --to 2026-10-31 -o settlement.csv
+    """
+    from loyalty_cli.coalition import settlement_export
+
+    last = parse_date(end) or today()
+    first = parse_date(start) or last.replace(day=1)
+    exports.write(settlement_export(get_conn(ctx), first, last), output)
+
+
 @group.command("redemptions")
 def redemptions(
     ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None

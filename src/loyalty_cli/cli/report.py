@@ -98,6 +98,36 @@ def offers(
     render.render_rows(rows, fmt, render.OFFER_COLUMNS, title=f"Offers on {last}")
 
 
+@group.command("partners")
+def partners(
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Coalition partners: the settlement, revenue per partner, shared customers.
+
+    --from defaults to the first day of --to's month. Definitions: docs/coalition.md.
+
+    Example: loyalty report partners --from 2026-10-01 --to 2026-10-31
+    """
+    from loyalty_cli.coalition import partner_report
+
+    first, last = _period(start, end)
+    data = partner_report(get_conn(ctx), first or last.replace(day=1), last)
+    if fmt == OutputFormat.json:
+        typer.echo(render.to_json(data))
+        return
+    rows = [
+        {**row, "revenue": data["revenue"].get(row["partner"]),
+         "customers": data["customers"].get(row["partner"])}
+        for row in data["settlement"]
+    ]  # fmt: skip
+    render.render_rows(rows, fmt, title=f"Partners {data['from']} .. {data['to']}")
+    if fmt == OutputFormat.table:
+        typer.echo(f"customers who shopped at more than one partner: {data['shared_customers']}")
+
+
 @group.command("summary")
 def summary(
     ctx: typer.Context,

@@ -76,7 +76,7 @@ def customer_statement(
     from loyalty_cli.rewards import eligible_reward_ids, vouchers_of
     from loyalty_cli.segments import segment_of
 
-    return {
+    statement = {
         "customer_id": customer_id,
         "name": row["name"] if row is not None else None,
         "tier": tier,
@@ -88,6 +88,11 @@ def customer_statement(
         "eligible_rewards": eligible_reward_ids(conn, customer_id, as_of),
         "vouchers": vouchers_of(conn, customer_id, as_of),
     }
+    if program is not None and program.partners:
+        from loyalty_cli.coalition import points_by_partner
+
+        statement["by_partner"] = points_by_partner(conn, customer_id, as_of)
+    return statement
 
 
 def inactivity_expiry(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dt.date | None:

@@ -1,0 +1,123 @@
+"""Coalition programs: partner multipliers, store rejects, the settlement."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from decimal import Decimal
+
+import pytest
+
+from loyalty_cli import rewards
+from loyalty_cli.coalition import settlement
+from loyalty_cli.engine.run import run
+from loyalty_cli.engine.statement import customer_statement
+from loyalty_cli.importing import import_files, list_rejects
+from loyalty_cli.program import apply_program
+
+PROGRAM = """
+program: Kortteli
+currency: EUR
+point_value: 0.01
+earn: {per_currency_unit: 1, rounding: floor}
+partners:
+  - {id: cafe, name: Café Aalto, stores: [S1, S2], multiplier: 1}
+  - {id: bakery, name: Leipomo, stores: [B1], multiplier: 2}
+  - {id: books, name: Kirjakauppa, stores: [K1], multiplier: 1}
+bonuses: {signup: 50}
+rewards:
+  - {id: free-coffee, name: Free coffee, cost: 300, value: 3.00, partner: cafe}
+  - {id: free-bun, name: Free bun, cost: 100, value: 2.00, partner: bakery}
+  - {id: tote, name: Tote bag, cost: 500, value: 5.00}
+"""
+
+PURCHASES = """\
+transaction_id,customer_id,date,amount,store,refund_of
+T1,C1,2026-10-01,100.00,S1,
+T2,C1,2026-10-02,30.00,B1,
+T3,C2,2026-10-03,300.00,K1,
+T4,C2,2026-10-04,45.50,S2,
+T5,C1,2026-10-05,-10.00,B1,T2
+T6,C3,2026-10-06,12.00,X9,
+"""
+
+
+@pytest.fixture
+def shop(conn, write):
+    apply_program(conn, write("coalition.yaml", PROGRAM))
+    [result] = import_files(conn, "purchases", [write("p.csv", PURCHASES)])
+    assert result.rejected == 1
+    import_files(
+        conn,
+        "events",
+        [write("e.csv", "event_id,customer_id,type,date\nE1,C1,signup,2026-10-01\n")],
+    )
+    run(conn, dt.date(2026, 10, 8))
+    rewards.adjust(conn, "C1", 500, "moved from the old card", dt.date(2026, 10, 9))
+    rewards.redeem(conn, "C1", "free-bun", dt.date(2026, 10, 10))
+    tote = rewards.redeem(conn, "C1", "tote", dt.date(2026, 10, 11))
+    rewards.cancel_redemption(conn, tote["redemption_id"], dt.date(2026, 10, 12))
+    rewards.redeem(conn, "C2", "free-coffee", dt.date(2026, 10, 12))
+    run(conn, dt.date(2026, 10, 31))
+    return conn
+
+
+def test_a_store_of_no_partner_is_rejected_with_its_line(shop):
+    [reject] = list_rejects(shop)
+    assert reject["line"] == 7
+    assert reject["field"] == "store"
+    assert "X9" in reject["reason"]
+
+
+def test_partner_multiplier_scales_points(shop):
+    points = dict(
+        shop.execute(
+            "SELECT source_id, SUM(points) FROM ledger WHERE source_type = 'purchase' GROUP BY 1"
+        ).fetchall()
+    )
+    # Bakery doubles: 30.00 -> 60; its refund of 10.00 claws back 60 x 10/30 = 20.
+    assert points == {"T1": 100, "T2": 60, "T3": 300, "T4": 45, "T5": -20}
+
+
+def test_settlement_per_partner_and_the_pool(shop):
+    rows = settlement(shop, dt.date(2026, 10, 1), dt.date(2026, 10, 31))
+    assert rows == [
+        {"partner": "cafe", "points_issued": 145, "value_issued": "1.45",
+         "points_redeemed": 300, "value_redeemed": "3.00", "net": "-1.55"},
+        {"partner": "bakery", "points_issued": 40, "value_issued": "0.40",
+         "points_redeemed": 100, "value_redeemed": "1.00", "net": "-0.60"},
+        {"partner": "books", "points_issued": 300, "value_issued": "3.00",
+         "points_redeemed": 0, "value_redeemed": "0.00", "net": "3.00"},
+        {"partner": "coalition", "points_issued": 550, "value_issued": "5.50",
+         "points_redeemed": 0, "value_redeemed": "0.00", "net": "5.50"},
+        {"partner": "pool", "points_issued": 0, "value_issued": "0.00",
+         "points_redeemed": 0, "value_redeemed": "0.00", "net": "-6.35"},
+    ]  # fmt: skip
+
+
+def test_a_reward_of_one_partner_is_paid_with_points_from_another(shop):
+    # C1 earned at the cafe first; the bakery's bun took its 100 points from that lot.
+    taken = shop.execute(
+        "SELECT points, partner FROM ledger WHERE customer_id = 'C1' AND kind = 'redeem'"
+    ).fetchall()
+    assert [tuple(r) for r in taken] == [(-100, "bakery"), (-500, None)]
+    statement = customer_statement(shop, "C1", dt.date(2026, 10, 31))
+    assert statement["by_partner"] == {"bakery": 40, "cafe": 100, "coalition": 550}
+    assert statement["points"]["available"] == 590
+
+
+def test_cli_export_settlement_csv_sums_to_zero(shop, cli):
+    result = cli("export", "settlement", "--from", "2026-10-01", "--to", "2026-10-31")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0]) == [
+        "partner", "points_issued", "value_issued", "points_redeemed", "value_redeemed", "net",
+    ]  # fmt: skip
+    assert rows[-1]["partner"] == "pool"
+    assert sum(Decimal(r["net"]) for r in rows) == 0
+    report = cli("report", "partners", "--from", "2026-10-01", "--to", "2026-10-31", "-f", "json")
+    data = json.loads(report.stdout)
+    assert data["shared_customers"] == 2  # C1: cafe + bakery, C2: books + cafe
+    assert data["revenue"]["bakery"] == "20.00"
