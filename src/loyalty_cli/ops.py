@@ -329,28 +329,32 @@ def hold_lock(
     me = LockHolder(os.getpid(), socket.gethostname(), command, _utc_now())
     key = _db_key(conn, name)
     deadline = time.monotonic() + max(wait, 0.0)
-    while True:
-        holder = _try_acquire(conn, name, me, key)
-        if holder is None:
-            break
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise LockedError(f"{holder.describe()}; gave up after waiting {wait:g} s (--wait)")
-        time.sleep(min(poll, left))
+    # Set just before our INSERT can commit: an exception (SIGTERM turned into
+    # SystemExit) between that commit and the `yield` must still release.
+    tried: list[bool] = []
     try:
+        while True:
+            holder = _try_acquire(conn, name, me, key, tried)
+            if holder is None:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockedError(f"{holder.describe()}; gave up after waiting {wait:g} s (--wait)")
+            time.sleep(min(poll, left))
         yield me
     finally:
-        with _held_guard:
-            _held.discard(key)
-        with db.transaction(conn):
-            conn.execute(
-                "DELETE FROM locks WHERE name = ? AND pid = ? AND host = ? AND since = ?",
-                (name, me.pid, me.host, me.since),
-            )
+        if tried:
+            with _held_guard:
+                _held.discard(key)
+            with db.transaction(conn):
+                conn.execute(
+                    "DELETE FROM locks WHERE name = ? AND pid = ? AND host = ? AND since = ?",
+                    (name, me.pid, me.host, me.since),
+                )
 
 
 def _try_acquire(
-    conn: sqlite3.Connection, name: str, me: LockHolder, key: tuple[str, str]
+    conn: sqlite3.Connection, name: str, me: LockHolder, key: tuple[str, str], tried: list[bool]
 ) -> LockHolder | None:
     """Take the lock in one short write transaction; return the live holder if
     someone else has it."""
@@ -369,6 +373,7 @@ def _try_acquire(
                 if not _is_stale(holder, me):
                     return holder
                 conn.execute("DELETE FROM locks WHERE name = ?", (name,))
+            tried.append(True)
             conn.execute(
                 "INSERT INTO locks (name, pid, host, command, since) VALUES (?, ?, ?, ?, ?)",
                 (name, me.pid, me.host, me.command, me.since),
