@@ -288,6 +288,32 @@ def make_purchases_fi(rng: random.Random) -> list[list[str]]:
     return rows
 
 
+COALITION_STORES = {"S1": "coffee", "S2": "coffee", "B1": "bread", "K1": "books"}
+
+
+def make_purchases_coalition(rng: random.Random) -> list[dict[str, str]]:
+    """Three neighbouring shops (programs/coalition.yaml): 60 members, October 2026."""
+    rows: list[dict[str, str]] = []
+    start = dt.date(2026, 10, 1)
+    for n in range(1, 301):
+        store = rng.choice(["S1", "S1", "S2", "B1", "B1", "K1"])
+        day = start + dt.timedelta(days=rng.randrange(31))
+        low, high = (3, 12) if store != "K1" else (9, 45)
+        amount = Decimal(rng.randrange(low * 100, high * 100)) / 100
+        rows.append(
+            {
+                "transaction_id": f"K{n:05d}",
+                "customer_id": f"M{rng.randrange(1, 61):03d}",
+                "date": day.isoformat(),
+                "amount": f"{amount:.2f}",
+                "category": COALITION_STORES[store],
+                "store": store,
+            }
+        )
+    rows.sort(key=lambda r: (r["date"], r["transaction_id"]))
+    return rows
+
+
 def write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, columns, lineterminator="\n")
@@ -312,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
         writer = csv.writer(fh, delimiter=";", lineterminator="\r\n")
         writer.writerow(FI_COLUMNS)
         writer.writerows(make_purchases_fi(rng))
+    coalition = make_purchases_coalition(random.Random(args.seed + 1))
+    write_csv(args.out / "purchases-coalition.csv", list(coalition[0]), coalition)
     print(
         f"{args.out}: {len(customers)} customers, {len(purchases)} purchase lines, "
         f"{len(events)} events, 200 Finnish purchase lines (seed {args.seed})"

@@ -93,8 +93,15 @@ def _panel(data: dict[str, Any]) -> None:
     body.append("Can have: " + (", ".join(rewards) if rewards else "nothing yet") + "\n")
     open_vouchers = [v for v in data["vouchers"] if v.get("status") == "open"]
     if open_vouchers:
+        # Oldest first is what `redeem` uses; a long list would swamp the panel.
+        by_reward: dict[str, list[str]] = {}
+        for v in open_vouchers:
+            by_reward.setdefault(v["reward_id"], []).append(v["voucher_id"])
         body.append(
-            "Vouchers: " + ", ".join(f"{v['voucher_id']} ({v['reward_id']})" for v in open_vouchers)
+            "Vouchers: "
+            + ", ".join(
+                f"{len(ids)} open {reward} (next {ids[0]})" for reward, ids in by_reward.items()
+            )
         )
     body.rstrip()
     title = data["customer_id"] + (f" · {data['name']}" if data["name"] else "")

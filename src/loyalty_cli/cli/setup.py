@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-from rich.console import Console
+from pathlib import Path
 
+import typer
+
+from loyalty_cli import render
 from loyalty_cli.cli.common import db_file, get_conn
 
 
@@ -23,20 +25,56 @@ def init(ctx: typer.Context) -> None:
 
 
 def demo(ctx: typer.Context) -> None:
-    """Build a demo shop from sample_data/ and programs/boutique.yaml, and show it.
+    """Build a demo shop from sample_data/ and programs/, post its points and show it.
+
+    Writes the boutique into --db and a three-shop coalition beside it
+    (NAME-coalition.db). Both must be new files.
 
     Example: loyalty --db demo.db demo
     """
-    from loyalty_cli.demo import build_demo
+    from loyalty_cli import db
+    from loyalty_cli.cli.customer import _panel
+    from loyalty_cli.demo import build_coalition_demo, build_demo
+    from loyalty_cli.reports import summary
 
-    console = Console()
+    out = render.console()
     conn = get_conn(ctx)
     shop = build_demo(conn)
-    console.print(f"[bold]Demo shop[/bold] in {db_file(ctx)}, as of {shop.as_of.isoformat()}")
-    console.print(f"program version {shop.program_version} applied (programs/boutique.yaml)")
+    out.rule(f"Demo Boutique in {db_file(ctx)}, as of {shop.as_of.isoformat()}")
+    out.print(f"program version {shop.program_version} applied from programs/boutique.yaml")
     for item in shop.imports:
-        console.print(
-            f"imported {item['file']}: {item['inserted']} rows, "
+        out.print(
+            f"imported {Path(item['file']).name}: {item['inserted']} rows, "
             f"{item['duplicates']} duplicates, {item['rejected']} rejected"
         )
-    console.print(f"run: {shop.run}")
+    run = shop.run
+    entries = ", ".join(f"{n} {kind}" for kind, n in run["entries"].items())
+    out.print(
+        f"run as of {run['as_of']}: {run['receipts']} receipts of {run['customers']} customers "
+        f"-> {entries}; {run['vouchers_issued']} punch-card vouchers"
+    )
+    out.rule("At the counter")
+    if shop.redemption:
+        r = shop.redemption
+        out.print(
+            f"redeem {r['customer_id']} {r['reward_id']}: {r['points']} points "
+            f"({r['value']}), {r['redemption_id']}, balance after {r['balance_after']}"
+        )
+    for statement in shop.statements:
+        _panel(statement)
+    render.render_summary(summary(conn, None, shop.as_of).as_json(), "table")
+
+    path = Path(db_file(ctx))
+    coalition_path = path.with_name(f"{path.stem}-coalition{path.suffix or '.db'}")
+    coalition_conn = db.connect(coalition_path)
+    try:
+        report = build_coalition_demo(coalition_conn)
+    finally:
+        coalition_conn.close()
+    out.rule(f"Coalition: three shops, one card ({coalition_path.name})")
+    render.render_rows(report["settlement"], "table", title="Settlement 2026-10-01 .. 2026-10-31")
+    out.print(f"members who shopped at more than one partner: {report['shared_customers']}")
+    out.print(
+        "Next: loyalty --db demo.db customer show "
+        f"{shop.statements[0]['customer_id'] if shop.statements else 'C0001'}"
+    )
