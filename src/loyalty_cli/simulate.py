@@ -225,7 +225,8 @@ def _delta(current: dict[str, Any], proposed: dict[str, Any]) -> dict[str, Any]:
     for key in RATE_KEYS:
         a, b = current[key], proposed[key]
         delta[key] = None if a is None or b is None else round(b - a, 4)
-    tiers = sorted(set(current["tiers"]) | set(proposed["tiers"]))
+    # Lowest level first, as `report tiers` lists them.
+    tiers = [*current["tiers"], *(t for t in proposed["tiers"] if t not in current["tiers"])]
     delta["tiers"] = {t: proposed["tiers"].get(t, 0) - current["tiers"].get(t, 0) for t in tiers}
     return delta
 
