@@ -199,8 +199,11 @@ def _affected(
         "LEFT JOIN claims c ON c.transaction_id = p.transaction_id "
         "WHERE p.undone = 0 AND p.date <= ? AND "
     )
-    add(owner + "p.id > ?", (day, marks.last["purchase_id"]))
+    # Rows dated after the last as-of (with no previous run: every row, so the
+    # newer-rowid query would only read everything a second time).
     add(owner + "p.date > ?", (day, prev))
+    if marks.prev_as_of is not None:
+        add(owner + "p.id > ?", (day, marks.last["purchase_id"]))
     add(
         "SELECT c.customer_id FROM claims c WHERE c.rowid > ?",
         (marks.last["claim_rowid"],),
@@ -327,9 +330,11 @@ class _Engine:
             "WHERE p.undone = 0 AND p.date <= ? AND (p.id > ? OR p.date > ?) "
             "AND (c.customer_id IS NULL OR c.customer_id = p.customer_id) "
             "UNION ALL "
-            f"SELECT c.customer_id, {cols} FROM _batch b "
-            "JOIN claims c ON c.customer_id = b.customer_id "
-            "JOIN purchases p ON p.transaction_id = c.transaction_id AND p.undone = 0 "
+            # Driven from claims (small): left to itself the planner scans all
+            # purchases through purchases_date once per batch.
+            f"SELECT c.customer_id, {cols} FROM claims c "
+            "CROSS JOIN _batch b ON b.customer_id = c.customer_id "
+            "CROSS JOIN purchases p ON p.transaction_id = c.transaction_id AND p.undone = 0 "
             "WHERE p.date <= ?",
             (day, last_pid, prev, day),
         ).fetchall()
