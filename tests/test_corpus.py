@@ -51,6 +51,7 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "header_case_spaces.csv": ("purchases", (), 0, '"inserted": 1'),
     "duplicate_header.csv": ("purchases", (), 2, ":1: column 'amount' appears twice in the header"),
     "missing_column.csv": ("purchases", (), 2, ":1: column 'amount' not found"),
+    "header_newline.csv": ("purchases", (), 2, ":1: column 'customer_id' not found"),
     "nul_byte.csv": ("purchases", (), 0, '"inserted": 2'),  # NUL kept inside the id
     # cells
     "formula.csv": ("purchases", (), 0, '"inserted": 2'),  # text is data; exports neutralise
@@ -103,6 +104,8 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
 # are expected to fail until the importer handles them.
 XFAIL = {
     "cr_only.csv": "importer: sniff_delimiter raises csv.Error on CR-only line ends (exit 1)",
+    "header_newline.csv": "importer: the missing-column message echoes a header cell's newline "
+    "(two lines on stderr)",
 }
 
 
@@ -157,6 +160,8 @@ def test_corpus_file(case: str, cli, program):
     command, extra, code, expected = CASES[case]
     exit_code, text = outcome(cli, command, CORPUS / case.split("+")[0], extra)
     assert "internal error" not in text and "Traceback" not in text
+    if command != "validate" and exit_code in (1, 2):
+        assert text.count("\n") == 1, text  # one sentence on one line
     assert exit_code == code, text
     assert expected in text
 
@@ -224,6 +229,8 @@ def test_fuzz_csv_structured(cli, program, tmp_path, data: str):
     # Drop this assume when the corpus case passes.
     header = next((line for line in data.split("\n") if line.strip()), "")
     assume("\r" not in header.removesuffix("\r"))
+    # Known gap XFAIL["header_newline.csv"]: a quoted newline in the header.
+    assume('"' not in header)
     path = tmp_path / "fuzz.csv"
     path.write_text(data, newline="")
     assert_clean_import(cli, path)
