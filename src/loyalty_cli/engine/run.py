@@ -148,7 +148,10 @@ def _run(
         }
         engine = _Engine(conn, timeline, as_of, marks, run_id)
         customers = _affected(conn, as_of, marks, timeline)
+        rebuild = _drop_ledger_indexes(conn) if _bulk(conn, marks) else []
         engine.process(customers, progress)
+        for sql in rebuild:
+            conn.execute(sql)
         for key, value in highs.items():
             db.set_meta(conn, f"run.last_{key}", str(max(value, marks.last[key])))
         db.set_meta(conn, "run.last_entry_id", str(_max(conn, "SELECT MAX(entry_id) FROM ledger")))
@@ -180,6 +183,37 @@ def forget_receipts(conn: sqlite3.Connection, transaction_ids: Iterable[str]) ->
 
 def _max(conn: sqlite3.Connection, sql: str) -> int:
     return int(conn.execute(sql).fetchone()[0] or 0)
+
+
+# Secondary ledger indexes the run itself never reads (it reads by customer).
+_BULK_INDEXES = ("ledger_date", "ledger_source", "ledger_expires")
+_BULK_MIN_ROWS = 20_000
+
+
+def _bulk(conn: sqlite3.Connection, marks: _Marks) -> bool:
+    """A run with at least as many new purchase rows as the ledger has entries
+    (the first run over an imported history)."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM purchases WHERE id > ?", (marks.last["purchase_id"],)
+    ).fetchone()
+    new = int(row[0] or 0)
+    return new >= _BULK_MIN_ROWS and new >= _max(conn, "SELECT MAX(entry_id) FROM ledger")
+
+
+def _drop_ledger_indexes(conn: sqlite3.Connection) -> list[str]:
+    """Drop the ledger's secondary indexes for a bulk run; returns the statements
+    that rebuild them. Inserting hundreds of thousands of entries into three
+    randomly ordered indexes costs more than sorting them once at the end. Both
+    happen inside the run's transaction: a crash rolls the drop back too."""
+    rebuild = []
+    for name in _BULK_INDEXES:
+        row = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+        ).fetchone()
+        if row is not None and row[0]:
+            conn.execute(f'DROP INDEX "{name}"')
+            rebuild.append(row[0])
+    return rebuild
 
 
 # --- which customers have work -------------------------------------------------
@@ -285,6 +319,14 @@ class _Engine:
         # Referral payouts owed to referrers: referrer -> [(date, referee, points, version)]
         self.referrer_due: dict[str, list[tuple[dt.date, str, int, int]]] = {}
         self.done: set[str] = set()
+        # Referees whose referral was paid (read once; the run adds what it posts), so
+        # batches need not look the ledger up by source.
+        self.referral_paid = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT source_id FROM ledger WHERE source_type = 'referral'"
+            )
+        }
 
     # ---- batches
     def process(self, customers: list[str], progress: bool) -> None:
@@ -387,13 +429,7 @@ class _Engine:
         ):
             data.events.setdefault(cid, []).append((event_id, etype, dt.date.fromisoformat(date)))
 
-        data.referral_paid = {
-            r[0]
-            for r in conn.execute(
-                "SELECT DISTINCT l.source_id FROM _batch b CROSS JOIN ledger l "
-                "ON l.source_type = 'referral' AND l.source_id = b.customer_id"
-            )
-        }
+        data.referral_paid = {c for c in chunk if c in self.referral_paid}
         return data
 
     def _complete(self, receipts: dict[str, Receipt]) -> None:
@@ -446,6 +482,8 @@ class _Output:
         """Queue an entry; its entry_id must be the next id (see `_Customer._entry`)."""
         self.engine.next_id += 1
         self.entries.append(entry)
+        if entry.source_type == "referral" and entry.source_id is not None:
+            self.engine.referral_paid.add(entry.source_id)
         result = self.engine.result
         result.entries[entry.kind] += 1
         result.points[entry.kind] += entry.points
