@@ -192,7 +192,7 @@ def test_a_100_mb_single_field_is_a_rejected_row(cli, program, tmp_path):
 # --- fuzzing ---------------------------------------------------------------------
 
 FUZZ = settings(
-    max_examples=30,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
