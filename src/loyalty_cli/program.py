@@ -61,6 +61,9 @@ STANDARD_COLUMNS = (
     "joined_on", "referred_by", "event_id", "type", "redemption_id", "reward_id", "points",
     "expires_on",
 )  # fmt: skip
+MAX_MONEY = Decimal(10**12)  # any money field; far above any real shop
+MAX_POINTS = 10**9  # any points field
+MAX_DAYS = 36_500  # any day count: a hundred years
 FIRST_DAY = dt.date(1, 1, 1)  # "in force from the start of history"
 
 # Union branch tags: never a YAML key, so the error walker can skip them.
@@ -239,7 +242,8 @@ Weekdays = Annotated[
     Field(min_length=1),
 ]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-Rate = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+# Upper bounds keep every product of amounts and rates far inside SQLite integers.
+Rate = Annotated[Decimal, Field(gt=0, le=1000, allow_inf_nan=False)]
 Currency = Annotated[str, BeforeValidator(_currency)]
 
 
@@ -259,7 +263,7 @@ class Strict(BaseModel):
 class Limit(Strict):
     """At most `count` times per calendar day, ISO week, calendar month or year."""
 
-    count: int = Field(ge=1)
+    count: int = Field(ge=1, le=10**6)
     per: Literal["day", "week", "month", "year"]
 
 
@@ -297,7 +301,7 @@ class Rule(Strict):
     id: Text
     when: When = Field(default_factory=When)
     multiplier: Rate | None = None
-    bonus: int | None = Field(None, ge=1)
+    bonus: int | None = Field(None, ge=1, le=MAX_POINTS)
 
     @property
     def kind(self) -> Literal["multiplier", "bonus"]:
@@ -305,7 +309,7 @@ class Rule(Strict):
 
 
 class BonusDetail(Strict):
-    points: int = Field(ge=0)
+    points: int = Field(ge=0, le=MAX_POINTS)
     limit: Limit | None = None
 
 
@@ -314,7 +318,7 @@ def _bonus_tag(value: Any) -> str:
 
 
 BonusValue = Annotated[
-    Annotated[int, Field(ge=0), Tag(_T_INT)] | Annotated[BonusDetail, Tag(_T_MAP)],
+    Annotated[int, Field(ge=0, le=MAX_POINTS), Tag(_T_INT)] | Annotated[BonusDetail, Tag(_T_MAP)],
     Discriminator(_bonus_tag),
 ]
 
@@ -322,8 +326,8 @@ BonusValue = Annotated[
 class ReferralBonus(Strict):
     """Paid when the referee's first purchase (at least min_first_purchase) posts."""
 
-    referrer: int = Field(0, ge=0)
-    referee: int = Field(0, ge=0)
+    referrer: int = Field(0, ge=0, le=MAX_POINTS)
+    referee: int = Field(0, ge=0, le=MAX_POINTS)
     min_first_purchase: Money = Decimal(0)
 
 
@@ -361,11 +365,11 @@ class BonusSpec:
 
 class Expiry(Strict):
     policy: Literal["fixed", "inactivity"]
-    months: int = Field(gt=0)
+    months: int = Field(gt=0, le=1200)
 
 
 class RollingWindow(Strict):
-    rolling_days: int = Field(ge=1)
+    rolling_days: int = Field(ge=1, le=MAX_DAYS)
 
 
 def _window_tag(value: Any) -> str:
@@ -382,7 +386,7 @@ WindowValue = Annotated[
 class Level(Strict):
     id: Text
     name: str | None = None
-    min: Decimal = Field(ge=0, allow_inf_nan=False)
+    min: Decimal = Field(ge=0, le=10**12, allow_inf_nan=False)
     multiplier: Rate = Decimal(1)
     perks: list[str] = Field(default_factory=list)
 
@@ -395,7 +399,7 @@ class Tiers(Strict):
     basis: Literal["spend", "points", "receipts"] = "spend"
     window: WindowValue = Field(default_factory=lambda: RollingWindow(rolling_days=365))
     upgrade: Literal["next_receipt", "same_receipt"] = "next_receipt"
-    retain_days: int = Field(0, ge=0)
+    retain_days: int = Field(0, ge=0, le=MAX_DAYS)
     levels: list[Level] = Field(min_length=1)
 
     @property
@@ -424,21 +428,21 @@ class Active(Strict):
 
 
 class PunchCard(Strict):
-    every: int = Field(ge=1)
+    every: int = Field(ge=1, le=10**6)
     when: When = Field(default_factory=When)
 
 
 class Reward(Strict):
     id: Text
     name: str = Field(min_length=1)
-    cost: int | None = Field(None, ge=0)
+    cost: int | None = Field(None, ge=0, le=MAX_POINTS)
     value: Money = Decimal(0)
     min_tier: Text | None = None
     limit: Limit | None = None
     active: Active | None = None
     punch_card: PunchCard | None = None
     partner: Text | None = None
-    voucher_days: int | None = Field(None, ge=1)
+    voucher_days: int | None = Field(None, ge=1, le=MAX_DAYS)
 
     @property
     def points_cost(self) -> int:
@@ -453,12 +457,12 @@ class Reward(Strict):
 
 
 class Segments(Strict):
-    new_days: int = Field(30, ge=1)
+    new_days: int = Field(30, ge=1, le=MAX_DAYS)
     at_risk_factor: Rate = Decimal(2)
-    at_risk_min_days: int = Field(30, ge=0)
-    lapsed_days: int = Field(365, ge=1)
-    loyal_receipts: int = Field(4, ge=1)
-    loyal_days: int = Field(365, ge=1)
+    at_risk_min_days: int = Field(30, ge=0, le=MAX_DAYS)
+    lapsed_days: int = Field(365, ge=1, le=MAX_DAYS)
+    loyal_receipts: int = Field(4, ge=1, le=10**6)
+    loyal_days: int = Field(365, ge=1, le=MAX_DAYS)
 
 
 class Offer(Strict):
@@ -467,7 +471,7 @@ class Offer(Strict):
     tier: Text | None = None
     favourite_category: bool = False
     discount_percent: Decimal | None = Field(None, gt=0, le=100, allow_inf_nan=False)
-    bonus_points: int | None = Field(None, ge=1)
+    bonus_points: int | None = Field(None, ge=1, le=MAX_POINTS)
     reward: Text | None = None
     text: str | None = None
 
@@ -539,7 +543,7 @@ class Partner(Strict):
 
 
 class Earn(Strict):
-    per_currency_unit: Decimal = Field(ge=0, allow_inf_nan=False)
+    per_currency_unit: Decimal = Field(ge=0, le=10_000, allow_inf_nan=False)
     rounding: Literal["floor", "round_half_up", "ceil"] = "floor"
     min_order: Money = Decimal(0)
     on: Literal["gross", "net"] = "gross"
@@ -550,12 +554,12 @@ class Program(Strict):
 
     program: str = Field(min_length=1)
     currency: Currency
-    point_value: Decimal = Field(Decimal("0.01"), ge=0, allow_inf_nan=False)
+    point_value: Decimal = Field(Decimal("0.01"), ge=0, le=1000, allow_inf_nan=False)
     effective_from: dt.date | None = None
     earn: Earn
     rules: list[Rule] = Field(default_factory=list)
     bonuses: Bonuses = Field(default_factory=Bonuses)
-    pending_days: int = Field(0, ge=0)
+    pending_days: int = Field(0, ge=0, le=MAX_DAYS)
     expiry: Expiry | None = None
     tiers: Tiers | None = None
     rewards: list[Reward] = Field(default_factory=list)
@@ -653,7 +657,11 @@ def _cross_check(p: Program) -> list[tuple[Loc, str]]:
     exp = money.exponent(p.currency)
 
     def money_ok(loc: Loc, value: Decimal | None) -> None:
-        if value is not None and value != value.quantize(Decimal(1).scaleb(-exp)):
+        if value is None:
+            return
+        if abs(value) > MAX_MONEY:
+            errs.append((loc, f"{value} is too large (at most {MAX_MONEY})"))
+        elif value != value.quantize(Decimal(1).scaleb(-exp)):
             errs.append((loc, f"{value} has more than {exp} decimals for {p.currency}"))
 
     def dupes(items: list[Any], loc: Loc, what: str) -> None:
