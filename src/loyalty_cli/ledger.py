@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 
 from loyalty_cli.money import round_money
 
@@ -291,6 +292,7 @@ def balance(conn: sqlite3.Connection, customer_id: str, as_of: dt.date | None = 
 # --- posting -----------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
 def points_value(points: int, point_value: Decimal, currency: str = "EUR") -> int:
     """Money value (minor units, half up) of a number of points."""
     return round_money(Decimal(points) * point_value, currency)

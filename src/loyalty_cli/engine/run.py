@@ -319,6 +319,9 @@ class _Engine:
         # Referral payouts owed to referrers: referrer -> [(date, referee, points, version)]
         self.referrer_due: dict[str, list[tuple[dt.date, str, int, int]]] = {}
         self.done: set[str] = set()
+        # (id(program), date, pending) -> (available_on, expires_on); programs live
+        # as long as the timeline, so their ids are stable for the run.
+        self.lot_dates: dict[tuple[int, dt.date, bool], tuple[dt.date, dt.date | None]] = {}
         # Referees whose referral was paid (read once; the run adds what it posts), so
         # batches need not look the ledger up by source.
         self.referral_paid = {
@@ -688,6 +691,15 @@ class _Customer:
 
     # ---- receipts
     def _lot_dates(
+        self, program: Program, date: dt.date, pending: bool
+    ) -> tuple[dt.date, dt.date | None]:
+        key = (id(program), date, pending)
+        cached = self.e.lot_dates.get(key)
+        if cached is None:
+            cached = self.e.lot_dates[key] = self._compute_lot_dates(program, date, pending)
+        return cached
+
+    def _compute_lot_dates(
         self, program: Program, date: dt.date, pending: bool
     ) -> tuple[dt.date, dt.date | None]:
         available = date + dt.timedelta(days=program.pending_days if pending else 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 
 from loyalty_cli.money import exponent, round_points
 from loyalty_cli.program import Program, Rule, When
@@ -87,10 +88,8 @@ def receipt_matches(
         return False
     if when.store is not None and receipt.store not in when.store:
         return False
-    if when.min_amount is not None:
-        minimum = int(when.min_amount.scaleb(exponent(currency)))
-        if basis_total < minimum:
-            return False
+    if when.min_amount is not None and basis_total < _minor(when.min_amount, currency):
+        return False
     return when.tier is None or tier in when.tier
 
 
@@ -103,8 +102,14 @@ def partner_multiplier(program: Program, store: str | None) -> tuple[str | None,
     return partner.id, partner.multiplier
 
 
+@lru_cache(maxsize=1024)
+def _minor(value: Decimal, currency: str) -> int:
+    """A program's money threshold in minor units (cached: asked once per receipt)."""
+    return int(value.scaleb(exponent(currency)))
+
+
 def min_order_minor(program: Program) -> int:
-    return int(program.earn.min_order.scaleb(exponent(program.currency)))
+    return _minor(program.earn.min_order, program.currency)
 
 
 def score_receipt(
@@ -113,7 +118,10 @@ def score_receipt(
     """Points a sale receipt earns under `program` at `tier`."""
     on = program.earn.on
     basis_total = receipt.basis_amount(on)
-    partner, partner_mult = partner_multiplier(program, receipt.store)
+    # receipt.store walks the lines: only a coalition needs it here.
+    partner, partner_mult = (
+        partner_multiplier(program, receipt.store) if program.partners else (None, ONE)
+    )
     score = Score(partner=partner)
     if basis_total < min_order_minor(program):
         return score
