@@ -131,35 +131,35 @@ def score_receipt(
         r for r in program.rules if receipt_matches(r.when, receipt, basis_total, tier, currency)
     ]
     mult_rules = [r for r in live if r.multiplier is not None]
-    whole = ONE
+    wholes: list[Decimal] = []
     line_rules: list[Rule] = []
     matched: set[str] = set()
     for rule in mult_rules:
         if rule.when.matches_lines:
             line_rules.append(rule)
         else:
-            whole *= rule.multiplier  # type: ignore[operator]
+            wholes.append(rule.multiplier)  # type: ignore[arg-type]
             matched.add(rule.id)
+    # (amount on the basis, its line's multipliers) per line; one term without line rules.
+    terms: list[tuple[int, list[Decimal]]]
     if line_rules:
-        weighted = Decimal(0)
+        terms = []
         for line in receipt.lines:
             amount = line.amount - line.tax if on == "net" else line.amount
-            factor = ONE
+            line_factors: list[Decimal] = []
             for rule in line_rules:
                 if rule.when.matches_line(line.category, line.sku):
-                    factor *= rule.multiplier  # type: ignore[operator]
+                    line_factors.append(rule.multiplier)  # type: ignore[arg-type]
                     matched.add(rule.id)
-            weighted += amount * factor
+            terms.append((amount, line_factors))
     else:
-        weighted = Decimal(basis_total)
-    raw = (
-        weighted.scaleb(-exponent(currency))
-        * program.earn.per_currency_unit
-        * whole
-        * tier_multiplier
-        * partner_mult
-    )
-    score.earn = max(0, round_points(raw, program.earn.rounding))
+        terms = [(basis_total, [])]
+    factors = [program.earn.per_currency_unit, *wholes, tier_multiplier, partner_mult]
+    exp, rounding = exponent(currency), program.earn.rounding
+    points = _points_exact(line_rules, terms, exp, factors, rounding)
+    if points is None:
+        points = _points_decimal(line_rules, terms, exp, factors, rounding)
+    score.earn = max(0, points)
     score.rule_ids = [r.id for r in mult_rules if r.id in matched]
     for rule in live:
         if rule.bonus is None:
@@ -170,6 +170,116 @@ def score_receipt(
             continue
         score.bonuses.append((rule.id, rule.bonus))
     return score
+
+
+def _points_decimal(
+    line_rules: list[Rule],
+    terms: list[tuple[int, list[Decimal]]],
+    exp: int,
+    factors: list[Decimal],
+    rounding: str,
+) -> int:
+    """The reference: Decimal arithmetic in the default context, rounded once."""
+    if line_rules:
+        weighted = Decimal(0)
+        for amount, line_factors in terms:
+            factor = ONE
+            for m in line_factors:
+                factor *= m
+            weighted += amount * factor
+    else:
+        weighted = Decimal(terms[0][0])
+    pcu, *rest = factors
+    whole = ONE
+    for m in rest[:-2]:
+        whole *= m
+    raw = weighted.scaleb(-exp) * pcu * whole * rest[-2] * rest[-1]
+    return round_points(raw, rounding)
+
+
+# Decimal's default context keeps 28 digits: below this bound on every
+# coefficient the Decimal reference is exact, so integers give the same result.
+_EXACT_BOUND = 10**26
+_PARTS: dict[int, tuple[Decimal, int, int]] = {}
+
+
+def _parts(d: Decimal) -> tuple[int, int] | None:
+    """d as (coefficient, exponent) with d = c × 10**e, exactly as Decimal holds it."""
+    hit = _PARTS.get(id(d))
+    if hit is not None and hit[0] is d:
+        return hit[1], hit[2]
+    sign, digits, e = d.as_tuple()
+    if not isinstance(e, int):
+        return None  # NaN / infinity: leave it to the reference
+    c = 0
+    for digit in digits:
+        c = c * 10 + digit
+    c = -c if sign else c
+    if len(_PARTS) > 4096:
+        _PARTS.clear()
+    _PARTS[id(d)] = (d, c, e)  # holding d keeps its id from being reused
+    return c, e
+
+
+def _points_exact(
+    line_rules: list[Rule],
+    terms: list[tuple[int, list[Decimal]]],
+    exp: int,
+    factors: list[Decimal],
+    rounding: str,
+) -> int | None:
+    """The same number as _points_decimal in integer arithmetic, or None when the
+    operands are too large to be sure Decimal's own arithmetic was exact."""
+    # Each line: amount × Π multipliers = a × 10**e.
+    scaled: list[tuple[int, int]] = []
+    for amount, line_factors in terms:
+        fc, e = 1, 0
+        for m in line_factors:
+            parts = _parts(m)
+            if parts is None:
+                return None
+            fc, e = fc * parts[0], e + parts[1]
+        if abs(fc) >= _EXACT_BOUND:
+            return None
+        scaled.append((amount * fc, e))
+    if line_rules:
+        # Decimal(0) + ...: the sum lives at the smallest exponent (0 included).
+        low = min(0, *(e for _, e in scaled))
+        weighted = 0
+        bound = 0
+        for c, e in scaled:
+            aligned = c * 10 ** (e - low)
+            weighted += aligned
+            bound += abs(aligned)
+    else:
+        low = 0
+        weighted = scaled[0][0]
+        bound = abs(weighted)
+    total_e = low - exp
+    for m in factors:
+        parts = _parts(m)
+        if parts is None:
+            return None
+        weighted *= parts[0]
+        bound *= abs(parts[0]) or 1
+        total_e += parts[1]
+    if bound >= _EXACT_BOUND:
+        return None
+    return _round_scaled(weighted, total_e, rounding)
+
+
+def _round_scaled(c: int, e: int, rounding: str) -> int | None:
+    """c × 10**e rounded to an integer like Decimal.to_integral_value."""
+    if e >= 0:
+        return c * 10**e
+    q = 10**-e
+    if rounding == "floor":
+        return c // q
+    if rounding == "ceil":
+        return -(-c // q)
+    if rounding == "round_half_up":  # half away from zero, as ROUND_HALF_UP
+        return (2 * c + q) // (2 * q) if c >= 0 else -((-2 * c + q) // (2 * q))
+    return None
 
 
 def base_refund_points(program: Program, receipt: Receipt, tier_multiplier: Decimal) -> int:
