@@ -50,6 +50,10 @@ class KindHandler:
     source_type: ClassVar[str | None] = None  # ledger source type reversed by undo
     source_field: ClassVar[str | None] = None  # column holding the ledger source id
     batch_size: ClassVar[int] = 2000
+    # Rows parsed ahead and handed to `prepare` before they are accepted one
+    # by one (1: parse and accept each row in turn). Only for kinds whose
+    # `parse` does not read the database.
+    chunk_rows: ClassVar[int] = 1
 
     def __init__(self, ctx: ImportContext) -> None:
         self.ctx = ctx
@@ -84,6 +88,10 @@ class KindHandler:
         if row is None:
             return None
         return {f: row[i] for i, f in enumerate(self.compare_fields)}, row[-1]
+
+    def prepare(self, records: list[Record]) -> None:
+        """Called with the parsed records of a chunk (see `chunk_rows`) before
+        `accept` sees them in file order: a kind can look up their keys at once."""
 
     def where(self, import_id: int) -> str:
         if import_id == self.ctx.import_id:

@@ -13,6 +13,7 @@ from loyalty_cli import money
 
 MAX_FIELD = 10_000  # any cell longer than this is a rejected row
 MAX_ID = 64  # customer ids (and other ids) longer than this are rejected
+ISO_FORMAT = "%Y-%m-%d"
 
 
 class RowRejected(Exception):
@@ -42,6 +43,16 @@ class Cells:
         self._index = index
         self._row = row
         self.fmt = fmt
+
+    @property
+    def row(self) -> list[str]:
+        """The row's raw cells, in header order (fast paths read them directly)."""
+        return self._row
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Standard column name -> position in `row` (the same dict for a whole file)."""
+        return self._index
 
     def has(self, name: str) -> bool:
         return name in self._index
@@ -104,6 +115,11 @@ class Cells:
 
 def parse_date(value: str, fmt: str, field: str) -> dt.date:
     """Text in the dialect's date format -> date; 31.02.2026 is rejected."""
+    if fmt == ISO_FORMAT and _is_iso_date(value):
+        try:
+            return dt.date.fromisoformat(value)  # ~20 x faster than strptime
+        except ValueError:
+            pass  # strptime words the reason
     try:
         return dt.datetime.strptime(value, fmt).date()
     except ValueError as exc:
@@ -111,3 +127,18 @@ def parse_date(value: str, fmt: str, field: str) -> dt.date:
         if "does not match format" in reason or "unconverted data" in reason:
             raise RowRejected(field, f"'{value}' is not a date in the format {fmt}") from None
         raise RowRejected(field, f"'{value}' is not a valid date ({reason})") from None
+
+
+def _is_iso_date(value: str) -> bool:
+    """Exactly YYYY-MM-DD in ASCII digits: the text strptime("%Y-%m-%d") and
+    date.fromisoformat read alike (fromisoformat alone also takes 20261123,
+    2026-W47-1, ...; strptime also takes 2026-1-5)."""
+    return (
+        len(value) == 10
+        and value[4] == "-"
+        and value[7] == "-"
+        and value.isascii()
+        and value[:4].isdigit()
+        and value[5:7].isdigit()
+        and value[8:].isdigit()
+    )

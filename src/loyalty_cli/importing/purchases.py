@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Hashable
 from typing import Any
 
 from loyalty_cli import money
 from loyalty_cli.importing.kinds import ImportContext, KindHandler, Record
-from loyalty_cli.importing.parsing import Cells, RowRejected
+from loyalty_cli.importing.parsing import MAX_ID, Cells, RowRejected, parse_date
 
 _MONEY = ("amount", "tax")
+# the column positions `_parse_fast` unpacks, in this order (-1: absent)
+_PLAN = (
+    "transaction_id", "line_no", "customer_id", "date", "amount", "sku", "category",
+    "quantity", "store", "currency", "tax", "refund_of",
+)  # fmt: skip
+_CACHE_MAX = 50_000  # distinct dates / quantities remembered (memory stays bounded)
 
 
 class PurchasesKind(KindHandler):
@@ -29,13 +36,131 @@ class PurchasesKind(KindHandler):
     insert_fields = ("transaction_id", "line_no", *compare_fields)
     source_type = "purchase"
     source_field = "transaction_id"
+    chunk_rows = 10_000
 
     def __init__(self, ctx: ImportContext) -> None:
         super().__init__(ctx)
         # transaction_id -> (customer_id, date, line) of the batch's receipts
         self.receipts: dict[str, tuple[str | None, str, int]] = {}
+        # The stored rows of the current chunk's receipts (see `prepare`): what
+        # the per-row SELECTs of `find_existing` and `check_new` would return,
+        # kept up to date as batches are written.
+        self._tids: set[str] = set()
+        self._known: dict[Hashable, tuple[Record, int]] = {}
+        self._first: dict[str, tuple[int, str | None, str, int]] = {}
+        self._plan_index: dict[str, int] | None = None
+        self._plan: tuple[int, ...] = ()
+        self._dates: dict[str, str] = {}
+        self._quantities: dict[str, str] = {}
 
     def parse(self, cells: Cells) -> Record:
+        record = self._parse_fast(cells)
+        return record if record is not None else self.parse_cells(cells)
+
+    def _parse_fast(self, cells: Cells) -> Record | None:
+        """`parse_cells` for a row that passes every check, reading the cells
+        directly; None for anything unusual (then `parse_cells` decides, and
+        words the rejection)."""
+        index = cells.index
+        if index is not self._plan_index:
+            self._plan = tuple(index.get(c, -1) for c in _PLAN)
+            self._plan_index = index
+        (
+            i_tid,
+            i_line,
+            i_cust,
+            i_date,
+            i_amount,
+            i_sku,
+            i_cat,
+            i_qty,
+            i_store,
+            i_cur,
+            i_tax,
+            i_ref,
+        ) = self._plan
+        row = cells.row
+        fmt = cells.fmt
+        d = self.ctx.dialect
+
+        tid = row[i_tid].strip()
+        if not tid or len(tid) > MAX_ID:
+            return None
+        line_no = 1
+        if i_line >= 0:
+            text = row[i_line].strip()
+            if text:
+                if not (len(text) <= 9 and text.isascii() and text.isdigit()):
+                    return None
+                line_no = int(text)
+                if line_no < 1:
+                    return None
+        customer = row[i_cust].strip() or None
+        if customer is not None and len(customer) > MAX_ID:
+            return None
+        text = row[i_date].strip()
+        date = self._dates.get(text)
+        if date is None:
+            if not text:
+                return None
+            try:
+                date = parse_date(text, fmt.date_format, "date").isoformat()
+            except RowRejected:
+                return None
+            if len(self._dates) >= _CACHE_MAX:
+                self._dates.clear()
+            self._dates[text] = date
+        currency = ((row[i_cur].strip() if i_cur >= 0 else "") or d.currency).upper()
+        if d.check_currency and currency != d.currency:
+            return None
+        try:
+            text = row[i_amount].strip()
+            if not text:
+                return None
+            amount = money.parse_minor(text, currency, fmt.decimal)
+            tax = 0
+            if i_tax >= 0:
+                text = row[i_tax].strip()
+                if text:
+                    tax = money.parse_minor(text, currency, fmt.decimal)
+        except money.AmountError:
+            return None
+        store = (row[i_store].strip() or None) if i_store >= 0 else None
+        if d.partner_stores is not None and (store or "") not in d.partner_stores:
+            return None
+        quantity = None
+        if i_qty >= 0:
+            text = row[i_qty].strip()
+            if text:
+                quantity = self._quantities.get(text)
+                if quantity is None:
+                    try:
+                        quantity = str(money.parse_decimal(text, fmt.decimal))
+                    except money.AmountError:
+                        return None
+                    if len(self._quantities) >= _CACHE_MAX:
+                        self._quantities.clear()
+                    self._quantities[text] = quantity
+        refund_of = (row[i_ref].strip() or None) if i_ref >= 0 else None
+        if refund_of is not None and len(refund_of) > MAX_ID:
+            return None
+        return {
+            "transaction_id": tid,
+            "line_no": line_no,
+            "customer_id": customer,
+            "date": date,
+            "amount": amount,
+            "tax": tax,
+            "sku": (row[i_sku].strip() or None) if i_sku >= 0 else None,
+            "category": (row[i_cat].strip() or None) if i_cat >= 0 else None,
+            "quantity": quantity,
+            "store": store,
+            "currency": currency,
+            "refund_of": refund_of,
+        }
+
+    def parse_cells(self, cells: Cells) -> Record:
+        """The row parser (the reference for `_parse_fast`)."""
         d = self.ctx.dialect
         tid = cells.ident("transaction_id")
         line_no = cells.positive_int("line_no", 1)
@@ -82,11 +207,7 @@ class PurchasesKind(KindHandler):
             where = f"line {seen[2]} of this file"
             other = {"customer_id": seen[0], "date": seen[1]}
         else:
-            row = self.conn.execute(
-                "SELECT customer_id, date, import_id FROM purchases "
-                "WHERE transaction_id = ? AND undone = 0 LIMIT 1",
-                (tid,),
-            ).fetchone()
+            row = self._first_line(tid)
             if row is not None:
                 where = self.where(row[2]).removeprefix("by ")
                 other = {"customer_id": row[0], "date": row[1]}
@@ -100,12 +221,66 @@ class PurchasesKind(KindHandler):
                     )
         self.receipts[tid] = (record["customer_id"], record["date"], line)
 
+    def _first_line(self, tid: str) -> tuple[str | None, str, int] | None:
+        """(customer_id, date, import_id) of the receipt's stored live line with
+        the lowest line_no (the one the purchases_key index finds first)."""
+        if tid in self._tids:
+            first = self._first.get(tid)
+            return None if first is None else first[1:]
+        row = self.conn.execute(
+            "SELECT customer_id, date, import_id FROM purchases "
+            "WHERE transaction_id = ? AND undone = 0 LIMIT 1",
+            (tid,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def find_existing(self, record: Record) -> tuple[Record, int] | None:
+        if record["transaction_id"] in self._tids:
+            return self._known.get((record["transaction_id"], record["line_no"]))
+        return super().find_existing(record)
+
+    def prepare(self, records: list[Record]) -> None:
+        """One query for the stored live lines of every receipt in the chunk
+        (instead of one or two SELECTs per row)."""
+        self._tids = {r["transaction_id"] for r in records}
+        self._known = {}
+        self._first = {}
+        if not self._tids:
+            return
+        conn = self.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_tids (tid TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.import_tids")
+        conn.executemany(
+            "INSERT INTO temp.import_tids (tid) VALUES (?)", [(t,) for t in self._tids]
+        )
+        cols = ", ".join(self.compare_fields)
+        rows = conn.execute(
+            f"SELECT transaction_id, line_no, import_id, {cols} FROM purchases "
+            "WHERE undone = 0 AND transaction_id IN (SELECT tid FROM temp.import_tids)"
+        ).fetchall()
+        conn.execute("DELETE FROM temp.import_tids")
+        fields = self.compare_fields
+        for row in rows:
+            old = dict(zip(fields, tuple(row)[3:], strict=True))
+            self._remember(row[0], row[1], old, row[2])
+
+    def _remember(self, tid: str, line_no: int, old: Record, import_id: int) -> None:
+        self._known[(tid, line_no)] = (old, import_id)
+        first = self._first.get(tid)
+        if first is None or line_no < first[0]:
+            self._first[tid] = (line_no, old["customer_id"], old["date"], import_id)
+
     def flush(self) -> None:
         super().flush()
         self.receipts.clear()
 
     def write(self, records: list[Record]) -> None:
         super().write(records)
+        iid = self.ctx.import_id
+        tids = self._tids
+        for r in records:  # now stored: what a SELECT would find from here on
+            if r["transaction_id"] in tids:
+                self._remember(r["transaction_id"], r["line_no"], r, iid)
         # A purchase naming an unknown customer makes the customer known.
         ids = {r["customer_id"] for r in records if r["customer_id"] is not None}
         self.conn.executemany(

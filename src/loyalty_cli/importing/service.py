@@ -190,37 +190,69 @@ def _read_rows(
         )
         rejects.clear()
 
+    def reject(rej: RowRejected, raw: RawRow) -> None:
+        result.rejected += 1
+        if strict:
+            raise StrictImportError(
+                f"{rej.reason} (--strict: nothing was imported from this file)",
+                file=name,
+                line=raw.line,
+                field=rej.field,
+            ) from None
+        rejects.append((result.import_id, name, raw.line, rej.field, rej.reason,
+                        raw.raw[:MAX_RAW]))  # fmt: skip
+        if len(result.sample) < SAMPLE:
+            result.sample.append(_reject_json(rejects[-1]))
+        if len(rejects) >= REJECT_BATCH:
+            flush_rejects()
+
     with CsvReader(path, dialect) as reader:
         header = reader.read_header()
         index = resolve_header(header, handler.columns, handler.required, dialect.columns, name)
         names = {i: std for std, i in index.items()}
         width = len(header)
+        chunk_rows = max(1, handler.chunk_rows)
         with _progress(progress, reader) as tick:
-            for raw in reader.rows():
-                result.rows += 1
+            rows = reader.rows()
+            done = False
+            while not done:
+                # Parse a chunk of rows first, so the kind can look up the keys
+                # of the whole chunk at once (`prepare`); then accept the rows
+                # in file order, exactly as one at a time.
+                chunk: list[tuple[RawRow, Any]] = []
+                failure: LoyaltyError | None = None
                 try:
-                    record = handler.parse(_cells(raw, width, index, names, header, fmt))
-                    if handler.accept(record, raw.line):
-                        result.inserted += 1
+                    for raw in rows:
+                        try:
+                            parsed: Any = handler.parse(
+                                _cells(raw, width, index, names, header, fmt)
+                            )
+                        except RowRejected as rej:
+                            parsed = rej
+                        chunk.append((raw, parsed))
+                        if len(chunk) >= chunk_rows:
+                            break
                     else:
-                        result.duplicates += 1
-                except RowRejected as rej:
-                    result.rejected += 1
-                    if strict:
-                        raise StrictImportError(
-                            f"{rej.reason} (--strict: nothing was imported from this file)",
-                            file=name,
-                            line=raw.line,
-                            field=rej.field,
-                        ) from None
-                    rejects.append((result.import_id, name, raw.line, rej.field, rej.reason,
-                                    raw.raw[:MAX_RAW]))  # fmt: skip
-                    if len(result.sample) < SAMPLE:
-                        result.sample.append(_reject_json(rejects[-1]))
-                    if len(rejects) >= REJECT_BATCH:
-                        flush_rejects()
-                if result.rows % 1000 == 0:
-                    tick()
+                        done = True
+                except LoyaltyError as exc:  # unreadable file: after the rows before it
+                    failure, done = exc, True
+                handler.prepare([p for _, p in chunk if not isinstance(p, RowRejected)])
+                for raw, parsed in chunk:
+                    result.rows += 1
+                    if isinstance(parsed, RowRejected):
+                        reject(parsed, raw)
+                    else:
+                        try:
+                            if handler.accept(parsed, raw.line):
+                                result.inserted += 1
+                            else:
+                                result.duplicates += 1
+                        except RowRejected as rej:
+                            reject(rej, raw)
+                    if result.rows % 1000 == 0:
+                        tick()
+                if failure is not None:
+                    raise failure
         handler.flush()
         flush_rejects()
 

@@ -1,0 +1,239 @@
+"""The import's fast paths give exactly what the general code gives.
+
+Purchases are parsed by `_parse_fast` (falling back to `parse_cells`), money by
+an integer fast path in `parse_minor`, ISO dates by `date.fromisoformat`, and
+duplicates/conflicts are looked up once per chunk of rows (`prepare`) instead
+of one SELECT per row. Each is compared here with the general path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loyalty_cli import money
+from loyalty_cli.importing import import_files, list_rejects, undo_import
+from loyalty_cli.importing.dialect import Dialect
+from loyalty_cli.importing.kinds import ImportContext
+from loyalty_cli.importing.parsing import CellFormat, Cells, RowRejected, parse_date
+from loyalty_cli.importing.purchases import PurchasesKind
+
+COLUMNS = PurchasesKind.columns
+
+
+def _handler(dialect: Dialect) -> PurchasesKind:
+    return PurchasesKind(ImportContext(None, 1, dialect, "f.csv", dt.date(2026, 1, 1)))  # type: ignore[arg-type]
+
+
+def _outcome(fn, cells_factory):
+    try:
+        return fn(cells_factory())
+    except RowRejected as rej:
+        return ("rejected", rej.field, rej.reason)
+
+
+def _both(handler: PurchasesKind, header: list[str], row: list[str], fmt: CellFormat):
+    index = {c: header.index(c) for c in COLUMNS if c in header}
+    fast = _outcome(handler.parse, lambda: Cells(index, list(row), fmt))
+    slow = _outcome(handler.parse_cells, lambda: Cells(index, list(row), fmt))
+    return fast, slow
+
+
+def test_fast_parse_is_taken_for_a_plain_row():
+    handler = _handler(Dialect(check_currency=True))
+    header = list(COLUMNS)
+    row = ["R1", " C1 ", "2026-01-05", "12.50", "2", "SKU", "cat", "1.5", "S1", "eur", "1.2", ""]
+    index = {c: i for i, c in enumerate(header)}
+    record = handler._parse_fast(Cells(index, row, CellFormat()))
+    assert record == {
+        "transaction_id": "R1", "line_no": 2, "customer_id": "C1", "date": "2026-01-05",
+        "amount": 1250, "tax": 120, "sku": "SKU", "category": "cat", "quantity": "1.5",
+        "store": "S1", "currency": "EUR", "refund_of": None,
+    }  # fmt: skip
+    assert record == handler.parse_cells(Cells(index, row, CellFormat()))
+
+
+CELL = st.sampled_from(
+    ["", " ", "R1", "C1", "x" * 65, "x" * 64, "0", "1", "007", "-1", "1234567890", "123456789",
+     "１", "²", "2026-01-05", "2026-02-30", "2026-2-5", "20260105", "0000-01-01", " 2026-01-05 ",
+     "2026-W01-1", "05.01.2026", "31.02.2026", "12.50", "12.5", "12.505", "1,234.50", "1.234,50",
+     "(5.00)", "-3.10", "+4", "5.", ".5", "1e3", "nan", "١٢", "1 000,00", "99999999999999999",
+     "10000000000000.00", "-0.00", "EUR", "eur", "USD", "JPY", "KWD", "S1", "S9", "1.230"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    row=st.lists(CELL, min_size=len(COLUMNS), max_size=len(COLUMNS)),
+    present=st.lists(st.booleans(), min_size=len(COLUMNS), max_size=len(COLUMNS)),
+    check_currency=st.booleans(),
+    partners=st.booleans(),
+    comma=st.booleans(),
+    dotted=st.booleans(),
+)
+def test_fast_parse_equals_general(row, present, check_currency, partners, comma, dotted):
+    required = set(PurchasesKind.required)
+    header = [c for c, p in zip(COLUMNS, present, strict=True) if p or c in required]
+    cells = [v for c, v in zip(COLUMNS, row, strict=True) if c in header]
+    date_format = "%d.%m.%Y" if dotted else "%Y-%m-%d"
+    dialect = Dialect(
+        decimal="," if comma else ".",
+        date_format=date_format,
+        check_currency=check_currency,
+        partner_stores={"S1": "P1"} if partners else None,
+    )
+    fmt = CellFormat(dialect.decimal, date_format, dialect.currency)
+    fast, slow = _both(_handler(dialect), header, cells, fmt)
+    assert fast == slow
+
+
+TEXT = st.one_of(
+    st.from_regex(r"\A[ +\-(]?[0-9]{0,18}([.,][0-9]{0,4})?[)]?\Z"),
+    st.text(alphabet="0123456789.,-+ ()\u00a0١²e", max_size=12),
+)
+
+
+def _general_minor(text: str, currency: str, decimal: str) -> object:
+    try:
+        return money.to_minor(money.parse_decimal(text, decimal), currency)
+    except money.AmountError as exc:
+        return str(exc)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=TEXT, currency=st.sampled_from(["EUR", "JPY", "KWD", "eur"]), comma=st.booleans())
+def test_parse_minor_fast_path_is_exact(text, currency, comma):
+    decimal = "," if comma else "."
+    try:
+        got: object = money.parse_minor(text, currency, decimal)
+    except money.AmountError as exc:
+        got = str(exc)
+    assert got == _general_minor(text, currency, decimal)
+
+
+def test_parse_minor_examples():
+    assert money.parse_minor("123.45") == 12345
+    assert money.parse_minor("-3.5") == -350
+    assert money.parse_minor("+7") == 700
+    assert money.parse_minor("0012.10") == 1210
+    assert money.parse_minor("1.230") == 123  # trailing zero: still exact
+    assert money.parse_minor("5", "JPY") == 5
+    assert money.parse_minor("1.234", "KWD") == 1234
+    assert money.parse_minor("12,5", decimal=",") == 1250
+    assert isinstance(money.parse_minor("-0.00"), int)
+    assert money.parse_minor("10000000000000.00") == money.MAX_ABS_MINOR
+    assert money.parse_minor("-10000000000000") == -money.MAX_ABS_MINOR
+    for bad in ("12.345", "5.", ".5", "1e3", "10000000000000.01", "-10000000000001"):
+        with pytest.raises(money.AmountError):
+            money.parse_minor(bad)
+    assert money.from_minor(money.parse_minor("450.00")) == Decimal("450.00")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.one_of(
+        st.dates().map(lambda d: d.isoformat()),
+        st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z"),
+        st.text(alphabet="0123456789-W ", max_size=11),
+    )
+)
+def test_iso_date_fast_path_matches_strptime(text):
+    def general() -> object:
+        try:
+            return dt.datetime.strptime(text, "%Y-%m-%d").date()
+        except ValueError:
+            return "error"
+
+    try:
+        got: object = parse_date(text, "%Y-%m-%d", "date")
+    except RowRejected:
+        got = "error"
+    assert got == general()
+
+
+HEAD = "transaction_id,customer_id,date,amount,line_no,tax\n"
+FIRST = (
+    "T1,C1,2026-01-05,1.00,1,\nT1,C1,2026-01-05,2.00,2,\nT2,C2,2026-01-06,3.00,1,\n"
+    "T3,,2026-01-06,4.00,3,\nT3,,2026-01-06,4.00,2,\n"
+)
+SECOND = (
+    "T10,C1,2026-01-05,1.00,1,\nT10,C1,2026-01-05,2.00,1,\n"  # conflict in the batch
+    "T1,C1,2026-01-05,1.00,1,\n"  # duplicate of import 1
+    "T1,C1,2026-01-05,1.00,3,\n"  # a new line of import 1's receipt
+    "T1,C1,2026-01-05,9.00,2,\n"  # conflict with import 1
+    "T1,C9,2026-01-05,1.00,5,\n"  # receipt conflict (customer) with import 1
+    "T3,,2026-01-07,1.00,1,\n"  # receipt conflict (date) with the lowest stored line
+    "T4,C4,2026-01-08,1.00,1,\nT4,C4,2026-01-08,1.00,1,\nT4,C4,2026-01-08,2.00,1,\n"
+    "T4,C5,2026-01-08,1.00,2,\nT5,C5,2026-01-09,1.00,1,\nT6,C6,2026-01-09,1.00,1,\n"
+    "T5,C5,2026-01-09,1.00,1,\nT5,C5,2026-01-09,7.00,1,\nT5,C6,2026-01-09,1.00,4,\n"
+    "T7,C7,2026-01-10,1.00,1,\nbad,C7,2026-02-30,1.00,1,\nT6,C6,2026-01-09,1.00,1,1\n"
+    "T8,C8,2026-01-11,1.00,1,\nT2,C2,2026-01-06,3.00,1,\nT2,C2,2026-01-06,3.00,2,\n"
+    "T6,C6,2026-01-10,1.00,2,\nT8,C8,2026-01-11,1.00,1,\n"
+    "T1,C7,2026-01-05,1.00,7,\n"  # the receipt's lowest stored line is import 1's
+)
+
+
+def _run(conn, write, monkeypatch, chunk_rows: int, batched: bool):
+    """Import FIRST, SECOND, undo FIRST, SECOND again; the tables and rejects."""
+    monkeypatch.setattr(PurchasesKind, "batch_size", 2)
+    monkeypatch.setattr(PurchasesKind, "chunk_rows", chunk_rows)
+    if not batched:  # the reference: one SELECT per row, as before batching
+        monkeypatch.setattr(PurchasesKind, "prepare", lambda self, records: None)
+    first = write("first.csv", HEAD + FIRST)
+    second = write("second.csv", HEAD + SECOND)
+    again = write("again.csv", HEAD + SECOND + "T9,C9,2026-01-12,1.00,1,\n")
+    results = [r.as_json() for r in import_files(conn, "purchases", [first, second])]
+    undo_import(conn, 1, dt.date(2026, 2, 1))
+    results += [r.as_json() for r in import_files(conn, "purchases", [again])]
+    rows = conn.execute("SELECT * FROM purchases ORDER BY id").fetchall()
+    return results, [tuple(r) for r in rows], list_rejects(conn)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 10_000])
+def test_chunked_lookups_equal_one_select_per_row(conn, write, monkeypatch, tmp_path, chunk_rows):
+    from loyalty_cli import db
+
+    reference_conn = db.connect(tmp_path / "reference.db")
+    with monkeypatch.context() as m:
+        reference = _run(reference_conn, write, m, 1, batched=False)
+    reference_conn.close()
+    got = _run(conn, write, monkeypatch, chunk_rows, batched=True)
+    assert got == reference
+    reasons = [r["reason"] for r in reference[2]]
+    # the messages the lookups produce, so the comparison covers them
+    assert any("was imported by import 1" in r for r in reasons)
+    assert any("by an earlier line of this file" in r for r in reasons)
+    assert any("was imported by line 2 of this file" in r for r in reasons)
+    assert any("on another line (import 1)" in r for r in reasons)
+    assert any("on another line (an earlier line of this file)" in r for r in reasons)
+    assert any("on another line (line" in r for r in reasons)
+
+
+def test_strict_names_the_first_bad_line_of_a_chunk(conn, write):
+    from loyalty_cli.importing.service import StrictImportError
+
+    # line 3 conflicts (found by the chunk's lookup), line 4 fails to parse
+    p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00,1,\nT1,C2,2026-01-05,1.00,2,\nT2,C1,x,1,1,\n")
+    with pytest.raises(StrictImportError) as err:
+        import_files(conn, "purchases", [p], strict=True)
+    assert err.value.line == 3
+    assert conn.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 0
+
+
+def test_a_decoding_error_comes_after_the_rows_before_it(conn, tmp_path):
+    from loyalty_cli.errors import InputFileError
+    from loyalty_cli.importing.service import StrictImportError
+
+    p = tmp_path / "p.csv"
+    p.write_bytes((HEAD + "T1,C1,2026-01-05,1.00,1,\nT2,C1,bad,1,1,\nT3,\xe9,2026-01-05,1,1,\n")
+                  .encode("latin-1"))  # fmt: skip
+    with pytest.raises(StrictImportError) as err:  # line 3 is rejected before line 4 is read
+        import_files(conn, "purchases", [p], strict=True)
+    assert err.value.line == 3
+    with pytest.raises(InputFileError) as err2:
+        import_files(conn, "purchases", [p])
+    assert err2.value.line == 4
