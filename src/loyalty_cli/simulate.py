@@ -34,7 +34,18 @@ POINT_KEYS = (
     "points_clawed_back",
     "outstanding_points",
 )
-MONEY_KEYS = ("liability", "reward_cost")
+# Every money key of `report kpi` (DESIGN: "the report kpi point and money keys"); the
+# revenue ones do not change between programs but a side-by-side report shows them.
+MONEY_KEYS = (
+    "revenue_net",
+    "member_revenue",
+    "aov",
+    "member_aov",
+    "non_member_aov",
+    "clv_historical",
+    "liability",
+    "reward_cost",
+)
 RATE_KEYS = ("redemption_rate", "reward_cost_share")
 
 # Input the shop gave us; every other table is derived by the engine or the
@@ -221,7 +232,9 @@ def _delta(current: dict[str, Any], proposed: dict[str, Any]) -> dict[str, Any]:
     for key in (*POINT_KEYS, "vouchers_issued"):
         delta[key] = proposed[key] - current[key]
     for key in MONEY_KEYS:
-        delta[key] = f"{Decimal(proposed[key]) - Decimal(current[key]):.2f}"
+        a, b = current[key], proposed[key]
+        # An AOV with no receipts is null on either side: its change is undefined too.
+        delta[key] = None if a is None or b is None else f"{Decimal(b) - Decimal(a):.2f}"
     for key in RATE_KEYS:
         a, b = current[key], proposed[key]
         delta[key] = None if a is None or b is None else round(b - a, 4)

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
@@ -18,6 +18,15 @@ from loyalty_cli.errors import LoyaltyError
 
 class LoyaltyGroup(TyperGroup):
     """Turns library errors into one plain sentence on stderr and an exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # Usage errors (bad date, unknown command) as plain click text ("Error: ..." on
+        # one line), not a Rich panel that wraps the sentence and draws box characters
+        # into logs and pipes. --help keeps its Rich layout (format_help is separate).
+        from typer.core import _main
+
+        kwargs.pop("rich_markup_mode", None)
+        return _main(self, *args, rich_markup_mode=None, **kwargs)
 
     def invoke(self, ctx: click.Context) -> object:
         try:

@@ -34,20 +34,41 @@ def parse_date(value: str | None) -> dt.date | None:
         raise typer.BadParameter(f"'{value}' is not a date; use YYYY-MM-DD") from exc
 
 
+def check_date(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """Option callback: reject a bad date at parse time, naming the option ('--as-of')."""
+    if value is not None and not ctx.resilient_parsing:
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"'{value}' is not a date; use YYYY-MM-DD", ctx=ctx, param=param
+            ) from exc
+    return value
+
+
 FormatOpt = Annotated[
     OutputFormat,
     typer.Option("--format", "-f", help="table (default, colour on a terminal), csv or json."),
 ]
 AsOfOpt = Annotated[
     str | None,
-    typer.Option("--as-of", help="Date to look at (YYYY-MM-DD); default today."),
+    typer.Option(
+        "--as-of", help="Date to look at (YYYY-MM-DD); default today.", callback=check_date
+    ),
 ]
 DateOpt = Annotated[
     str | None,
-    typer.Option("--date", help="Date to post on (YYYY-MM-DD); default today."),
+    typer.Option(
+        "--date", help="Date to post on (YYYY-MM-DD); default today.", callback=check_date
+    ),
 ]
-FromOpt = Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")]
-ToOpt = Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD); default today.")]
+FromOpt = Annotated[
+    str | None, typer.Option("--from", help="First day (YYYY-MM-DD).", callback=check_date)
+]
+ToOpt = Annotated[
+    str | None,
+    typer.Option("--to", help="Last day (YYYY-MM-DD); default today.", callback=check_date),
+]
 
 
 def date_or_today(value: str | None) -> dt.date:

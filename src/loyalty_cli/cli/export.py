@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from loyalty_cli import exports
-from loyalty_cli.cli.common import get_conn, parse_date, today
+from loyalty_cli.cli.common import check_date, get_conn, parse_date, today
 
 group = typer.Typer(
     help="CSV exports for the accountant and for analysis (UTF-8, dates ISO, money with a "
@@ -15,12 +16,41 @@ group = typer.Typer(
     no_args_is_help=True,
 )
 
-FromOpt = Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")]
-ToOpt = Annotated[
-    str | None, typer.Option("--to", help="Last day, the as-of date (YYYY-MM-DD); default today.")
+FromOpt = Annotated[
+    str | None, typer.Option("--from", help="First day (YYYY-MM-DD).", callback=check_date)
 ]
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        help="Last day, the as-of date (YYYY-MM-DD); default today.",
+        callback=check_date,
+    ),
+]
+
+
+def _check_output(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """Refuse an -o path that cannot be written before any query runs (exit 2, one sentence)."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    path = Path(value)
+    if path.is_dir():
+        raise typer.BadParameter(f"{value}: is a directory, not a file", ctx=ctx, param=param)
+    if not path.parent.is_dir():
+        raise typer.BadParameter(
+            f"{value}: the folder {path.parent} does not exist", ctx=ctx, param=param
+        )
+    return value
+
+
 OutOpt = Annotated[
-    str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write to this file instead of stdout.",
+        callback=_check_output,
+    ),
 ]
 
 

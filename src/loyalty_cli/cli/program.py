@@ -12,7 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from loyalty_cli import program as programs
-from loyalty_cli.cli.common import FormatOpt, OutputFormat, echo_json, get_conn, parse_date, today
+from loyalty_cli.cli.common import (
+    FormatOpt,
+    OutputFormat,
+    check_date,
+    echo_json,
+    get_conn,
+    parse_date,
+    today,
+)
 from loyalty_cli.errors import ProgramError
 
 group = typer.Typer(
@@ -52,6 +60,7 @@ def apply(
             help="Date the version takes effect (YYYY-MM-DD); default the file's "
             "effective_from, else the start of history for the first version and today "
             "for later ones.",
+            callback=check_date,
         ),
     ] = None,
     yes: Annotated[
@@ -126,7 +135,10 @@ def show(
     ctx: typer.Context,
     fmt: FormatOpt = OutputFormat.table,
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Show the version in force on this date.")
+        str | None,
+        typer.Option(
+            "--as-of", help="Show the version in force on this date.", callback=check_date
+        ),
     ] = None,
 ) -> None:
     """Show the program version in force (today, or on --as-of) and its YAML.

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from loyalty_cli import render, reports
-from loyalty_cli.cli.common import FormatOpt, OutputFormat, get_conn, parse_date, today
+from loyalty_cli.cli.common import (
+    FormatOpt,
+    OutputFormat,
+    check_date,
+    get_conn,
+    parse_date,
+    today,
+)
 
 group = typer.Typer(
     help="Reports for the shop owner: KPIs, tiers, segments, offers and a monthly summary.\n\n"
@@ -17,10 +24,20 @@ group = typer.Typer(
 )
 
 FromOpt = Annotated[
-    str | None, typer.Option("--from", help="First day (YYYY-MM-DD); default: see the command.")
+    str | None,
+    typer.Option(
+        "--from",
+        help="First day (YYYY-MM-DD); default: see the command.",
+        callback=check_date,
+    ),
 ]
 ToOpt = Annotated[
-    str | None, typer.Option("--to", help="Last day, the as-of date (YYYY-MM-DD); default today.")
+    str | None,
+    typer.Option(
+        "--to",
+        help="Last day, the as-of date (YYYY-MM-DD); default today.",
+        callback=check_date,
+    ),
 ]
 
 

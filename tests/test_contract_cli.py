@@ -1,0 +1,100 @@
+"""Contract audit: promises of DESIGN.md checked through the CLI, as an acceptance test would."""
+
+from __future__ import annotations
+
+import json
+
+KPI_POINT_AND_MONEY_KEYS = {
+    "revenue_net",
+    "member_revenue",
+    "aov",
+    "member_aov",
+    "non_member_aov",
+    "clv_historical",
+    "points_issued",
+    "points_redeemed",
+    "points_expired",
+    "points_clawed_back",
+    "outstanding_points",
+    "liability",
+    "reward_cost",
+}
+
+PROGRAM = """
+program: Contract
+currency: EUR
+point_value: 0.01
+earn: {per_currency_unit: RATE, rounding: floor}
+"""
+
+PURCHASES = """\
+transaction_id,customer_id,date,amount
+T1,C1,2026-01-05,70.00
+T2,C1,2026-01-06,30.00
+"""
+
+
+def shop(cli, write):
+    assert cli("program", "apply", write("p.yaml", PROGRAM.replace("RATE", "0.1"))).exit_code == 0
+    assert cli("import", "purchases", write("pur.csv", PURCHASES)).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-31").exit_code == 0
+
+
+def test_simulate_json_has_every_kpi_point_and_money_key(cli, write):
+    shop(cli, write)
+    proposed = write("p2.yaml", PROGRAM.replace("RATE", "0.2"))
+    result = cli(
+        "simulate", proposed, "--from", "2026-01-01", "--to", "2026-01-31", "--format", "json"
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    for side in ("current", "proposed", "delta"):
+        assert set(data[side]) >= KPI_POINT_AND_MONEY_KEYS, side
+        assert "tiers" in data[side] and "vouchers_issued" in data[side]
+    assert data["current"]["points_issued"] == 10  # 7 + 3
+    assert data["proposed"]["points_issued"] == 20  # 14 + 6
+    assert data["current"]["revenue_net"] == "100.00"
+    assert data["delta"]["revenue_net"] == "0.00"
+    assert data["current"]["non_member_aov"] is None
+    assert data["delta"]["non_member_aov"] is None
+
+
+def test_bad_date_is_a_plain_usage_error_naming_the_option(cli, write):
+    shop(cli, write)
+    for args, option in (
+        (("run", "--as-of", "2026-02-30"), "--as-of"),
+        (("report", "kpi", "--from", "2026-02-30"), "--from"),
+        (("export", "ledger", "--to", "2026-13-01"), "--to"),
+        (("redeem", "C1", "x", "--date", "2026-02-30"), "--date"),
+        (("customer", "show", "C1", "--as-of", "tomorrow"), "--as-of"),
+        (("program", "apply", "p.yaml", "--effective", "2026-02-30"), "--effective"),
+    ):
+        result = cli(*args)
+        assert result.exit_code == 2, args
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("Error: Invalid value for '" + option + "'"), last
+        assert "is not a date; use YYYY-MM-DD" in last
+        assert "╭" not in result.stderr and "│" not in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_unknown_subcommand_is_a_plain_usage_error(cli):
+    result = cli("customer", "frobnicate")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == "Error: No such command 'frobnicate'."
+
+
+def test_export_to_a_directory_or_missing_folder_is_a_usage_error(cli, write, tmp_path):
+    shop(cli, write)
+    result = cli("export", "ledger", "-o", str(tmp_path))
+    assert result.exit_code == 2
+    assert "is a directory, not a file" in result.stderr
+    assert "internal error" not in result.stderr
+    result = cli("export", "ledger", "-o", str(tmp_path / "nope" / "x.csv"))
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+    out = tmp_path / "ledger.csv"
+    assert cli("export", "ledger", "--to", "2026-01-31", "-o", str(out)).exit_code == 0
+    assert out.read_text().splitlines()[0] == (
+        "entry_id,date,customer_id,kind,points,value,source_type,source_id,rule_id,program_version"
+    )
