@@ -98,3 +98,27 @@ def test_export_to_a_directory_or_missing_folder_is_a_usage_error(cli, write, tm
     assert out.read_text().splitlines()[0] == (
         "entry_id,date,customer_id,kind,points,value,source_type,source_id,rule_id,program_version"
     )
+
+
+def test_no_color_means_no_escape_codes_even_on_a_terminal(monkeypatch):
+    import io
+
+    from rich.table import Table
+
+    from loyalty_cli import render
+
+    def printed() -> str:
+        out = io.StringIO()
+        con = render.console(out)
+        table = Table(title="t", header_style="bold")
+        table.add_column("a")
+        table.add_row("[bold]x[/bold]")
+        con.print(table)
+        return out.getvalue()
+
+    monkeypatch.setenv("FORCE_COLOR", "1")  # as if stdout were a terminal
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\x1b" not in printed()
+    monkeypatch.delenv("NO_COLOR")
+    assert "\x1b" in printed()  # the check can fail: styles do reach a terminal

@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -103,9 +104,14 @@ def table(
     return tbl
 
 
-def console(file: IO[str] | None = None) -> Console:
+def console(file: IO[str] | None = None, soft_wrap: bool = False) -> Console:
     """A Rich console on stdout (colour only on a terminal, NO_COLOR honoured)."""
-    return Console(file=file or sys.stdout, soft_wrap=False)
+    # Rich alone drops only the colours under NO_COLOR and keeps bold/italic escape
+    # codes; a shop's log or screen reader wants plain text, so no styles at all.
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(
+        file=file or sys.stdout, soft_wrap=soft_wrap, color_system=None if plain else "auto"
+    )
 
 
 def render_rows(

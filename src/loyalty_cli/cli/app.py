@@ -23,8 +23,12 @@ class LoyaltyGroup(TyperGroup):
         # Usage errors (bad date, unknown command) as plain click text ("Error: ..." on
         # one line), not a Rich panel that wraps the sentence and draws box characters
         # into logs and pipes. --help keeps its Rich layout (format_help is separate).
+        from typer import rich_utils
         from typer.core import _main
 
+        if os.environ.get("NO_COLOR"):
+            # --help on a terminal: Rich keeps bold under NO_COLOR; no escape codes at all.
+            rich_utils.COLOR_SYSTEM = None
         kwargs.pop("rich_markup_mode", None)
         return _main(self, *args, rich_markup_mode=None, **kwargs)
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from loyalty_cli import render
 from loyalty_cli.cli.common import DateOpt, FormatOpt, OutputFormat, date_or_today, echo_json
 from loyalty_cli.cli.common import get_conn as _get_conn
 from loyalty_cli.importing import (
@@ -168,7 +169,6 @@ def _csv_cell(value: Any) -> Any:
 
 
 def _table(keys: tuple[str, ...], rows: list[dict[str, Any]], title: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -176,7 +176,7 @@ def _table(keys: tuple[str, ...], rows: list[dict[str, Any]], title: str) -> Non
         table.add_column(key)
     for row in rows:
         table.add_row(*("" if row[k] is None else str(row[k]) for k in keys))
-    Console(soft_wrap=True).print(table)
+    render.console(soft_wrap=True).print(table)
 
 
 def _render_rows(

@@ -8,10 +8,10 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from loyalty_cli import program as programs
+from loyalty_cli import render
 from loyalty_cli.cli.common import (
     FormatOpt,
     OutputFormat,
@@ -199,7 +199,7 @@ def versions(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
                 row["source_file"] or "",
                 "yes" if row["in_force"] else "",
             )
-        Console(file=sys.stdout).print(table)
+        render.console().print(table)
 
 
 @group.command("schema")

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from loyalty_cli import render
 from loyalty_cli.cli.common import (
     FormatOpt,
     FromOpt,
@@ -75,7 +75,7 @@ def _csv(result: dict[str, Any]) -> None:
 
 
 def _table(result: dict[str, Any]) -> None:
-    console = Console()
+    console = render.console()
     table = Table(title=f"Simulation {result['from']} .. {result['to']}")
     for column in ("metric", "current", "proposed", "delta"):
         table.add_column(column, justify="left" if column == "metric" else "right")
