@@ -237,3 +237,69 @@ def test_a_decoding_error_comes_after_the_rows_before_it(conn, tmp_path):
     with pytest.raises(InputFileError) as err2:
         import_files(conn, "purchases", [p])
     assert err2.value.line == 4
+
+
+READER_CASES = {
+    "plain": b"T1,C1,2026-01-05,1.00,1,\nT2,C1,2026-01-05,x,1,\nT3,C1,2026-01-05,1,1,\n",
+    "quoted newline": b'T1,C1,2026-01-05,1.00,1,\n"T\n2",C1,2026-01-05,"1\n\nx",1,\nT3,C1,x,1,1,\n',
+    "crlf and blanks": b"\r\nT1,C1,2026-01-05,1.00,1,\r\n,,,,,\r\n\r\nT2,C1,bad,1.00,1,\r\n",
+    "bad byte late": b"T1,C1,2026-01-05,1.00,1,\n" * 9 + b"T2,C\xe9,2026-01-05,1,1,\n",
+    "no final newline": b"T1,C1,2026-01-05,1.00,1,\nT2,C1,2026-01-05,y,1,",
+    "unterminated quote": b'T1,C1,2026-01-05,1.00,1,\n"T2,C1,2026-01-05,1.00,1,\nT3,C1\n',
+    "truncated utf-8 at the end": b"T1,C1,2026-01-05,1.00,1,\nT2,C1,2026-01-05,1,1\xc3",
+}
+
+
+def _import_outcome(conn, path, strict: bool = False):
+    from loyalty_cli.errors import LoyaltyError
+
+    try:
+        results = [r.as_json() for r in import_files(conn, "purchases", [path], strict=strict)]
+    except LoyaltyError as exc:
+        results = [type(exc).__name__, exc.message, exc.line]
+    rows = [tuple(r) for r in conn.execute("SELECT * FROM purchases ORDER BY id")]
+    return results, rows, [dict(r) for r in list_rejects(conn)]
+
+
+@pytest.mark.parametrize("case", sorted(READER_CASES))
+@pytest.mark.parametrize("strict", [False, True])
+def test_reader_blocks_do_not_change_lines_or_raw_text(tmp_path, monkeypatch, case, strict):
+    """Decoding in blocks of 1 MiB or of a few bytes: the same rows, line numbers,
+    raw text of rejects and decoding errors."""
+    from loyalty_cli import db
+    from loyalty_cli.importing import reader
+
+    outcomes = []
+    path = tmp_path / "p.csv"
+    path.write_bytes(HEAD.encode() + READER_CASES[case])
+    for block in (1 << 20, 7, 1):
+        monkeypatch.setattr(reader, "BLOCK", block)
+        conn = db.connect(tmp_path / f"{block}.db")
+        outcomes.append(_import_outcome(conn, path, strict))
+        conn.close()
+    assert outcomes[1] == outcomes[0]
+    assert outcomes[2] == outcomes[0]
+
+
+def test_reader_keeps_the_raw_text_of_a_multiline_row(conn, write, monkeypatch):
+    from loyalty_cli.importing import reader
+
+    monkeypatch.setattr(reader, "BLOCK", 3)
+    p = write("p.csv", HEAD + 'T1,C1,2026-01-05,"1\n.\n5",1,\nT2,C1,2026-01-05,2,1,\n')
+    [res] = import_files(conn, "purchases", [p])
+    assert (res.inserted, res.rejected) == (1, 1)
+    [rej] = list_rejects(conn)
+    assert (rej["line"], rej["raw"]) == (2, 'T1,C1,2026-01-05,"1\n.\n5",1,')
+
+
+def test_reader_names_the_line_of_a_bad_byte_past_the_first_block(conn, tmp_path, monkeypatch):
+    from loyalty_cli.errors import InputFileError
+    from loyalty_cli.importing import reader
+
+    monkeypatch.setattr(reader, "BLOCK", 100)
+    p = tmp_path / "p.csv"
+    p.write_bytes(HEAD.encode() + b"T1,C1,2026-01-05,1.00,1,\n" * 30 + b"T2,\xff,2026-01-05,1,1,\n")
+    with pytest.raises(InputFileError) as err:
+        import_files(conn, "purchases", [p])
+    assert err.value.line == 32
+    assert "cannot be read as utf-8-sig (byte b'\\xff')" in err.value.message

@@ -1,29 +1,33 @@
 """Streaming CSV rows with their physical line numbers.
 
-The file is read in binary, one physical line at a time, decoded
-incrementally and handed to the `csv` module; so memory stays flat in the file
-size, a decoding error names the line it is on, and a row's line number is
-the physical line it starts on (the header is line 1, a quoted field spanning
-lines counts every line).
+The file is read in binary blocks of about 1 MiB ending at a line end,
+decoded incrementally, split into physical lines and handed to the `csv`
+module; so memory stays flat in the file size, and a row's line number is the
+physical line it starts on (the header is line 1, a quoted field spanning
+lines counts every line). A block that cannot be decoded is decoded again one
+line at a time, so the error names the line it is on and the rows before it
+are imported (or rejected) first, as when reading line by line.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import io
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
+from itertools import chain
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from loyalty_cli.errors import InputFileError
 from loyalty_cli.importing.dialect import DELIMITERS, Dialect
 from loyalty_cli.importing.parsing import MAX_FIELD
 
+BLOCK = 1 << 20  # bytes decoded at a time
 
-@dataclass(frozen=True)
-class RawRow:
+
+class RawRow(NamedTuple):
     """One data record: `fields` is None when the csv module could not parse it."""
 
     line: int
@@ -43,8 +47,10 @@ class CsvReader:
         self.header: list[str] = []
         self.size = 0
         self._fh: BinaryIO | None = None
-        self._buf: list[str] = []  # physical lines of the record being read
-        self._lines_out = 0
+        self._lines_out = 0  # physical lines decoded so far
+        # (first line number, lines) of the blocks the record being read may span
+        self._window: list[tuple[int, list[str]]] = []
+        self._next_start = 1  # first physical line of the record being read
         self._rows: Iterator[RawRow] | None = None
 
     def __enter__(self) -> CsvReader:
@@ -64,16 +70,53 @@ class CsvReader:
     def bytes_read(self) -> int:
         return self._fh.tell() if self._fh is not None and not self._fh.closed else 0
 
-    def _lines(self) -> Iterator[str]:
+    def _blocks(self) -> Iterator[list[str]]:
+        """The physical lines ("\n" kept), decoded about a BLOCK of bytes at a
+        time (one decode and one C split per block, not per line)."""
         assert self._fh is not None
         decoder = codecs.getincrementaldecoder(self.dialect.encoding)(errors="strict")
         pending = ""
-        chunks = iter(self._fh)  # binary lines, split at b"\n"
         while True:
-            chunk = next(chunks, None)
+            data = self._fh.read(BLOCK)
+            if data and not data.endswith(b"\n"):
+                data += self._fh.readline()  # blocks end at a line end
+            final = not data
+            state = decoder.getstate()
+            try:
+                text = decoder.decode(data, final=final)
+            except UnicodeDecodeError:
+                # Again line by line, as the error must name its line and the
+                # lines before it are rows to import first.
+                decoder.setstate(state)
+                pending = yield from self._by_line(decoder, data, pending, final)
+                if final:
+                    break
+                continue
+            lines = io.StringIO(pending + text, newline="\n").readlines()
+            pending = ""
+            if lines and not final and not lines[-1].endswith("\n"):
+                pending = lines.pop()
+            self._lines_out += len(lines)
+            if lines:
+                yield lines
+            if final:
+                break
+
+    def _by_line(
+        self, decoder: codecs.IncrementalDecoder, data: bytes, pending: str, final: bool
+    ) -> Generator[list[str], None, str]:
+        """Decode one block a binary line at a time; raise at the undecodable
+        line, after yielding the lines before it. Returns the unfinished line."""
+        lines: list[str] = []
+        chunks: list[bytes | None] = [*io.BytesIO(data).readlines()]
+        if final:
+            chunks.append(None)
+        for chunk in chunks:
             try:
                 text = decoder.decode(b"" if chunk is None else chunk, final=chunk is None)
             except UnicodeDecodeError as exc:
+                if lines:
+                    yield lines
                 raise InputFileError(
                     f"cannot be read as {self.dialect.encoding} "
                     f"(byte {exc.object[exc.start : exc.start + 1]!r}); "
@@ -86,37 +129,59 @@ class CsvReader:
                 cut = pending.find("\n")
                 if cut < 0:
                     break
-                self._emit(pending[: cut + 1])
-                yield pending[: cut + 1]
+                lines.append(pending[: cut + 1])
+                self._lines_out += 1
                 pending = pending[cut + 1 :]
-            if chunk is None:
-                break
-        if pending:
-            self._emit(pending)
-            yield pending
+        if final and pending:
+            lines.append(pending)
+            self._lines_out += 1
+            pending = ""
+        if lines:
+            yield lines
+        return pending
 
-    def _emit(self, line: str) -> None:
-        self._lines_out += 1
-        self._buf.append(line)
+    def _tracked(self) -> Iterator[list[str]]:
+        """`_blocks`, remembering the blocks the record being read may span."""
+        first_line = 1
+        for lines in self._blocks():
+            keep = self._next_start
+            self._window = [(b, ls) for b, ls in self._window if b + len(ls) > keep]
+            self._window.append((first_line, lines))
+            first_line += len(lines)
+            yield lines
+
+    def _raw(self, start: int, end: int) -> str:
+        """The text of physical lines start..end (1-based, inclusive)."""
+        base, lines = self._window[-1]
+        if start >= base:
+            if start == end:
+                return lines[start - base]
+            return "".join(lines[start - base : end - base + 1])
+        parts: list[str] = []
+        for base, lines in self._window:
+            lo, hi = max(start, base), min(end, base + len(lines) - 1)
+            if lo <= hi:
+                parts.extend(lines[lo - base : hi - base + 1])
+        return "".join(parts)
 
     def _records(self) -> Iterator[RawRow]:
-        lines = self._lines()
+        lines = chain.from_iterable(self._tracked())
         first = next(lines, None)
+        header_start = 1
         while first is not None and not first.strip():
             first = next(lines, None)
+            header_start += 1
         if first is None:
             raise InputFileError("the file is empty; expected a header line", file=self.name)
         if self.dialect.delimiter is None:
             self.delimiter = sniff_delimiter(first)
 
-        def chained() -> Iterator[str]:
-            yield first
-            yield from lines
-
-        reader = csv.reader(chained(), delimiter=self.delimiter, quotechar='"', doublequote=True)
-        header_start = self._lines_out  # blank lines before the header are skipped
-        self._buf = [first]
-        prev = header_start - 1
+        reader = csv.reader(
+            chain((first,), lines), delimiter=self.delimiter, quotechar='"', doublequote=True
+        )
+        offset = header_start - 1  # blank lines before the header are skipped
+        prev = offset
+        self._next_start = header_start
         header_done = False
         while True:
             try:
@@ -124,14 +189,16 @@ class CsvReader:
             except StopIteration:
                 break
             except csv.Error as exc:
-                start, prev = prev + 1, header_start - 1 + reader.line_num
-                raw, self._buf = "".join(self._buf), []
+                start, prev = prev + 1, offset + reader.line_num
+                self._next_start = prev + 1
+                raw = self._raw(start, prev)
                 if not header_done:
                     raise InputFileError(f"unreadable header: {exc}", file=self.name) from None
                 yield RawRow(start, None, raw.rstrip("\r\n"), _csv_reason(exc))
                 continue
-            start, prev = prev + 1, header_start - 1 + reader.line_num
-            raw, self._buf = "".join(self._buf), []
+            start, prev = prev + 1, offset + reader.line_num
+            self._next_start = prev + 1
+            raw = self._raw(start, prev)
             if not header_done:
                 header_done = True
                 if fields:
@@ -140,7 +207,7 @@ class CsvReader:
                 self.header_line = start
                 yield RawRow(start, fields, raw)  # the header itself; rows() drops it
                 continue
-            if not any(f.strip() for f in fields):
+            if not (fields and fields[0].strip()) and not any(f.strip() for f in fields):
                 continue  # blank line (or only delimiters): not a row
             yield RawRow(start, fields, raw.rstrip("\r\n"))
 
