@@ -242,3 +242,73 @@ def test_kpis_use_decimal_money_not_floats(shop):
     k = reports.compute_kpis(shop, START, END)
     assert k.aov == 4400 and k.liability == 240
     assert k.redemption_rate == Decimal("0.2273")
+
+
+REPORT_INDEXES = ("ledger_date_kind", "ledger_lot", "ledger_reversed", "purchases_member")
+
+
+def drop_report_indexes(conn) -> None:
+    """A file created before the report indexes existed (user_version stays 1)."""
+    for name in REPORT_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_outstanding_matches_replay_when_lots_are_emptied_without_expire(conn, tmp_path, indexed):
+    apply(conn, tmp_path)
+    if not indexed:
+        drop_report_indexes(conn)
+    # F: a lot emptied by the claw-back aimed at it (no expire needed).
+    lot_f = post(conn, "2025-01-05", "F", "earn", 50, expires_on=d("2026-03-05"))
+    post(conn, "2025-02-01", "F", "clawback", -50, lot_id=lot_f)
+    post(conn, "2025-06-01", "F", "earn", 20)
+    # G: a claw-back larger than its lot spills FIFO into an older lot, which
+    # then expires empty; a partly clawed lot still holds 15 after expiry.
+    post(conn, "2025-01-01", "G", "earn", 10, expires_on=d("2026-03-02"))
+    lot_g = post(conn, "2025-01-10", "G", "earn", 20, expires_on=d("2026-03-02"))
+    post(conn, "2025-02-01", "G", "clawback", -30, lot_id=lot_g)
+    lot_g2 = post(conn, "2025-03-01", "G", "earn", 25, expires_on=d("2026-03-12"))
+    post(conn, "2025-04-01", "G", "clawback", -10, lot_id=lot_g2)
+    # H: a claw-back aimed at a lot but dated after --to does not empty it then.
+    lot_h = post(conn, "2025-01-01", "H", "earn", 40, expires_on=d("2026-03-03"))
+    post(conn, "2026-04-02", "H", "clawback", -40, lot_id=lot_h)
+    # I: debt paid by a later lot leaves it empty.
+    post(conn, "2025-01-01", "I", "redeem", -5, source_type="redemption", source_id="R1")
+    post(conn, "2025-01-02", "I", "earn", 5, expires_on=d("2026-03-04"))
+    for day in ("2026-03-01", "2026-03-02", "2026-03-11", "2026-03-12", "2026-03-31", "2026-04-05"):
+        total = sum(a + p for a, p in reports.balances(conn, d(day)).values())
+        assert reports.outstanding_points(conn, d(day)) == total, day
+    assert reports.outstanding_points(conn, END) == 20  # F's 20; G's 15 expired unposted
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_new_customers_and_clv_count_claimed_receipts_and_later_rows(conn, tmp_path, indexed):
+    apply(conn, tmp_path)
+    if not indexed:
+        drop_report_indexes(conn)
+    # A bought before March on a receipt claimed later: not new in March.
+    buy(conn, "C1", None, "2026-02-10", 1000)
+    conn.execute("INSERT INTO claims VALUES ('C1', 'A', '2026-03-02')")
+    buy(conn, "A1", "A", "2026-03-05", 500)
+    # B's only earlier receipt is a refund: B is new in March.
+    buy(conn, "B0", "B", "2026-02-01", -300)
+    buy(conn, "B1", "B", "2026-03-07", 800)
+    # C's earlier receipt was undone: new. D's earlier sale is a two-line receipt
+    # whose second line (a refund) makes it negative: not a sale, so D is new.
+    buy(conn, "C0", "C", "2026-01-01", 700, undone=1)
+    buy(conn, "C2", "C", "2026-03-08", 100)
+    buy(conn, "D0", "D", "2026-02-02", 400)
+    buy(conn, "D0", "D", "2026-02-02", -600, line=2)
+    buy(conn, "D1", "D", "2026-03-09", 200)
+    # E: only a claimed receipt, in March (new, and seen through the claim).
+    buy(conn, "E1", None, "2026-03-10", 900)
+    conn.execute("INSERT INTO claims VALUES ('E1', 'E', '2026-03-11')")
+    # Rows dated after --to count nowhere; F's receipt in April is not in March.
+    buy(conn, "F1", "F", "2026-04-02", 5000)
+    buy(conn, "G1", None, "2026-04-03", 700)
+    conn.execute("INSERT INTO claims VALUES ('G1', 'G', '2026-04-04')")
+    out = reports.kpi_report(conn, START, END)
+    assert out["active_customers"] == 5 and out["new_customers"] == 4  # B, C, D, E
+    # Lifetime: A 15.00, B 5.00, C 1.00, D 0.00, E 9.00 over 5 members = 6.00.
+    assert out["clv_historical"] == "6.00"
+    assert out["member_revenue"] == "25.00"  # 5 + 8 + 1 + 2 + 9

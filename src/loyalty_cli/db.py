@@ -99,6 +99,8 @@ CREATE UNIQUE INDEX purchases_key ON purchases (transaction_id, line_no) WHERE u
 CREATE INDEX purchases_customer ON purchases (customer_id, date);
 CREATE INDEX purchases_date ON purchases (date);
 CREATE INDEX purchases_import ON purchases (import_id);
+-- Reports: a member's lines (date, receipt, amount) read from the index alone.
+CREATE INDEX purchases_member ON purchases (customer_id, date, transaction_id, amount, undone);
 
 -- An anonymous receipt attached to a member afterwards (`loyalty claim`).
 CREATE TABLE claims (
@@ -147,6 +149,11 @@ CREATE INDEX ledger_customer ON ledger (customer_id, entry_id);
 CREATE INDEX ledger_date ON ledger (date);
 CREATE INDEX ledger_source ON ledger (source_type, source_id);
 CREATE INDEX ledger_expires ON ledger (expires_on) WHERE expires_on IS NOT NULL;
+-- Reports: sums by date and kind read from the index alone; the entries aimed
+-- at a lot; the (rare) cancellations that give points back.
+CREATE INDEX ledger_date_kind ON ledger (date, kind, points);
+CREATE INDEX ledger_lot ON ledger (lot_id, kind, date, points) WHERE lot_id IS NOT NULL;
+CREATE INDEX ledger_reversed ON ledger (customer_id, date) WHERE kind = 'redemption_reversed';
 
 CREATE TABLE redemptions (
     redemption_id TEXT PRIMARY KEY,
