@@ -121,3 +121,22 @@ def test_thresholds_come_from_the_program(conn, tmp_path):
     add(conn, "T1", "A", D - dt.timedelta(days=11), 1000)
     add(conn, "T2", "B", D - dt.timedelta(days=101), 1000)
     assert segments.segments_for_all(conn, D) == {"A": "one_time", "B": "lapsed"}
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_segments_of_all_members_count_claims_and_whole_receipts(conn, indexed):
+    if not indexed:  # a file made before the report indexes: same segments
+        conn.execute("DROP INDEX purchases_member")
+    # A: two sale receipts a year apart, plus a receipt whose refund line makes
+    # it negative (not a sale): one_time would be wrong, repeat is right.
+    add(conn, "A1", "A", D - dt.timedelta(days=300), 1000)
+    add(conn, "A2", "A", D - dt.timedelta(days=200), 500)
+    add(conn, "A2", "A", D - dt.timedelta(days=200), -900, line=2)
+    add(conn, "A3", "A", D - dt.timedelta(days=20), 700)
+    # B: only a claimed receipt (anonymous rows), 10 days ago: new.
+    add(conn, "B1", None, D - dt.timedelta(days=10), 400)
+    conn.execute("INSERT INTO claims VALUES ('B1', 'B', ?)", (D.isoformat(),))
+    # C: one sale after the as-of date only: no segment.
+    add(conn, "C1", "C", D + dt.timedelta(days=1), 400)
+    assert segments.segments_for_all(conn, D) == {"A": "repeat", "B": "new"}
+    assert segments.segment_of(conn, "A", D) == "repeat"
