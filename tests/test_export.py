@@ -206,3 +206,18 @@ def test_redemptions_export(shop, cli):
         ["redemption_id", "date", "customer_id", "reward_id", "points", "value", "status"],
         ["R1", "2026-03-05", "A", "coffee", "100", "3.50", "cancelled"],
     ]
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_rfm_claimed_receipts_join_the_claimants_days(shop, indexed):
+    if not indexed:  # a file made before the report indexes: same rows
+        shop.execute("DROP INDEX purchases_member")
+    buy(shop, "T1", "A", "2026-01-01", 1000)
+    buy(shop, "C1", None, "2026-01-01", 500)  # claimed by A: the same day, net 15.00
+    buy(shop, "C2", None, "2026-01-05", 300)  # claimed by Z, who has no own row
+    buy(shop, "C2", None, "2026-01-05", 200, line=2)
+    buy(shop, "T2", "A", "2026-01-21", 900)
+    buy(shop, "C3", None, "2026-01-22", 800)  # anonymous, never claimed
+    shop.execute("INSERT INTO claims VALUES ('C1', 'A', '2026-01-02'), ('C2', 'Z', '2026-01-06')")
+    rows = [[str(c) for c in r] for r in exports.rfm_export(shop, d("2026-01-31")).rows]
+    assert rows == [["A", "1", "20", "30", "9.00"], ["Z", "0", "0", "26", "0.00"]]
