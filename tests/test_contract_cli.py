@@ -122,3 +122,18 @@ def test_no_color_means_no_escape_codes_even_on_a_terminal(monkeypatch):
     assert "\x1b" not in printed()
     monkeypatch.delenv("NO_COLOR")
     assert "\x1b" in printed()  # the check can fail: styles do reach a terminal
+
+
+def test_a_closed_pipe_is_no_internal_error(cli, write, monkeypatch):
+    """`loyalty export ledger | head -1`: the reader leaves early; no "internal error"."""
+    shop(cli, write)
+    from loyalty_cli import exports
+
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(exports, "write", closed)
+    result = cli("export", "ledger", "--to", "2026-01-31")
+    assert result.exit_code == 1
+    assert "internal error" not in result.stderr
+    assert "Traceback" not in result.stderr

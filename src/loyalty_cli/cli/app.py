@@ -43,6 +43,9 @@ class LoyaltyGroup(TyperGroup):
                 typer.Exit, typer.Abort, typer.TyperException):  # fmt: skip
             # typer >= 0.16 vendors click: its Exit/Abort/BadParameter are not click's.
             raise
+        except BrokenPipeError:
+            # `loyalty export ledger | head`: the reader left; click's main exits quietly.
+            raise
         except KeyboardInterrupt:
             _fail(ctx, "interrupted; nothing was changed by the unfinished step", 130)
         except Exception as exc:  # noqa: BLE001 - the edge: never a traceback by default
