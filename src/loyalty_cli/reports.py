@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import chain
 from typing import Any
 
 from loyalty_cli import ledger, segments
@@ -354,23 +355,27 @@ def _unexpired_lot_customers(conn: sqlite3.Connection, on: dt.date) -> set[str]:
     correlated NOT IN / EXCEPT in SQL is several times slower on a million entries.
     """
     day = on.isoformat()
-    past = {
-        entry_id
-        for (entry_id,) in conn.execute(
-            f"SELECT entry_id FROM ledger {_ledger_hint(conn, 'ledger_expires')} "
-            "WHERE expires_on IS NOT NULL AND expires_on <= ?",
-            (day,),
+    cur = conn.cursor()
+    cur.row_factory = None  # plain tuples: a quarter of a million ids each
+    past = set(
+        chain.from_iterable(
+            cur.execute(
+                f"SELECT entry_id FROM ledger {_ledger_hint(conn, 'ledger_expires')} "
+                "WHERE expires_on IS NOT NULL AND expires_on <= ?",
+                (day,),
+            )
         )
-    }
+    )
     if not past:
         return set()
     indexed = _has_index(conn, "ledger_lot")
     past.difference_update(
-        lot_id
-        for (lot_id,) in conn.execute(
-            f"SELECT lot_id FROM ledger {'INDEXED BY ledger_lot' if indexed else 'NOT INDEXED'} "
-            "WHERE lot_id IS NOT NULL AND kind = 'expire' AND date <= ?",
-            (day,),
+        chain.from_iterable(
+            cur.execute(
+                f"SELECT lot_id FROM ledger {_ledger_hint(conn, 'ledger_lot')} "
+                "WHERE lot_id IS NOT NULL AND kind = 'expire' AND date <= ?",
+                (day,),
+            )
         )
     )
     # A lot only shrinks while its customer has no redemption_reversed (those
