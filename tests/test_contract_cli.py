@@ -137,3 +137,13 @@ def test_a_closed_pipe_is_no_internal_error(cli, write, monkeypatch):
     assert result.exit_code == 1
     assert "internal error" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_file_that_is_not_a_database_is_named_in_the_error(runner, tmp_path):
+    from loyalty_cli.cli.app import app
+
+    bogus = tmp_path / "notes.db"
+    bogus.write_text("garbage\n" * 100)
+    result = runner.invoke(app, ["--db", str(bogus), "customer", "list"])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {bogus}: database error: file is not a database\n"

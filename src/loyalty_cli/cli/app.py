@@ -38,7 +38,10 @@ class LoyaltyGroup(TyperGroup):
         except LoyaltyError as exc:
             _fail(ctx, str(exc), exc.exit_code)
         except sqlite3.DatabaseError as exc:
-            _fail(ctx, f"database error: {exc}", 1)
+            # Name the file: "database error" alone does not say which --db was meant.
+            from loyalty_cli.db import db_path
+
+            _fail(ctx, f"{db_path((ctx.obj or {}).get('db'))}: database error: {exc}", 1)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit,
                 typer.Exit, typer.Abort, typer.TyperException):  # fmt: skip
             # typer >= 0.16 vendors click: its Exit/Abort/BadParameter are not click's.
