@@ -312,3 +312,23 @@ def test_new_customers_and_clv_count_claimed_receipts_and_later_rows(conn, tmp_p
     # Lifetime: A 15.00, B 5.00, C 1.00, D 0.00, E 9.00 over 5 members = 6.00.
     assert out["clv_historical"] == "6.00"
     assert out["member_revenue"] == "25.00"  # 5 + 8 + 1 + 2 + 9
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_known_customers_from_every_source_as_of_a_day(conn, tmp_path, indexed):
+    apply(conn, tmp_path)
+    if not indexed:
+        drop_report_indexes(conn)
+    conn.execute("INSERT INTO customers (customer_id, name) VALUES ('K', 'Kim')")  # no activity
+    buy(conn, "P1", "P", "2026-03-02", 100)  # a live row: known
+    buy(conn, "U1", "U", "2026-03-02", 100, undone=1)  # only undone rows: unknown
+    buy(conn, "V1", "V", "2026-03-02", 100, undone=1)  # undone, and live only after --to
+    buy(conn, "V2", "V", "2026-04-02", 100)
+    buy(conn, "C1", None, "2026-03-03", 100)
+    conn.execute("INSERT INTO claims VALUES ('C1', 'C', '2026-03-04')")  # claim only: known
+    post(conn, "2026-03-05", "L", "earn", 10)  # ledger only: known
+    post(conn, "2026-04-05", "M", "earn", 10)  # ledger only, after --to
+    people = reports.known_customers(conn, END)
+    assert sorted(people) == ["C", "K", "L", "P"]
+    assert people["K"] == {"name": "Kim", "email": None}
+    assert sorted(reports.known_customers(conn)) == ["C", "K", "L", "M", "P", "V"]

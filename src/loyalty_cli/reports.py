@@ -107,34 +107,41 @@ def known_customers(conn: sqlite3.Connection, on: dt.date | None = None) -> dict
     out: dict[str, dict] = {}
     for cid, name, email in conn.execute("SELECT customer_id, name, email FROM customers"):
         out[cid] = {"name": name, "email": email}
-    # Three DISTINCT queries merged here: each can walk its own index, where a
-    # UNION would sort a million purchase rows.
-    # Purchases: the covering (customer_id, date) index, then drop ids seen only on
-    # undone rows (few: checked one by one).
-    undone_only = {
-        cid
-        for (cid,) in conn.execute(
-            "SELECT DISTINCT customer_id FROM purchases NOT INDEXED WHERE undone = 1 "
-            "AND customer_id IS NOT NULL"
-        )
-        if conn.execute(
-            "SELECT 1 FROM purchases WHERE customer_id = ? AND undone = 0 AND date <= ? LIMIT 1",
-            (cid, day),
-        ).fetchone()
-        is None
-    }
+    # Ids seen only on a receipt, claim or entry are added in that order. Each
+    # list is read in index order (no sort of a million rows); what is usually
+    # empty (ledger ids missing from the above) is then checked one by one.
+    member_index = (
+        "INDEXED BY purchases_member"
+        if _has_index(conn, "purchases_member")
+        else "INDEXED BY purchases_customer"
+    )
+    cur = conn.cursor()
+    cur.row_factory = None
     queries = (
-        "SELECT DISTINCT customer_id FROM purchases WHERE customer_id IS NOT NULL AND date <= :d",
+        # A live row dated <= on (undone rows count nowhere).
+        f"SELECT DISTINCT customer_id FROM purchases {member_index} "
+        "WHERE customer_id IS NOT NULL AND date <= :d AND undone = 0",
         # CROSS JOIN keeps the (small) claims table outside.
         "SELECT DISTINCT c.customer_id FROM claims c CROSS JOIN purchases p "
         "ON p.transaction_id = c.transaction_id "
         "WHERE p.undone = 0 AND p.date <= :d",
-        "SELECT DISTINCT customer_id FROM ledger NOT INDEXED WHERE date <= :d",
     )
     for sql in queries:
-        for (cid,) in conn.execute(sql, {"d": day}):
-            if cid not in out and (sql is not queries[0] or cid not in undone_only):
+        for (cid,) in cur.execute(sql, {"d": day}):
+            if cid not in out:
                 out[cid] = {"name": None, "email": None}
+    ledger_only = [
+        cid
+        for (cid,) in cur.execute(
+            "SELECT DISTINCT customer_id FROM ledger INDEXED BY ledger_customer"
+        ).fetchall()
+        if cid not in out
+    ]
+    for cid in ledger_only:
+        if cur.execute(
+            "SELECT 1 FROM ledger WHERE customer_id = ? AND date <= ? LIMIT 1", (cid, day)
+        ).fetchone():
+            out[cid] = {"name": None, "email": None}
     return out
 
 
