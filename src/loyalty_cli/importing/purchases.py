@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Hashable
+from operator import itemgetter
 from typing import Any
 
 from loyalty_cli import money
@@ -36,7 +37,7 @@ class PurchasesKind(KindHandler):
     insert_fields = ("transaction_id", "line_no", *compare_fields)
     source_type = "purchase"
     source_field = "transaction_id"
-    chunk_rows = 10_000
+    chunk_rows = 5_000
 
     def __init__(self, ctx: ImportContext) -> None:
         super().__init__(ctx)
@@ -274,13 +275,52 @@ class PurchasesKind(KindHandler):
         super().flush()
         self.receipts.clear()
 
+    def accept(self, record: Record, line: int) -> bool:
+        """KindHandler.accept for purchases, with the key lookups inlined."""
+        tid = record["transaction_id"]
+        key = (tid, record["line_no"])
+        pending = self.pending.get(key)
+        old: Record | None = None
+        if pending is not None:
+            old, old_line = pending
+            where = f"by line {old_line} of this file"
+        else:
+            found = self._known.get(key) if tid in self._tids else self.find_existing(record)
+            if found is not None:
+                old, where = found[0], self.where(found[1])
+        if old is not None:
+            for f in self.compare_fields:
+                if old[f] != record[f]:
+                    raise RowRejected(
+                        f,
+                        f"conflict: {self.describe_key(record)} was imported {where} "
+                        f"with {f} {self.show(f, old[f])}, this row has {self.show(f, record[f])}",
+                    )
+            return False
+        self.check_new(record, line)
+        self.pending[key] = (record, line)
+        self.batch.append(record)
+        if len(self.batch) >= self.batch_size:
+            self.flush()
+        return True
+
     def write(self, records: list[Record]) -> None:
-        super().write(records)
         iid = self.ctx.import_id
-        tids = self._tids
+        fields = (*self.insert_fields, "import_id")
+        row = itemgetter(*self.insert_fields)
+        self.conn.executemany(
+            f"INSERT INTO purchases ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+            [(*row(r), iid) for r in records],
+        )
+        known, first_lines, tids = self._known, self._first, self._tids
         for r in records:  # now stored: what a SELECT would find from here on
-            if r["transaction_id"] in tids:
-                self._remember(r["transaction_id"], r["line_no"], r, iid)
+            tid = r["transaction_id"]
+            if tid in tids:
+                line_no = r["line_no"]
+                known[(tid, line_no)] = (r, iid)
+                first = first_lines.get(tid)
+                if first is None or line_no < first[0]:
+                    first_lines[tid] = (line_no, r["customer_id"], r["date"], iid)
         # A purchase naming an unknown customer makes the customer known.
         ids = {r["customer_id"] for r in records if r["customer_id"] is not None}
         self.conn.executemany(
