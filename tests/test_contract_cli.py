@@ -147,3 +147,17 @@ def test_a_file_that_is_not_a_database_is_named_in_the_error(runner, tmp_path):
     result = runner.invoke(app, ["--db", str(bogus), "customer", "list"])
     assert result.exit_code == 1
     assert result.stderr == f"Error: {bogus}: database error: file is not a database\n"
+
+
+def test_a_directory_given_as_csv_is_named_as_such(cli, write, tmp_path):
+    shop(cli, write)
+    result = cli("import", "purchases", str(tmp_path))
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"{tmp_path}: is a directory, not a CSV file")
+    )
+    result = cli("import", "purchases", str(tmp_path / "missing.csv"))
+    assert result.exit_code == 2
+    assert "no such file" in result.stderr

@@ -51,12 +51,25 @@ _HELP = {
 }
 
 
+def _not_a_dir(ctx: typer.Context, param: typer.CallbackParam, value: list[Path]) -> list[Path]:
+    """A folder given as a CSV file: say so (the importer would call it "no such file")."""
+    for path in value or []:
+        if path.is_dir():
+            raise typer.BadParameter(
+                f"{path}: is a directory, not a CSV file", ctx=ctx, param=param
+            )
+    return value
+
+
 def add_kind_command(group: typer.Typer, kind: str, help_text: str) -> None:
     """Register `loyalty import KIND FILE... [options]` for a kind of the framework."""
 
     def command(
         ctx: typer.Context,
-        files: Annotated[list[Path], typer.Argument(help="CSV files, each imported on its own.")],
+        files: Annotated[
+            list[Path],
+            typer.Argument(help="CSV files, each imported on its own.", callback=_not_a_dir),
+        ],
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Check everything, write nothing.")
         ] = False,
