@@ -123,10 +123,15 @@ def run(conn: sqlite3.Connection, as_of: dt.date, progress: bool = False) -> Run
     # this connection saves re-reading them (the default is 2 MB).
     cache = conn.execute("PRAGMA cache_size").fetchone()[0]
     conn.execute("PRAGMA cache_size = -262144")
+    # Reading the histories of the customers with new work is page look-ups all
+    # over the file: memory-mapped reads spare a system call per page.
+    mmap = conn.execute("PRAGMA mmap_size").fetchone()
+    conn.execute("PRAGMA mmap_size = 1073741824")
     try:
         return _run(conn, timeline, as_of, progress)
     finally:
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
+        conn.execute(f"PRAGMA mmap_size = {int(mmap[0]) if mmap else 0}")
 
 
 def _run(
