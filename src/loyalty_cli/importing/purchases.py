@@ -53,6 +53,8 @@ class PurchasesKind(KindHandler):
         self._plan: tuple[int, ...] = ()
         self._dates: dict[str, str] = {}
         self._quantities: dict[str, str] = {}
+        self._amounts: dict[str, int] = {}
+        self._customers: set[str] = set()  # customer ids this import has written
 
     def parse(self, cells: Cells) -> Record:
         record = self._parse_fast(cells)
@@ -82,6 +84,7 @@ class PurchasesKind(KindHandler):
         ) = self._plan
         row = cells.row
         fmt = cells.fmt
+        amounts = self._amounts  # text -> minor units in the program's currency
         d = self.ctx.dialect
 
         tid = row[i_tid].strip()
@@ -118,7 +121,13 @@ class PurchasesKind(KindHandler):
             text = row[i_amount].strip()
             if not text:
                 return None
-            amount = money.parse_minor(text, currency, fmt.decimal)
+            amount = amounts.get(text) if currency == d.currency else None
+            if amount is None:
+                amount = money.parse_minor(text, currency, fmt.decimal)
+                if currency == d.currency:
+                    if len(amounts) >= _CACHE_MAX:
+                        amounts.clear()
+                    amounts[text] = amount
             tax = 0
             if i_tax >= 0:
                 text = row[i_tax].strip()
@@ -322,7 +331,12 @@ class PurchasesKind(KindHandler):
                 if first is None or line_no < first[0]:
                     first_lines[tid] = (line_no, r["customer_id"], r["date"], iid)
         # A purchase naming an unknown customer makes the customer known.
-        ids = {r["customer_id"] for r in records if r["customer_id"] is not None}
+        # (Ids already written by this import are known: not sent again.)
+        seen = self._customers
+        ids = {r["customer_id"] for r in records if r["customer_id"] is not None} - seen
+        if len(seen) + len(ids) > _CACHE_MAX * 4:
+            seen.clear()
+        seen.update(ids)
         self.conn.executemany(
             "INSERT OR IGNORE INTO customers (customer_id, import_id) VALUES (?, ?)",
             [(c, self.ctx.import_id) for c in sorted(ids)],
