@@ -96,7 +96,7 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "yaml_duplicate_key.yaml": ("validate", (), 2, ":3: currency: duplicate key 'currency'"),
     "yaml_empty.yaml": ("validate", (), 2, "yaml_empty.yaml:1: the file is empty"),
     "yaml_list.yaml": ("validate", (), 2, ":1: a program must be a set of keys"),
-    "yaml_point_value_1e400.yaml": ("validate", (), 0, "is a valid program (Big)"),
+    "yaml_point_value_1e400.yaml": ("validate", (), 2, "point_value: must be at most 1000"),
     "yaml_deep.yaml": ("validate", (), 2, "yaml_deep.yaml: the YAML is nested too deeply"),
     "yaml_binary.yaml": ("validate", (), 2, "yaml_binary.yaml:1: the file is not UTF-8 text"),
 }
