@@ -221,3 +221,20 @@ def test_rfm_claimed_receipts_join_the_claimants_days(shop, indexed):
     shop.execute("INSERT INTO claims VALUES ('C1', 'A', '2026-01-02'), ('C2', 'Z', '2026-01-06')")
     rows = [[str(c) for c in r] for r in exports.rfm_export(shop, d("2026-01-31")).rows]
     assert rows == [["A", "1", "20", "30", "9.00"], ["Z", "0", "0", "26", "0.00"]]
+
+
+def test_rfm_refund_only_day_is_not_a_purchase_day(conn, write):
+    from loyalty_cli.exports import rfm_export
+    from loyalty_cli.importing import import_files
+    from loyalty_cli.program import apply_program
+
+    apply_program(
+        conn, write("p.yaml", "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1}\n")
+    )
+    rows = (
+        "transaction_id,customer_id,date,amount,refund_of\n"
+        "T1,C2,2026-01-01,60.00,\nT2,C2,2026-01-10,-56.50,T1\nT3,C2,2026-01-20,8.00,\n"
+    )
+    import_files(conn, "purchases", [write("p.csv", rows)])
+    [row] = rfm_export(conn, dt.date(2026, 3, 31)).rows
+    assert [str(v) for v in row] == ["C2", "1", "19", "89", "8.00"]

@@ -126,11 +126,11 @@ EXPECTED = {
     "points_redeemed": 50,  # 100 - 100 + 50
     "points_expired": 60,
     "points_clawed_back": 10,
-    "redemption_rate": 0.2273,  # 50 / 220
+    "redemption_rate": 50 / 220,  # 50 / 220
     "outstanding_points": 300,  # A 130 + B 30 + C 140
     "liability": "2.40",  # 300 * 0.01 * (1 - 0.2)
     "reward_cost": "5.25",  # R2 1.75 + V1 3.50 (R1 cancelled)
-    "reward_cost_share": 0.0276,  # 5.25 / 190
+    "reward_cost_share": 5.25 / 190,  # 5.25 / 190
 }
 
 
@@ -241,7 +241,7 @@ def test_period_with_from_after_to_is_a_usage_error(conn, tmp_path, cli):
 def test_kpis_use_decimal_money_not_floats(shop):
     k = reports.compute_kpis(shop, START, END)
     assert k.aov == 4400 and k.liability == 240
-    assert k.redemption_rate == Decimal("0.2273")
+    assert k.redemption_rate == Decimal(50) / Decimal(220)
 
 
 REPORT_INDEXES = ("ledger_date_kind", "ledger_lot", "ledger_reversed", "purchases_member")

@@ -279,10 +279,12 @@ def offers_export(conn: sqlite3.Connection, on: dt.date) -> Export:
 def rfm_export(conn: sqlite3.Connection, on: dt.date) -> Export:
     """frequency, recency, T, monetary_value per member (lifetimes convention), as of `on`.
 
-    Member sale and refund rows dated <= on are collapsed to days (net spend
-    per day). frequency = days − 1; recency = last day − first day; T = on −
-    first day; monetary_value = mean daily net spend over the repeat days (all
-    but the first), 0 without any.
+    Member rows dated <= on are collapsed to days (net spend per day: sales
+    minus refunds of that day). A purchase day is a day with a sale; a day
+    with only a refund is not one (a CLV model wants purchases, and its
+    monetary value must not go negative). frequency = purchase days − 1;
+    recency = last day − first day; T = on − first day; monetary_value = mean
+    daily net spend over the repeat days (all but the first), 0 without any.
     """
     currency = _currency_or_default(conn, on)
     day = on.isoformat()
@@ -296,7 +298,7 @@ def rfm_export(conn: sqlite3.Connection, on: dt.date) -> Export:
     cur.row_factory = None
     rows = cur.execute(
         f"""
-        SELECT customer_id, date, SUM(amount) FROM purchases {hint}
+        SELECT customer_id, date, SUM(amount), MAX(amount > 0) FROM purchases {hint}
         WHERE undone = 0 AND date <= ? AND customer_id IS NOT NULL
           AND transaction_id NOT IN (SELECT transaction_id FROM claims)
         GROUP BY customer_id, date ORDER BY customer_id, date
@@ -305,7 +307,7 @@ def rfm_export(conn: sqlite3.Connection, on: dt.date) -> Export:
     ).fetchall()
     claimed = cur.execute(
         """
-        SELECT c.customer_id, p.date, SUM(p.amount)
+        SELECT c.customer_id, p.date, SUM(p.amount), MAX(p.amount > 0)
         FROM claims c JOIN purchases p ON p.transaction_id = c.transaction_id
         WHERE p.undone = 0 AND p.date <= ?
         GROUP BY c.customer_id, p.date
@@ -314,13 +316,16 @@ def rfm_export(conn: sqlite3.Connection, on: dt.date) -> Export:
     ).fetchall()
     if claimed:
         # A claimed receipt's rows count for the claimant, merged into their days.
-        merged: dict[tuple[str, str], int] = {}
-        for cid, date, net in [*rows, *claimed]:
-            merged[(cid, date)] = merged.get((cid, date), 0) + net
-        rows = [(cid, date, net) for (cid, date), net in sorted(merged.items())]
+        merged: dict[tuple[str, str], tuple[int, int]] = {}
+        for cid, date, net, sale in [*rows, *claimed]:
+            before, had_sale = merged.get((cid, date), (0, 0))
+            merged[(cid, date)] = (before + net, max(had_sale, sale))
+        rows = [(cid, date, net, sale) for (cid, date), (net, sale) in sorted(merged.items())]
     per: dict[str, list[tuple[dt.date, int]]] = {}
     dates: dict[str, dt.date] = {}
-    for cid, date, net in rows:
+    for cid, date, net, sale in rows:
+        if not sale:
+            continue
         parsed = dates.get(date)
         if parsed is None:
             parsed = dates[date] = dt.date.fromisoformat(date)

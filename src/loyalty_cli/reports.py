@@ -54,10 +54,10 @@ def program_or_none(conn: sqlite3.Connection, on: dt.date) -> Any | None:
 
 
 def rate(num: int | Decimal, den: int | Decimal) -> Decimal | None:
-    """num / den rounded half-up to 4 decimals; None when den is 0."""
+    """num / den, unrounded (a rate is a number, not a display); None when den is 0."""
     if not den:
         return None
-    return (Decimal(num) / Decimal(den)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    return Decimal(num) / Decimal(den)
 
 
 def rate_json(value: Decimal | None) -> float | None:
@@ -77,6 +77,10 @@ def tiers_on(
     Uses the tier engine; without it (or its tables), the latest tier_history
     row dated <= on.
     """
+    if customer_ids is None:
+        # Every member, also those without a receipt: they sit on the lowest level
+        # when its min is 0, as their statement says.
+        customer_ids = sorted(known_customers(conn, on))
     try:
         from loyalty_cli.engine.tiers import tiers_on as engine_tiers_on
 
@@ -697,9 +701,15 @@ def customer_list(
             f"unknown segment '{segment}'; use one of {', '.join(segments.SEGMENTS)}",
             field="--segment",
         )
+    levels = [
+        lv.id for lv in getattr(getattr(program_or_none(conn, on), "tiers", None), "levels", [])
+    ]
+    if tier is not None and tier not in levels:
+        known = ", ".join(levels) or "none: the program has no tiers"
+        raise UsageError(f"unknown tier '{tier}'; the tiers are {known}", field="--tier")
     people = known_customers(conn, on)
     segs = segments.segments_for_all(conn, on)
-    tiers = tiers_on(conn, on)
+    tiers = tiers_on(conn, on, sorted(people))
     ids = [
         cid
         for cid in sorted(people)
