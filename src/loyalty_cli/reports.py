@@ -504,7 +504,7 @@ def _replayed_balances(
 
 @dataclass(frozen=True)
 class Kpis:
-    """KPIs over [start, end]; money in minor units, rates Decimal (4 decimals) or None."""
+    """KPIs over [start, end]; money in minor units, rates Decimal (unrounded) or None."""
 
     start: dt.date
     end: dt.date
