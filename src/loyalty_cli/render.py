@@ -100,8 +100,15 @@ def table(
         )
         tbl.add_column(col, justify="right" if numeric else "left")
     for row in rows:
-        tbl.add_row(*(cell_text(row.get(c)) for c in cols))
+        tbl.add_row(*(_display(row.get(c)) for c in cols))
     return tbl
+
+
+def _display(value: Any) -> str:
+    """Table text: rates (floats) to 4 decimals for the eye; csv and json keep them whole."""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return cell_text(value)
 
 
 def console(file: IO[str] | None = None, soft_wrap: bool = False) -> Console:
