@@ -30,7 +30,7 @@ def test_import_redemptions_checks_each_row_in_order(conn, tmp_path, cli, write)
     )  # fmt: skip
     rejects = load_json(cli("import", "rejects", "--format", "json"))
     assert [(r["line"], r["field"], r["reason"]) for r in rejects] == [
-        (3, None, "not enough points: C1 has 50 available, free coffee costs 100"),
+        (3, "reward_id", "not enough points: C1 has 50 available, free coffee costs 100"),
         (4, "reward_id", "unknown reward 'tea'; rewards are coffee, ten-off, tenth-coffee"),
         (5, "customer_id", "unknown customer C9"),
     ]

@@ -53,7 +53,8 @@ class RedemptionsKind(KindHandler):
             field = "reward_id" if "reward" in exc.message else "customer_id"
             raise RowRejected(field, exc.message) from None
         except LoyaltyError as exc:
-            raise RowRejected(None, exc.message) from None
+            # Not enough points, tier, limit, inactive: the reward asked for cannot be had.
+            raise RowRejected("reward_id", exc.message) from None
 
     def write(self, records: list[Record]) -> None:
         """Nothing left to write: check_new() redeemed each row already."""
