@@ -96,7 +96,6 @@ CREATE TABLE purchases (
     undone         INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX purchases_key ON purchases (transaction_id, line_no) WHERE undone = 0;
-CREATE INDEX purchases_customer ON purchases (customer_id, date);
 CREATE INDEX purchases_date ON purchases (date);
 CREATE INDEX purchases_import ON purchases (import_id);
 -- Reports: a member's lines (date, receipt, amount) read from the index alone.
@@ -146,7 +145,6 @@ CREATE TABLE ledger (
     created_at      TEXT NOT NULL
 );
 CREATE INDEX ledger_customer ON ledger (customer_id, entry_id);
-CREATE INDEX ledger_date ON ledger (date);
 CREATE INDEX ledger_source ON ledger (source_type, source_id);
 CREATE INDEX ledger_expires ON ledger (expires_on) WHERE expires_on IS NOT NULL;
 -- Reports: sums by date and kind read from the index alone; the entries aimed

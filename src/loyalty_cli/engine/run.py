@@ -191,7 +191,13 @@ def _max(conn: sqlite3.Connection, sql: str) -> int:
 
 
 # Secondary ledger indexes the run itself never reads (it reads by customer).
-_BULK_INDEXES = ("ledger_date", "ledger_source", "ledger_expires")
+_BULK_INDEXES = (
+    "ledger_date_kind",
+    "ledger_source",
+    "ledger_expires",
+    "ledger_lot",
+    "ledger_reversed",
+)
 _BULK_MIN_ROWS = 20_000
 
 
