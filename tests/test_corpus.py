@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loyalty_cli import db
@@ -42,7 +42,7 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "ragged.csv": ("purchases", (), 3, "4:None:the row has 5 fields, the header has 4"),
     "unterminated_quote.csv": ("purchases", (), 3, "3:None:the row has 2 fields"),
     "crlf.csv": ("purchases", (), 0, '"inserted": 1'),
-    "cr_only.csv": ("purchases", (), 2, "cr_only.csv"),  # see XFAIL below
+    "cr_only.csv": ("purchases", (), 2, "cr_only.csv:1: the file ends its lines with CR only"),
     "quoted_newline.csv": ("purchases", (), 3, "4:amount:not an amount: 'abc'"),
     "empty.csv": ("purchases", (), 2, "empty.csv: the file is empty; expected a header line"),
     "blank_lines.csv": ("purchases", (), 2, "the file is empty; expected a header line"),
@@ -51,7 +51,7 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "header_case_spaces.csv": ("purchases", (), 0, '"inserted": 1'),
     "duplicate_header.csv": ("purchases", (), 2, ":1: column 'amount' appears twice in the header"),
     "missing_column.csv": ("purchases", (), 2, ":1: column 'amount' not found"),
-    "header_newline.csv": ("purchases", (), 2, ":1: column 'customer_id' not found"),
+    "header_newline.csv": ("purchases", (), 2, "the file has 'transaction_id', 'customer\\nid'"),
     "nul_byte.csv": ("purchases", (), 0, '"inserted": 2'),  # NUL kept inside the id
     # cells
     "formula.csv": ("purchases", (), 0, '"inserted": 2'),  # text is data; exports neutralise
@@ -102,11 +102,7 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
 }
 # Known importer gaps (reported): these cases state the right outcome and
 # are expected to fail until the importer handles them.
-XFAIL = {
-    "cr_only.csv": "importer: sniff_delimiter raises csv.Error on CR-only line ends (exit 1)",
-    "header_newline.csv": "importer: the missing-column message echoes a header cell's newline "
-    "(two lines on stderr)",
-}
+XFAIL: dict[str, str] = {}  # corpus cases the importer gets wrong (none now)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +205,7 @@ def csv_texts(draw) -> str:
     header = draw(st.permutations(COLUMNS).map(lambda cols: cols[: draw(st.integers(0, 7))]))
     delim = draw(st.sampled_from([",", ";", "\t", "|"]))
     rows = draw(st.lists(st.lists(CELLS, max_size=8), max_size=6))
-    end = draw(st.sampled_from(["\n", "\r\n"]))  # CR-only: see XFAIL
+    end = draw(st.sampled_from(["\n", "\r\n", "\r"]))
     return end.join([delim.join(header)] + [delim.join(r) for r in rows]) + end
 
 
@@ -225,12 +221,6 @@ def assert_clean_import(cli, path: Path) -> None:
 @FUZZ
 @given(data=csv_texts())
 def test_fuzz_csv_structured(cli, program, tmp_path, data: str):
-    # Known importer gap (XFAIL["cr_only.csv"]): a bare CR in the header line.
-    # Drop this assume when the corpus case passes.
-    header = next((line for line in data.split("\n") if line.strip()), "")
-    assume("\r" not in header.removesuffix("\r"))
-    # Known gap XFAIL["header_newline.csv"]: a quoted newline in the header.
-    assume('"' not in header)
     path = tmp_path / "fuzz.csv"
     path.write_text(data, newline="")
     assert_clean_import(cli, path)

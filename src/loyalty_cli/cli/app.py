@@ -59,7 +59,8 @@ class LoyaltyGroup(TyperGroup):
 def _fail(ctx: click.Context, message: str, code: int) -> None:
     if (ctx.obj or {}).get("debug"):
         traceback.print_exc()
-    click.echo(f"Error: {message}", err=True)
+    # One sentence on one line, whatever text the message quotes.
+    click.echo("Error: " + " ".join(message.split("\n")).replace("\r", " "), err=True)
     ctx.exit(code)
 
 

@@ -173,6 +173,14 @@ class CsvReader:
             header_start += 1
         if first is None:
             raise InputFileError("the file is empty; expected a header line", file=self.name)
+        if "\r" in first.rstrip("\r\n"):
+            # Lines split on CR alone (classic Mac) would all read as one line.
+            raise InputFileError(
+                "the file ends its lines with CR only (old Mac style); "
+                "save it with LF or CRLF line ends",
+                file=self.name,
+                line=1,
+            )
         if self.dialect.delimiter is None:
             self.delimiter = sniff_delimiter(first)
 
@@ -227,7 +235,10 @@ def sniff_delimiter(line: str) -> str:
     """The candidate that splits the header line into the most fields (ties: ',')."""
     best, best_count = ",", 1
     for candidate in DELIMITERS:
-        count = len(next(csv.reader([line], delimiter=candidate)))
+        try:
+            count = len(next(csv.reader([line], delimiter=candidate)))
+        except csv.Error:
+            continue
         if count > best_count:
             best, best_count = candidate, count
     return best
@@ -273,7 +284,7 @@ def resolve_header(
                 break
     for std in required:
         if std not in index:
-            has = ", ".join(f"'{h}'" for h in header if h) or "no named columns"
+            has = ", ".join(f"'{_one_line(h)}'" for h in header if h) or "no named columns"
             mapped = f" (mapped to '{mapping[std]}')" if std in mapping else ""
             raise InputFileError(
                 f"column '{std}'{mapped} not found; the file has {has}; "
@@ -282,3 +293,8 @@ def resolve_header(
                 line=1,
             )
     return index
+
+
+def _one_line(text: str) -> str:
+    """A header cell as it can be shown inside a one-line error."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
