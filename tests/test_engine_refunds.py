@@ -77,3 +77,19 @@ def test_refund_withdraws_open_punch_card_voucher(conn, tmp_path):
     assert go(conn, "2026-02-28").vouchers_withdrawn == 1
     status = conn.execute("SELECT status, closed_on FROM vouchers").fetchone()
     assert tuple(status) == ("withdrawn", "2026-02-01")
+
+
+def test_clawback_carries_the_version_that_scored_the_original(conn, tmp_path):
+    program(conn, tmp_path, earn="{per_currency_unit: 1, rounding: ceil}", effective="2026-01-01")
+    program(
+        conn,
+        tmp_path,
+        earn="{per_currency_unit: 1, rounding: floor}",
+        effective="2026-02-01",
+        name="v2.yaml",
+    )
+    buy(conn, "T1", "C1", "2026-01-20", 1001)  # v1: ceil(10.01) = 11
+    buy(conn, "R1", "C1", "2026-02-03", -500, refund_of="T1")  # v1 rounding: ceil(5.49..) = 6
+    go(conn, "2026-02-28")
+    rows = conn.execute("SELECT kind, points, program_version FROM ledger ORDER BY entry_id")
+    assert [tuple(r) for r in rows] == [("earn", 11, 1), ("clawback", -6, 1)]

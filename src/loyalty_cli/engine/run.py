@@ -891,8 +891,12 @@ class _Customer:
         original = self.scored.get(receipt.refund_of or "")
         lot_id = None
         partner, _ = partner_multiplier(program, receipt.store)
+        # A claw-back of a known receipt is that receipt's version's arithmetic,
+        # so it carries that version (and its point value).
+        made_by = version.version
         if original is not None and original.amount >= 0 and original.version is not None:
             oprog = self.e.timeline.by_number[original.version].program
+            made_by, program = original.version, oprog
             lots = self._lots_of(original.transaction_id)
             earned = sum(e.points for e in lots)
             lot_ids = {e.entry_id for e in lots}
@@ -926,7 +930,7 @@ class _Customer:
                     source_type="purchase",
                     source_id=receipt.transaction_id,
                     rule_id=None,
-                    program_version=version.version,
+                    program_version=made_by,
                     lot_id=lot_id,
                     partner=partner,
                     note=f"refund of {receipt.refund_of}" if lot_id else "refund",
