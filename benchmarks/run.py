@@ -198,6 +198,12 @@ def main() -> None:
                       "--format", "json")),
         "< 1 s",
     )  # fmt: skip
+    sim = step(
+        "loyalty simulate (same program, whole history)",
+        timed(loyalty(db, "simulate", str(ROOT / "programs" / "boutique.yaml"), "--format",
+                      "json")),
+        "<= 1.5 x the full run",
+    )  # fmt: skip
 
     print("\n| step | seconds | x sqlite3 .import | peak MiB | target |")
     print("|---|---:|---:|---:|---|")
@@ -220,6 +226,8 @@ def main() -> None:
         print(f"increment: {100 * inc.seconds / run.seconds:.1f} % of the full run (target <= 5)")
     if kpi:
         print(f"report kpi: {kpi.seconds:.2f} s (target < 1 s, includes interpreter start-up)")
+    if sim and run:
+        print(f"simulate: {sim.seconds / run.seconds:.2f} x the full run (target <= 1.5)")
 
     if args.profile:
         prof_db = fresh_loyalty_db(work / "prof.db")
