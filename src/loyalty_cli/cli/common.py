@@ -67,7 +67,11 @@ FromOpt = Annotated[
 ]
 ToOpt = Annotated[
     str | None,
-    typer.Option("--to", help="Last day (YYYY-MM-DD); default today.", callback=check_date),
+    typer.Option(
+        "--to",
+        help="Last day, the as-of date (YYYY-MM-DD); default today.",
+        callback=check_date,
+    ),
 ]
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from loyalty_cli import exports
-from loyalty_cli.cli.common import check_date, get_conn, parse_date, today
+from loyalty_cli.cli.common import ToOpt, check_date, get_conn, parse_date, today
 
 group = typer.Typer(
     help="CSV exports for the accountant and for analysis (UTF-8, dates ISO, money with a "
@@ -18,14 +18,6 @@ group = typer.Typer(
 
 FromOpt = Annotated[
     str | None, typer.Option("--from", help="First day (YYYY-MM-DD).", callback=check_date)
-]
-ToOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--to",
-        help="Last day, the as-of date (YYYY-MM-DD); default today.",
-        callback=check_date,
-    ),
 ]
 
 

@@ -11,6 +11,7 @@ from loyalty_cli import render, reports
 from loyalty_cli.cli.common import (
     FormatOpt,
     OutputFormat,
+    ToOpt,
     check_date,
     get_conn,
     parse_date,
@@ -28,14 +29,6 @@ FromOpt = Annotated[
     typer.Option(
         "--from",
         help="First day (YYYY-MM-DD); default: see the command.",
-        callback=check_date,
-    ),
-]
-ToOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--to",
-        help="Last day, the as-of date (YYYY-MM-DD); default today.",
         callback=check_date,
     ),
 ]
