@@ -284,35 +284,6 @@ class PurchasesKind(KindHandler):
         super().flush()
         self.receipts.clear()
 
-    def accept(self, record: Record, line: int) -> bool:
-        """KindHandler.accept for purchases, with the key lookups inlined."""
-        tid = record["transaction_id"]
-        key = (tid, record["line_no"])
-        pending = self.pending.get(key)
-        old: Record | None = None
-        if pending is not None:
-            old, old_line = pending
-            where = f"by line {old_line} of this file"
-        else:
-            found = self._known.get(key) if tid in self._tids else self.find_existing(record)
-            if found is not None:
-                old, where = found[0], self.where(found[1])
-        if old is not None:
-            for f in self.compare_fields:
-                if old[f] != record[f]:
-                    raise RowRejected(
-                        f,
-                        f"conflict: {self.describe_key(record)} was imported {where} "
-                        f"with {f} {self.show(f, old[f])}, this row has {self.show(f, record[f])}",
-                    )
-            return False
-        self.check_new(record, line)
-        self.pending[key] = (record, line)
-        self.batch.append(record)
-        if len(self.batch) >= self.batch_size:
-            self.flush()
-        return True
-
     def write(self, records: list[Record]) -> None:
         iid = self.ctx.import_id
         fields = (*self.insert_fields, "import_id")
