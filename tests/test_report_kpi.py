@@ -244,20 +244,8 @@ def test_kpis_use_decimal_money_not_floats(shop):
     assert k.redemption_rate == Decimal(50) / Decimal(220)
 
 
-REPORT_INDEXES = ("ledger_date_kind", "ledger_lot", "ledger_reversed", "purchases_member")
-
-
-def drop_report_indexes(conn) -> None:
-    """A file created before the report indexes existed (user_version stays 1)."""
-    for name in REPORT_INDEXES:
-        conn.execute(f"DROP INDEX IF EXISTS {name}")
-
-
-@pytest.mark.parametrize("indexed", [True, False])
-def test_outstanding_matches_replay_when_lots_are_emptied_without_expire(conn, tmp_path, indexed):
+def test_outstanding_matches_replay_when_lots_are_emptied_without_expire(conn, tmp_path):
     apply(conn, tmp_path)
-    if not indexed:
-        drop_report_indexes(conn)
     # F: a lot emptied by the claw-back aimed at it (no expire needed).
     lot_f = post(conn, "2025-01-05", "F", "earn", 50, expires_on=d("2026-03-05"))
     post(conn, "2025-02-01", "F", "clawback", -50, lot_id=lot_f)
@@ -281,11 +269,8 @@ def test_outstanding_matches_replay_when_lots_are_emptied_without_expire(conn, t
     assert reports.outstanding_points(conn, END) == 20  # F's 20; G's 15 expired unposted
 
 
-@pytest.mark.parametrize("indexed", [True, False])
-def test_new_customers_and_clv_count_claimed_receipts_and_later_rows(conn, tmp_path, indexed):
+def test_new_customers_and_clv_count_claimed_receipts_and_later_rows(conn, tmp_path):
     apply(conn, tmp_path)
-    if not indexed:
-        drop_report_indexes(conn)
     # A bought before March on a receipt claimed later: not new in March.
     buy(conn, "C1", None, "2026-02-10", 1000)
     conn.execute("INSERT INTO claims VALUES ('C1', 'A', '2026-03-02')")
@@ -314,11 +299,8 @@ def test_new_customers_and_clv_count_claimed_receipts_and_later_rows(conn, tmp_p
     assert out["member_revenue"] == "25.00"  # 5 + 8 + 1 + 2 + 9
 
 
-@pytest.mark.parametrize("indexed", [True, False])
-def test_known_customers_from_every_source_as_of_a_day(conn, tmp_path, indexed):
+def test_known_customers_from_every_source_as_of_a_day(conn, tmp_path):
     apply(conn, tmp_path)
-    if not indexed:
-        drop_report_indexes(conn)
     conn.execute("INSERT INTO customers (customer_id, name) VALUES ('K', 'Kim')")  # no activity
     buy(conn, "P1", "P", "2026-03-02", 100)  # a live row: known
     buy(conn, "U1", "U", "2026-03-02", 100, undone=1)  # only undone rows: unknown

@@ -114,9 +114,7 @@ def known_customers(conn: sqlite3.Connection, on: dt.date | None = None) -> dict
     # Ids seen only on a receipt, claim or entry are added in that order. Each
     # list is read in index order (no sort of a million rows); what is usually
     # empty (ledger ids missing from the above) is then checked one by one.
-    member_index = (
-        "INDEXED BY purchases_member" if _has_index(conn, "purchases_member") else "NOT INDEXED"
-    )
+    member_index = "INDEXED BY purchases_member"
     cur = conn.cursor()
     cur.row_factory = None
     queries = (
@@ -175,12 +173,6 @@ def _build_receipts(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> N
     conn.execute(f"CREATE INDEX temp.{_RECEIPTS}_date ON {_RECEIPTS} (date)")
 
 
-def _purchases_hint(conn: sqlite3.Connection) -> str:
-    # (customer_id, date, ...) is the member index; the schema always has it, the
-    # fallback only serves tests that drop it to check the numbers do not change.
-    return "INDEXED BY purchases_member" if _has_index(conn, "purchases_member") else "NOT INDEXED"
-
-
 def _new_customers(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> int:
     """Members whose first sale receipt dated <= end falls in [start, end].
 
@@ -196,7 +188,7 @@ def _new_customers(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> in
           SELECT DISTINCT cid FROM {_RECEIPTS}
           WHERE cid IS NOT NULL AND total >= 0 AND date >= :s AND date <= :e) a
         WHERE NOT EXISTS (
-            SELECT 1 FROM purchases p {_purchases_hint(conn)}
+            SELECT 1 FROM purchases p INDEXED BY purchases_member
             WHERE p.customer_id = a.cid AND p.date < :s AND p.undone = 0
               AND (SELECT COALESCE(MAX(c.customer_id), MAX(q.customer_id)) = a.cid
                           AND SUM(q.amount) >= 0
@@ -221,9 +213,9 @@ def _lifetime(conn: sqlite3.Connection, end: dt.date) -> tuple[int, int]:
     """
     e = end.isoformat()
     spend, seen = conn.execute(
-        f"""
+        """
         SELECT COALESCE(SUM(net), 0), COUNT(*) FROM (
-          SELECT customer_id, SUM(amount) AS net FROM purchases {_purchases_hint(conn)}
+          SELECT customer_id, SUM(amount) AS net FROM purchases INDEXED BY purchases_member
           WHERE undone = 0 AND customer_id IS NOT NULL AND date <= :e
             AND transaction_id NOT IN (SELECT transaction_id FROM claims)
           GROUP BY customer_id)
@@ -231,9 +223,9 @@ def _lifetime(conn: sqlite3.Connection, end: dt.date) -> tuple[int, int]:
         {"e": e},
     ).fetchone()
     claimed, claimants = conn.execute(
-        f"""
+        """
         SELECT COALESCE(SUM(q.amount), 0), COUNT(DISTINCT CASE WHEN NOT EXISTS (
-                 SELECT 1 FROM purchases p {_purchases_hint(conn)}
+                 SELECT 1 FROM purchases p INDEXED BY purchases_member
                  WHERE p.customer_id = c.customer_id AND p.date <= :e AND p.undone = 0
                    AND p.transaction_id NOT IN (SELECT transaction_id FROM claims))
                THEN c.customer_id END)
@@ -250,10 +242,7 @@ def _lifetime(conn: sqlite3.Connection, end: dt.date) -> tuple[int, int]:
 
 def points_flows(conn: sqlite3.Connection, start: dt.date | None, end: dt.date) -> dict[str, int]:
     """Points moved by kind in [start, end] as positive numbers (start None: all history)."""
-    if _has_index(conn, "ledger_date_kind"):
-        hint = "INDEXED BY ledger_date_kind"
-    else:
-        hint = "NOT INDEXED" if start is None else ""
+    hint = "INDEXED BY ledger_date_kind"
     row = conn.execute(
         f"""
         SELECT
@@ -295,26 +284,14 @@ def liability_minor(points: int, point_value: Decimal, brk: Decimal, currency: s
     return round_money(Decimal(points) * point_value * (Decimal(1) - brk), currency)
 
 
-def _has_index(conn: sqlite3.Connection, name: str) -> bool:
-    """Whether the database has index `name` (files made before it was added lack it)."""
-    return (
-        conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
-        ).fetchone()
-        is not None
-    )
-
-
-def _ledger_hint(conn: sqlite3.Connection, index: str) -> str:
-    # Without statistics the planner walks a date index row by row for a range
-    # covering most of the ledger (8 s on a million entries); the covering
-    # index, or else one sequential scan, reads the same rows in a fraction.
-    return f"INDEXED BY {index}" if _has_index(conn, index) else "NOT INDEXED"
+# The planner, without statistics, walks a date index row by row for a range
+# covering most of the ledger (8 s on a million entries); the covering indexes
+# named below read the same rows in a fraction.
 
 
 def ledger_total(conn: sqlite3.Connection, on: dt.date) -> int:
     """Sum of every ledger entry dated on or before `on`."""
-    hint = _ledger_hint(conn, "ledger_date_kind")
+    hint = "INDEXED BY ledger_date_kind"
     return conn.execute(
         f"SELECT COALESCE(SUM(points), 0) FROM ledger {hint} WHERE date <= ?", (on.isoformat(),)
     ).fetchone()[0]
@@ -348,7 +325,7 @@ def _held_candidates(conn: sqlite3.Connection, on: dt.date) -> set[str]:
     candidates |= {
         cid
         for (cid,) in conn.execute(
-            f"SELECT DISTINCT customer_id FROM ledger {_ledger_hint(conn, 'ledger_reversed')} "
+            "SELECT DISTINCT customer_id FROM ledger INDEXED BY ledger_reversed "
             "WHERE kind = 'redemption_reversed' AND date <= ?",
             (on.isoformat(),),
         )
@@ -369,7 +346,7 @@ def _unexpired_lot_customers(conn: sqlite3.Connection, on: dt.date) -> set[str]:
     past = set(
         chain.from_iterable(
             cur.execute(
-                f"SELECT entry_id FROM ledger {_ledger_hint(conn, 'ledger_expires')} "
+                "SELECT entry_id FROM ledger INDEXED BY ledger_expires "
                 "WHERE expires_on IS NOT NULL AND expires_on <= ?",
                 (day,),
             )
@@ -377,11 +354,10 @@ def _unexpired_lot_customers(conn: sqlite3.Connection, on: dt.date) -> set[str]:
     )
     if not past:
         return set()
-    indexed = _has_index(conn, "ledger_lot")
     past.difference_update(
         chain.from_iterable(
             cur.execute(
-                f"SELECT lot_id FROM ledger {_ledger_hint(conn, 'ledger_lot')} "
+                "SELECT lot_id FROM ledger INDEXED BY ledger_lot "
                 "WHERE lot_id IS NOT NULL AND kind = 'expire' AND date <= ?",
                 (day,),
             )
@@ -389,18 +365,13 @@ def _unexpired_lot_customers(conn: sqlite3.Connection, on: dt.date) -> set[str]:
     )
     # A lot only shrinks while its customer has no redemption_reversed (those
     # customers are replayed anyway): once the outgoing entries aimed at it,
-    # posted after it and dated <= on, add up to its points it is empty. Without
-    # the lot_id index that check would scan the ledger per lot, so it is skipped.
-    drained = (
-        """
+    # posted after it and dated <= on, add up to its points it is empty.
+    drained = """
           AND l.points + COALESCE((
             SELECT SUM(x.points) FROM ledger x INDEXED BY ledger_lot
             WHERE x.lot_id = l.entry_id AND x.kind IN ('expire', 'clawback', 'reversal')
               AND x.points < 0 AND x.date <= ? AND x.entry_id > l.entry_id), 0) > 0
         """
-        if indexed
-        else ""
-    )
     out: set[str] = set()
     ids = sorted(past)
     for chunk_start in range(0, len(ids), 500):
@@ -414,7 +385,7 @@ def _unexpired_lot_customers(conn: sqlite3.Connection, on: dt.date) -> set[str]:
               AND COALESCE(l.available_on, l.date) <= ? AND l.date <= ?
               {drained}
             """,
-            [*chunk, day, day] + ([day] if indexed else []),
+            [*chunk, day, day, day],
         )
         out.update(cid for (cid,) in rows)
     return out
