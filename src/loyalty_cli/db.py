@@ -231,8 +231,23 @@ CREATE TABLE locks (
 );
 """
 
+# Files made by early builds of version 1 lack the report indexes and still have
+# two indexes that wider ones replaced. New files get all of this from
+# SCHEMA_V1, so every statement is written to be a no-op there.
+REPORT_INDEXES_V2 = """
+CREATE INDEX IF NOT EXISTS purchases_member
+    ON purchases (customer_id, date, transaction_id, amount, undone);
+CREATE INDEX IF NOT EXISTS ledger_date_kind ON ledger (date, kind, points);
+CREATE INDEX IF NOT EXISTS ledger_lot
+    ON ledger (lot_id, kind, date, points) WHERE lot_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ledger_reversed
+    ON ledger (customer_id, date) WHERE kind = 'redemption_reversed';
+DROP INDEX IF EXISTS purchases_customer;
+DROP INDEX IF EXISTS ledger_date;
+"""
+
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1]
+MIGRATIONS: list[str] = [SCHEMA_V1, REPORT_INDEXES_V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
