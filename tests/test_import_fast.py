@@ -177,10 +177,16 @@ SECOND = (
 )
 
 
-def _run(conn, write, monkeypatch, chunk_rows: int, batched: bool):
+def _run(conn, write, monkeypatch, chunk_rows: int, batched: bool, lookup=500, bulk=False):
     """Import FIRST, SECOND, undo FIRST, SECOND again; the tables and rejects."""
+    from loyalty_cli.importing import purchases
+
     monkeypatch.setattr(PurchasesKind, "batch_size", 2)
     monkeypatch.setattr(PurchasesKind, "chunk_rows", chunk_rows)
+    monkeypatch.setattr(purchases, "_LOOKUP", lookup)
+    if bulk:  # every file counts as large: indexes set aside and rebuilt each time
+        monkeypatch.setattr(purchases, "_BULK_MIN_BYTES", 0)
+        monkeypatch.setattr(purchases, "_BYTES_PER_LINE", 1)
     if not batched:  # the reference: one SELECT per row, as before batching
         monkeypatch.setattr(PurchasesKind, "prepare", lambda self, records: None)
     first = write("first.csv", HEAD + FIRST)
@@ -193,16 +199,30 @@ def _run(conn, write, monkeypatch, chunk_rows: int, batched: bool):
     return results, [tuple(r) for r in rows], list_rejects(conn)
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 3, 10_000])
-def test_chunked_lookups_equal_one_select_per_row(conn, write, monkeypatch, tmp_path, chunk_rows):
+def _indexes(conn) -> list[tuple[str, str]]:
+    return conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'purchases' "
+        "ORDER BY name"
+    ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("chunk_rows", "lookup", "bulk"),
+    [(1, 500, False), (3, 500, False), (10_000, 500, False), (10_000, 2, False), (3, 2, True)],
+)
+def test_chunked_lookups_equal_one_select_per_row(
+    conn, write, monkeypatch, tmp_path, chunk_rows, lookup, bulk
+):
     from loyalty_cli import db
 
     reference_conn = db.connect(tmp_path / "reference.db")
     with monkeypatch.context() as m:
         reference = _run(reference_conn, write, m, 1, batched=False)
     reference_conn.close()
-    got = _run(conn, write, monkeypatch, chunk_rows, batched=True)
+    indexes = [tuple(r) for r in _indexes(conn)]
+    got = _run(conn, write, monkeypatch, chunk_rows, True, lookup, bulk)
     assert got == reference
+    assert [tuple(r) for r in _indexes(conn)] == indexes
     reasons = [r["reason"] for r in reference[2]]
     # the messages the lookups produce, so the comparison covers them
     assert any("was imported by import 1" in r for r in reasons)
@@ -211,6 +231,36 @@ def test_chunked_lookups_equal_one_select_per_row(conn, write, monkeypatch, tmp_
     assert any("on another line (import 1)" in r for r in reasons)
     assert any("on another line (an earlier line of this file)" in r for r in reasons)
     assert any("on another line (line" in r for r in reasons)
+
+
+def test_a_bulk_load_sets_indexes_aside_only_inside_its_transaction(conn, write, monkeypatch):
+    """A large file into a small table drops the secondary indexes and rebuilds
+    them; a rejected --strict file rolls the drop back with everything else."""
+    from loyalty_cli.importing import purchases
+    from loyalty_cli.importing.service import StrictImportError
+
+    monkeypatch.setattr(purchases, "_BULK_MIN_BYTES", 0)
+    before = [tuple(r) for r in _indexes(conn)]
+    dropped: list[tuple[str, ...]] = []
+    real = purchases.db.set_aside_indexes
+    monkeypatch.setattr(
+        purchases.db,
+        "set_aside_indexes",
+        lambda c, names: dropped.append(names) or real(c, names),
+    )
+    bad = write("bad.csv", HEAD + "T1,C1,2026-01-05,1.00,1,\nT2,C1,x,1,1,\n")
+    with pytest.raises(StrictImportError):
+        import_files(conn, "purchases", [bad], strict=True)
+    assert dropped == [purchases._BULK_INDEXES]
+    assert [tuple(r) for r in _indexes(conn)] == before
+    good = write("good.csv", HEAD + FIRST)
+    import_files(conn, "purchases", [good])
+    assert len(dropped) == 2
+    assert [tuple(r) for r in _indexes(conn)] == before
+    # the stored history now outweighs a small file: indexes stay in place
+    monkeypatch.setattr(purchases, "_BYTES_PER_LINE", 10_000)
+    import_files(conn, "purchases", [write("more.csv", HEAD + "T9,C9,2026-01-12,1.00,1,\n")])
+    assert len(dropped) == 2
 
 
 def test_strict_names_the_first_bad_line_of_a_chunk(conn, write):

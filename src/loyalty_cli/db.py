@@ -287,6 +287,22 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute(f"PRAGMA user_version = {step + 1}")
 
 
+def set_aside_indexes(conn: sqlite3.Connection, names: tuple[str, ...]) -> list[str]:
+    """Drop the named indexes for a bulk write; returns the statements that
+    rebuild them. Inserting hundreds of thousands of rows into randomly ordered
+    indexes costs more than sorting them once at the end. Call it inside the
+    write's transaction: a crash or rollback brings the indexes back with it."""
+    rebuild = []
+    for name in names:
+        row = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+        ).fetchone()
+        if row is not None and row[0]:
+            conn.execute(f'DROP INDEX "{name}"')
+            rebuild.append(row[0])
+    return rebuild
+
+
 def _statements(script: str) -> Iterator[str]:
     buf = ""
     for line in script.splitlines(keepends=True):

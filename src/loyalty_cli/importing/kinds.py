@@ -93,6 +93,13 @@ class KindHandler:
         """Called with the parsed records of a chunk (see `chunk_rows`) before
         `accept` sees them in file order: a kind can look up their keys at once."""
 
+    def begin(self, size: int) -> None:
+        """Called once inside the file's transaction before its first row
+        (`size`: the file's bytes), e.g. to prepare a bulk load."""
+
+    def finish(self) -> None:
+        """Called once inside the file's transaction after the last batch is written."""
+
     def where(self, import_id: int) -> str:
         if import_id == self.ctx.import_id:
             return "by an earlier line of this file"

@@ -8,7 +8,7 @@ from collections.abc import Hashable
 from operator import itemgetter
 from typing import Any
 
-from loyalty_cli import money
+from loyalty_cli import db, money
 from loyalty_cli.importing.kinds import ImportContext, KindHandler, Record
 from loyalty_cli.importing.parsing import MAX_ID, Cells, RowRejected, parse_date
 
@@ -19,6 +19,13 @@ _PLAN = (
     "quantity", "store", "currency", "tax", "refund_of",
 )  # fmt: skip
 _CACHE_MAX = 50_000  # distinct dates / quantities remembered (memory stays bounded)
+# Indexes no import reads (the keys go through purchases_key): set aside while a
+# file at least as large as the stored history is loaded, rebuilt at its end.
+_BULK_INDEXES = ("purchases_date", "purchases_import", "purchases_member")
+_BULK_MIN_BYTES = 1 << 20
+_BYTES_PER_LINE = 64
+_BULK_CACHE_KIB = 8 * 1024
+_LOOKUP = 500  # receipt ids per lookup query  # a generous average line of a till export
 
 
 class PurchasesKind(KindHandler):
@@ -55,6 +62,25 @@ class PurchasesKind(KindHandler):
         self._quantities: dict[str, str] = {}
         self._amounts: dict[str, int] = {}
         self._customers: set[str] = set()  # customer ids this import has written
+        self._rebuild: list[str] = []  # statements restoring the set-aside indexes
+
+    def begin(self, size: int) -> None:
+        if size < _BULK_MIN_BYTES:
+            return
+        stored = self.conn.execute("SELECT MAX(id) FROM purchases").fetchone()[0] or 0
+        if size // _BYTES_PER_LINE >= stored:
+            self._rebuild = db.set_aside_indexes(self.conn, _BULK_INDEXES)
+            # Appending needs no large page cache, and the rebuilds' sorts are
+            # bounded by it: memory stays the same whatever the file's size.
+            self.conn.execute(f"PRAGMA cache_size = {-_BULK_CACHE_KIB}")
+
+    def finish(self) -> None:
+        for sql in self._rebuild:
+            self.conn.execute(sql)
+        self._rebuild = []
+
+    def key(self, record: Record) -> Hashable:
+        return (record["transaction_id"], record["line_no"])
 
     def parse(self, cells: Cells) -> Record:
         record = self._parse_fast(cells)
@@ -257,18 +283,18 @@ class PurchasesKind(KindHandler):
         self._first = {}
         if not self._tids:
             return
-        conn = self.conn
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_tids (tid TEXT PRIMARY KEY)")
-        conn.execute("DELETE FROM temp.import_tids")
-        conn.executemany(
-            "INSERT INTO temp.import_tids (tid) VALUES (?)", [(t,) for t in self._tids]
+        # Always _LOOKUP ids per query (padded with NULL, which matches no
+        # row): one prepared statement for the whole file, not one per chunk
+        # size, each held in the connection's statement cache.
+        sql = (
+            f"SELECT transaction_id, line_no, import_id, {', '.join(self.compare_fields)} "
+            f"FROM purchases WHERE undone = 0 AND transaction_id IN ({', '.join('?' * _LOOKUP)})"
         )
-        cols = ", ".join(self.compare_fields)
-        rows = conn.execute(
-            f"SELECT transaction_id, line_no, import_id, {cols} FROM purchases "
-            "WHERE undone = 0 AND transaction_id IN (SELECT tid FROM temp.import_tids)"
-        ).fetchall()
-        conn.execute("DELETE FROM temp.import_tids")
+        tids: list[str | None] = list(self._tids)
+        tids += [None] * (-len(tids) % _LOOKUP)
+        rows: list[Any] = []
+        for at in range(0, len(tids), _LOOKUP):
+            rows += self.conn.execute(sql, tids[at : at + _LOOKUP]).fetchall()
         fields = self.compare_fields
         for row in rows:
             old = dict(zip(fields, tuple(row)[3:], strict=True))
@@ -305,7 +331,7 @@ class PurchasesKind(KindHandler):
         # (Ids already written by this import are known: not sent again.)
         seen = self._customers
         ids = {r["customer_id"] for r in records if r["customer_id"] is not None} - seen
-        if len(seen) + len(ids) > _CACHE_MAX * 4:
+        if len(seen) + len(ids) > _CACHE_MAX:
             seen.clear()
         seen.update(ids)
         self.conn.executemany(

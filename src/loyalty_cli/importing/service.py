@@ -162,7 +162,9 @@ def _import_file(
             assert import_id is not None
             result.import_id = import_id
             handler = handler_cls(ImportContext(conn, import_id, dialect, name, today))
+            handler.begin(path.stat().st_size)
             _read_rows(conn, handler, path, dialect, result, strict, progress)
+            handler.finish()
             conn.execute(
                 "UPDATE imports SET finished_at = ?, rows = ?, inserted = ?, duplicates = ?, "
                 "rejected = ? WHERE import_id = ?",
