@@ -1,6 +1,6 @@
 """The import's fast paths give exactly what the general code gives.
 
-Purchases are parsed by `_parse_fast` (falling back to `parse_cells`), money by
+Purchases are parsed by `parse_fields` (falling back to `parse_cells`), money by
 an integer fast path in `parse_minor`, ISO dates by `date.fromisoformat`, and
 duplicates/conflicts are looked up once per chunk of rows (`prepare`) instead
 of one SELECT per row. Each is compared here with the general path.
@@ -48,7 +48,8 @@ def test_fast_parse_is_taken_for_a_plain_row():
     header = list(COLUMNS)
     row = ["R1", " C1 ", "2026-01-05", "12.50", "2", "SKU", "cat", "1.5", "S1", "eur", "1.2", ""]
     index = {c: i for i, c in enumerate(header)}
-    record = handler._parse_fast(Cells(index, row, CellFormat()))
+    handler.use_columns(index)
+    record = handler.parse_fields(row)
     assert record == {
         "transaction_id": "R1", "line_no": 2, "customer_id": "C1", "date": "2026-01-05",
         "amount": 1250, "tax": 120, "sku": "SKU", "category": "cat", "quantity": "1.5",

@@ -71,6 +71,14 @@ class KindHandler:
         raise NotImplementedError
 
     # -- hooks with defaults ------------------------------------------------
+    def use_columns(self, index: dict[str, int]) -> None:
+        """The file's standard column -> position map, once, before its rows."""
+
+    def parse_fields(self, row: list[str]) -> Record | None:
+        """A fast path of `parse` on a well-shaped row's cells: the record, or
+        None to let `parse` decide (and word any rejection)."""
+        return None
+
     def key(self, record: Record) -> Hashable:
         return tuple(record[f] for f in self.key_fields)
 
@@ -117,20 +125,28 @@ class KindHandler:
             if found is not None:
                 old, where = found[0], self.where(found[1])
         if old is not None:
-            for f in self.compare_fields:
-                if old[f] != record[f]:
-                    raise RowRejected(
-                        f,
-                        f"conflict: {self.describe_key(record)} was imported {where} "
-                        f"with {f} {self.show(f, old[f])}, this row has {self.show(f, record[f])}",
-                    )
+            self.check_same(record, old, where)
             return False
         self.check_new(record, line)
+        self.queue(key, record, line)
+        return True
+
+    def check_same(self, record: Record, old: Record, where: str) -> None:
+        """A row whose key is taken must repeat the stored row (a duplicate)."""
+        for f in self.compare_fields:
+            if old[f] != record[f]:
+                raise RowRejected(
+                    f,
+                    f"conflict: {self.describe_key(record)} was imported {where} "
+                    f"with {f} {self.show(f, old[f])}, this row has {self.show(f, record[f])}",
+                )
+
+    def queue(self, key: Hashable, record: Record, line: int) -> None:
+        """A new row: into the batch (written when the batch is full)."""
         self.pending[key] = (record, line)
         self.batch.append(record)
         if len(self.batch) >= self.batch_size:
             self.flush()
-        return True
 
     def check_new(self, record: Record, line: int) -> None:
         """Extra checks for a row about to be inserted (receipts agree, ...)."""

@@ -13,7 +13,7 @@ from loyalty_cli.importing.kinds import ImportContext, KindHandler, Record
 from loyalty_cli.importing.parsing import MAX_ID, Cells, RowRejected, parse_date
 
 _MONEY = ("amount", "tax")
-# the column positions `_parse_fast` unpacks, in this order (-1: absent)
+# the column positions `parse_fields` unpacks, in this order (-1: absent)
 _PLAN = (
     "transaction_id", "line_no", "customer_id", "date", "amount", "sku", "category",
     "quantity", "store", "currency", "tax", "refund_of",
@@ -82,18 +82,20 @@ class PurchasesKind(KindHandler):
     def key(self, record: Record) -> Hashable:
         return (record["transaction_id"], record["line_no"])
 
+    def use_columns(self, index: dict[str, int]) -> None:
+        self._plan = tuple(index.get(c, -1) for c in _PLAN)
+        self._plan_index = index
+
     def parse(self, cells: Cells) -> Record:
-        record = self._parse_fast(cells)
+        if cells.index is not self._plan_index:
+            self.use_columns(cells.index)
+        record = self.parse_fields(cells.row)
         return record if record is not None else self.parse_cells(cells)
 
-    def _parse_fast(self, cells: Cells) -> Record | None:
+    def parse_fields(self, row: list[str]) -> Record | None:
         """`parse_cells` for a row that passes every check, reading the cells
         directly; None for anything unusual (then `parse_cells` decides, and
         words the rejection)."""
-        index = cells.index
-        if index is not self._plan_index:
-            self._plan = tuple(index.get(c, -1) for c in _PLAN)
-            self._plan_index = index
         (
             i_tid,
             i_line,
@@ -108,10 +110,9 @@ class PurchasesKind(KindHandler):
             i_tax,
             i_ref,
         ) = self._plan
-        row = cells.row
-        fmt = cells.fmt
         amounts = self._amounts  # text -> minor units in the program's currency
         d = self.ctx.dialect
+        decimal = d.decimal
 
         tid = row[i_tid].strip()
         if not tid or len(tid) > MAX_ID:
@@ -134,7 +135,7 @@ class PurchasesKind(KindHandler):
             if not text:
                 return None
             try:
-                date = parse_date(text, fmt.date_format, "date").isoformat()
+                date = parse_date(text, d.date_format, "date").isoformat()
             except RowRejected:
                 return None
             if len(self._dates) >= _CACHE_MAX:
@@ -149,7 +150,7 @@ class PurchasesKind(KindHandler):
                 return None
             amount = amounts.get(text) if currency == d.currency else None
             if amount is None:
-                amount = money.parse_minor(text, currency, fmt.decimal)
+                amount = money.parse_minor(text, currency, decimal)
                 if currency == d.currency:
                     if len(amounts) >= _CACHE_MAX:
                         amounts.clear()
@@ -158,7 +159,7 @@ class PurchasesKind(KindHandler):
             if i_tax >= 0:
                 text = row[i_tax].strip()
                 if text:
-                    tax = money.parse_minor(text, currency, fmt.decimal)
+                    tax = money.parse_minor(text, currency, decimal)
         except money.AmountError:
             return None
         store = (row[i_store].strip() or None) if i_store >= 0 else None
@@ -171,7 +172,7 @@ class PurchasesKind(KindHandler):
                 quantity = self._quantities.get(text)
                 if quantity is None:
                     try:
-                        quantity = str(money.parse_decimal(text, fmt.decimal))
+                        quantity = str(money.parse_decimal(text, decimal))
                     except money.AmountError:
                         return None
                     if len(self._quantities) >= _CACHE_MAX:
@@ -196,7 +197,7 @@ class PurchasesKind(KindHandler):
         }
 
     def parse_cells(self, cells: Cells) -> Record:
-        """The row parser (the reference for `_parse_fast`)."""
+        """The row parser (the reference for `parse_fields`)."""
         d = self.ctx.dialect
         tid = cells.ident("transaction_id")
         line_no = cells.positive_int("line_no", 1)
@@ -234,28 +235,49 @@ class PurchasesKind(KindHandler):
             return money.format_minor(value, self.ctx.dialect.currency)
         return super().show(field, value)
 
+    def accept(self, record: Record, line: int) -> bool:
+        """`KindHandler.accept` with the chunk's lookups read in place (the
+        general path per row: the same outcomes, see test_import_fast)."""
+        tid = record["transaction_id"]
+        key = (tid, record["line_no"])
+        seen = self.pending.get(key)
+        if seen is not None:
+            self.check_same(record, seen[0], f"by line {seen[1]} of this file")
+            return False
+        found = self._known.get(key) if tid in self._tids else self.find_existing(record)
+        if found is not None:
+            self.check_same(record, found[0], self.where(found[1]))
+            return False
+        self.check_new(record, line)
+        self.queue(key, record, line)
+        return True
+
     def check_new(self, record: Record, line: int) -> None:
         """All lines of a receipt agree on customer_id and date."""
         tid = record["transaction_id"]
         seen = self.receipts.get(tid)
-        other: dict[str, str | None] | None = None
         if seen is not None:
-            where = f"line {seen[2]} of this file"
-            other = {"customer_id": seen[0], "date": seen[1]}
+            if seen[0] != record["customer_id"] or seen[1] != record["date"]:
+                self._receipt_conflict(record, seen[0], seen[1], f"line {seen[2]} of this file")
         else:
             row = self._first_line(tid)
-            if row is not None:
+            if row is not None and (row[0] != record["customer_id"] or row[1] != record["date"]):
                 where = self.where(row[2]).removeprefix("by ")
-                other = {"customer_id": row[0], "date": row[1]}
-        if other is not None:
-            for f in ("customer_id", "date"):
-                if other[f] != record[f]:
-                    raise RowRejected(
-                        f,
-                        f"conflict: receipt '{tid}' has {f} {self.show(f, other[f])} "
-                        f"on another line ({where}), this row has {self.show(f, record[f])}",
-                    )
+                self._receipt_conflict(record, row[0], row[1], where)
         self.receipts[tid] = (record["customer_id"], record["date"], line)
+
+    def _receipt_conflict(
+        self, record: Record, customer: str | None, date: str, where: str
+    ) -> None:
+        other = {"customer_id": customer, "date": date}
+        for f in ("customer_id", "date"):
+            if other[f] != record[f]:
+                raise RowRejected(
+                    f,
+                    f"conflict: receipt '{record['transaction_id']}' has {f} "
+                    f"{self.show(f, other[f])} on another line ({where}), "
+                    f"this row has {self.show(f, record[f])}",
+                )
 
     def _first_line(self, tid: str) -> tuple[str | None, str, int] | None:
         """(customer_id, date, import_id) of the receipt's stored live line with

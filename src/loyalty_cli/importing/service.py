@@ -223,6 +223,8 @@ def _read_rows(
         names = {i: std for std, i in index.items()}
         width = len(header)
         chunk_rows = max(1, handler.chunk_rows)
+        handler.use_columns(index)
+        fast = handler.parse_fields
         with _progress(progress, reader) as tick:
             rows = reader.rows()
             done = False
@@ -234,12 +236,21 @@ def _read_rows(
                 failure: LoyaltyError | None = None
                 try:
                     for raw in rows:
-                        try:
-                            parsed: Any = handler.parse(
-                                _cells(raw, width, index, names, header, fmt)
-                            )
-                        except RowRejected as rej:
-                            parsed = rej
+                        fields = raw.fields
+                        parsed: Any = None
+                        if (
+                            fields is not None
+                            and len(fields) == width
+                            and len(raw.raw) <= MAX_FIELD
+                        ):
+                            parsed = fast(fields)
+                        if parsed is None:
+                            try:
+                                parsed = handler.parse(
+                                    _cells(raw, width, index, names, header, fmt)
+                                )
+                            except RowRejected as rej:
+                                parsed = rej
                         chunk.append((raw, parsed))
                         if len(chunk) >= chunk_rows:
                             break
