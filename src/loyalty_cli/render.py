@@ -19,10 +19,11 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:  # Rich is imported where a table is drawn: JSON and CSV never need it.
+    from rich.console import Console
+    from rich.table import Table
 
 # A cell a spreadsheet would run as a formula starts with one of these.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -92,6 +93,8 @@ def table(
     rows: list[dict[str, Any]], columns: Sequence[str] | None = None, title: str | None = None
 ) -> Table:
     """A Rich table of dict rows (numbers right-aligned)."""
+    from rich.table import Table
+
     cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
     tbl = Table(title=title, show_lines=False, header_style="bold")
     for col in cols:
@@ -115,6 +118,8 @@ def console(file: IO[str] | None = None, soft_wrap: bool = False) -> Console:
     """A Rich console on stdout (colour only on a terminal, NO_COLOR honoured)."""
     # Rich alone drops only the colours under NO_COLOR and keeps bold/italic escape
     # codes; a shop's log or screen reader wants plain text, so no styles at all.
+    from rich.console import Console
+
     plain = bool(os.environ.get("NO_COLOR"))
     return Console(
         file=file or sys.stdout, soft_wrap=soft_wrap, color_system=None if plain else "auto"

@@ -1,34 +1,77 @@
-"""The root `loyalty` command: global options, error translation, groups."""
+"""The root `loyalty` command: global options, error translation, groups.
+
+Start-up is most of a short command's time, so nothing is built or imported
+before it is needed: the command tree is lazy (`LazyCommands`: only the invoked
+command or group becomes a click command; typer turns each callback's signature
+into click parameters, a few ms a command), the command modules import the
+library inside their callbacks, and `loyalty --help` lists the commands from
+their help texts without building them.
+"""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import sys
-import traceback
-from typing import Annotated, Any
+from collections.abc import Iterator, MutableMapping
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from loyalty_cli import __version__
 from loyalty_cli.errors import LoyaltyError
+
+if TYPE_CHECKING:
+    import click
+
+# The command modules, in the order their commands were always registered:
+# `loyalty --help` lists the plain commands in this order, then the groups.
+COMMAND_MODULES = (
+    "setup",
+    "program",
+    "imports",
+    "run",
+    "customer",
+    "customer_list",
+    "rewards",
+    "report",
+    "export",
+    "simulate",
+    "ops",
+)
 
 
 class LoyaltyGroup(TyperGroup):
     """Turns library errors into one plain sentence on stderr and an exit code."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        # TyperGroup reads .items(), which would build every command.
+        return list(self.commands)
+
+    def format_help(self, ctx: click.Context, formatter: Any) -> None:
+        # The root's help lists names and first paragraphs only: stand-ins carry those.
+        commands = self.commands
+        assert isinstance(commands, LazyCommands)
+        self.commands = commands.summaries()
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.commands = commands
+
     def main(self, *args: Any, **kwargs: Any) -> Any:
         # Usage errors (bad date, unknown command) as plain click text ("Error: ..." on
         # one line), not a Rich panel that wraps the sentence and draws box characters
         # into logs and pipes. --help keeps its Rich layout (format_help is separate).
-        from typer import rich_utils
         from typer.core import _main
 
         if os.environ.get("NO_COLOR"):
             # --help on a terminal: Rich keeps bold under NO_COLOR; no escape codes at all.
-            rich_utils.COLOR_SYSTEM = None
+            _help_without_styles()
         kwargs.pop("rich_markup_mode", None)
         return _main(self, *args, rich_markup_mode=None, **kwargs)
 
@@ -42,25 +85,168 @@ class LoyaltyGroup(TyperGroup):
             from loyalty_cli.db import db_path
 
             _fail(ctx, f"{db_path((ctx.obj or {}).get('db'))}: database error: {exc}", 1)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit,
-                typer.Exit, typer.Abort, typer.TyperException):  # fmt: skip
-            # typer >= 0.16 vendors click: its Exit/Abort/BadParameter are not click's.
-            raise
         except BrokenPipeError:
             # `loyalty export ledger | head`: the reader left; click's main exits quietly.
             raise
         except KeyboardInterrupt:
             _fail(ctx, "interrupted; nothing was changed by the unfinished step", 130)
         except Exception as exc:  # noqa: BLE001 - the edge: never a traceback by default
+            if isinstance(exc, _exits()):
+                raise
             _fail(ctx, f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug)", 1)
         return None
 
 
+def _exits() -> tuple[type[BaseException], ...]:
+    """Exceptions that end a command with their own message and exit code.
+
+    typer >= 0.16 vendors click (its Exit/Abort/BadParameter are typer's, not
+    click's); click's own are only possible once something imported click.
+    """
+    found: list[type[BaseException]] = [typer.Exit, typer.Abort, typer.TyperException]
+    click_module = sys.modules.get("click")
+    if click_module is not None:
+        exceptions = click_module.exceptions
+        found += [exceptions.Exit, exceptions.ClickException, exceptions.Abort]
+    return tuple(found)
+
+
+def _help_without_styles() -> None:
+    """Help drawn by typer.rich_utils gets no colour system at all.
+
+    rich_utils (Rich, markdown) costs more than a short command itself and is
+    only needed to print help, so it is loaded lazily: the setting is applied
+    to the lazy module and kept when its code finally runs.
+    """
+    import importlib.util
+
+    module = sys.modules.get("typer.rich_utils")
+    if module is None:
+        spec = importlib.util.find_spec("typer.rich_utils")
+        if spec is None or spec.loader is None:
+            return
+        loader = importlib.util.LazyLoader(spec.loader)
+        spec.loader = loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["typer.rich_utils"] = module
+        typer.rich_utils = module  # type: ignore[attr-defined]  # as an import would
+        loader.exec_module(module)
+    module.COLOR_SYSTEM = None
+
+
+class LazyCommands(MutableMapping[str, "click.Command"]):
+    """The root's commands by name: every name known up front (registration is
+    cheap), each click command built by typer on first lookup."""
+
+    def __init__(self, group: LoyaltyGroup) -> None:
+        self._group = group
+        self._built: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._built:
+            info = _registered().get(name)
+            if info is None:
+                raise KeyError(name)
+            self._built[name] = _build(info, self._group)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("the loyalty commands are fixed")
+
+    def __iter__(self) -> Iterator[str]:
+        yield from _registered()
+        yield from (name for name in self._built if name not in _registered())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def summaries(self) -> dict[str, click.Command]:
+        """name -> a stand-in with the name, help texts and flags the root's help reads."""
+        return {
+            name: self._built.get(name) or _summary(name, info)
+            for name, info in _registered().items()
+        }
+
+
+_REGISTERED: dict[str, Any] = {}
+
+
+def _registered() -> dict[str, Any]:
+    """name -> typer CommandInfo or TyperInfo: plain commands first, then groups, each in
+    registration order (what typer's own build of the whole tree gives)."""
+    if not _REGISTERED:
+        import importlib
+
+        scratch = typer.Typer()
+        for name in COMMAND_MODULES:
+            importlib.import_module(f"loyalty_cli.cli.{name}").register(scratch)
+        for info in scratch.registered_commands:
+            _REGISTERED[_command_name(info)] = info
+        for info in scratch.registered_groups:
+            _REGISTERED[info.name] = info
+    return _REGISTERED
+
+
+def _command_name(info: Any) -> str:
+    from typer.main import get_command_name
+
+    return info.name or get_command_name(info.callback.__name__)
+
+
+def _build(info: Any, group: LoyaltyGroup) -> click.Command:
+    """The click command typer builds for `info` under the root (same settings)."""
+    from typer.main import get_command_from_info, get_group_from_info
+    from typer.models import CommandInfo
+
+    if isinstance(info, CommandInfo):
+        return get_command_from_info(
+            info,
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=group.rich_markup_mode,
+        )
+    return get_group_from_info(
+        info,
+        pretty_exceptions_short=app.pretty_exceptions_short,
+        suggest_commands=group.suggest_commands,
+        rich_markup_mode=group.rich_markup_mode,
+    )
+
+
+def _summary(name: str, info: Any) -> click.Command:
+    """A stand-in for the root's help: name, help, short help, hidden, deprecated, panel
+    exactly as typer's build sets them, without turning signatures into parameters."""
+    import inspect
+
+    from typer.main import solve_typer_info_defaults
+    from typer.models import CommandInfo
+
+    if isinstance(info, CommandInfo):
+        help_text = (
+            inspect.getdoc(info.callback) if info.help is None else inspect.cleandoc(info.help)
+        )
+    else:
+        info = solve_typer_info_defaults(info)
+        help_text = info.help
+    return TyperCommand(
+        name=name,
+        help=help_text,
+        short_help=info.short_help,
+        hidden=info.hidden,
+        deprecated=info.deprecated,
+        rich_help_panel=info.rich_help_panel,
+    )
+
+
 def _fail(ctx: click.Context, message: str, code: int) -> None:
     if (ctx.obj or {}).get("debug"):
+        import traceback
+
         traceback.print_exc()
     # One sentence on one line, whatever text the message quotes.
-    click.echo("Error: " + " ".join(message.split("\n")).replace("\r", " "), err=True)
+    typer.echo("Error: " + " ".join(message.split("\n")).replace("\r", " "), err=True)
     ctx.exit(code)
 
 
@@ -96,40 +282,6 @@ def root(
 ) -> None:
     """Keep the points of a shop's loyalty program."""
     ctx.obj = {"db": db, "debug": debug, "conn": None}
-
-
-def _register() -> None:
-    from loyalty_cli.cli import (
-        customer,
-        customer_list,
-        export,
-        imports,
-        ops,
-        program,
-        report,
-        rewards,
-        run,
-        setup,
-        simulate,
-    )
-
-    for module in (
-        setup,
-        program,
-        imports,
-        run,
-        customer,
-        customer_list,
-        rewards,
-        report,
-        export,
-        simulate,
-        ops,
-    ):
-        module.register(app)
-
-
-_register()
 
 
 def main() -> None:

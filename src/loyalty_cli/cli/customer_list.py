@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loyalty_cli import render, reports
+from loyalty_cli import render
 from loyalty_cli.cli.common import AsOfOpt, FormatOpt, OutputFormat, date_or_today, get_conn
 from loyalty_cli.cli.customer import customer_app
 
@@ -33,6 +33,8 @@ def list_cmd(
 
     Example: loyalty customer list --segment at_risk --as-of 2026-06-30 --format csv
     """
+    from loyalty_cli import reports
+
     day = date_or_today(as_of)
     rows = reports.customer_list(get_conn(ctx), day, segment=segment, tier=tier)
     render.render_rows(rows, fmt, LIST_COLUMNS, title=f"Customers on {day}")

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from loyalty_cli import exports
 from loyalty_cli.cli.common import ToOpt, check_date, get_conn, parse_date, today
 
 group = typer.Typer(
@@ -54,6 +53,8 @@ def ledger(
 
     Example: loyalty export ledger --from 2026-03-01 --to 2026-03-31 -o ledger.csv
     """
+    from loyalty_cli import exports
+
     last = parse_date(end) or today()
     exports.write(exports.ledger_export(get_conn(ctx), parse_date(start), last), output)
 
@@ -66,6 +67,8 @@ def balances(
 
     Example: loyalty export balances --to 2026-03-31 -o balances.csv
     """
+    from loyalty_cli import exports
+
     exports.write(exports.balances_export(get_conn(ctx), parse_date(end) or today()), output)
 
 
@@ -84,6 +87,8 @@ def journal(
 
     Example: loyalty export journal --from 2026-01-01 --to 2026-03-31 --by month
     """
+    from loyalty_cli import exports
+
     data = exports.journal_export(
         get_conn(ctx), parse_date(start), parse_date(end) or today(), by=by
     )
@@ -103,6 +108,7 @@ def settlement(
 
     Example: loyalty export settlement --from 2026-10-01 --to 2026-10-31 -o settlement.csv
     """
+    from loyalty_cli import exports
     from loyalty_cli.coalition import settlement_export
 
     last = parse_date(end) or today()
@@ -118,6 +124,8 @@ def redemptions(
 
     Example: loyalty export redemptions --from 2026-03-01 --to 2026-03-31
     """
+    from loyalty_cli import exports
+
     last = parse_date(end) or today()
     exports.write(exports.redemptions_export(get_conn(ctx), parse_date(start), last), output)
 
@@ -130,6 +138,8 @@ def offers(
 
     Example: loyalty export offers --to 2026-03-31 -o offers.csv
     """
+    from loyalty_cli import exports
+
     exports.write(exports.offers_export(get_conn(ctx), parse_date(end) or today()), output)
 
 
@@ -141,6 +151,8 @@ def rfm(
 
     Example: loyalty export rfm --to 2026-03-31 -o rfm.csv
     """
+    from loyalty_cli import exports
+
     exports.write(exports.rfm_export(get_conn(ctx), parse_date(end) or today()), output)
 
 

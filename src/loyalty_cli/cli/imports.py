@@ -9,22 +9,16 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from loyalty_cli import render
 from loyalty_cli.cli.common import DateOpt, FormatOpt, OutputFormat, date_or_today, echo_json
 from loyalty_cli.cli.common import get_conn as _get_conn
-from loyalty_cli.importing import (
-    DialectOverrides,
-    ImportResult,
-    import_files,
-    list_imports,
-    list_rejects,
-    undo_import,
-)
-from loyalty_cli.importing.dialect import parse_columns
+
+if TYPE_CHECKING:
+    from loyalty_cli.importing import ImportResult
 
 import_app = typer.Typer(
     help="Import CSV files (purchases, customers, events), list imports, "
@@ -97,6 +91,9 @@ def add_kind_command(group: typer.Typer, kind: str, help_text: str) -> None:
             typer.Option("--columns", help='Header names: "amount=Summa,date=Pvm".'),
         ] = None,
     ) -> None:
+        from loyalty_cli.importing import DialectOverrides, import_files
+        from loyalty_cli.importing.dialect import parse_columns
+
         overrides = DialectOverrides(
             delimiter=delimiter,
             decimal=decimal,
@@ -211,6 +208,8 @@ def list_command(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> Non
 
     Example: loyalty import list --format json
     """
+    from loyalty_cli.importing import list_imports
+
     _render_rows(_LIST_KEYS, list_imports(_get_conn(ctx)), fmt, "Imports")
 
 
@@ -226,6 +225,8 @@ def rejects_command(
 
     Example: loyalty import rejects --import 3
     """
+    from loyalty_cli.importing import list_rejects
+
     _render_rows(_REJECT_KEYS, list_rejects(_get_conn(ctx), import_id), fmt, "Rejected rows")
 
 
@@ -241,6 +242,8 @@ def undo_command(
 
     Example: loyalty import undo 3 --date 2026-11-02
     """
+    from loyalty_cli.importing import undo_import
+
     result = undo_import(_get_conn(ctx), import_id, date_or_today(date))
     if fmt is OutputFormat.json:
         echo_json(result.as_json())

@@ -5,12 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from loyalty_cli import program as programs
 from loyalty_cli import render
 from loyalty_cli.cli.common import (
     FormatOpt,
@@ -22,6 +20,9 @@ from loyalty_cli.cli.common import (
     today,
 )
 from loyalty_cli.errors import ProgramError
+
+if TYPE_CHECKING:
+    from loyalty_cli import program as programs
 
 group = typer.Typer(
     help="Define the loyalty program: validate and apply its YAML, show versions.\n\n"
@@ -38,6 +39,8 @@ def validate(file: FileArg) -> None:
 
     Example: loyalty program validate programs/boutique.yaml
     """
+    from loyalty_cli import program as programs
+
     try:
         prog = programs.load_program(file)
     except ProgramError as exc:
@@ -75,6 +78,8 @@ def apply(
 
     Example: loyalty program apply programs/boutique.yaml --effective 2026-07-01
     """
+    from loyalty_cli import program as programs
+
     when = parse_date(effective)
     conn = get_conn(ctx)
     if not yes and sys.stdin.isatty():
@@ -106,6 +111,8 @@ def diff(
 
     Example: loyalty program diff programs/boutique-2027.yaml
     """
+    from loyalty_cli import program as programs
+
     changes = _changes(get_conn(ctx), file)
     if changes is None:
         programs.load_program(file)  # still validate, so a bad file fails
@@ -123,6 +130,7 @@ def diff(
 
 def _changes(conn: Any, file: str) -> list[str] | None:
     """Changes of FILE against the version in force today; None without one."""
+    from loyalty_cli import program as programs
     from loyalty_cli.program_diff import diff_programs
 
     proposed = programs.load_program(file)
@@ -145,6 +153,8 @@ def show(
 
     Example: loyalty program show --format json
     """
+    from loyalty_cli import program as programs
+
     version = programs.require_program(get_conn(ctx), parse_date(as_of) or today())
     if fmt == OutputFormat.json:
         echo_json(
@@ -176,6 +186,10 @@ def versions(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
 
     Example: loyalty program versions --format csv
     """
+    from rich.table import Table
+
+    from loyalty_cli import program as programs
+
     conn = get_conn(ctx)
     rows = [_row(v) for v in programs.list_versions(conn)]
     current = programs.current_version(conn, today())
@@ -208,10 +222,14 @@ def schema() -> None:
 
     Example: loyalty program schema > program.schema.json
     """
+    from loyalty_cli import program as programs
+
     echo_json(programs.program_schema())
 
 
 def _effective(version: programs.ProgramVersion) -> str:
+    from loyalty_cli import program as programs
+
     if version.effective_from == programs.FIRST_DAY:
         return f"{version.effective_from.isoformat()} (from the start of history)"
     return version.effective_from.isoformat()

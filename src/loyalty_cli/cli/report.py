@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loyalty_cli import render, reports
+from loyalty_cli import render
 from loyalty_cli.cli.common import (
     FormatOpt,
     OutputFormat,
@@ -51,6 +51,8 @@ def kpi(
 
     Example: loyalty report kpi --from 2026-03-01 --to 2026-03-31 --format json
     """
+    from loyalty_cli import reports
+
     first, last = _period(start, end)
     data = reports.kpi_report(get_conn(ctx), first or last.replace(day=1), last)
     render.render_mapping(data, fmt, title="KPIs")
@@ -67,6 +69,8 @@ def tiers(
 
     Example: loyalty report tiers --to 2026-03-31 --format json
     """
+    from loyalty_cli import reports
+
     _, last = _period(start, end)
     rows = reports.tier_report(get_conn(ctx), last)
     render.render_rows(rows, fmt, ["tier", "customers", "share"], title=f"Tiers on {last}")
@@ -83,6 +87,8 @@ def segments(
 
     Example: loyalty report segments --to 2026-03-31 --format json
     """
+    from loyalty_cli import reports
+
     _, last = _period(start, end)
     counts = reports.segment_report(get_conn(ctx), last)
     if str(fmt) == "table":
@@ -103,6 +109,8 @@ def offers(
 
     Example: loyalty report offers --to 2026-03-31
     """
+    from loyalty_cli import reports
+
     _, last = _period(start, end)
     rows = reports.offers(get_conn(ctx), last)
     render.render_rows(rows, fmt, render.OFFER_COLUMNS, title=f"Offers on {last}")
@@ -151,6 +159,8 @@ def summary(
 
     Example: loyalty report summary --to 2026-03-31
     """
+    from loyalty_cli import reports
+
     first, last = _period(start, end)
     result = reports.summary(get_conn(ctx), first, last)
     render.render_summary(result.as_json(), fmt)

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from loyalty_cli import render
-from loyalty_cli import rewards as lib
 from loyalty_cli.cli.common import (
     AsOfOpt,
     DateOpt,
@@ -58,6 +57,8 @@ def list_cmd(ctx: typer.Context, as_of: AsOfOpt = None, fmt: FormatOpt = OutputF
 
     Example: loyalty rewards list --format json
     """
+    from loyalty_cli import rewards as lib
+
     rows = lib.list_rewards(get_conn(ctx), date_or_today(as_of))
     if fmt == OutputFormat.json:
         render.render_rows(rows, fmt)
@@ -84,6 +85,8 @@ def eligible_cmd(
 
     Example: loyalty rewards eligible --customer C001 --as-of 2026-10-31
     """
+    from loyalty_cli import rewards as lib
+
     rows = lib.rewards_eligible(get_conn(ctx), customer, date_or_today(as_of))
     render.render_rows(
         rows, fmt, ("customer_id", "reward_id", "cost", "available"), "Eligible rewards"
@@ -111,6 +114,8 @@ def redeem_cmd(
 
     Example: loyalty redeem C001 coffee --ref till1-000123
     """
+    from loyalty_cli import rewards as lib
+
     out = lib.redeem(get_conn(ctx), customer, reward, date_or_today(date), ref=ref)
     if fmt == OutputFormat.table:
         out = {**out, "code": lib.redemption_code(out["redemption_id"])}
@@ -131,6 +136,8 @@ def cancel_cmd(
 
     Example: loyalty redemption cancel R000012 --date 2026-11-02
     """
+    from loyalty_cli import rewards as lib
+
     out = lib.cancel_redemption(get_conn(ctx), redemption_id, date_or_today(date))
     render.render_mapping(out, fmt, "Cancelled")
 
@@ -151,6 +158,8 @@ def adjust_cmd(
 
     Example: loyalty adjust C001 -50 --reason "double-scanned receipt 4411"
     """
+    from loyalty_cli import rewards as lib
+
     out = lib.adjust(get_conn(ctx), customer, points, reason, date_or_today(date), allow_negative)
     render.render_mapping(out, fmt, "Adjusted")
 
@@ -166,6 +175,8 @@ def claim_cmd(
 
     Example: loyalty claim T-20261031-0042 C001
     """
+    from loyalty_cli import rewards as lib
+
     out = lib.claim(get_conn(ctx), transaction, customer, date_or_today(date))
     render.render_mapping(out, fmt, "Claimed")
 

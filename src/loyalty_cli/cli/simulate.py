@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from loyalty_cli import render
 from loyalty_cli.cli.common import (
@@ -75,6 +74,8 @@ def _csv(result: dict[str, Any]) -> None:
 
 
 def _table(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
     console = render.console()
     table = Table(title=f"Simulation {result['from']} .. {result['to']}")
     for column in ("metric", "current", "proposed", "delta"):
