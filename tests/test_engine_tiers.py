@@ -107,3 +107,27 @@ def test_receipts_basis(conn, tmp_path):
         buy(conn, f"T{i}", "C1", f"2026-01-{day}", 1000)
     go(conn, "2026-01-31")
     assert [earned(conn, f"T{i}") for i in range(1, 5)] == [10, 10, 15, 20]
+
+
+def test_tiers_of_a_few_customers_equal_the_pass_over_everyone(conn, tmp_path, monkeypatch):
+    """A few ids are looked up on the customer index, many by one pass: same tiers."""
+    from loyalty_cli.engine import tiers as tiers_module
+
+    program(conn, tmp_path, tiers())
+    amounts = {"C1": [20000, 15000, 10000], "C2": [5000], "C3": [90000, 30000], "C4": []}
+    n = 0
+    for cid, spends in amounts.items():
+        for i, amount in enumerate(spends):
+            n += 1
+            buy(conn, f"T{n}", cid, f"2026-01-0{i + 1}", amount)
+    go(conn, "2026-01-31")
+    ids = ["C4", "C3", "C1", "C2", "C9"]
+    for day in ("2026-01-01", "2026-01-02", "2026-01-03", "2026-01-31"):
+        on = dt.date.fromisoformat(day)
+        few = tiers_on(conn, on, ids)
+        monkeypatch.setattr(tiers_module, "_FEW", 0)
+        everyone = tiers_on(conn, on, ids)
+        monkeypatch.undo()
+        assert few == everyone
+        assert set(few) == set(ids)
+    assert tiers_on(conn, dt.date(2026, 1, 31), ids)["C3"] == "gold"
