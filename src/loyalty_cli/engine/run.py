@@ -30,11 +30,11 @@ from loyalty_cli.engine.scoring import (
     base_refund_points,
     partner_multiplier,
     proportional_clawback,
-    receipt_matches,
     score_receipt,
+    when_plan,
 )
 from loyalty_cli.errors import NoProgramError
-from loyalty_cli.ledger import Entry, LotState, NewEntry  # noqa: F401
+from loyalty_cli.ledger import Entry, LotState, NewEntry, Row  # noqa: F401
 from loyalty_cli.program import Program, ProgramVersion, VersionTimeline, versions_timeline
 
 BATCH = 2000
@@ -95,7 +95,7 @@ class CustomerRow:
 class Batch:
     receipts: dict[str, list[Receipt]] = field(default_factory=dict)
     scored: dict[str, list[Scored]] = field(default_factory=dict)
-    entries: dict[str, list[Entry]] = field(default_factory=dict)
+    entries: dict[str, list[Row]] = field(default_factory=dict)
     customers: dict[str, CustomerRow] = field(default_factory=dict)
     events: dict[str, list[tuple[str, str, dt.date]]] = field(default_factory=dict)
     referral_paid: set[str] = field(default_factory=set)
@@ -127,9 +127,13 @@ def run(conn: sqlite3.Connection, as_of: dt.date, progress: bool = False) -> Run
     # over the file: memory-mapped reads spare a system call per page.
     mmap = conn.execute("PRAGMA mmap_size").fetchone()
     conn.execute("PRAGMA mmap_size = 1073741824")
+    # Plain tuples: the run reads every row by position (sqlite3.Row costs per row).
+    factory = conn.row_factory
+    conn.row_factory = None
     try:
         return _run(conn, timeline, as_of, progress)
     finally:
+        conn.row_factory = factory
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
         conn.execute(f"PRAGMA mmap_size = {int(mmap[0]) if mmap else 0}")
 
@@ -261,7 +265,8 @@ def _affected(
         "AND expires_on <= ? AND expires_on > ?",
         (day, prev),
     )
-    add("SELECT DISTINCT customer_id FROM ledger WHERE entry_id > ?", (marks.last["entry_id"],))
+    # By rowid range (with DISTINCT the planner scans all of ledger_customer).
+    add("SELECT customer_id FROM ledger WHERE entry_id > ?", (marks.last["entry_id"],))
     # Birthdays falling in (prev, as_of].
     if any(v.program.bonus_for("birthday") for v in timeline):
         if marks.prev_as_of is None or (as_of - marks.prev_as_of).days >= 366:
@@ -327,6 +332,13 @@ class _Engine:
         self.result = RunResult(run_id, as_of)
         self.next_id = _max(conn, "SELECT MAX(entry_id) FROM ledger") + 1
         self.incremental = marks.last["purchase_id"] > 0 or marks.prev_as_of is not None
+        # Without an inactivity policy in any version no inactivity expiry is ever due.
+        self.inactivity = any(
+            v.program.expiry is not None and v.program.expiry.policy == "inactivity"
+            for v in timeline
+        )
+        # id(program) -> (program, its punch-card rewards as (reward, card, prepared filter))
+        self.punch_rewards: dict[int, tuple[Program, list[tuple[Any, Any, Any]]]] = {}
         # Referral payouts owed to referrers: referrer -> [(date, referee, points, version)]
         self.referrer_due: dict[str, list[tuple[dt.date, str, int, int]]] = {}
         self.done: set[str] = set()
@@ -379,30 +391,45 @@ class _Engine:
             "p.transaction_id, p.line_no, p.date, p.amount, p.tax, p.category, p.sku, "
             "p.store, p.refund_of"
         )
-        rows = conn.execute(
-            f"SELECT p.customer_id, {cols} FROM _batch b CROSS "
+        # The members' own lines (claimed receipts only when they claimed them), then
+        # the lines of the receipts they claimed; a line of both is read twice.
+        own = conn.execute(
+            f"SELECT p.customer_id, {cols}, c.customer_id IS NOT NULL FROM _batch b CROSS "
             "JOIN purchases p ON p.customer_id = b.customer_id "
             "LEFT JOIN claims c ON c.transaction_id = p.transaction_id "
             "WHERE p.undone = 0 AND p.date <= ? AND (p.id > ? OR p.date > ?) "
-            "AND (c.customer_id IS NULL OR c.customer_id = p.customer_id) "
-            "UNION ALL "
+            "AND (c.customer_id IS NULL OR c.customer_id = p.customer_id)",
+            (day, last_pid, prev),
+        ).fetchall()
+        claimed = conn.execute(
             # Driven from claims (small): left to itself the planner scans all
             # purchases through purchases_date once per batch.
             f"SELECT c.customer_id, {cols} FROM claims c "
             "CROSS JOIN _batch b ON b.customer_id = c.customer_id "
             "CROSS JOIN purchases p ON p.transaction_id = c.transaction_id AND p.undone = 0 "
             "WHERE p.date <= ?",
-            (day, last_pid, prev, day),
+            (day,),
         ).fetchall()
         receipts: dict[str, Receipt] = {}
-        seen_lines: set[tuple[str, int]] = set()
-        for cid, tid, line_no, date, amount, tax, cat, sku, store, refund_of in rows:
+        seen_lines: set[tuple[str, int]] = set()  # lines of claimed receipts
+        date_of = ledger._date
+        for cid, tid, line_no, date, amount, tax, cat, sku, store, refund_of, was_claimed in own:
+            if was_claimed:
+                seen_lines.add((tid, line_no))
+            receipt = receipts.get(tid)
+            if receipt is None:
+                receipt = receipts[tid] = Receipt(tid, cid, date_of(date))
+            # Receipt.add, inlined: a first run reads every line of the history here.
+            receipt.lines.append(Line(amount, tax, cat, sku, store, refund_of))
+            receipt.amount += amount
+            receipt.tax += tax
+        for cid, tid, line_no, date, amount, tax, cat, sku, store, refund_of in claimed:
             if (tid, line_no) in seen_lines:
                 continue
             seen_lines.add((tid, line_no))
             receipt = receipts.get(tid)
             if receipt is None:
-                receipt = receipts[tid] = Receipt(tid, cid, dt.date.fromisoformat(date))
+                receipt = receipts[tid] = Receipt(tid, cid, date_of(date))
             receipt.add(Line(amount, tax, cat, sku, store, refund_of))
         if self.incremental and receipts:
             # Some lines of a candidate receipt may be older than the marks: read them all.
@@ -416,7 +443,7 @@ class _Engine:
             "JOIN scored_receipts s ON s.customer_id = b.customer_id "
             "ORDER BY s.customer_id, s.date, s.transaction_id"
         ):
-            s = Scored(row[0], row[1], dt.date.fromisoformat(row[2]), *row[3:])
+            s = Scored(row[0], row[1], ledger._date(row[2]), *row[3:])
             data.scored.setdefault(s.customer_id, []).append(s)
 
         for row in conn.execute(
@@ -424,7 +451,7 @@ class _Engine:
             "CROSS JOIN ledger l ON l.customer_id = b.customer_id "
             "ORDER BY l.customer_id, l.entry_id"
         ):
-            entry = ledger._row_to_entry(row)
+            entry = ledger.row_from_db(row)
             data.entries.setdefault(entry.customer_id, []).append(entry)
 
         for cid, birthday, joined, referred in conn.execute(
@@ -485,14 +512,14 @@ class _Output:
 
     def __init__(self, engine: _Engine) -> None:
         self.engine = engine
-        self.entries: list[NewEntry] = []
+        self.entries: list[Row] = []
         self.first_id = engine.next_id
         self.scored: list[tuple[Any, ...]] = []
         self.tiers: list[tuple[str, str, str]] = []
         self.vouchers: list[tuple[Any, ...]] = []
         self.withdrawn: list[tuple[str, str]] = []
 
-    def post(self, entry: Entry) -> Entry:
+    def post(self, entry: Row) -> Row:
         """Queue an entry; its entry_id must be the next id (see `_Customer._entry`)."""
         self.engine.next_id += 1
         self.entries.append(entry)
@@ -505,9 +532,9 @@ class _Output:
 
     def flush(self) -> None:
         conn = self.engine.conn
-        ids = ledger.post(conn, self.entries)
-        if ids and ids[0] != self.first_id:
+        if self.entries and self.entries[0].entry_id != self.first_id:
             raise RuntimeError("ledger ids moved during a run")
+        ledger.post_rows(conn, self.entries)
         conn.executemany(
             "INSERT OR REPLACE INTO scored_receipts (transaction_id, customer_id, date, amount, "
             "tax, lines, points, tier, version, punches, run_id) "
@@ -547,10 +574,10 @@ class _Customer:
         self.referral_paid = cid in data.referral_paid
         entries = data.entries.get(cid, [])
         self.state: LotState = ledger.replay(entries)
-        self.by_source: dict[tuple[str, str | None], list[Entry]] = {}
-        self.by_lot: dict[int, list[Entry]] = {}
+        self.by_source: dict[tuple[str, str | None], list[Row]] = {}
+        self.by_lot: dict[int, list[Row]] = {}
         self.event_bonus: dict[str, list[dt.date]] = {}
-        self.lot_meta: dict[int, Entry] = {}
+        self.lot_meta: dict[int, Row] = {}
         self.heap: list[tuple[dt.date, int]] = []
         for entry in entries:
             self._index(entry)
@@ -572,26 +599,31 @@ class _Customer:
         self.first_activity: dt.date | None = min(firsts) if firsts else None
         self.last_scored: tuple[dt.date, Program] | None = None
 
-    def _index(self, entry: Entry) -> None:
-        self.by_source.setdefault((entry.source_type, entry.source_id), []).append(entry)
+    def _index(self, entry: Row) -> None:
+        key = (entry.source_type, entry.source_id)
+        found = self.by_source.get(key)
+        if found is None:
+            self.by_source[key] = [entry]
+        else:
+            found.append(entry)
         if entry.lot_id is not None:
             self.by_lot.setdefault(entry.lot_id, []).append(entry)
         if entry.source_type == "event" and entry.kind == "bonus" and entry.rule_id:
             self.event_bonus.setdefault(entry.rule_id, []).append(entry.date)
-        if entry.is_lot and entry.kind != "redemption_reversed":
+        if entry.points > 0 and entry.kind != "redemption_reversed":  # a lot
             self.lot_meta[entry.entry_id] = entry
             if entry.expires_on is not None:
                 heapq.heappush(self.heap, (entry.expires_on, entry.entry_id))
 
-    def _entry(self, **fields: Any) -> Entry:
-        """An entry carrying the id ledger.post will give it (ids are assigned in order)."""
-        return Entry(entry_id=self.e.next_id, **fields)
+    def _entry(self, **fields: Any) -> Row:
+        """An entry carrying the next ledger id (ids are assigned in order)."""
+        return Row(entry_id=self.e.next_id, **fields)
 
-    def _post(self, entry: Entry) -> Entry:
-        posted = self.out.post(entry)
-        ledger._apply(self.state, posted)
-        self._index(posted)
-        return posted
+    def _post(self, entry: Row) -> Row:
+        self.out.post(entry)
+        ledger._apply(self.state, entry)
+        self._index(entry)
+        return entry
 
     # ---- the timeline
     def process(self) -> None:
@@ -632,6 +664,13 @@ class _Customer:
 
     # ---- expiries
     def _expire_until(self, day: dt.date) -> None:
+        heap = self.heap
+        if not self.e.inactivity:
+            # Fixed expiries only: the loop below with no inactivity date due.
+            while heap and heap[0][0] <= day:
+                expires_on, lot_id = heapq.heappop(heap)
+                self._expire_lot(lot_id, expires_on)
+            return
         while True:
             fixed = self.heap[0][0] if self.heap else None
             inactive = self._inactivity_due()
@@ -649,20 +688,14 @@ class _Customer:
             return
         meta = self.lot_meta.get(lot_id)
         version = meta.program_version if meta else None
+        left = lot.remaining
         self._post(
-            self._entry(
-                date=expires_on,
-                customer_id=self.cid,
-                kind="expire",
-                points=-lot.remaining,
-                value=-self._value(lot.remaining, version, expires_on),
-                source_type="expiry",
-                source_id=str(lot_id),
-                program_version=version,
-                lot_id=lot_id,
-                partner=lot.partner,
+            Row(
+                self.e.next_id, expires_on, self.cid, "expire", -left,
+                -self._value(left, version, expires_on), "expiry", str(lot_id),
+                None, version, lot_id, None, None, lot.partner,
             )
-        )
+        )  # fmt: skip
 
     def _inactivity_due(self) -> dt.date | None:
         if self.last_sale is None:
@@ -768,37 +801,25 @@ class _Customer:
     ) -> None:
         program = version.program
         available, expires = self._lot_dates(program, receipt.date, pending=True)
-        base = {
-            "date": receipt.date,
-            "customer_id": self.cid,
-            "source_type": "purchase",
-            "source_id": receipt.transaction_id,
-            "program_version": version.version,
-            "available_on": available,
-            "expires_on": expires,
-            "partner": partner,
-        }
         pv, cur = program.point_value, program.currency
+        date, tid, number = receipt.date, receipt.transaction_id, version.version
+        # Row fields in table order (see ledger.Row); entry_id is the next id.
         if earn > 0:
             self._post(
-                self._entry(
-                    kind="earn",
-                    points=earn,
-                    rule_id=",".join(rule_ids) or None,
-                    value=ledger.points_value(earn, pv, cur),
-                    **base,
+                Row(
+                    self.e.next_id, date, self.cid, "earn", earn,
+                    ledger.points_value(earn, pv, cur), "purchase", tid,
+                    ",".join(rule_ids) or None, number, None, available, expires, partner,
                 )
-            )
+            )  # fmt: skip
         for rule_id, points in bonuses:
             self._post(
-                self._entry(
-                    kind="bonus",
-                    points=points,
-                    rule_id=rule_id,
-                    value=ledger.points_value(points, pv, cur),
-                    **base,
+                Row(
+                    self.e.next_id, date, self.cid, "bonus", points,
+                    ledger.points_value(points, pv, cur), "purchase", tid,
+                    rule_id, number, None, available, expires, partner,
                 )
-            )
+            )  # fmt: skip
 
     def _remember(
         self,
@@ -825,7 +846,7 @@ class _Customer:
             (
                 s.transaction_id,
                 s.customer_id,
-                s.date.isoformat(),
+                ledger._iso(s.date),
                 s.amount,
                 s.tax,
                 s.lines,
@@ -877,7 +898,7 @@ class _Customer:
             if q.transaction_id == receipt.transaction_id:
                 q.amount, q.points = receipt.amount, points
 
-    def _lots_of(self, tid: str) -> list[Entry]:
+    def _lots_of(self, tid: str) -> list[Row]:
         lots = [
             e
             for e in self.by_source.get(("purchase", tid), [])
@@ -940,13 +961,22 @@ class _Customer:
 
     # ---- punch cards
     def _punch(self, receipt: Receipt, program: Program) -> str | None:
+        cached = self.e.punch_rewards.get(id(program))
+        if cached is None or cached[0] is not program:
+            cards = [
+                (r, r.punch_card, when_plan(program, r.punch_card.when))
+                for r in program.rewards
+                if r.punch_card is not None
+            ]
+            cached = self.e.punch_rewards[id(program)] = (program, cards)
+        if not cached[1]:
+            return None
         punched: list[str] = []
         basis = receipt.basis_amount(program.earn.on)
-        for reward in program.rewards:
-            card = reward.punch_card
-            if card is None or not reward.is_active(receipt.date):
+        for reward, card, when in cached[1]:
+            if not reward.is_active(receipt.date):
                 continue
-            if not receipt_matches(card.when, receipt, basis, None, program.currency):
+            if not when.matches(receipt, basis, None):
                 continue
             if card.when.matches_lines and not any(
                 card.when.matches_line(line.category, line.sku) for line in receipt.lines
