@@ -164,18 +164,20 @@ def _apply(state: LotState, entry: Entry) -> None:
         _give_back(state, entry)
         return
     if entry.points > 0:
+        # Lot(entry_id, date, available_on, expires_on, points, remaining, partner)
         lot = Lot(
-            entry_id=entry.entry_id,
-            date=entry.date,
-            available_on=entry.available_on or entry.date,
-            expires_on=entry.expires_on,
-            points=entry.points,
-            remaining=entry.points,
-            partner=entry.partner,
+            entry.entry_id,
+            entry.date,
+            entry.available_on or entry.date,
+            entry.expires_on,
+            entry.points,
+            entry.points,
+            entry.partner,
         )
-        paid = min(state.debt, lot.remaining)
-        lot.remaining -= paid
-        state.debt -= paid
+        if state.debt:
+            paid = min(state.debt, lot.remaining)
+            lot.remaining -= paid
+            state.debt -= paid
         state.lots[entry.entry_id] = lot
         return
     if entry.points == 0:
@@ -286,18 +288,25 @@ def _iso(day: dt.date) -> str:
     return text
 
 
+_new_row = tuple.__new__
+
+
 def row_from_db(row: Sequence) -> Row:
     """A Row from the columns of `_COLUMNS` as SQLite returns them."""
-    available, expires = row[11], row[12]
-    return Row(
-        row[0],
-        _date(row[1]),
-        *row[2:11],
-        _date(available) if available else None,
-        _date(expires) if expires else None,
-        row[13],
-        row[14],
-    )
+    dates = _DATES
+    day, available, expires = row[1], row[11], row[12]
+    return _new_row(
+        Row,
+        (
+            row[0],
+            dates.get(day) or _date(day),
+            row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
+            (dates.get(available) or _date(available)) if available else None,
+            (dates.get(expires) or _date(expires)) if expires else None,
+            row[13],
+            row[14],
+        ),
+    )  # fmt: skip
 
 
 def entries_for(conn: sqlite3.Connection, customer_id: str) -> list[Entry]:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import operator
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from loyalty_cli import db, ledger
 from loyalty_cli.engine import tiers as tiermod
@@ -68,9 +69,9 @@ class RunResult:
         }
 
 
-@dataclass(slots=True)
-class Scored:
-    """A receipt as the run remembers it (table scored_receipts)."""
+class Scored(NamedTuple):
+    """A receipt as the run remembers it (table scored_receipts); a tuple: cheap to
+    build for every remembered receipt of the customers a run replays."""
 
     transaction_id: str
     customer_id: str
@@ -437,22 +438,34 @@ class _Engine:
         for receipt in sorted(receipts.values(), key=lambda r: (r.date, r.transaction_id)):
             data.receipts.setdefault(receipt.customer_id, []).append(receipt)
 
-        for row in conn.execute(
+        # No ORDER BY (a sort of everything read): a customer's receipts are used as a
+        # set (History sorts them) and their entries are put in id order below.
+        date_of, new = ledger._date, tuple.__new__
+        for tid, cid, date, *rest in conn.execute(
             "SELECT s.transaction_id, s.customer_id, s.date, s.amount, s.tax, s.lines, s.points, "
             "s.tier, s.version, s.punches FROM _batch b CROSS "
-            "JOIN scored_receipts s ON s.customer_id = b.customer_id "
-            "ORDER BY s.customer_id, s.date, s.transaction_id"
+            "JOIN scored_receipts s ON s.customer_id = b.customer_id"
         ):
-            s = Scored(row[0], row[1], ledger._date(row[2]), *row[3:])
-            data.scored.setdefault(s.customer_id, []).append(s)
+            s = new(Scored, (tid, cid, date_of(date), *rest))
+            found_s = data.scored.get(cid)
+            if found_s is None:
+                data.scored[cid] = [s]
+            else:
+                found_s.append(s)
 
+        row_from_db = ledger.row_from_db
         for row in conn.execute(
             f"SELECT {_LEDGER_COLS} FROM _batch b "
-            "CROSS JOIN ledger l ON l.customer_id = b.customer_id "
-            "ORDER BY l.customer_id, l.entry_id"
+            "CROSS JOIN ledger l ON l.customer_id = b.customer_id"
         ):
-            entry = ledger.row_from_db(row)
-            data.entries.setdefault(entry.customer_id, []).append(entry)
+            entry = row_from_db(row)
+            found = data.entries.get(entry.customer_id)
+            if found is None:
+                data.entries[entry.customer_id] = [entry]
+            else:
+                found.append(entry)
+        for entries in data.entries.values():
+            entries.sort(key=_entry_id)  # already in order when read by ledger_customer
 
         for cid, birthday, joined, referred in conn.execute(
             "SELECT c.customer_id, c.birthday, c.joined_on, c.referred_by FROM _batch b CROSS "
@@ -498,6 +511,9 @@ _LEDGER_COLS = ", ".join(
         "rule_id", "program_version", "lot_id", "available_on", "expires_on", "partner", "note",
     )
 )  # fmt: skip
+
+
+_entry_id = operator.itemgetter(0)
 
 
 def _date_or_none(text: str | None) -> dt.date | None:
@@ -573,7 +589,10 @@ class _Customer:
         self.events = data.events.get(cid, [])
         self.referral_paid = cid in data.referral_paid
         entries = data.entries.get(cid, [])
-        self.state: LotState = ledger.replay(entries)
+        # ledger.replay(entries), the entries being in id order already.
+        self.state: LotState = LotState()
+        for entry in entries:
+            ledger._apply(self.state, entry)
         self.by_source: dict[tuple[str, str | None], list[Row]] = {}
         self.by_lot: dict[int, list[Row]] = {}
         self.event_bonus: dict[str, list[dt.date]] = {}
