@@ -414,18 +414,18 @@ def post(
 def post_rows(conn: sqlite3.Connection, rows: Sequence[Row], now: str | None = None) -> None:
     """Append rows whose entry ids the caller assigned (the next ids, in order), as
     `post` would append the same entries. Call inside db.transaction()."""
-    if not rows:
-        return
+    insert_values(conn, row_values(rows, now))
+
+
+def row_values(rows: Sequence[Row], now: str | None = None) -> list[tuple]:
+    """The INSERT parameters of `post_rows` (kinds checked): plain tuples of text and ints."""
     kinds = set(KINDS)
     for r in rows:
         if r.kind not in kinds:
             raise ValueError(f"unknown ledger kind {r.kind!r}")
-    start = conn.execute("SELECT COALESCE(MAX(entry_id), 0) FROM ledger").fetchone()[0] + 1
-    if rows[0].entry_id != start or rows[-1].entry_id != start + len(rows) - 1:
-        raise RuntimeError("ledger ids moved during a run")
     created = now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     iso = _iso
-    values = [
+    return [
         (
             r[0],
             iso(r[1]),
@@ -438,7 +438,16 @@ def post_rows(conn: sqlite3.Connection, rows: Sequence[Row], now: str | None = N
         )
         for r in rows
     ]
-    # The kinds were checked above. SQLite evaluates the CHECK's IN list afresh for
+
+
+def insert_values(conn: sqlite3.Connection, values: Sequence[tuple]) -> None:
+    """Insert what `row_values` made: its entry ids must be the next ones, in order."""
+    if not values:
+        return
+    start = conn.execute("SELECT COALESCE(MAX(entry_id), 0) FROM ledger").fetchone()[0] + 1
+    if values[0][0] != start or values[-1][0] != start + len(values) - 1:
+        raise RuntimeError("ledger ids moved during a run")
+    # row_values checked the kinds. SQLite evaluates the CHECK's IN list afresh for
     # every row of an executemany (about half the cost of the insert): skip it.
     ignoring = conn.execute("PRAGMA ignore_check_constraints").fetchone()[0]
     conn.execute("PRAGMA ignore_check_constraints = 1")

@@ -14,9 +14,14 @@ run(D2) alone, and a second run with nothing new posts nothing.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import heapq
+import multiprocessing
 import operator
+import os
+import queue
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -358,35 +363,46 @@ class _Engine:
     # ---- batches
     def process(self, customers: list[str], progress: bool) -> None:
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _batch (customer_id TEXT PRIMARY KEY)")
+        chunks = [customers[start : start + BATCH] for start in range(0, len(customers), BATCH)]
+        # The worker is forked before the progress bar starts its thread.
+        pipeline = _Pipeline(self) if len(chunks) >= _PIPELINE_MIN_BATCHES and _cpus() > 1 else None
         bar = _progress(len(customers)) if progress else None
-        for start in range(0, len(customers), BATCH):
-            chunk = customers[start : start + BATCH]
-            self._batch(chunk)
-            if bar is not None:
-                bar(len(chunk))
-        # Referrers already processed (or with nothing else to do) get their payout now.
-        while True:
-            late = sorted(c for c in self.referrer_due if self.referrer_due[c])
-            if not late:
-                break
-            self._batch(late)
+        if pipeline is not None:
+            pipeline.process(chunks, bar)
+        else:
+            for chunk in chunks:
+                self._batch(chunk)
+                if bar is not None:
+                    bar(len(chunk))
+            # Referrers already processed (or with nothing else to do) get their payout now.
+            while late := self._late():
+                self._batch(late)
         if bar is not None:
             bar(0, done=True)
 
+    def _late(self) -> list[str]:
+        return sorted(c for c in self.referrer_due if self.referrer_due[c])
+
     def _batch(self, chunk: list[str]) -> None:
-        conn = self.conn
-        conn.execute("DELETE FROM _batch")
-        conn.executemany("INSERT INTO _batch VALUES (?)", [(c,) for c in chunk])
-        data = self._load(chunk)
+        raw = self._fetch(chunk)
+        self._write(self._compute(chunk, self._build(chunk, raw)))
+
+    def _compute(self, chunk: list[str], data: Batch) -> _Output:
+        """The Python half of a batch: every customer's new work, in order."""
         out = _Output(self)
         for cid in chunk:
             _Customer(self, cid, data, out).process()
             self.done.add(cid)
-        out.flush()
+        return out
 
-    def _load(self, chunk: list[str]) -> Batch:
+    def _write(self, out: _Output) -> None:
+        self.result.vouchers_withdrawn += _write(self.conn, *out.values())
+
+    def _fetch(self, chunk: list[str]) -> _Raw:
+        """The SQL half of reading a batch: the rows `_build` makes a Batch of."""
         conn, day, prev = self.conn, self.as_of.isoformat(), self.marks.prev_text
-        data = Batch()
+        conn.execute("DELETE FROM _batch")
+        conn.executemany("INSERT INTO _batch VALUES (?)", [(c,) for c in chunk])
         last_pid = self.marks.last["purchase_id"]
         cols = (
             "p.transaction_id, p.line_no, p.date, p.amount, p.tax, p.category, p.sku, "
@@ -411,11 +427,62 @@ class _Engine:
             "WHERE p.date <= ?",
             (day,),
         ).fetchall()
+        complete: list[tuple[Any, ...]] = []
+        if self.incremental:
+            # Some lines of a candidate receipt may be older than the marks: read them all.
+            tids = list(dict.fromkeys([r[1] for r in own] + [r[1] for r in claimed]))
+            for start in range(0, len(tids), 500):
+                part = tids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                complete += conn.execute(
+                    "SELECT transaction_id, amount, tax, category, sku, store, refund_of "
+                    f"FROM purchases WHERE undone = 0 AND transaction_id IN ({marks}) "
+                    "ORDER BY transaction_id, line_no",
+                    part,
+                ).fetchall()
+        # No ORDER BY (a sort of everything read): a customer's receipts are used as a
+        # set (History sorts them) and their entries are put in id order by _build.
+        scored = conn.execute(
+            "SELECT s.transaction_id, s.customer_id, s.date, s.amount, s.tax, s.lines, s.points, "
+            "s.tier, s.version, s.punches FROM _batch b CROSS "
+            "JOIN scored_receipts s ON s.customer_id = b.customer_id"
+        ).fetchall()
+        entries = conn.execute(
+            f"SELECT {_LEDGER_COLS} FROM _batch b "
+            "CROSS JOIN ledger l ON l.customer_id = b.customer_id"
+        ).fetchall()
+        customers = conn.execute(
+            "SELECT c.customer_id, c.birthday, c.joined_on, c.referred_by FROM _batch b CROSS "
+            "JOIN customers c ON c.customer_id = b.customer_id"
+        ).fetchall()
+        events = conn.execute(
+            "SELECT e.event_id, e.customer_id, e.type, e.date FROM _batch b CROSS "
+            "JOIN events e ON e.customer_id = b.customer_id "
+            "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ?)",
+            (day, self.marks.last["event_id"], prev),
+        ).fetchall()
+        return _Raw(own, claimed, complete, scored, entries, customers, events)
+
+    def _build(self, chunk: list[str], raw: _Raw) -> Batch:
+        """The Python half of reading a batch (no database: it may run in the worker)."""
+        data = Batch()
         receipts: dict[str, Receipt] = {}
         seen_lines: set[tuple[str, int]] = set()  # lines of claimed receipts
         date_of = ledger._date
-        for cid, tid, line_no, date, amount, tax, cat, sku, store, refund_of, was_claimed in own:
-            if was_claimed:
+        for (
+            cid,
+            tid,
+            line_no,
+            date,
+            amount,
+            tax,
+            cat,
+            sku,
+            store,
+            refund_of,
+            claim,
+        ) in raw.own:
+            if claim:
                 seen_lines.add((tid, line_no))
             receipt = receipts.get(tid)
             if receipt is None:
@@ -424,7 +491,7 @@ class _Engine:
             receipt.lines.append(Line(amount, tax, cat, sku, store, refund_of))
             receipt.amount += amount
             receipt.tax += tax
-        for cid, tid, line_no, date, amount, tax, cat, sku, store, refund_of in claimed:
+        for cid, tid, line_no, date, amount, tax, cat, sku, store, refund_of in raw.claimed:
             if (tid, line_no) in seen_lines:
                 continue
             seen_lines.add((tid, line_no))
@@ -432,20 +499,17 @@ class _Engine:
             if receipt is None:
                 receipt = receipts[tid] = Receipt(tid, cid, date_of(date))
             receipt.add(Line(amount, tax, cat, sku, store, refund_of))
-        if self.incremental and receipts:
-            # Some lines of a candidate receipt may be older than the marks: read them all.
-            self._complete(receipts)
+        if raw.complete:
+            lines: dict[str, list[Line]] = {}
+            for tid, amount, tax, cat, sku, store, refund_of in raw.complete:
+                lines.setdefault(tid, []).append(Line(amount, tax, cat, sku, store, refund_of))
+            for tid, found in lines.items():
+                receipts[tid].set_lines(found)
         for receipt in sorted(receipts.values(), key=lambda r: (r.date, r.transaction_id)):
             data.receipts.setdefault(receipt.customer_id, []).append(receipt)
 
-        # No ORDER BY (a sort of everything read): a customer's receipts are used as a
-        # set (History sorts them) and their entries are put in id order below.
-        date_of, new = ledger._date, tuple.__new__
-        for tid, cid, date, *rest in conn.execute(
-            "SELECT s.transaction_id, s.customer_id, s.date, s.amount, s.tax, s.lines, s.points, "
-            "s.tier, s.version, s.punches FROM _batch b CROSS "
-            "JOIN scored_receipts s ON s.customer_id = b.customer_id"
-        ):
+        new = tuple.__new__
+        for tid, cid, date, *rest in raw.scored:
             s = new(Scored, (tid, cid, date_of(date), *rest))
             found_s = data.scored.get(cid)
             if found_s is None:
@@ -454,54 +518,169 @@ class _Engine:
                 found_s.append(s)
 
         row_from_db = ledger.row_from_db
-        for row in conn.execute(
-            f"SELECT {_LEDGER_COLS} FROM _batch b "
-            "CROSS JOIN ledger l ON l.customer_id = b.customer_id"
-        ):
+        for row in raw.entries:
             entry = row_from_db(row)
-            found = data.entries.get(entry.customer_id)
-            if found is None:
+            found_e = data.entries.get(entry.customer_id)
+            if found_e is None:
                 data.entries[entry.customer_id] = [entry]
             else:
-                found.append(entry)
+                found_e.append(entry)
         for entries in data.entries.values():
             entries.sort(key=_entry_id)  # already in order when read by ledger_customer
 
-        for cid, birthday, joined, referred in conn.execute(
-            "SELECT c.customer_id, c.birthday, c.joined_on, c.referred_by FROM _batch b CROSS "
-            "JOIN customers c ON c.customer_id = b.customer_id"
-        ):
+        for cid, birthday, joined, referred in raw.customers:
             data.customers[cid] = CustomerRow(
                 _date_or_none(birthday), _date_or_none(joined), referred or None
             )
-
-        for event_id, cid, etype, date in conn.execute(
-            "SELECT e.event_id, e.customer_id, e.type, e.date FROM _batch b CROSS "
-            "JOIN events e ON e.customer_id = b.customer_id "
-            "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ?)",
-            (day, self.marks.last["event_id"], prev),
-        ):
+        for event_id, cid, etype, date in raw.events:
             data.events.setdefault(cid, []).append((event_id, etype, dt.date.fromisoformat(date)))
-
         data.referral_paid = {c for c in chunk if c in self.referral_paid}
         return data
 
-    def _complete(self, receipts: dict[str, Receipt]) -> None:
-        tids = list(receipts)
-        for start in range(0, len(tids), 500):
-            chunk = tids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            lines: dict[str, list[Line]] = {}
-            for tid, amount, tax, cat, sku, store, refund_of in self.conn.execute(
-                "SELECT transaction_id, amount, tax, category, sku, store, refund_of "
-                f"FROM purchases WHERE undone = 0 AND transaction_id IN ({marks}) "
-                "ORDER BY transaction_id, line_no",
-                chunk,
-            ):
-                lines.setdefault(tid, []).append(Line(amount, tax, cat, sku, store, refund_of))
-            for tid in chunk:
-                if tid in lines:
-                    receipts[tid].set_lines(lines[tid])
+
+class _Raw(NamedTuple):
+    """A batch as read from the database (plain rows: cheap to hand to the worker)."""
+
+    own: list[tuple[Any, ...]]
+    claimed: list[tuple[Any, ...]]
+    complete: list[tuple[Any, ...]]
+    scored: list[tuple[Any, ...]]
+    entries: list[tuple[Any, ...]]
+    customers: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+
+
+# --- two processes for a big run --------------------------------------------------
+
+# From this many batches on, a run reads and writes in this process while a forked
+# worker does the Python half of each batch (a first run over a long history).
+_PIPELINE_MIN_BATCHES = 4
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class _Pipeline:
+    """Batch i+1 is read and batch i-1 written while a worker process computes batch i.
+
+    The worker is forked after the engine is set up, so it holds the same program
+    versions, marks and memory of referrals; it never touches the database. The
+    engine state that crosses batches (next entry id, referral payouts due, the
+    result) lives in the worker alone; the order of all writes, the ids and the
+    transaction are the sequential run's. Reading batch i+1 before batch i is written
+    reads nothing batch i writes: every read is of the batch's own customers (ledger,
+    scored receipts by customer_id) or of input tables the run does not write.
+    Referrers paid late are read after everything before them is written.
+    """
+
+    def __init__(self, engine: _Engine) -> None:
+        self.engine = engine
+        ctx = multiprocessing.get_context("fork")
+        # One pipe each way; a thread sends, so that the two processes never both
+        # wait to write a large message to each other.
+        their_in, self.out_pipe = ctx.Pipe(duplex=False)
+        self.in_pipe, their_out = ctx.Pipe(duplex=False)
+        self.worker = ctx.Process(
+            target=_serve,
+            args=(engine, their_in, their_out, (self.out_pipe, self.in_pipe)),
+            daemon=True,
+        )
+        # Everything alive now is the parent's: the worker's collector leaves it alone
+        # (it holds the database connection, which only the parent may touch).
+        gc.freeze()
+        try:
+            self.worker.start()
+        finally:
+            gc.unfreeze()
+        their_in.close()
+        their_out.close()
+        self.outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.sender = threading.Thread(target=self._send_all, daemon=True)
+        self.sender.start()
+
+    def _send_all(self) -> None:
+        while (message := self.outbox.get()) is not None:
+            try:
+                self.out_pipe.send(message)
+            except OSError:
+                return  # the worker is gone: the run sees it on its side of the pipe
+
+    def process(self, chunks: list[list[str]], bar: Callable[..., None] | None) -> None:
+        engine, send = self.engine, self.outbox.put
+        finished = False
+        try:
+            withdrawn = 0
+            send(("batch", chunks[0], engine._fetch(chunks[0])))
+            for i, chunk in enumerate(chunks):
+                if i + 1 < len(chunks):
+                    send(("batch", chunks[i + 1], engine._fetch(chunks[i + 1])))
+                withdrawn += _write(engine.conn, *self._answer("out"))
+                if bar is not None:
+                    bar(len(chunk))
+            while True:
+                send(("late",))
+                late = self._answer("late")
+                if not late:
+                    break
+                send(("batch", late, engine._fetch(late)))
+                withdrawn += _write(engine.conn, *self._answer("out"))
+            send(("end",))
+            engine.result, engine.next_id = self._answer("end")
+            engine.result.vouchers_withdrawn += withdrawn
+            finished = True
+        finally:
+            if not finished:
+                self.worker.kill()
+            self.outbox.put(None)
+            self.sender.join()
+            self.out_pipe.close()
+            self.in_pipe.close()
+            self.worker.join()
+
+    def _answer(self, kind: str) -> Any:
+        """The worker's next message, which must be `kind`; its failure raised here."""
+        try:
+            message = self.in_pipe.recv()
+        except EOFError:
+            raise RuntimeError("the run's worker process ended unexpectedly") from None
+        if message[0] == "error":
+            raise message[1]
+        if message[0] != kind:
+            raise RuntimeError(f"the run's worker answered {message[0]!r}, not {kind!r}")
+        return message[1]
+
+
+def _serve(engine: _Engine, inbox: Any, outbox: Any, parent_ends: tuple[Any, Any]) -> None:
+    """The worker: build and compute the batches it is sent, in order."""
+    for end in parent_ends:
+        end.close()  # so that the run's ends closing reads as EOF here
+    try:
+        while True:
+            message = inbox.recv()
+            if message[0] == "batch":
+                _, chunk, raw = message
+                out = engine._compute(chunk, engine._build(chunk, raw))
+                outbox.send(("out", out.values()))
+            elif message[0] == "late":
+                outbox.send(("late", engine._late()))
+            else:
+                outbox.send(("end", (engine.result, engine.next_id)))
+                return
+    except (EOFError, BrokenPipeError):
+        return  # the run went away (killed or failed): nothing to answer
+    except BaseException as exc:  # noqa: BLE001 - handed to the run, which raises it
+        # The exception itself, else (it does not pickle) its text; nothing if the run
+        # is gone.
+        for payload in (exc, RuntimeError(f"{type(exc).__name__}: {exc}")):
+            try:
+                outbox.send(("error", payload))
+                return
+            except Exception:  # noqa: BLE001, S112
+                continue
 
 
 _LEDGER_COLS = ", ".join(
@@ -514,6 +693,8 @@ _LEDGER_COLS = ", ".join(
 
 
 _entry_id = operator.itemgetter(0)
+# (date, item class, key): the payload after them is not comparable.
+_item_order = operator.itemgetter(0, 1, 2)
 
 
 def _date_or_none(text: str | None) -> dt.date | None:
@@ -546,30 +727,43 @@ class _Output:
         result.points[entry.kind] += entry.points
         return entry
 
-    def flush(self) -> None:
-        conn = self.engine.conn
+    def values(self) -> tuple[list[tuple[Any, ...]], ...]:
+        """What `_write` stores, as plain tuples (they may come from the worker)."""
         if self.entries and self.entries[0].entry_id != self.first_id:
             raise RuntimeError("ledger ids moved during a run")
-        ledger.post_rows(conn, self.entries)
-        conn.executemany(
-            "INSERT OR REPLACE INTO scored_receipts (transaction_id, customer_id, date, amount, "
-            "tax, lines, points, tier, version, punches, run_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            self.scored,
-        )
-        conn.executemany("INSERT OR REPLACE INTO tier_history VALUES (?, ?, ?)", self.tiers)
-        conn.executemany(
-            "INSERT OR IGNORE INTO vouchers (voucher_id, customer_id, reward_id, issued, "
-            "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?)",
-            self.vouchers,
-        )
-        withdrawn = conn.executemany(
-            "UPDATE vouchers SET status = 'withdrawn', closed_on = ? "
-            "WHERE voucher_id = ? AND status = 'open'",
-            self.withdrawn,
-        )
-        # Only receipts whose punch issued a still-open voucher change anything.
-        self.engine.result.vouchers_withdrawn += max(withdrawn.rowcount, 0)
+        entries = ledger.row_values(self.entries)
+        return entries, self.scored, self.tiers, self.vouchers, self.withdrawn
+
+
+def _write(
+    conn: sqlite3.Connection,
+    entries: list[tuple[Any, ...]],
+    scored: list[tuple[Any, ...]],
+    tiers: list[tuple[Any, ...]],
+    vouchers: list[tuple[Any, ...]],
+    withdrawn: list[tuple[Any, ...]],
+) -> int:
+    """Store what a batch made; returns the number of vouchers withdrawn."""
+    ledger.insert_values(conn, entries)
+    conn.executemany(
+        "INSERT OR REPLACE INTO scored_receipts (transaction_id, customer_id, date, amount, "
+        "tax, lines, points, tier, version, punches, run_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        scored,
+    )
+    conn.executemany("INSERT OR REPLACE INTO tier_history VALUES (?, ?, ?)", tiers)
+    conn.executemany(
+        "INSERT OR IGNORE INTO vouchers (voucher_id, customer_id, reward_id, issued, "
+        "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?)",
+        vouchers,
+    )
+    cursor = conn.executemany(
+        "UPDATE vouchers SET status = 'withdrawn', closed_on = ? "
+        "WHERE voucher_id = ? AND status = 'open'",
+        withdrawn,
+    )
+    # Only receipts whose punch issued a still-open voucher change anything.
+    return max(cursor.rowcount, 0)
 
 
 # Item classes within a day: expiries (handled before items), receipts, events,
@@ -661,7 +855,7 @@ class _Customer:
             if self.first_activity is None or date < self.first_activity:
                 self.first_activity = date
         items.extend(self._birthdays())
-        items.sort(key=lambda item: (item[0], item[1], item[2]))
+        items.sort(key=_item_order)
         for date, kind, key, payload in items:
             self._expire_until(date)
             if kind == _RECEIPT:
@@ -793,14 +987,16 @@ class _Customer:
         program = version.program
         level = tiermod.level_for_receipt(program, self.history, q)
         tier = level.id if level is not None else None
-        if receipt.is_refund:
+        if receipt.amount < 0:  # a refund
             q.points = -self._refund(receipt, version, level)
             self._remember(receipt, q.points, tier, version.version, None)
             self.history.add(q)
             return
         score = score_receipt(program, receipt, tier, tiermod.multiplier(level))
         self._post_score(receipt, version, score.earn, score.rule_ids, score.bonuses, score.partner)
-        q.points = score.total
+        q.points = (
+            score.earn + sum(points for _, points in score.bonuses) if score.bonuses else score.earn
+        )
         self.history.add(q)
         punches = self._punch(receipt, program)
         self._remember(receipt, q.points, tier, version.version, punches)
