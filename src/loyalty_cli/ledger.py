@@ -417,12 +417,13 @@ def post_rows(conn: sqlite3.Connection, rows: Sequence[Row], now: str | None = N
     insert_values(conn, row_values(rows, now))
 
 
-def row_values(rows: Sequence[Row], now: str | None = None) -> list[tuple]:
-    """The INSERT parameters of `post_rows` (kinds checked): plain tuples of text and ints."""
+def row_values(rows: Sequence[tuple], now: str | None = None) -> list[tuple]:
+    """The INSERT parameters of `post_rows` (kinds checked): plain tuples of text and ints.
+    Rows are `Row`s or tuples of the same fields."""
     kinds = set(KINDS)
     for r in rows:
-        if r.kind not in kinds:
-            raise ValueError(f"unknown ledger kind {r.kind!r}")
+        if r[3] not in kinds:
+            raise ValueError(f"unknown ledger kind {r[3]!r}")
     created = now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     iso = _iso
     return [

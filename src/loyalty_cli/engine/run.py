@@ -343,6 +343,7 @@ class _Engine:
             v.program.expiry is not None and v.program.expiry.policy == "inactivity"
             for v in timeline
         )
+        self.versions: dict[dt.date, ProgramVersion | None] = {}  # timeline.get, memoised
         # id(program) -> (program, its punch-card rewards as (reward, card, prepared filter))
         self.punch_rewards: dict[int, tuple[Program, list[tuple[Any, Any, Any]]]] = {}
         # Referral payouts owed to referrers: referrer -> [(date, referee, points, version)]
@@ -359,6 +360,13 @@ class _Engine:
                 "SELECT DISTINCT source_id FROM ledger WHERE source_type = 'referral'"
             )
         }
+
+    def version_on(self, day: dt.date) -> ProgramVersion | None:
+        try:
+            return self.versions[day]
+        except KeyError:
+            found = self.versions[day] = self.timeline.get(day)
+            return found
 
     # ---- batches
     def process(self, customers: list[str], progress: bool) -> None:
@@ -705,7 +713,8 @@ def _date_or_none(text: str | None) -> dt.date | None:
 
 
 class _Output:
-    """What a batch writes: ledger entries (ids assigned up front), receipts, vouchers."""
+    """What a batch writes: ledger entries (ids assigned up front, queued by
+    `_Customer._post`), receipts, vouchers."""
 
     def __init__(self, engine: _Engine) -> None:
         self.engine = engine
@@ -716,21 +725,11 @@ class _Output:
         self.vouchers: list[tuple[Any, ...]] = []
         self.withdrawn: list[tuple[str, str]] = []
 
-    def post(self, entry: Row) -> Row:
-        """Queue an entry; its entry_id must be the next id (see `_Customer._entry`)."""
-        self.engine.next_id += 1
-        self.entries.append(entry)
-        if entry.source_type == "referral" and entry.source_id is not None:
-            self.engine.referral_paid.add(entry.source_id)
-        result = self.engine.result
-        result.entries[entry.kind] += 1
-        result.points[entry.kind] += entry.points
-        return entry
-
     def values(self) -> tuple[list[tuple[Any, ...]], ...]:
         """What `_write` stores, as plain tuples (they may come from the worker)."""
         if self.entries and self.entries[0].entry_id != self.first_id:
             raise RuntimeError("ledger ids moved during a run")
+        # The INSERT parameters (ISO dates): plain tuples of text and ints pickle fast.
         entries = ledger.row_values(self.entries)
         return entries, self.scored, self.tiers, self.vouchers, self.withdrawn
 
@@ -743,7 +742,8 @@ def _write(
     vouchers: list[tuple[Any, ...]],
     withdrawn: list[tuple[Any, ...]],
 ) -> int:
-    """Store what a batch made; returns the number of vouchers withdrawn."""
+    """Store what a batch made (entries: ledger.row_values); returns the number of
+    vouchers withdrawn."""
     ledger.insert_values(conn, entries)
     conn.executemany(
         "INSERT OR REPLACE INTO scored_receipts (transaction_id, customer_id, date, amount, "
@@ -794,23 +794,33 @@ class _Customer:
         self.heap: list[tuple[dt.date, int]] = []
         for entry in entries:
             self._index(entry)
-        self.scored = {s.transaction_id: s for s in data.scored.get(cid, [])}
+        scored = data.scored.get(cid)
+        if not scored:
+            # A new member (every member, in a first run): nothing remembered.
+            self.scored: dict[str, Scored] = {}
+            self.history = tiermod.History()
+            self.punches: Counter[str] = Counter()
+            self.last_sale: dt.date | None = None
+            self.first_activity: dt.date | None = min(e.date for e in entries) if entries else None
+            self.last_scored: tuple[dt.date, Program] | None = None
+            return
+        self.scored = {s.transaction_id: s for s in scored}
         self.history = tiermod.History(
             [
                 tiermod.Qualifier(s.date, s.transaction_id, s.amount, s.points)
                 for s in self.scored.values()
             ]
         )
-        self.punches: Counter[str] = Counter()
+        self.punches = Counter()
         for s in self.scored.values():
             for rid in (s.punches or "").split(","):
                 if rid:
                     self.punches[rid] += 1
         sales = [s.date for s in self.scored.values() if s.amount >= 0]
-        self.last_sale: dt.date | None = max(sales) if sales else None
+        self.last_sale = max(sales) if sales else None
         firsts = [s.date for s in self.scored.values()] + [e.date for e in entries]
-        self.first_activity: dt.date | None = min(firsts) if firsts else None
-        self.last_scored: tuple[dt.date, Program] | None = None
+        self.first_activity = min(firsts) if firsts else None
+        self.last_scored = None
 
     def _index(self, entry: Row) -> None:
         key = (entry.source_type, entry.source_id)
@@ -833,7 +843,15 @@ class _Customer:
         return Row(entry_id=self.e.next_id, **fields)
 
     def _post(self, entry: Row) -> Row:
-        self.out.post(entry)
+        # _Output.post, inlined (once per entry posted).
+        engine = self.e
+        engine.next_id += 1
+        self.out.entries.append(entry)
+        if entry.source_type == "referral" and entry.source_id is not None:
+            engine.referral_paid.add(entry.source_id)
+        result = engine.result
+        result.entries[entry.kind] += 1
+        result.points[entry.kind] += entry.points
         ledger._apply(self.state, entry)
         self._index(entry)
         return entry
@@ -967,7 +985,7 @@ class _Customer:
         return available, expires
 
     def _receipt(self, receipt: Receipt) -> None:
-        version = self.e.timeline.get(receipt.date)
+        version = self.e.version_on(receipt.date)
         old = self.scored.get(receipt.transaction_id)
         if old is not None:
             if (
@@ -1002,7 +1020,8 @@ class _Customer:
         self._remember(receipt, q.points, tier, version.version, punches)
         if self.last_sale is None or receipt.date > self.last_sale:
             self.last_sale = receipt.date
-        self._referee(receipt, version)
+        if not self.referral_paid and self.row.referred_by:
+            self._referee(receipt, version)
         self.last_scored = (receipt.date, program)
 
     def _post_score(
@@ -1015,7 +1034,8 @@ class _Customer:
         partner: str | None,
     ) -> None:
         program = version.program
-        available, expires = self._lot_dates(program, receipt.date, pending=True)
+        dates = self.e.lot_dates.get((id(program), receipt.date, True))
+        available, expires = dates or self._lot_dates(program, receipt.date, pending=True)
         pv, cur = program.point_value, program.currency
         date, tid, number = receipt.date, receipt.transaction_id, version.version
         # Row fields in table order (see ledger.Row); entry_id is the next id.
@@ -1193,9 +1213,7 @@ class _Customer:
                 continue
             if not when.matches(receipt, basis, None):
                 continue
-            if card.when.matches_lines and not any(
-                card.when.matches_line(line.category, line.sku) for line in receipt.lines
-            ):
+            if when.lines and not any(when.line_matches(line) for line in receipt.lines):
                 continue
             punched.append(reward.id)
             self.punches[reward.id] += 1

@@ -116,7 +116,7 @@ class _WhenPlan:
     """A filter prepared once per program: the receipt-level tests in the form the
     hot loop asks them (day results memoised, thresholds in minor units)."""
 
-    __slots__ = ("when", "days", "store", "min_minor", "tier", "lines")
+    __slots__ = ("when", "days", "store", "min_minor", "tier", "lines", "categories", "skus")
 
     def __init__(self, when: When, currency: str) -> None:
         self.when = when
@@ -125,6 +125,14 @@ class _WhenPlan:
         self.min_minor = None if when.min_amount is None else _minor(when.min_amount, currency)
         self.tier = when.tier
         self.lines = when.matches_lines
+        # When.matches_line as set look-ups (`line_matches`).
+        self.categories = None if when.category is None else frozenset(when.category)
+        self.skus = None if when.sku is None else frozenset(when.sku)
+
+    def line_matches(self, line: Line) -> bool:
+        """self.when.matches_line(line.category, line.sku)."""
+        cats, skus = self.categories, self.skus
+        return (cats is None or line.category in cats) and (skus is None or line.sku in skus)
 
     def matches(self, receipt: Receipt, basis_total: int, tier: str | None) -> bool:
         """receipt_matches(self.when, receipt, basis_total, tier, currency)."""
@@ -169,6 +177,7 @@ class _Plan:
             r.parts is not None for r in self.rules if r.multiplier is not None
         )
         self.whens: dict[int, _WhenPlan] = {}
+        self.by_day: dict[dt.date, list[_RulePlan]] = {}  # rules whose day filter holds
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -211,7 +220,22 @@ def score_receipt(
     score = Score(partner=partner)
     if basis_total < plan.min_order:
         return score
-    live = [r for r in plan.rules if r.cond.matches(receipt, basis_total, tier)]
+    # The rules whose receipt-level filter holds (_WhenPlan.matches, inlined).
+    day_rules = plan.by_day.get(receipt.date)
+    if day_rules is None:
+        day_rules = plan.by_day[receipt.date] = [
+            r for r in plan.rules if r.when.matches_day(receipt.date)
+        ]
+    live: list[_RulePlan] = []
+    for rule in day_rules:
+        cond = rule.cond
+        if cond.store is not None and receipt.store not in cond.store:
+            continue
+        if cond.min_minor is not None and basis_total < cond.min_minor:
+            continue
+        if cond.tier is not None and tier not in cond.tier:
+            continue
+        live.append(rule)
     # Factors applying to the whole receipt: per_currency_unit, whole-receipt
     # multipliers (rule order), tier, partner; as one coefficient and exponent.
     tm, pm = _parts(tier_multiplier), _parts(partner_mult)
@@ -240,7 +264,8 @@ def score_receipt(
         for line in receipt.lines:
             c, e = 1, 0
             for rule in line_rules:
-                if rule.when.matches_line(line.category, line.sku):
+                cats, skus = rule.cond.categories, rule.cond.skus
+                if (cats is None or line.category in cats) and (skus is None or line.sku in skus):
                     rc, re = rule.parts  # type: ignore[misc]
                     c, e = c * rc, e + re
                     matched.add(rule.id)
@@ -266,9 +291,7 @@ def score_receipt(
     for rule in live:
         if rule.bonus is None:
             continue
-        if rule.cond.lines and not any(
-            rule.when.matches_line(line.category, line.sku) for line in receipt.lines
-        ):
+        if rule.cond.lines and not any(rule.cond.line_matches(line) for line in receipt.lines):
             continue
         score.bonuses.append((rule.id, rule.bonus))
     return score
