@@ -513,7 +513,7 @@ class _Engine:
                 lines.setdefault(tid, []).append(Line(amount, tax, cat, sku, store, refund_of))
             for tid, found in lines.items():
                 receipts[tid].set_lines(found)
-        for receipt in sorted(receipts.values(), key=lambda r: (r.date, r.transaction_id)):
+        for receipt in sorted(receipts.values(), key=_receipt_order):
             data.receipts.setdefault(receipt.customer_id, []).append(receipt)
 
         new = tuple.__new__
@@ -701,6 +701,9 @@ _LEDGER_COLS = ", ".join(
 
 
 _entry_id = operator.itemgetter(0)
+_receipt_order = operator.attrgetter("date", "transaction_id")
+# A Row from its 15 fields in one C call (Row(...) runs a Python __new__): hot paths.
+_new = tuple.__new__
 # (date, item class, key): the payload after them is not comparable.
 _item_order = operator.itemgetter(0, 1, 2)
 
@@ -921,11 +924,11 @@ class _Customer:
         version = meta.program_version if meta else None
         left = lot.remaining
         self._post(
-            Row(
+            _new(Row, (
                 self.e.next_id, expires_on, self.cid, "expire", -left,
                 -self._value(left, version, expires_on), "expiry", str(lot_id),
-                None, version, lot_id, None, None, lot.partner,
-            )
+                None, version, lot_id, None, None, lot.partner, None,
+            ))
         )  # fmt: skip
 
     def _inactivity_due(self) -> dt.date | None:
@@ -1041,19 +1044,19 @@ class _Customer:
         # Row fields in table order (see ledger.Row); entry_id is the next id.
         if earn > 0:
             self._post(
-                Row(
+                _new(Row, (
                     self.e.next_id, date, self.cid, "earn", earn,
                     ledger.points_value(earn, pv, cur), "purchase", tid,
-                    ",".join(rule_ids) or None, number, None, available, expires, partner,
-                )
+                    ",".join(rule_ids) or None, number, None, available, expires, partner, None,
+                ))
             )  # fmt: skip
         for rule_id, points in bonuses:
             self._post(
-                Row(
+                _new(Row, (
                     self.e.next_id, date, self.cid, "bonus", points,
                     ledger.points_value(points, pv, cur), "purchase", tid,
-                    rule_id, number, None, available, expires, partner,
-                )
+                    rule_id, number, None, available, expires, partner, None,
+                ))
             )  # fmt: skip
 
     def _remember(
@@ -1213,8 +1216,16 @@ class _Customer:
                 continue
             if not when.matches(receipt, basis, None):
                 continue
-            if when.lines and not any(when.line_matches(line) for line in receipt.lines):
-                continue
+            if when.lines:
+                # when.line_matches over the lines, inlined (once per receipt and card).
+                cats, skus = when.categories, when.skus
+                for line in receipt.lines:
+                    if (cats is None or line.category in cats) and (
+                        skus is None or line.sku in skus
+                    ):
+                        break
+                else:
+                    continue
             punched.append(reward.id)
             self.punches[reward.id] += 1
             if self.punches[reward.id] % card.every == 0:
