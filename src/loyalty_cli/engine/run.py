@@ -566,6 +566,9 @@ _PIPELINE_MIN_BATCHES = 4
 
 
 def _cpus() -> int:
+    """CPUs this process may use (1 where it cannot fork a worker)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
