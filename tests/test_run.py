@@ -54,13 +54,13 @@ def test_crash_leaves_nothing(conn, tmp_path, monkeypatch):
     buy(conn, "T1", "C1", "2026-01-05", 6000)
     buy(conn, "T2", "C2", "2026-01-05", 6000)
 
-    real = runmod._Output.flush
+    real = runmod._write
 
-    def boom(self):
-        real(self)
+    def boom(*args):
+        real(*args)
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(runmod._Output, "flush", boom)
+    monkeypatch.setattr(runmod, "_write", boom)
     with pytest.raises(RuntimeError):
         go(conn, "2026-01-31")
     assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 0

@@ -83,13 +83,13 @@ def test_bulk_failure_keeps_the_indexes(conn, tmp_path, monkeypatch):
     _history(conn, tmp_path)
     before = _indexes(conn)
     assert {name for name, _ in before} >= set(runmod._BULK_INDEXES)
-    real = runmod._Output.flush
+    real = runmod._write
 
-    def boom(self):
-        real(self)
+    def boom(*args):
+        real(*args)
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(runmod._Output, "flush", boom)
+    monkeypatch.setattr(runmod, "_write", boom)
     with pytest.raises(RuntimeError):
         go(conn, "2026-02-15")
     assert _indexes(conn) == before

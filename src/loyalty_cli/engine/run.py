@@ -14,12 +14,18 @@ run(D2) alone, and a second run with nothing new posts nothing.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import heapq
+import multiprocessing
+import operator
+import os
+import queue
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from loyalty_cli import db, ledger
 from loyalty_cli.engine import tiers as tiermod
@@ -30,11 +36,11 @@ from loyalty_cli.engine.scoring import (
     base_refund_points,
     partner_multiplier,
     proportional_clawback,
-    receipt_matches,
     score_receipt,
+    when_plan,
 )
 from loyalty_cli.errors import NoProgramError
-from loyalty_cli.ledger import Entry, LotState, NewEntry  # noqa: F401
+from loyalty_cli.ledger import Entry, LotState, NewEntry, Row  # noqa: F401
 from loyalty_cli.program import Program, ProgramVersion, VersionTimeline, versions_timeline
 
 BATCH = 2000
@@ -68,9 +74,9 @@ class RunResult:
         }
 
 
-@dataclass(slots=True)
-class Scored:
-    """A receipt as the run remembers it (table scored_receipts)."""
+class Scored(NamedTuple):
+    """A receipt as the run remembers it (table scored_receipts); a tuple: cheap to
+    build for every remembered receipt of the customers a run replays."""
 
     transaction_id: str
     customer_id: str
@@ -95,7 +101,7 @@ class CustomerRow:
 class Batch:
     receipts: dict[str, list[Receipt]] = field(default_factory=dict)
     scored: dict[str, list[Scored]] = field(default_factory=dict)
-    entries: dict[str, list[Entry]] = field(default_factory=dict)
+    entries: dict[str, list[Row]] = field(default_factory=dict)
     customers: dict[str, CustomerRow] = field(default_factory=dict)
     events: dict[str, list[tuple[str, str, dt.date]]] = field(default_factory=dict)
     referral_paid: set[str] = field(default_factory=set)
@@ -127,9 +133,13 @@ def run(conn: sqlite3.Connection, as_of: dt.date, progress: bool = False) -> Run
     # over the file: memory-mapped reads spare a system call per page.
     mmap = conn.execute("PRAGMA mmap_size").fetchone()
     conn.execute("PRAGMA mmap_size = 1073741824")
+    # Plain tuples: the run reads every row by position (sqlite3.Row costs per row).
+    factory = conn.row_factory
+    conn.row_factory = None
     try:
         return _run(conn, timeline, as_of, progress)
     finally:
+        conn.row_factory = factory
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
         conn.execute(f"PRAGMA mmap_size = {int(mmap[0]) if mmap else 0}")
 
@@ -261,7 +271,8 @@ def _affected(
         "AND expires_on <= ? AND expires_on > ?",
         (day, prev),
     )
-    add("SELECT DISTINCT customer_id FROM ledger WHERE entry_id > ?", (marks.last["entry_id"],))
+    # By rowid range (with DISTINCT the planner scans all of ledger_customer).
+    add("SELECT customer_id FROM ledger WHERE entry_id > ?", (marks.last["entry_id"],))
     # Birthdays falling in (prev, as_of].
     if any(v.program.bonus_for("birthday") for v in timeline):
         if marks.prev_as_of is None or (as_of - marks.prev_as_of).days >= 366:
@@ -327,6 +338,14 @@ class _Engine:
         self.result = RunResult(run_id, as_of)
         self.next_id = _max(conn, "SELECT MAX(entry_id) FROM ledger") + 1
         self.incremental = marks.last["purchase_id"] > 0 or marks.prev_as_of is not None
+        # Without an inactivity policy in any version no inactivity expiry is ever due.
+        self.inactivity = any(
+            v.program.expiry is not None and v.program.expiry.policy == "inactivity"
+            for v in timeline
+        )
+        self.versions: dict[dt.date, ProgramVersion | None] = {}  # timeline.get, memoised
+        # id(program) -> (program, its punch-card rewards as (reward, card, prepared filter))
+        self.punch_rewards: dict[int, tuple[Program, list[tuple[Any, Any, Any]]]] = {}
         # Referral payouts owed to referrers: referrer -> [(date, referee, points, version)]
         self.referrer_due: dict[str, list[tuple[dt.date, str, int, int]]] = {}
         self.done: set[str] = set()
@@ -342,126 +361,337 @@ class _Engine:
             )
         }
 
+    def version_on(self, day: dt.date) -> ProgramVersion | None:
+        try:
+            return self.versions[day]
+        except KeyError:
+            found = self.versions[day] = self.timeline.get(day)
+            return found
+
     # ---- batches
     def process(self, customers: list[str], progress: bool) -> None:
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _batch (customer_id TEXT PRIMARY KEY)")
+        chunks = [customers[start : start + BATCH] for start in range(0, len(customers), BATCH)]
+        # The worker is forked before the progress bar starts its thread.
+        pipeline = _Pipeline(self) if len(chunks) >= _PIPELINE_MIN_BATCHES and _cpus() > 1 else None
         bar = _progress(len(customers)) if progress else None
-        for start in range(0, len(customers), BATCH):
-            chunk = customers[start : start + BATCH]
-            self._batch(chunk)
-            if bar is not None:
-                bar(len(chunk))
-        # Referrers already processed (or with nothing else to do) get their payout now.
-        while True:
-            late = sorted(c for c in self.referrer_due if self.referrer_due[c])
-            if not late:
-                break
-            self._batch(late)
+        if pipeline is not None:
+            pipeline.process(chunks, bar)
+        else:
+            for chunk in chunks:
+                self._batch(chunk)
+                if bar is not None:
+                    bar(len(chunk))
+            # Referrers already processed (or with nothing else to do) get their payout now.
+            while late := self._late():
+                self._batch(late)
         if bar is not None:
             bar(0, done=True)
 
+    def _late(self) -> list[str]:
+        return sorted(c for c in self.referrer_due if self.referrer_due[c])
+
     def _batch(self, chunk: list[str]) -> None:
-        conn = self.conn
-        conn.execute("DELETE FROM _batch")
-        conn.executemany("INSERT INTO _batch VALUES (?)", [(c,) for c in chunk])
-        data = self._load(chunk)
+        raw = self._fetch(chunk)
+        self._write(self._compute(chunk, self._build(chunk, raw)))
+
+    def _compute(self, chunk: list[str], data: Batch) -> _Output:
+        """The Python half of a batch: every customer's new work, in order."""
         out = _Output(self)
         for cid in chunk:
             _Customer(self, cid, data, out).process()
             self.done.add(cid)
-        out.flush()
+        return out
 
-    def _load(self, chunk: list[str]) -> Batch:
+    def _write(self, out: _Output) -> None:
+        self.result.vouchers_withdrawn += _write(self.conn, *out.values())
+
+    def _fetch(self, chunk: list[str]) -> _Raw:
+        """The SQL half of reading a batch: the rows `_build` makes a Batch of."""
         conn, day, prev = self.conn, self.as_of.isoformat(), self.marks.prev_text
-        data = Batch()
+        conn.execute("DELETE FROM _batch")
+        conn.executemany("INSERT INTO _batch VALUES (?)", [(c,) for c in chunk])
         last_pid = self.marks.last["purchase_id"]
         cols = (
             "p.transaction_id, p.line_no, p.date, p.amount, p.tax, p.category, p.sku, "
             "p.store, p.refund_of"
         )
-        rows = conn.execute(
-            f"SELECT p.customer_id, {cols} FROM _batch b CROSS "
+        # The members' own lines (claimed receipts only when they claimed them), then
+        # the lines of the receipts they claimed; a line of both is read twice.
+        own = conn.execute(
+            f"SELECT p.customer_id, {cols}, c.customer_id IS NOT NULL FROM _batch b CROSS "
             "JOIN purchases p ON p.customer_id = b.customer_id "
             "LEFT JOIN claims c ON c.transaction_id = p.transaction_id "
             "WHERE p.undone = 0 AND p.date <= ? AND (p.id > ? OR p.date > ?) "
-            "AND (c.customer_id IS NULL OR c.customer_id = p.customer_id) "
-            "UNION ALL "
+            "AND (c.customer_id IS NULL OR c.customer_id = p.customer_id)",
+            (day, last_pid, prev),
+        ).fetchall()
+        claimed = conn.execute(
             # Driven from claims (small): left to itself the planner scans all
             # purchases through purchases_date once per batch.
             f"SELECT c.customer_id, {cols} FROM claims c "
             "CROSS JOIN _batch b ON b.customer_id = c.customer_id "
             "CROSS JOIN purchases p ON p.transaction_id = c.transaction_id AND p.undone = 0 "
             "WHERE p.date <= ?",
-            (day, last_pid, prev, day),
+            (day,),
         ).fetchall()
+        complete: list[tuple[Any, ...]] = []
+        if self.incremental:
+            # Some lines of a candidate receipt may be older than the marks: read them all.
+            tids = list(dict.fromkeys([r[1] for r in own] + [r[1] for r in claimed]))
+            for start in range(0, len(tids), 500):
+                part = tids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                complete += conn.execute(
+                    "SELECT transaction_id, amount, tax, category, sku, store, refund_of "
+                    f"FROM purchases WHERE undone = 0 AND transaction_id IN ({marks}) "
+                    "ORDER BY transaction_id, line_no",
+                    part,
+                ).fetchall()
+        # No ORDER BY (a sort of everything read): a customer's receipts are used as a
+        # set (History sorts them) and their entries are put in id order by _build.
+        scored = conn.execute(
+            "SELECT s.transaction_id, s.customer_id, s.date, s.amount, s.tax, s.lines, s.points, "
+            "s.tier, s.version, s.punches FROM _batch b CROSS "
+            "JOIN scored_receipts s ON s.customer_id = b.customer_id"
+        ).fetchall()
+        entries = conn.execute(
+            f"SELECT {_LEDGER_COLS} FROM _batch b "
+            "CROSS JOIN ledger l ON l.customer_id = b.customer_id"
+        ).fetchall()
+        customers = conn.execute(
+            "SELECT c.customer_id, c.birthday, c.joined_on, c.referred_by FROM _batch b CROSS "
+            "JOIN customers c ON c.customer_id = b.customer_id"
+        ).fetchall()
+        events = conn.execute(
+            "SELECT e.event_id, e.customer_id, e.type, e.date FROM _batch b CROSS "
+            "JOIN events e ON e.customer_id = b.customer_id "
+            "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ?)",
+            (day, self.marks.last["event_id"], prev),
+        ).fetchall()
+        return _Raw(own, claimed, complete, scored, entries, customers, events)
+
+    def _build(self, chunk: list[str], raw: _Raw) -> Batch:
+        """The Python half of reading a batch (no database: it may run in the worker)."""
+        data = Batch()
         receipts: dict[str, Receipt] = {}
-        seen_lines: set[tuple[str, int]] = set()
-        for cid, tid, line_no, date, amount, tax, cat, sku, store, refund_of in rows:
+        seen_lines: set[tuple[str, int]] = set()  # lines of claimed receipts
+        date_of = ledger._date
+        for (
+            cid,
+            tid,
+            line_no,
+            date,
+            amount,
+            tax,
+            cat,
+            sku,
+            store,
+            refund_of,
+            claim,
+        ) in raw.own:
+            if claim:
+                seen_lines.add((tid, line_no))
+            receipt = receipts.get(tid)
+            if receipt is None:
+                receipt = receipts[tid] = Receipt(tid, cid, date_of(date))
+            # Receipt.add, inlined: a first run reads every line of the history here.
+            receipt.lines.append(Line(amount, tax, cat, sku, store, refund_of))
+            receipt.amount += amount
+            receipt.tax += tax
+        for cid, tid, line_no, date, amount, tax, cat, sku, store, refund_of in raw.claimed:
             if (tid, line_no) in seen_lines:
                 continue
             seen_lines.add((tid, line_no))
             receipt = receipts.get(tid)
             if receipt is None:
-                receipt = receipts[tid] = Receipt(tid, cid, dt.date.fromisoformat(date))
+                receipt = receipts[tid] = Receipt(tid, cid, date_of(date))
             receipt.add(Line(amount, tax, cat, sku, store, refund_of))
-        if self.incremental and receipts:
-            # Some lines of a candidate receipt may be older than the marks: read them all.
-            self._complete(receipts)
-        for receipt in sorted(receipts.values(), key=lambda r: (r.date, r.transaction_id)):
+        if raw.complete:
+            lines: dict[str, list[Line]] = {}
+            for tid, amount, tax, cat, sku, store, refund_of in raw.complete:
+                lines.setdefault(tid, []).append(Line(amount, tax, cat, sku, store, refund_of))
+            for tid, found in lines.items():
+                receipts[tid].set_lines(found)
+        for receipt in sorted(receipts.values(), key=_receipt_order):
             data.receipts.setdefault(receipt.customer_id, []).append(receipt)
 
-        for row in conn.execute(
-            "SELECT s.transaction_id, s.customer_id, s.date, s.amount, s.tax, s.lines, s.points, "
-            "s.tier, s.version, s.punches FROM _batch b CROSS "
-            "JOIN scored_receipts s ON s.customer_id = b.customer_id "
-            "ORDER BY s.customer_id, s.date, s.transaction_id"
-        ):
-            s = Scored(row[0], row[1], dt.date.fromisoformat(row[2]), *row[3:])
-            data.scored.setdefault(s.customer_id, []).append(s)
+        new = tuple.__new__
+        for tid, cid, date, *rest in raw.scored:
+            s = new(Scored, (tid, cid, date_of(date), *rest))
+            found_s = data.scored.get(cid)
+            if found_s is None:
+                data.scored[cid] = [s]
+            else:
+                found_s.append(s)
 
-        for row in conn.execute(
-            f"SELECT {_LEDGER_COLS} FROM _batch b "
-            "CROSS JOIN ledger l ON l.customer_id = b.customer_id "
-            "ORDER BY l.customer_id, l.entry_id"
-        ):
-            entry = ledger._row_to_entry(row)
-            data.entries.setdefault(entry.customer_id, []).append(entry)
+        row_from_db = ledger.row_from_db
+        for row in raw.entries:
+            entry = row_from_db(row)
+            found_e = data.entries.get(entry.customer_id)
+            if found_e is None:
+                data.entries[entry.customer_id] = [entry]
+            else:
+                found_e.append(entry)
+        for entries in data.entries.values():
+            entries.sort(key=_entry_id)  # already in order when read by ledger_customer
 
-        for cid, birthday, joined, referred in conn.execute(
-            "SELECT c.customer_id, c.birthday, c.joined_on, c.referred_by FROM _batch b CROSS "
-            "JOIN customers c ON c.customer_id = b.customer_id"
-        ):
+        for cid, birthday, joined, referred in raw.customers:
             data.customers[cid] = CustomerRow(
                 _date_or_none(birthday), _date_or_none(joined), referred or None
             )
-
-        for event_id, cid, etype, date in conn.execute(
-            "SELECT e.event_id, e.customer_id, e.type, e.date FROM _batch b CROSS "
-            "JOIN events e ON e.customer_id = b.customer_id "
-            "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ?)",
-            (day, self.marks.last["event_id"], prev),
-        ):
+        for event_id, cid, etype, date in raw.events:
             data.events.setdefault(cid, []).append((event_id, etype, dt.date.fromisoformat(date)))
-
         data.referral_paid = {c for c in chunk if c in self.referral_paid}
         return data
 
-    def _complete(self, receipts: dict[str, Receipt]) -> None:
-        tids = list(receipts)
-        for start in range(0, len(tids), 500):
-            chunk = tids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            lines: dict[str, list[Line]] = {}
-            for tid, amount, tax, cat, sku, store, refund_of in self.conn.execute(
-                "SELECT transaction_id, amount, tax, category, sku, store, refund_of "
-                f"FROM purchases WHERE undone = 0 AND transaction_id IN ({marks}) "
-                "ORDER BY transaction_id, line_no",
-                chunk,
-            ):
-                lines.setdefault(tid, []).append(Line(amount, tax, cat, sku, store, refund_of))
-            for tid in chunk:
-                if tid in lines:
-                    receipts[tid].set_lines(lines[tid])
+
+class _Raw(NamedTuple):
+    """A batch as read from the database (plain rows: cheap to hand to the worker)."""
+
+    own: list[tuple[Any, ...]]
+    claimed: list[tuple[Any, ...]]
+    complete: list[tuple[Any, ...]]
+    scored: list[tuple[Any, ...]]
+    entries: list[tuple[Any, ...]]
+    customers: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+
+
+# --- two processes for a big run --------------------------------------------------
+
+# From this many batches on, a run reads and writes in this process while a forked
+# worker does the Python half of each batch (a first run over a long history).
+_PIPELINE_MIN_BATCHES = 4
+
+
+def _cpus() -> int:
+    """CPUs this process may use (1 where it cannot fork a worker)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class _Pipeline:
+    """Batch i+1 is read and batch i-1 written while a worker process computes batch i.
+
+    The worker is forked after the engine is set up, so it holds the same program
+    versions, marks and memory of referrals; it never touches the database. The
+    engine state that crosses batches (next entry id, referral payouts due, the
+    result) lives in the worker alone; the order of all writes, the ids and the
+    transaction are the sequential run's. Reading batch i+1 before batch i is written
+    reads nothing batch i writes: every read is of the batch's own customers (ledger,
+    scored receipts by customer_id) or of input tables the run does not write.
+    Referrers paid late are read after everything before them is written.
+    """
+
+    def __init__(self, engine: _Engine) -> None:
+        self.engine = engine
+        ctx = multiprocessing.get_context("fork")
+        # One pipe each way; a thread sends, so that the two processes never both
+        # wait to write a large message to each other.
+        their_in, self.out_pipe = ctx.Pipe(duplex=False)
+        self.in_pipe, their_out = ctx.Pipe(duplex=False)
+        self.worker = ctx.Process(
+            target=_serve,
+            args=(engine, their_in, their_out, (self.out_pipe, self.in_pipe)),
+            daemon=True,
+        )
+        # Everything alive now is the parent's: the worker's collector leaves it alone
+        # (it holds the database connection, which only the parent may touch).
+        gc.freeze()
+        try:
+            self.worker.start()
+        finally:
+            gc.unfreeze()
+        their_in.close()
+        their_out.close()
+        self.outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.sender = threading.Thread(target=self._send_all, daemon=True)
+        self.sender.start()
+
+    def _send_all(self) -> None:
+        while (message := self.outbox.get()) is not None:
+            try:
+                self.out_pipe.send(message)
+            except OSError:
+                return  # the worker is gone: the run sees it on its side of the pipe
+
+    def process(self, chunks: list[list[str]], bar: Callable[..., None] | None) -> None:
+        engine, send = self.engine, self.outbox.put
+        finished = False
+        try:
+            withdrawn = 0
+            send(("batch", chunks[0], engine._fetch(chunks[0])))
+            for i, chunk in enumerate(chunks):
+                if i + 1 < len(chunks):
+                    send(("batch", chunks[i + 1], engine._fetch(chunks[i + 1])))
+                withdrawn += _write(engine.conn, *self._answer("out"))
+                if bar is not None:
+                    bar(len(chunk))
+            while True:
+                send(("late",))
+                late = self._answer("late")
+                if not late:
+                    break
+                send(("batch", late, engine._fetch(late)))
+                withdrawn += _write(engine.conn, *self._answer("out"))
+            send(("end",))
+            engine.result, engine.next_id = self._answer("end")
+            engine.result.vouchers_withdrawn += withdrawn
+            finished = True
+        finally:
+            if not finished:
+                self.worker.kill()
+            self.outbox.put(None)
+            self.sender.join()
+            self.out_pipe.close()
+            self.in_pipe.close()
+            self.worker.join()
+
+    def _answer(self, kind: str) -> Any:
+        """The worker's next message, which must be `kind`; its failure raised here."""
+        try:
+            message = self.in_pipe.recv()
+        except EOFError:
+            raise RuntimeError("the run's worker process ended unexpectedly") from None
+        if message[0] == "error":
+            raise message[1]
+        if message[0] != kind:
+            raise RuntimeError(f"the run's worker answered {message[0]!r}, not {kind!r}")
+        return message[1]
+
+
+def _serve(engine: _Engine, inbox: Any, outbox: Any, parent_ends: tuple[Any, Any]) -> None:
+    """The worker: build and compute the batches it is sent, in order."""
+    for end in parent_ends:
+        end.close()  # so that the run's ends closing reads as EOF here
+    try:
+        while True:
+            message = inbox.recv()
+            if message[0] == "batch":
+                _, chunk, raw = message
+                out = engine._compute(chunk, engine._build(chunk, raw))
+                outbox.send(("out", out.values()))
+            elif message[0] == "late":
+                outbox.send(("late", engine._late()))
+            else:
+                outbox.send(("end", (engine.result, engine.next_id)))
+                return
+    except (EOFError, BrokenPipeError):
+        return  # the run went away (killed or failed): nothing to answer
+    except BaseException as exc:  # noqa: BLE001 - handed to the run, which raises it
+        # The exception itself, else (it does not pickle) its text; nothing if the run
+        # is gone.
+        for payload in (exc, RuntimeError(f"{type(exc).__name__}: {exc}")):
+            try:
+                outbox.send(("error", payload))
+                return
+            except Exception:  # noqa: BLE001, S112
+                continue
 
 
 _LEDGER_COLS = ", ".join(
@@ -473,6 +703,14 @@ _LEDGER_COLS = ", ".join(
 )  # fmt: skip
 
 
+_entry_id = operator.itemgetter(0)
+_receipt_order = operator.attrgetter("date", "transaction_id")
+# A Row from its 15 fields in one C call (Row(...) runs a Python __new__): hot paths.
+_new = tuple.__new__
+# (date, item class, key): the payload after them is not comparable.
+_item_order = operator.itemgetter(0, 1, 2)
+
+
 def _date_or_none(text: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text) if text else None
@@ -481,52 +719,57 @@ def _date_or_none(text: str | None) -> dt.date | None:
 
 
 class _Output:
-    """What a batch writes: ledger entries (ids assigned up front), receipts, vouchers."""
+    """What a batch writes: ledger entries (ids assigned up front, queued by
+    `_Customer._post`), receipts, vouchers."""
 
     def __init__(self, engine: _Engine) -> None:
         self.engine = engine
-        self.entries: list[NewEntry] = []
+        self.entries: list[Row] = []
         self.first_id = engine.next_id
         self.scored: list[tuple[Any, ...]] = []
         self.tiers: list[tuple[str, str, str]] = []
         self.vouchers: list[tuple[Any, ...]] = []
         self.withdrawn: list[tuple[str, str]] = []
 
-    def post(self, entry: Entry) -> Entry:
-        """Queue an entry; its entry_id must be the next id (see `_Customer._entry`)."""
-        self.engine.next_id += 1
-        self.entries.append(entry)
-        if entry.source_type == "referral" and entry.source_id is not None:
-            self.engine.referral_paid.add(entry.source_id)
-        result = self.engine.result
-        result.entries[entry.kind] += 1
-        result.points[entry.kind] += entry.points
-        return entry
-
-    def flush(self) -> None:
-        conn = self.engine.conn
-        ids = ledger.post(conn, self.entries)
-        if ids and ids[0] != self.first_id:
+    def values(self) -> tuple[list[tuple[Any, ...]], ...]:
+        """What `_write` stores, as plain tuples (they may come from the worker)."""
+        if self.entries and self.entries[0].entry_id != self.first_id:
             raise RuntimeError("ledger ids moved during a run")
-        conn.executemany(
-            "INSERT OR REPLACE INTO scored_receipts (transaction_id, customer_id, date, amount, "
-            "tax, lines, points, tier, version, punches, run_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            self.scored,
-        )
-        conn.executemany("INSERT OR REPLACE INTO tier_history VALUES (?, ?, ?)", self.tiers)
-        conn.executemany(
-            "INSERT OR IGNORE INTO vouchers (voucher_id, customer_id, reward_id, issued, "
-            "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?)",
-            self.vouchers,
-        )
-        withdrawn = conn.executemany(
-            "UPDATE vouchers SET status = 'withdrawn', closed_on = ? "
-            "WHERE voucher_id = ? AND status = 'open'",
-            self.withdrawn,
-        )
-        # Only receipts whose punch issued a still-open voucher change anything.
-        self.engine.result.vouchers_withdrawn += max(withdrawn.rowcount, 0)
+        # The INSERT parameters (ISO dates): plain tuples of text and ints pickle fast.
+        entries = ledger.row_values(self.entries)
+        return entries, self.scored, self.tiers, self.vouchers, self.withdrawn
+
+
+def _write(
+    conn: sqlite3.Connection,
+    entries: list[tuple[Any, ...]],
+    scored: list[tuple[Any, ...]],
+    tiers: list[tuple[Any, ...]],
+    vouchers: list[tuple[Any, ...]],
+    withdrawn: list[tuple[Any, ...]],
+) -> int:
+    """Store what a batch made (entries: ledger.row_values); returns the number of
+    vouchers withdrawn."""
+    ledger.insert_values(conn, entries)
+    conn.executemany(
+        "INSERT OR REPLACE INTO scored_receipts (transaction_id, customer_id, date, amount, "
+        "tax, lines, points, tier, version, punches, run_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        scored,
+    )
+    conn.executemany("INSERT OR REPLACE INTO tier_history VALUES (?, ?, ?)", tiers)
+    conn.executemany(
+        "INSERT OR IGNORE INTO vouchers (voucher_id, customer_id, reward_id, issued, "
+        "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?)",
+        vouchers,
+    )
+    cursor = conn.executemany(
+        "UPDATE vouchers SET status = 'withdrawn', closed_on = ? "
+        "WHERE voucher_id = ? AND status = 'open'",
+        withdrawn,
+    )
+    # Only receipts whose punch issued a still-open voucher change anything.
+    return max(cursor.rowcount, 0)
 
 
 # Item classes within a day: expiries (handled before items), receipts, events,
@@ -546,52 +789,78 @@ class _Customer:
         self.events = data.events.get(cid, [])
         self.referral_paid = cid in data.referral_paid
         entries = data.entries.get(cid, [])
-        self.state: LotState = ledger.replay(entries)
-        self.by_source: dict[tuple[str, str | None], list[Entry]] = {}
-        self.by_lot: dict[int, list[Entry]] = {}
+        # ledger.replay(entries), the entries being in id order already.
+        self.state: LotState = LotState()
+        for entry in entries:
+            ledger._apply(self.state, entry)
+        self.by_source: dict[tuple[str, str | None], list[Row]] = {}
+        self.by_lot: dict[int, list[Row]] = {}
         self.event_bonus: dict[str, list[dt.date]] = {}
-        self.lot_meta: dict[int, Entry] = {}
+        self.lot_meta: dict[int, Row] = {}
         self.heap: list[tuple[dt.date, int]] = []
         for entry in entries:
             self._index(entry)
-        self.scored = {s.transaction_id: s for s in data.scored.get(cid, [])}
+        scored = data.scored.get(cid)
+        if not scored:
+            # A new member (every member, in a first run): nothing remembered.
+            self.scored: dict[str, Scored] = {}
+            self.history = tiermod.History()
+            self.punches: Counter[str] = Counter()
+            self.last_sale: dt.date | None = None
+            self.first_activity: dt.date | None = min(e.date for e in entries) if entries else None
+            self.last_scored: tuple[dt.date, Program] | None = None
+            return
+        self.scored = {s.transaction_id: s for s in scored}
         self.history = tiermod.History(
             [
                 tiermod.Qualifier(s.date, s.transaction_id, s.amount, s.points)
                 for s in self.scored.values()
             ]
         )
-        self.punches: Counter[str] = Counter()
+        self.punches = Counter()
         for s in self.scored.values():
             for rid in (s.punches or "").split(","):
                 if rid:
                     self.punches[rid] += 1
         sales = [s.date for s in self.scored.values() if s.amount >= 0]
-        self.last_sale: dt.date | None = max(sales) if sales else None
+        self.last_sale = max(sales) if sales else None
         firsts = [s.date for s in self.scored.values()] + [e.date for e in entries]
-        self.first_activity: dt.date | None = min(firsts) if firsts else None
-        self.last_scored: tuple[dt.date, Program] | None = None
+        self.first_activity = min(firsts) if firsts else None
+        self.last_scored = None
 
-    def _index(self, entry: Entry) -> None:
-        self.by_source.setdefault((entry.source_type, entry.source_id), []).append(entry)
+    def _index(self, entry: Row) -> None:
+        key = (entry.source_type, entry.source_id)
+        found = self.by_source.get(key)
+        if found is None:
+            self.by_source[key] = [entry]
+        else:
+            found.append(entry)
         if entry.lot_id is not None:
             self.by_lot.setdefault(entry.lot_id, []).append(entry)
         if entry.source_type == "event" and entry.kind == "bonus" and entry.rule_id:
             self.event_bonus.setdefault(entry.rule_id, []).append(entry.date)
-        if entry.is_lot and entry.kind != "redemption_reversed":
+        if entry.points > 0 and entry.kind != "redemption_reversed":  # a lot
             self.lot_meta[entry.entry_id] = entry
             if entry.expires_on is not None:
                 heapq.heappush(self.heap, (entry.expires_on, entry.entry_id))
 
-    def _entry(self, **fields: Any) -> Entry:
-        """An entry carrying the id ledger.post will give it (ids are assigned in order)."""
-        return Entry(entry_id=self.e.next_id, **fields)
+    def _entry(self, **fields: Any) -> Row:
+        """An entry carrying the next ledger id (ids are assigned in order)."""
+        return Row(entry_id=self.e.next_id, **fields)
 
-    def _post(self, entry: Entry) -> Entry:
-        posted = self.out.post(entry)
-        ledger._apply(self.state, posted)
-        self._index(posted)
-        return posted
+    def _post(self, entry: Row) -> Row:
+        # _Output.post, inlined (once per entry posted).
+        engine = self.e
+        engine.next_id += 1
+        self.out.entries.append(entry)
+        if entry.source_type == "referral" and entry.source_id is not None:
+            engine.referral_paid.add(entry.source_id)
+        result = engine.result
+        result.entries[entry.kind] += 1
+        result.points[entry.kind] += entry.points
+        ledger._apply(self.state, entry)
+        self._index(entry)
+        return entry
 
     # ---- the timeline
     def process(self) -> None:
@@ -610,7 +879,7 @@ class _Customer:
             if self.first_activity is None or date < self.first_activity:
                 self.first_activity = date
         items.extend(self._birthdays())
-        items.sort(key=lambda item: (item[0], item[1], item[2]))
+        items.sort(key=_item_order)
         for date, kind, key, payload in items:
             self._expire_until(date)
             if kind == _RECEIPT:
@@ -632,6 +901,13 @@ class _Customer:
 
     # ---- expiries
     def _expire_until(self, day: dt.date) -> None:
+        heap = self.heap
+        if not self.e.inactivity:
+            # Fixed expiries only: the loop below with no inactivity date due.
+            while heap and heap[0][0] <= day:
+                expires_on, lot_id = heapq.heappop(heap)
+                self._expire_lot(lot_id, expires_on)
+            return
         while True:
             fixed = self.heap[0][0] if self.heap else None
             inactive = self._inactivity_due()
@@ -649,20 +925,14 @@ class _Customer:
             return
         meta = self.lot_meta.get(lot_id)
         version = meta.program_version if meta else None
+        left = lot.remaining
         self._post(
-            self._entry(
-                date=expires_on,
-                customer_id=self.cid,
-                kind="expire",
-                points=-lot.remaining,
-                value=-self._value(lot.remaining, version, expires_on),
-                source_type="expiry",
-                source_id=str(lot_id),
-                program_version=version,
-                lot_id=lot_id,
-                partner=lot.partner,
-            )
-        )
+            _new(Row, (
+                self.e.next_id, expires_on, self.cid, "expire", -left,
+                -self._value(left, version, expires_on), "expiry", str(lot_id),
+                None, version, lot_id, None, None, lot.partner, None,
+            ))
+        )  # fmt: skip
 
     def _inactivity_due(self) -> dt.date | None:
         if self.last_sale is None:
@@ -721,7 +991,7 @@ class _Customer:
         return available, expires
 
     def _receipt(self, receipt: Receipt) -> None:
-        version = self.e.timeline.get(receipt.date)
+        version = self.e.version_on(receipt.date)
         old = self.scored.get(receipt.transaction_id)
         if old is not None:
             if (
@@ -741,20 +1011,23 @@ class _Customer:
         program = version.program
         level = tiermod.level_for_receipt(program, self.history, q)
         tier = level.id if level is not None else None
-        if receipt.is_refund:
+        if receipt.amount < 0:  # a refund
             q.points = -self._refund(receipt, version, level)
             self._remember(receipt, q.points, tier, version.version, None)
             self.history.add(q)
             return
         score = score_receipt(program, receipt, tier, tiermod.multiplier(level))
         self._post_score(receipt, version, score.earn, score.rule_ids, score.bonuses, score.partner)
-        q.points = score.total
+        q.points = (
+            score.earn + sum(points for _, points in score.bonuses) if score.bonuses else score.earn
+        )
         self.history.add(q)
         punches = self._punch(receipt, program)
         self._remember(receipt, q.points, tier, version.version, punches)
         if self.last_sale is None or receipt.date > self.last_sale:
             self.last_sale = receipt.date
-        self._referee(receipt, version)
+        if not self.referral_paid and self.row.referred_by:
+            self._referee(receipt, version)
         self.last_scored = (receipt.date, program)
 
     def _post_score(
@@ -767,38 +1040,27 @@ class _Customer:
         partner: str | None,
     ) -> None:
         program = version.program
-        available, expires = self._lot_dates(program, receipt.date, pending=True)
-        base = {
-            "date": receipt.date,
-            "customer_id": self.cid,
-            "source_type": "purchase",
-            "source_id": receipt.transaction_id,
-            "program_version": version.version,
-            "available_on": available,
-            "expires_on": expires,
-            "partner": partner,
-        }
+        dates = self.e.lot_dates.get((id(program), receipt.date, True))
+        available, expires = dates or self._lot_dates(program, receipt.date, pending=True)
         pv, cur = program.point_value, program.currency
+        date, tid, number = receipt.date, receipt.transaction_id, version.version
+        # Row fields in table order (see ledger.Row); entry_id is the next id.
         if earn > 0:
             self._post(
-                self._entry(
-                    kind="earn",
-                    points=earn,
-                    rule_id=",".join(rule_ids) or None,
-                    value=ledger.points_value(earn, pv, cur),
-                    **base,
-                )
-            )
+                _new(Row, (
+                    self.e.next_id, date, self.cid, "earn", earn,
+                    ledger.points_value(earn, pv, cur), "purchase", tid,
+                    ",".join(rule_ids) or None, number, None, available, expires, partner, None,
+                ))
+            )  # fmt: skip
         for rule_id, points in bonuses:
             self._post(
-                self._entry(
-                    kind="bonus",
-                    points=points,
-                    rule_id=rule_id,
-                    value=ledger.points_value(points, pv, cur),
-                    **base,
-                )
-            )
+                _new(Row, (
+                    self.e.next_id, date, self.cid, "bonus", points,
+                    ledger.points_value(points, pv, cur), "purchase", tid,
+                    rule_id, number, None, available, expires, partner, None,
+                ))
+            )  # fmt: skip
 
     def _remember(
         self,
@@ -825,7 +1087,7 @@ class _Customer:
             (
                 s.transaction_id,
                 s.customer_id,
-                s.date.isoformat(),
+                ledger._iso(s.date),
                 s.amount,
                 s.tax,
                 s.lines,
@@ -877,7 +1139,7 @@ class _Customer:
             if q.transaction_id == receipt.transaction_id:
                 q.amount, q.points = receipt.amount, points
 
-    def _lots_of(self, tid: str) -> list[Entry]:
+    def _lots_of(self, tid: str) -> list[Row]:
         lots = [
             e
             for e in self.by_source.get(("purchase", tid), [])
@@ -940,18 +1202,33 @@ class _Customer:
 
     # ---- punch cards
     def _punch(self, receipt: Receipt, program: Program) -> str | None:
+        cached = self.e.punch_rewards.get(id(program))
+        if cached is None or cached[0] is not program:
+            cards = [
+                (r, r.punch_card, when_plan(program, r.punch_card.when))
+                for r in program.rewards
+                if r.punch_card is not None
+            ]
+            cached = self.e.punch_rewards[id(program)] = (program, cards)
+        if not cached[1]:
+            return None
         punched: list[str] = []
         basis = receipt.basis_amount(program.earn.on)
-        for reward in program.rewards:
-            card = reward.punch_card
-            if card is None or not reward.is_active(receipt.date):
+        for reward, card, when in cached[1]:
+            if not reward.is_active(receipt.date):
                 continue
-            if not receipt_matches(card.when, receipt, basis, None, program.currency):
+            if not when.matches(receipt, basis, None):
                 continue
-            if card.when.matches_lines and not any(
-                card.when.matches_line(line.category, line.sku) for line in receipt.lines
-            ):
-                continue
+            if when.lines:
+                # when.line_matches over the lines, inlined (once per receipt and card).
+                cats, skus = when.categories, when.skus
+                for line in receipt.lines:
+                    if (cats is None or line.category in cats) and (
+                        skus is None or line.sku in skus
+                    ):
+                        break
+                else:
+                    continue
             punched.append(reward.id)
             self.punches[reward.id] += 1
             if self.punches[reward.id] % card.every == 0:

@@ -112,10 +112,195 @@ def min_order_minor(program: Program) -> int:
     return _minor(program.earn.min_order, program.currency)
 
 
+class _WhenPlan:
+    """A filter prepared once per program: the receipt-level tests in the form the
+    hot loop asks them (day results memoised, thresholds in minor units)."""
+
+    __slots__ = ("when", "days", "store", "min_minor", "tier", "lines", "categories", "skus")
+
+    def __init__(self, when: When, currency: str) -> None:
+        self.when = when
+        self.days: dict[dt.date, bool] = {}
+        self.store = when.store
+        self.min_minor = None if when.min_amount is None else _minor(when.min_amount, currency)
+        self.tier = when.tier
+        self.lines = when.matches_lines
+        # When.matches_line as set look-ups (`line_matches`).
+        self.categories = None if when.category is None else frozenset(when.category)
+        self.skus = None if when.sku is None else frozenset(when.sku)
+
+    def line_matches(self, line: Line) -> bool:
+        """self.when.matches_line(line.category, line.sku)."""
+        cats, skus = self.categories, self.skus
+        return (cats is None or line.category in cats) and (skus is None or line.sku in skus)
+
+    def matches(self, receipt: Receipt, basis_total: int, tier: str | None) -> bool:
+        """receipt_matches(self.when, receipt, basis_total, tier, currency)."""
+        day = self.days.get(receipt.date)
+        if day is None:
+            day = self.days[receipt.date] = self.when.matches_day(receipt.date)
+        if not day:
+            return False
+        if self.store is not None and receipt.store not in self.store:
+            return False
+        if self.min_minor is not None and basis_total < self.min_minor:
+            return False
+        return self.tier is None or tier in self.tier
+
+
+class _RulePlan:
+    __slots__ = ("rule", "id", "when", "cond", "multiplier", "parts", "bonus")
+
+    def __init__(self, rule: Rule, currency: str) -> None:
+        self.rule = rule
+        self.id = rule.id
+        self.when = rule.when
+        self.cond = _WhenPlan(rule.when, currency)
+        self.multiplier = rule.multiplier
+        self.parts = _parts(rule.multiplier) if rule.multiplier is not None else None
+        self.bonus = rule.bonus
+
+
+class _Plan:
+    """What score_receipt needs of a program, prepared once (programs are immutable)."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        currency = program.currency
+        self.net = program.earn.on == "net"
+        self.min_order = min_order_minor(program)
+        self.exp = exponent(currency)
+        self.rounding = program.earn.rounding
+        self.pcu = _parts(program.earn.per_currency_unit)
+        self.rules = [_RulePlan(r, currency) for r in program.rules]
+        self.exact = self.pcu is not None and all(
+            r.parts is not None for r in self.rules if r.multiplier is not None
+        )
+        self.whens: dict[int, _WhenPlan] = {}
+        self.by_day: dict[dt.date, list[_RulePlan]] = {}  # rules whose day filter holds
+
+
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan(program: Program) -> _Plan:
+    plan = _PLANS.get(id(program))
+    if plan is None or plan.program is not program:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        plan = _PLANS[id(program)] = _Plan(program)  # holds program: its id stays unique
+    return plan
+
+
+def when_plan(program: Program, when: When) -> _WhenPlan:
+    """A prepared filter of `program` (memoised per program, like the rules)."""
+    whens = _plan(program).whens
+    found = whens.get(id(when))
+    if found is None or found.when is not when:
+        found = whens[id(when)] = _WhenPlan(when, program.currency)
+    return found
+
+
 def score_receipt(
     program: Program, receipt: Receipt, tier: str | None, tier_multiplier: Decimal
 ) -> Score:
-    """Points a sale receipt earns under `program` at `tier`."""
+    """Points a sale receipt earns under `program` at `tier`.
+
+    The same numbers as `score_receipt_reference` (tests compare them): rules are
+    prepared once per program and the arithmetic stays in integers; whenever the
+    integers could differ from Decimal's default context, the reference decides.
+    """
+    plan = _plan(program)
+    if not plan.exact:
+        return score_receipt_reference(program, receipt, tier, tier_multiplier)
+    basis_total = receipt.amount - receipt.tax if plan.net else receipt.amount
+    partner, partner_mult = (
+        partner_multiplier(program, receipt.store) if program.partners else (None, ONE)
+    )
+    score = Score(partner=partner)
+    if basis_total < plan.min_order:
+        return score
+    # The rules whose receipt-level filter holds (_WhenPlan.matches, inlined).
+    day_rules = plan.by_day.get(receipt.date)
+    if day_rules is None:
+        day_rules = plan.by_day[receipt.date] = [
+            r for r in plan.rules if r.when.matches_day(receipt.date)
+        ]
+    live: list[_RulePlan] = []
+    for rule in day_rules:
+        cond = rule.cond
+        if cond.store is not None and receipt.store not in cond.store:
+            continue
+        if cond.min_minor is not None and basis_total < cond.min_minor:
+            continue
+        if cond.tier is not None and tier not in cond.tier:
+            continue
+        live.append(rule)
+    # Factors applying to the whole receipt: per_currency_unit, whole-receipt
+    # multipliers (rule order), tier, partner; as one coefficient and exponent.
+    tm, pm = _parts(tier_multiplier), _parts(partner_mult)
+    if tm is None or pm is None:
+        return score_receipt_reference(program, receipt, tier, tier_multiplier)
+    pcu = plan.pcu
+    assert pcu is not None
+    fc, fe = pcu[0] * tm[0] * pm[0], pcu[1] + tm[1] + pm[1]
+    fb = (abs(pcu[0]) or 1) * (abs(tm[0]) or 1) * (abs(pm[0]) or 1)
+    line_rules: list[_RulePlan] = []
+    matched: set[str] = set()
+    for rule in live:
+        if rule.parts is None:
+            continue
+        if rule.cond.lines:
+            line_rules.append(rule)
+        else:
+            c, e = rule.parts
+            fc, fe, fb = fc * c, fe + e, fb * (abs(c) or 1)
+            matched.add(rule.id)
+    if line_rules:
+        # Decimal(0) + Σ amount × Π line multipliers: the sum lives at the smallest exponent.
+        net = plan.net
+        scaled: list[tuple[int, int]] = []
+        low = 0
+        for line in receipt.lines:
+            c, e = 1, 0
+            for rule in line_rules:
+                cats, skus = rule.cond.categories, rule.cond.skus
+                if (cats is None or line.category in cats) and (skus is None or line.sku in skus):
+                    rc, re = rule.parts  # type: ignore[misc]
+                    c, e = c * rc, e + re
+                    matched.add(rule.id)
+            if abs(c) >= _EXACT_BOUND:
+                return score_receipt_reference(program, receipt, tier, tier_multiplier)
+            scaled.append(((line.amount - line.tax if net else line.amount) * c, e))
+            if e < low:
+                low = e
+        weighted = bound = 0
+        for c, e in scaled:
+            aligned = c * 10 ** (e - low) if e != low else c
+            weighted += aligned
+            bound += abs(aligned)
+    else:
+        low, weighted, bound = 0, basis_total, abs(basis_total)
+    points = None
+    if bound * fb < _EXACT_BOUND:
+        points = _round_scaled(weighted * fc, low - plan.exp + fe, plan.rounding)
+    if points is None:
+        return score_receipt_reference(program, receipt, tier, tier_multiplier)
+    score.earn = max(0, points)
+    score.rule_ids = [r.id for r in live if r.parts is not None and r.id in matched]
+    for rule in live:
+        if rule.bonus is None:
+            continue
+        if rule.cond.lines and not any(rule.cond.line_matches(line) for line in receipt.lines):
+            continue
+        score.bonuses.append((rule.id, rule.bonus))
+    return score
+
+
+def score_receipt_reference(
+    program: Program, receipt: Receipt, tier: str | None, tier_multiplier: Decimal
+) -> Score:
+    """Points a sale receipt earns under `program` at `tier` (the plain reference)."""
     on = program.earn.on
     basis_total = receipt.basis_amount(on)
     # receipt.store walks the lines: only a coalition needs it here.

@@ -50,6 +50,22 @@ def _in_window(tiers: Tiers, day: dt.date, on: dt.date) -> bool:
     return start is None or start <= day <= on
 
 
+# (id(tiers), day) -> (tiers, first day of its window at `day`): a run asks the
+# same few hundred days for every receipt. Holding `tiers` keeps its id unique.
+_STARTS: dict[tuple[int, dt.date], tuple[Tiers, dt.date | None]] = {}
+
+
+def _window_start(tiers: Tiers, on: dt.date) -> dt.date | None:
+    hit = _STARTS.get((id(tiers), on))
+    if hit is not None and hit[0] is tiers:
+        return hit[1]
+    if len(_STARTS) > 65536:
+        _STARTS.clear()
+    start = tiers.window_start(on)
+    _STARTS[(id(tiers), on)] = (tiers, start)
+    return start
+
+
 class History:
     """A customer's receipts, sorted by (date, transaction_id), growing as a run scores."""
 
@@ -69,11 +85,12 @@ class History:
             if before is not None
             else bisect.bisect_right(self.keys, (on, "\U0010ffff"))
         )
-        start_day = tiers.window_start(on)
+        start_day = _window_start(tiers, on)
         total = 0
         basis = tiers.basis
+        items = self.items
         for i in range(end - 1, -1, -1):
-            q = self.items[i]
+            q = items[i]
             if start_day is not None and q.date < start_day:
                 break
             total += contribution(q, basis)

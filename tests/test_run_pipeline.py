@@ -1,0 +1,115 @@
+"""The two-process run (a worker computes batch i while the run reads i+1 and writes
+i-1) posts exactly what the one-process run posts, and fails like it."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from engine_helpers import buy, customer, event, go, program
+from loyalty_cli import db
+from loyalty_cli.engine import run as runmod
+from loyalty_cli.errors import LoyaltyError
+
+PROGRAM = """
+pending_days: 7
+expiry: {policy: fixed, months: 1}
+rules:
+  - {id: pastry-double, when: {category: pastry}, multiplier: 2}
+  - {id: big, when: {min_amount: 50.00}, bonus: 20}
+bonuses:
+  signup: 25
+  review: {points: 10, limit: {count: 1, per: month}}
+  birthday: 100
+  referral: {referrer: 200, referee: 50, min_first_purchase: 20.00}
+tiers:
+  basis: spend
+  window: {rolling_days: 60}
+  levels:
+    - {id: bronze, min: 0}
+    - {id: silver, min: 100, multiplier: 1.5}
+rewards:
+  - id: third-coffee
+    name: 3rd coffee
+    value: 2.00
+    punch_card: {every: 3, when: {category: coffee}}
+"""
+
+TABLES = {
+    "ledger": "SELECT date, customer_id, kind, points, value, source_type, source_id, rule_id, "
+    "program_version, lot_id, available_on, expires_on, partner, note FROM ledger "
+    "ORDER BY entry_id",
+    "scored": "SELECT transaction_id, customer_id, date, amount, tax, lines, points, tier, "
+    "version, punches FROM scored_receipts ORDER BY transaction_id",
+    "vouchers": "SELECT * FROM vouchers ORDER BY voucher_id",
+    "tiers": "SELECT * FROM tier_history ORDER BY customer_id, date",
+}
+
+
+def _history(conn, tmp_path):
+    program(conn, tmp_path, PROGRAM)
+    # Referrers sort after their referees and before them, in other batches.
+    customer(conn, "C00", birthday="1990-02-10")
+    for n in range(1, 24):
+        customer(conn, f"C{n:02}", referred_by=f"C{(n * 7) % 24:02}", birthday="1985-01-20")
+    for n in range(24):
+        cid = f"C{n:02}"
+        for i in range(n % 5 + 1):
+            day = f"2026-01-{(n + 3 * i) % 27 + 1:02}"
+            buy(conn, f"T{n:02}{i}", cid, day, (1500 + 700 * i, "pastry"), (900, "coffee"))
+        if n % 4 == 0:
+            buy(conn, f"R{n:02}", cid, "2026-01-28", -800, refund_of=f"T{n:02}0")
+        if n % 3 == 0:
+            event(conn, f"E{n:02}", cid, "review", "2026-01-15")
+
+
+def _posted(tmp_path, monkeypatch, pipelined: bool, name: str):
+    monkeypatch.setattr(runmod, "BATCH", 3)
+    monkeypatch.setattr(runmod, "_PIPELINE_MIN_BATCHES", 2 if pipelined else 10**9)
+    monkeypatch.setattr(runmod, "_cpus", lambda: 2)
+    conn = db.connect(tmp_path / f"{name}.db")
+    _history(conn, tmp_path)
+    results = [go(conn, "2026-01-20").to_dict()]
+    buy(conn, "T99", "C05", "2026-01-30", 4000)
+    results.append(go(conn, "2026-03-31").to_dict())
+    for r in results:
+        r.pop("run_id")
+    dump = {name: [tuple(r) for r in conn.execute(sql)] for name, sql in TABLES.items()}
+    return results, dump
+
+
+def test_pipelined_run_posts_what_the_sequential_run_posts(tmp_path, monkeypatch):
+    sequential = _posted(tmp_path, monkeypatch, False, "seq")
+    pipelined = _posted(tmp_path, monkeypatch, True, "pipe")
+    assert pipelined == sequential
+    results, dump = pipelined
+    kinds = {row[2] for row in dump["ledger"]}
+    assert {"earn", "bonus", "clawback", "expire"} <= kinds
+    assert any(
+        row[5] == "referral" and row[13] and "referred C" in row[13] for row in dump["ledger"]
+    )
+    assert dump["vouchers"] and dump["tiers"]
+    assert results[0]["customers"] > 24  # referrers paid late count twice
+    assert not multiprocessing.active_children()
+
+
+def test_a_failure_in_the_worker_is_raised_and_rolls_back(conn, tmp_path, monkeypatch):
+    monkeypatch.setattr(runmod, "BATCH", 3)
+    monkeypatch.setattr(runmod, "_PIPELINE_MIN_BATCHES", 2)
+    monkeypatch.setattr(runmod, "_cpus", lambda: 2)
+    _history(conn, tmp_path)
+    real = runmod._Customer.process
+
+    def boom(self):
+        if self.cid == "C10":
+            raise LoyaltyError("customer C10 cannot be scored", field="x")
+        real(self)
+
+    monkeypatch.setattr(runmod._Customer, "process", boom)
+    with pytest.raises(LoyaltyError, match="customer C10 cannot be scored") as info:
+        go(conn, "2026-01-20")
+    assert info.value.field == "x"
+    assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    assert not multiprocessing.active_children()
