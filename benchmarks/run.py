@@ -51,6 +51,7 @@ class Timing:
 
 def timed(cmd: list[str], stdin: bytes | None = None, cwd: Path | None = None) -> Timing:
     """Run a child; wall seconds and its own peak RSS."""
+    os.sync()  # the previous step's dirty pages are not written back on this one's clock
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd,

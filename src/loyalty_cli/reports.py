@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import chain
@@ -546,25 +545,8 @@ def _mean_minor(total: int, count: int) -> int | None:
     return int((Decimal(total) / Decimal(count)).to_integral_value(rounding=ROUND_HALF_UP))
 
 
-@contextmanager
-def _memory_mapped(conn: sqlite3.Connection) -> Iterator[None]:
-    """Memory-mapped reads while a report scans whole indexes: no system call per
-    page (the KPIs read a few hundred MB of index pages on a million-line shop)."""
-    before = conn.execute("PRAGMA mmap_size").fetchone()
-    conn.execute("PRAGMA mmap_size = 1073741824")
-    try:
-        yield
-    finally:
-        conn.execute(f"PRAGMA mmap_size = {int(before[0]) if before else 0}")
-
-
 def compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis:
     """All KPIs over [start, end] (see docs/reports.md for each definition)."""
-    with _memory_mapped(conn):
-        return _compute_kpis(conn, start, end)
-
-
-def _compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis:
     check_period(start, end)
     program = program_on(conn, end)
     currency = program.currency

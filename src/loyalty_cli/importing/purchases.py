@@ -153,10 +153,8 @@ class PurchasesKind(KindHandler):
             amount = amounts.get(text) if currency == d.currency else None
             if amount is None:
                 amount = money.parse_minor(text, currency, decimal)
-                if currency == d.currency:
-                    if len(amounts) >= _CACHE_MAX:
-                        amounts.clear()
-                    amounts[text] = amount
+                if currency == d.currency and len(amounts) < _CACHE_MAX:
+                    amounts[text] = amount  # prices recur: keep the first ones seen
             tax = 0
             if i_tax >= 0:
                 text = row[i_tax].strip()
@@ -177,9 +175,8 @@ class PurchasesKind(KindHandler):
                         quantity = str(money.parse_decimal(text, decimal))
                     except money.AmountError:
                         return None
-                    if len(self._quantities) >= _CACHE_MAX:
-                        self._quantities.clear()
-                    self._quantities[text] = quantity
+                    if len(self._quantities) < _CACHE_MAX:
+                        self._quantities[text] = quantity
         refund_of = (row[i_ref].strip() or None) if i_ref >= 0 else None
         if refund_of is not None and len(refund_of) > MAX_ID:
             return None
