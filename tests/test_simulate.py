@@ -113,3 +113,23 @@ def test_cli_leaves_the_database_file_byte_identical(shop, cli, write, db_file):
     assert hashlib.sha256(db_file.read_bytes()).hexdigest() == before
     table = cli("simulate", program_file(write, "double.yaml", rate="2"))
     assert "points_issued" in table.stdout
+
+
+def test_the_real_side_measured_by_a_worker_equals_measuring_it_here(shop, write, monkeypatch):
+    """The real database is measured by a forked process during the replay; the
+    numbers are the ones measuring it in this process gives, and a worker that
+    fails is made up for here."""
+    import multiprocessing
+
+    import loyalty_cli.simulate as sim
+
+    proposed = program_file(write, "double.yaml", rate="2")
+    aside = simulate(shop, proposed)
+    with monkeypatch.context() as m:  # no fork: measured in this process
+        m.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+        here = simulate(shop, proposed)
+    assert aside == here
+    with monkeypatch.context() as m:  # the worker fails: measured again here
+        m.setattr(sim.db, "connect", lambda path: 1 / 0)
+        assert simulate(shop, proposed) == here
+    assert aside["current"]["points_issued"] * 2 == aside["proposed"]["points_issued"]
