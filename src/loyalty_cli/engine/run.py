@@ -163,7 +163,7 @@ def _run(
         }
         engine = _Engine(conn, timeline, as_of, marks, run_id)
         customers = _affected(conn, as_of, marks, timeline)
-        rebuild = _drop_ledger_indexes(conn) if _bulk(conn, marks) else []
+        rebuild = db.set_aside_indexes(conn, _BULK_INDEXES) if _bulk(conn, marks) else []
         engine.process(customers, progress)
         for sql in rebuild:
             conn.execute(sql)
@@ -219,22 +219,6 @@ def _bulk(conn: sqlite3.Connection, marks: _Marks) -> bool:
     ).fetchone()
     new = int(row[0] or 0)
     return new >= _BULK_MIN_ROWS and new >= _max(conn, "SELECT MAX(entry_id) FROM ledger")
-
-
-def _drop_ledger_indexes(conn: sqlite3.Connection) -> list[str]:
-    """Drop the ledger's secondary indexes for a bulk run; returns the statements
-    that rebuild them. Inserting hundreds of thousands of entries into three
-    randomly ordered indexes costs more than sorting them once at the end. Both
-    happen inside the run's transaction: a crash rolls the drop back too."""
-    rebuild = []
-    for name in _BULK_INDEXES:
-        row = conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
-        ).fetchone()
-        if row is not None and row[0]:
-            conn.execute(f'DROP INDEX "{name}"')
-            rebuild.append(row[0])
-    return rebuild
 
 
 # --- which customers have work -------------------------------------------------
