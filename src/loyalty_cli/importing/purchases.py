@@ -25,9 +25,9 @@ _CACHE_MAX = 10_000
 # file at least as large as the stored history is loaded, rebuilt at its end.
 _BULK_INDEXES = ("purchases_date", "purchases_import", "purchases_member")
 _BULK_MIN_BYTES = 1 << 20
-_BYTES_PER_LINE = 64
+_BYTES_PER_LINE = 64  # a generous average line of a till export
 _BULK_CACHE_KIB = 8 * 1024
-_LOOKUP = 500  # receipt ids per lookup query  # a generous average line of a till export
+_LOOKUP = 500  # receipt ids per lookup query
 
 
 class PurchasesKind(KindHandler):
