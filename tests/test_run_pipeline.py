@@ -11,30 +11,18 @@ from engine_helpers import buy, customer, event, go, program
 from loyalty_cli import db
 from loyalty_cli.engine import run as runmod
 from loyalty_cli.errors import LoyaltyError
+from test_run_bulk import PROGRAM as BULK_PROGRAM
 
-PROGRAM = """
-pending_days: 7
-expiry: {policy: fixed, months: 1}
-rules:
-  - {id: pastry-double, when: {category: pastry}, multiplier: 2}
-  - {id: big, when: {min_amount: 50.00}, bonus: 20}
-bonuses:
-  signup: 25
-  review: {points: 10, limit: {count: 1, per: month}}
-  birthday: 100
-  referral: {referrer: 200, referee: 50, min_first_purchase: 20.00}
-tiers:
-  basis: spend
-  window: {rolling_days: 60}
-  levels:
-    - {id: bronze, min: 0}
-    - {id: silver, min: 100, multiplier: 1.5}
-rewards:
+# the bulk-run test shop, plus a punch card
+PROGRAM = (
+    BULK_PROGRAM
+    + """rewards:
   - id: third-coffee
     name: 3rd coffee
     value: 2.00
     punch_card: {every: 3, when: {category: coffee}}
 """
+)
 
 TABLES = {
     "ledger": "SELECT date, customer_id, kind, points, value, source_type, source_id, rule_id, "
