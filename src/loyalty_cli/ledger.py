@@ -145,7 +145,7 @@ class LotState:
         return (lot for lot in self.lots.values() if lot.remaining > 0)
 
 
-def replay(entries: Iterable[Entry], as_of: dt.date | None = None) -> LotState:
+def replay(entries: Iterable[Entry | Row], as_of: dt.date | None = None) -> LotState:
     """Walk one customer's entries in posting order and track every lot.
 
     Entries dated after `as_of` are ignored (a statement as of a past date).
@@ -158,7 +158,7 @@ def replay(entries: Iterable[Entry], as_of: dt.date | None = None) -> LotState:
     return state
 
 
-def _apply(state: LotState, entry: Entry) -> None:
+def _apply(state: LotState, entry: Entry | Row) -> None:
     state.balance += entry.points
     if entry.kind == "redemption_reversed":
         _give_back(state, entry)
@@ -215,7 +215,7 @@ def _fifo(state: LotState, on: dt.date) -> list[Lot]:
     return sorted(usable, key=lambda lot: (lot.available_on, lot.entry_id))
 
 
-def _give_back(state: LotState, entry: Entry) -> None:
+def _give_back(state: LotState, entry: Entry | Row) -> None:
     taken = state.taken.pop(entry.source_id or "", {})
     left = entry.points
     for lot_id, amount in taken.items():
@@ -230,43 +230,6 @@ def _give_back(state: LotState, entry: Entry) -> None:
 
 
 # --- reading ---------------------------------------------------------------
-
-
-def _row_to_entry(row: sqlite3.Row | tuple) -> Entry:
-    (
-        entry_id,
-        date,
-        customer_id,
-        kind,
-        points,
-        value,
-        source_type,
-        source_id,
-        rule_id,
-        program_version,
-        lot_id,
-        available_on,
-        expires_on,
-        partner,
-        note,
-    ) = tuple(row)
-    return Entry(
-        entry_id=entry_id,
-        date=dt.date.fromisoformat(date),
-        customer_id=customer_id,
-        kind=kind,
-        points=points,
-        value=value,
-        source_type=source_type,
-        source_id=source_id,
-        rule_id=rule_id,
-        program_version=program_version,
-        lot_id=lot_id,
-        available_on=dt.date.fromisoformat(available_on) if available_on else None,
-        expires_on=dt.date.fromisoformat(expires_on) if expires_on else None,
-        partner=partner,
-        note=note,
-    )
 
 
 _DATES: dict[str, dt.date] = {}
@@ -309,18 +272,19 @@ def row_from_db(row: Sequence) -> Row:
     )  # fmt: skip
 
 
-def entries_for(conn: sqlite3.Connection, customer_id: str) -> list[Entry]:
+def entries_for(conn: sqlite3.Connection, customer_id: str) -> list[Row]:
+    """The customer's entries in posting order."""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM ledger WHERE customer_id = ? ORDER BY entry_id", (customer_id,)
     )
-    return [_row_to_entry(r) for r in rows]
+    return [row_from_db(r) for r in rows]
 
 
 def entries_by_customer(
     conn: sqlite3.Connection, customer_ids: Iterable[str] | None = None
-) -> dict[str, list[Entry]]:
+) -> dict[str, list[Row]]:
     """Entries grouped per customer: all customers, or the ones named."""
-    out: dict[str, list[Entry]] = {}
+    out: dict[str, list[Row]] = {}
     if customer_ids is None:
         rows: Iterable = conn.execute(
             f"SELECT {_COLUMNS} FROM ledger ORDER BY customer_id, entry_id"
@@ -339,7 +303,7 @@ def entries_by_customer(
                 ).fetchall()
             )
     for row in rows:
-        entry = _row_to_entry(row)
+        entry = row_from_db(row)
         out.setdefault(entry.customer_id, []).append(entry)
     return out
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from loyalty_cli import db
 from loyalty_cli.errors import ConflictError, LockedError, UsageError
-from loyalty_cli.ledger import _COLUMNS, KINDS, Entry, _row_to_entry, replay
+from loyalty_cli.ledger import _COLUMNS, KINDS, Row, replay, row_from_db
 
 # --- check ---------------------------------------------------------------------
 
@@ -187,10 +187,10 @@ def _replay_all(conn: sqlite3.Connection) -> tuple[list[Finding], int]:
     findings: list[Finding] = []
     customers = 0
     current: str | None = None
-    batch: list[Entry] = []
+    batch: list[Row] = []
     rows = conn.execute(f"SELECT {_COLUMNS} FROM ledger ORDER BY customer_id, entry_id")
     for row in rows:
-        entry = _row_to_entry(row)
+        entry = row_from_db(row)
         if entry.customer_id != current:
             if current is not None:
                 findings += _check_customer(current, batch, sums.get(current, 0))
@@ -203,7 +203,7 @@ def _replay_all(conn: sqlite3.Connection) -> tuple[list[Finding], int]:
     return findings, customers
 
 
-def _check_customer(customer: str, entries: list[Entry], sql_sum: int) -> list[Finding]:
+def _check_customer(customer: str, entries: list[Row], sql_sum: int) -> list[Finding]:
     out = []
     try:
         state = replay(entries)
