@@ -117,3 +117,16 @@ def earned(conn: sqlite3.Connection, tid: str) -> int:
         "WHERE source_type = 'purchase' AND source_id = ?",
         (tid,),
     ).fetchone()[0]
+
+
+def fail_after_first_write(monkeypatch) -> None:
+    """The run raises right after writing its first batch (a crash mid-run)."""
+    from loyalty_cli.engine import run as runmod
+
+    real = runmod._write
+
+    def boom(*args):
+        real(*args)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(runmod, "_write", boom)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine_helpers import buy, entries, event, go, program
+from engine_helpers import buy, entries, event, fail_after_first_write, go, program
 from loyalty_cli import db, ledger
 from loyalty_cli.engine import run as runmod
 
@@ -54,13 +54,7 @@ def test_crash_leaves_nothing(conn, tmp_path, monkeypatch):
     buy(conn, "T1", "C1", "2026-01-05", 6000)
     buy(conn, "T2", "C2", "2026-01-05", 6000)
 
-    real = runmod._write
-
-    def boom(*args):
-        real(*args)
-        raise RuntimeError("killed")
-
-    monkeypatch.setattr(runmod, "_write", boom)
+    fail_after_first_write(monkeypatch)
     with pytest.raises(RuntimeError):
         go(conn, "2026-01-31")
     assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 0

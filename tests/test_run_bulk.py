@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine_helpers import buy, customer, event, go, program
+from engine_helpers import buy, customer, event, fail_after_first_write, go, program
 from loyalty_cli import db
 from loyalty_cli.engine import run as runmod
 
@@ -83,13 +83,7 @@ def test_bulk_failure_keeps_the_indexes(conn, tmp_path, monkeypatch):
     _history(conn, tmp_path)
     before = _indexes(conn)
     assert {name for name, _ in before} >= set(runmod._BULK_INDEXES)
-    real = runmod._write
-
-    def boom(*args):
-        real(*args)
-        raise RuntimeError("killed")
-
-    monkeypatch.setattr(runmod, "_write", boom)
+    fail_after_first_write(monkeypatch)
     with pytest.raises(RuntimeError):
         go(conn, "2026-02-15")
     assert _indexes(conn) == before
