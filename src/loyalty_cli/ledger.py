@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -140,9 +140,6 @@ class LotState:
                 last_day = lot.expires_on - dt.timedelta(days=1)
                 by_day[last_day] = by_day.get(last_day, 0) + lot.remaining
         return sorted(by_day.items())
-
-    def open_lots(self) -> Iterator[Lot]:
-        return (lot for lot in self.lots.values() if lot.remaining > 0)
 
 
 def replay(entries: Iterable[Entry | Row], as_of: dt.date | None = None) -> LotState:

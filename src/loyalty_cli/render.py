@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import json
 import os
 import re
@@ -77,12 +76,6 @@ def write_csv(
     writer.writerow(header)
     for row in rows:
         writer.writerow([cell_text(safe_cell(v)) for v in row])
-
-
-def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    buf = io.StringIO()
-    write_csv(header, rows, buf)
-    return buf.getvalue()
 
 
 def _is_number(value: Any) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import chain
 from typing import Any
@@ -908,8 +908,3 @@ def summary(conn: sqlite3.Connection, start: dt.date | None, end: dt.date) -> Su
         segments=segment_report(conn, end),
         top_rewards=top_rewards(conn, start, end),
     )
-
-
-def kpis_dict(kpis: Kpis) -> dict[str, Any]:
-    """Raw values (minor units, Decimal rates) for callers that compute deltas."""
-    return asdict(kpis)

@@ -45,11 +45,6 @@ def contribution(q: Qualifier, basis: str) -> int:
     return 1 if q.amount >= 0 else 0
 
 
-def _in_window(tiers: Tiers, day: dt.date, on: dt.date) -> bool:
-    start = tiers.window_start(on)
-    return start is None or start <= day <= on
-
-
 # (id(tiers), day) -> (tiers, first day of its window at `day`): a run asks the
 # same few hundred days for every receipt. Holding `tiers` keeps its id unique.
 _STARTS: dict[tuple[int, dt.date], tuple[Tiers, dt.date | None]] = {}
@@ -173,12 +168,6 @@ def history_of(conn: sqlite3.Connection, customer_id: str, until: dt.date | None
         args.append(until.isoformat())
     rows = conn.execute(sql + " ORDER BY date, transaction_id", args).fetchall()
     return History([Qualifier(dt.date.fromisoformat(r[0]), r[1], r[2], r[3]) for r in rows])
-
-
-def qualifying_value(program: Program, history: History, on: dt.date) -> int | None:
-    if program.tiers is None:
-        return None
-    return history.value(program.tiers, on)
 
 
 def tier_on(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> str | None:
