@@ -110,7 +110,7 @@ class Batch:
     customers: dict[str, CustomerRow] = field(default_factory=dict)
     events: dict[str, list[tuple[str, str, dt.date]]] = field(default_factory=dict)
     referral_paid: set[str] = field(default_factory=set)
-    # Customers starting from what the last run stored: (their last entry id, state JSON).
+    # Customers starting from what the last run stored: (their last entry id, the state).
     states: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
@@ -452,9 +452,7 @@ class _Engine:
                     "ORDER BY transaction_id, line_no",
                     part,
                 ).fetchall()
-        states = (
-            self._states(own, claimed, complete) if self.incremental and STORED_STATE else {}
-        )
+        states = self._states(own, claimed, complete) if self.incremental and STORED_STATE else {}
         # The others' state is rebuilt from all their scored receipts and entries.
         scope = "_batch"
         if states:
@@ -493,7 +491,7 @@ class _Engine:
         complete: list[tuple[Any, ...]],
     ) -> dict[str, tuple[int, str]]:
         """The batch's customers whose stored state this run can start from
-        (see engine/state.py): customer -> (last entry id, state JSON)."""
+        (see engine/state.py): customer -> (last entry id, stored state)."""
         conn = self.conn
         since: dict[str, str] = {}
         found: dict[str, tuple[int, str]] = {}
@@ -835,7 +833,14 @@ def _write(
         withdrawn,
     )
     withdrawn_count = max(cursor.rowcount, 0)
-    conn.executemany("INSERT OR REPLACE INTO run_state VALUES (?, ?, ?, ?, ?, ?)", states)
+    # An upsert rewrites the row in place (REPLACE would delete it and append a new
+    # one: two more pages written per customer).
+    conn.executemany(
+        "INSERT INTO run_state VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE "
+        "SET entry_id = excluded.entry_id, as_of = excluded.as_of, since = excluded.since, "
+        "timeline = excluded.timeline, state = excluded.state",
+        states,
+    )
     # Only receipts whose punch issued a still-open voucher change anything.
     return withdrawn_count
 
@@ -939,8 +944,7 @@ class _Customer:
         text = statemod.encode(
             self.state,
             self.lot_version,
-            self.heap,
-            [key for key, found in self.by_source.items() if found and statemod.kept_source(key)],
+            statemod.kept_sources(self.by_source),
             self.event_bonus,
             self.history.items,
             self.punches,

@@ -43,12 +43,15 @@ from loyalty_cli.ledger import Lot, LotState
 
 # Part of every stored timeline key: a new layout makes older rows not match, so
 # they are rebuilt from the ledger instead of misread.
-FORMAT = 1
+FORMAT = 3
 
 # The by_source keys a run consults later (membership only): events and birthdays
-# paid, referrals paid, inactivity expiries taken. Purchases are looked up only for
-# refunds of known receipts and corrections, which rebuild the state.
+# paid, referrals paid, inactivity expiries taken (kept_sources). Purchases are looked
+# up only for refunds of known receipts and corrections, which rebuild the state.
 _KEPT_SOURCES = ("event", "referral")
+
+# One encoder for every state (json.dumps with arguments builds one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 # Receipts arriving this many days after their date (a late till export) still
 # find the history they need in the stored state.
@@ -84,11 +87,16 @@ def since(as_of: dt.date, reach: int | None) -> tuple[str, dt.date | None]:
     return first.isoformat(), first - dt.timedelta(days=reach)
 
 
-def kept_source(key: tuple[str, str | None]) -> bool:
-    kind, source_id = key
-    return kind in _KEPT_SOURCES or (
-        kind == "expiry" and source_id is not None and source_id.startswith("inactivity:")
-    )
+def kept_sources(by_source: dict[tuple[str, str | None], list[Any]]) -> list[tuple[str, str]]:
+    """The sources with entries a later run looks up (see _KEPT_SOURCES): events,
+    birthdays and referrals paid, inactivity expiries taken."""
+    return [
+        (kind, source_id)
+        for (kind, source_id), found in by_source.items()
+        if found
+        and source_id is not None
+        and (kind in _KEPT_SOURCES or (kind == "expiry" and source_id.startswith("inactivity:")))
+    ]
 
 
 def _ord(day: dt.date | None) -> int | None:
@@ -102,7 +110,6 @@ def _day(number: int | None) -> dt.date | None:
 def encode(
     state: LotState,
     lot_version: dict[int, int | None],
-    heap: list[tuple[dt.date, int]],
     sources: list[tuple[str, str]],
     event_bonus: dict[str, list[dt.date]],
     history: list[Qualifier],
@@ -112,7 +119,10 @@ def encode(
     first_receipt: dt.date | None,
 ) -> str:
     """The state as compact JSON (dates as day numbers); receipts dated before
-    `first_receipt` are left out (see `since`)."""
+    `first_receipt` are left out (see `since`). The expiry reminders are not
+    stored: after a run every lot that still holds points and has an expiry date
+    is waiting for it (any expiry due by the run's date was posted), so they are
+    made again from the lots."""
     lots = [
         [
             lot.entry_id,
@@ -127,13 +137,11 @@ def encode(
         for lot in state.lots.values()
         if lot.remaining > 0
     ]
-    kept = {row[0] for row in lots}
-    return json.dumps(
+    return _ENCODER.encode(
         {
             "lots": lots,
             "debt": state.debt,
             "balance": state.balance,
-            "heap": [[day.toordinal(), lot_id] for day, lot_id in heap if lot_id in kept],
             "sources": sorted(list(key) for key in sources),
             "event_bonus": {r: [d.toordinal() for d in days] for r, days in event_bonus.items()},
             "history": [
@@ -144,8 +152,7 @@ def encode(
             "punches": dict(punches),
             "last_sale": _ord(last_sale),
             "first_activity": _ord(first_activity),
-        },
-        separators=(",", ":"),
+        }
     )
 
 
@@ -183,8 +190,9 @@ class Restored:
         state.debt = data["debt"]
         state.balance = data["balance"]
         self.state = state
-        # Filtering broke the heap order: restore it.
-        self.heap = [(fromordinal(day), lot_id) for day, lot_id in data["heap"]]
+        self.heap = [
+            (lot.expires_on, lot.entry_id) for lot in state.lots.values() if lot.expires_on
+        ]
         heapq.heapify(self.heap)
         self.sources = [(kind, source_id) for kind, source_id in data["sources"]]
         self.event_bonus = {
