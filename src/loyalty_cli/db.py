@@ -246,8 +246,23 @@ DROP INDEX IF EXISTS purchases_customer;
 DROP INDEX IF EXISTS ledger_date;
 """
 
+# What `run` remembers of each customer it worked on, so the next run starts from
+# there instead of re-reading their whole ledger and receipts (engine/state.py).
+# Derived data, a cache: a run that finds it missing or out of date rebuilds the
+# customer's state from the ledger, so deleting any row is always safe.
+RUN_STATE_V3 = """
+CREATE TABLE IF NOT EXISTS run_state (
+    customer_id TEXT PRIMARY KEY,
+    entry_id    INTEGER NOT NULL,   -- the customer's last ledger entry it includes
+    as_of       TEXT NOT NULL,      -- the run that wrote it
+    since       TEXT NOT NULL,      -- receipts dated before this need the full history
+    timeline    TEXT NOT NULL,      -- the program versions it was made under
+    state       TEXT NOT NULL       -- JSON, see engine/state.py
+);
+"""
+
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1, REPORT_INDEXES_V2]
+MIGRATIONS: list[str] = [SCHEMA_V1, REPORT_INDEXES_V2, RUN_STATE_V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

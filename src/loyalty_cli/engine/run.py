@@ -25,9 +25,11 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, NamedTuple
 
 from loyalty_cli import db, ledger
+from loyalty_cli.engine import state as statemod
 from loyalty_cli.engine import tiers as tiermod
 from loyalty_cli.engine.dates import add_months, birthday_in, parse, period_key
 from loyalty_cli.engine.scoring import (
@@ -44,6 +46,9 @@ from loyalty_cli.ledger import Entry, LotState, NewEntry, Row  # noqa: F401
 from loyalty_cli.program import Program, ProgramVersion, VersionTimeline, versions_timeline
 
 BATCH = 2000
+# Start customers from the state the last run stored when it is still current
+# (engine/state.py). The tests turn it off to compare with the rebuilt state.
+STORED_STATE = True
 # Event types the engine derives itself; rows of these types in `events` are ignored.
 DERIVED_EVENTS = ("birthday", "referral")
 
@@ -105,6 +110,8 @@ class Batch:
     customers: dict[str, CustomerRow] = field(default_factory=dict)
     events: dict[str, list[tuple[str, str, dt.date]]] = field(default_factory=dict)
     referral_paid: set[str] = field(default_factory=set)
+    # Customers starting from what the last run stored: (their last entry id, the state).
+    states: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 class _Marks:
@@ -181,12 +188,20 @@ def _run(
 
 def forget_receipts(conn: sqlite3.Connection, transaction_ids: Iterable[str]) -> int:
     """Drop the scoring memory of receipts with no active line left (after `import undo`),
-    so they no longer count for tiers and are scored afresh if imported again."""
+    so they no longer count for tiers and are scored afresh if imported again; and the
+    stored run state of every customer of these receipts."""
     ids = list(transaction_ids)
     removed = 0
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
+        # Their customers' stored states counted these receipts: rebuilt next run.
+        conn.execute(
+            f"DELETE FROM run_state WHERE customer_id IN (SELECT customer_id FROM purchases "
+            f"WHERE transaction_id IN ({marks}) UNION SELECT customer_id FROM claims "
+            f"WHERE transaction_id IN ({marks}))",
+            [*chunk, *chunk],
+        )
         removed += conn.execute(
             f"DELETE FROM scored_receipts WHERE transaction_id IN ({marks}) AND NOT EXISTS "
             "(SELECT 1 FROM purchases p WHERE p.transaction_id = scored_receipts.transaction_id "
@@ -320,6 +335,8 @@ class _Engine:
         self.marks = marks
         self.run_id = run_id
         self.result = RunResult(run_id, as_of)
+        self.timeline_key = statemod.timeline_key(timeline)
+        self.since, self.first_receipt = statemod.since(as_of, statemod.history_reach(timeline))
         self.next_id = _max(conn, "SELECT MAX(entry_id) FROM ledger") + 1
         self.incremental = marks.last["purchase_id"] > 0 or marks.prev_as_of is not None
         # Without an inactivity policy in any version no inactivity expiry is ever due.
@@ -355,6 +372,7 @@ class _Engine:
     # ---- batches
     def process(self, customers: list[str], progress: bool) -> None:
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _batch (customer_id TEXT PRIMARY KEY)")
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _full (customer_id TEXT PRIMARY KEY)")
         chunks = [customers[start : start + BATCH] for start in range(0, len(customers), BATCH)]
         # The worker is forked before the progress bar starts its thread.
         pipeline = _Pipeline(self) if len(chunks) >= _PIPELINE_MIN_BATCHES and _cpus() > 1 else None
@@ -383,7 +401,9 @@ class _Engine:
         """The Python half of a batch: every customer's new work, in order."""
         out = _Output(self)
         for cid in chunk:
-            _Customer(self, cid, data, out).process()
+            customer = _Customer(self, cid, data, out)
+            customer.process()
+            out.states.append(customer.saved())
             self.done.add(cid)
         return out
 
@@ -432,15 +452,24 @@ class _Engine:
                     "ORDER BY transaction_id, line_no",
                     part,
                 ).fetchall()
+        states = self._states(own, claimed, complete) if self.incremental and STORED_STATE else {}
+        # The others' state is rebuilt from all their scored receipts and entries.
+        scope = "_batch"
+        if states:
+            scope = "_full"
+            conn.execute("DELETE FROM _full")
+            conn.executemany(
+                "INSERT INTO _full VALUES (?)", [(c,) for c in chunk if c not in states]
+            )
         # No ORDER BY (a sort of everything read): a customer's receipts are used as a
         # set (History sorts them) and their entries are put in id order by _build.
         scored = conn.execute(
             "SELECT s.transaction_id, s.customer_id, s.date, s.amount, s.tax, s.lines, s.points, "
-            "s.tier, s.version, s.punches FROM _batch b CROSS "
+            f"s.tier, s.version, s.punches FROM {scope} b CROSS "
             "JOIN scored_receipts s ON s.customer_id = b.customer_id"
         ).fetchall()
         entries = conn.execute(
-            f"SELECT {_LEDGER_COLS} FROM _batch b "
+            f"SELECT {_LEDGER_COLS} FROM {scope} b "
             "CROSS JOIN ledger l ON l.customer_id = b.customer_id"
         ).fetchall()
         customers = conn.execute(
@@ -453,7 +482,54 @@ class _Engine:
             "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ?)",
             (day, self.marks.last["event_id"], prev),
         ).fetchall()
-        return _Raw(own, claimed, complete, scored, entries, customers, events)
+        return _Raw(own, claimed, complete, scored, entries, customers, events, states)
+
+    def _states(
+        self,
+        own: list[tuple[Any, ...]],
+        claimed: list[tuple[Any, ...]],
+        complete: list[tuple[Any, ...]],
+    ) -> dict[str, tuple[int, str]]:
+        """The batch's customers whose stored state this run can start from
+        (see engine/state.py): customer -> (last entry id, stored state)."""
+        conn = self.conn
+        since: dict[str, str] = {}
+        found: dict[str, tuple[int, str]] = {}
+        for cid, entry_id, first, text in conn.execute(
+            "SELECT s.customer_id, s.entry_id, s.since, s.state FROM _batch b "
+            "CROSS JOIN run_state s "
+            "ON s.customer_id = b.customer_id WHERE s.timeline = ? AND s.as_of <= ? "
+            "AND s.entry_id = COALESCE((SELECT MAX(l.entry_id) FROM ledger l "
+            "WHERE l.customer_id = b.customer_id), 0)",
+            (self.timeline_key, self.as_of.isoformat()),
+        ):
+            found[cid] = (entry_id, text)
+            since[cid] = first
+        if not found:
+            return found
+        # A refund of a known receipt, or lines added to a scored one, is weighed
+        # against what that receipt earned, and a receipt dated before `since` may
+        # need older receipts for its tier: those customers are rebuilt from the ledger.
+        owner: dict[str, str] = {}
+        for row in chain(own, claimed):
+            cid, tid = row[0], row[1]
+            if cid in found:
+                owner[tid] = cid
+                if row[9] is not None or row[3] < since[cid]:  # refund_of, date
+                    del found[cid]
+        for tid, *_, refund_of in complete:
+            if refund_of is not None and owner.get(tid) in found:
+                del found[owner[tid]]
+        tids = [tid for tid, cid in owner.items() if cid in found]
+        for start in range(0, len(tids), 500):
+            part = tids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for (tid,) in conn.execute(
+                f"SELECT transaction_id FROM scored_receipts WHERE transaction_id IN ({marks})",
+                part,
+            ):
+                found.pop(owner[tid], None)
+        return found
 
     def _build(self, chunk: list[str], raw: _Raw) -> Batch:
         """The Python half of reading a batch (no database: it may run in the worker)."""
@@ -527,6 +603,7 @@ class _Engine:
         for event_id, cid, etype, date in raw.events:
             data.events.setdefault(cid, []).append((event_id, etype, dt.date.fromisoformat(date)))
         data.referral_paid = {c for c in chunk if c in self.referral_paid}
+        data.states = raw.states
         return data
 
 
@@ -540,6 +617,7 @@ class _Raw(NamedTuple):
     entries: list[tuple[Any, ...]]
     customers: list[tuple[Any, ...]]
     events: list[tuple[Any, ...]]
+    states: dict[str, tuple[int, str]]
 
 
 # --- two processes for a big run --------------------------------------------------
@@ -714,6 +792,7 @@ class _Output:
         self.tiers: list[tuple[str, str, str]] = []
         self.vouchers: list[tuple[Any, ...]] = []
         self.withdrawn: list[tuple[str, str]] = []
+        self.states: list[tuple[str, int, str, str, str, str]] = []
 
     def values(self) -> tuple[list[tuple[Any, ...]], ...]:
         """What `_write` stores, as plain tuples (they may come from the worker)."""
@@ -721,7 +800,7 @@ class _Output:
             raise RuntimeError("ledger ids moved during a run")
         # The INSERT parameters (ISO dates): plain tuples of text and ints pickle fast.
         entries = ledger.row_values(self.entries)
-        return entries, self.scored, self.tiers, self.vouchers, self.withdrawn
+        return entries, self.scored, self.tiers, self.vouchers, self.withdrawn, self.states
 
 
 def _write(
@@ -731,6 +810,7 @@ def _write(
     tiers: list[tuple[Any, ...]],
     vouchers: list[tuple[Any, ...]],
     withdrawn: list[tuple[Any, ...]],
+    states: list[tuple[Any, ...]],
 ) -> int:
     """Store what a batch made (entries: ledger.row_values); returns the number of
     vouchers withdrawn."""
@@ -752,9 +832,22 @@ def _write(
         "WHERE voucher_id = ? AND status = 'open'",
         withdrawn,
     )
+    withdrawn_count = max(cursor.rowcount, 0)
+    # An upsert rewrites the row in place (REPLACE would delete it and append a new
+    # one: two more pages written per customer).
+    conn.executemany(
+        "INSERT INTO run_state VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer_id) DO UPDATE "
+        "SET entry_id = excluded.entry_id, as_of = excluded.as_of, since = excluded.since, "
+        "timeline = excluded.timeline, state = excluded.state",
+        states,
+    )
     # Only receipts whose punch issued a still-open voucher change anything.
-    return max(cursor.rowcount, 0)
+    return withdrawn_count
 
+
+# What a restored state holds for a source already paid: a stand-in entry worth
+# nothing, so that membership tests see it and any sum over it adds zero.
+_PAID = Row(0, dt.date.min, "", "paid", 0, 0, "")
 
 # Item classes within a day: expiries (handled before items), receipts, events,
 # birthdays, referral payouts to the referrer.
@@ -772,18 +865,25 @@ class _Customer:
         self.receipts = data.receipts.get(cid, [])
         self.events = data.events.get(cid, [])
         self.referral_paid = cid in data.referral_paid
+        self.by_source: dict[tuple[str, str | None], list[Row]] = {}
+        self.by_lot: dict[int, list[Row]] = {}
+        self.event_bonus: dict[str, list[dt.date]] = {}
+        self.lot_version: dict[int, int | None] = {}  # lot entry id -> its program version
+        self.heap: list[tuple[dt.date, int]] = []
+        self.last_scored: tuple[dt.date, Program] | None = None
+        saved = data.states.get(cid)
+        if saved is not None:
+            self._restore(*saved)
+            return
+        self.restored = False
         entries = data.entries.get(cid, [])
         # ledger.replay(entries), the entries being in id order already.
         self.state: LotState = LotState()
         for entry in entries:
             ledger._apply(self.state, entry)
-        self.by_source: dict[tuple[str, str | None], list[Row]] = {}
-        self.by_lot: dict[int, list[Row]] = {}
-        self.event_bonus: dict[str, list[dt.date]] = {}
-        self.lot_meta: dict[int, Row] = {}
-        self.heap: list[tuple[dt.date, int]] = []
         for entry in entries:
             self._index(entry)
+        self.last_entry = entries[-1].entry_id if entries else 0
         scored = data.scored.get(cid)
         if not scored:
             # A new member (every member, in a first run): nothing remembered.
@@ -792,7 +892,7 @@ class _Customer:
             self.punches: Counter[str] = Counter()
             self.last_sale: dt.date | None = None
             self.first_activity: dt.date | None = min(e.date for e in entries) if entries else None
-            self.last_scored: tuple[dt.date, Program] | None = None
+            self.first_fact = self.first_activity
             return
         self.scored = {s.transaction_id: s for s in scored}
         self.history = tiermod.History(
@@ -810,7 +910,57 @@ class _Customer:
         self.last_sale = max(sales) if sales else None
         firsts = [s.date for s in self.scored.values()] + [e.date for e in entries]
         self.first_activity = min(firsts) if firsts else None
-        self.last_scored = None
+        # The earliest scored receipt or entry: where the next run's first_activity
+        # starts (process() moves first_activity for this run's items only).
+        self.first_fact = self.first_activity
+
+    def _restore(self, last_entry: int, text: str) -> None:
+        """Start from the state the last run stored (see engine/state.py). Only
+        receipts never scored come (see _Engine._states), so `scored` starts empty."""
+        saved = statemod.Restored(text)
+        self.restored = True
+        self.last_entry = last_entry
+        self.state = saved.state
+        self.lot_version = saved.lot_version
+        self.heap = saved.heap
+        for key in saved.sources:
+            # Only looked up by key (paid or not): the entries themselves are not kept.
+            self.by_source[key] = [_PAID]
+        self.event_bonus = saved.event_bonus
+        self.scored = {}
+        self.history = tiermod.History(saved.history)
+        self.punches = saved.punches
+        self.last_sale = self.saved_last_sale = saved.last_sale
+        self.first_activity = self.first_fact = saved.first_activity
+
+    def saved(self) -> tuple[str, int, str, str, str, str]:
+        """The run_state row: where this customer stands after the run."""
+        # The last sale among all scored receipts: when rebuilt, `scored` holds them all
+        # (a correction may have turned a sale into a refund); when restored, no earlier
+        # receipt changed, so the stored one still counts.
+        sales = [s.date for s in self.scored.values() if s.amount >= 0]
+        if self.restored and self.saved_last_sale is not None:
+            sales.append(self.saved_last_sale)
+        text = statemod.encode(
+            self.state,
+            self.lot_version,
+            statemod.kept_sources(self.by_source),
+            self.event_bonus,
+            self.history.items,
+            self.punches,
+            max(sales) if sales else None,
+            self.first_fact,
+            self.e.first_receipt,
+        )
+        engine = self.e
+        return (
+            self.cid,
+            self.last_entry,
+            engine.as_of.isoformat(),
+            engine.since,
+            engine.timeline_key,
+            text,
+        )
 
     def _index(self, entry: Row) -> None:
         key = (entry.source_type, entry.source_id)
@@ -824,7 +974,7 @@ class _Customer:
         if entry.source_type == "event" and entry.kind == "bonus" and entry.rule_id:
             self.event_bonus.setdefault(entry.rule_id, []).append(entry.date)
         if entry.points > 0 and entry.kind != "redemption_reversed":  # a lot
-            self.lot_meta[entry.entry_id] = entry
+            self.lot_version[entry.entry_id] = entry.program_version
             if entry.expires_on is not None:
                 heapq.heappush(self.heap, (entry.expires_on, entry.entry_id))
 
@@ -844,6 +994,9 @@ class _Customer:
         result.points[entry.kind] += entry.points
         ledger._apply(self.state, entry)
         self._index(entry)
+        self.last_entry = entry.entry_id
+        if self.first_fact is None or entry.date < self.first_fact:
+            self.first_fact = entry.date
         return entry
 
     # ---- the timeline
@@ -907,8 +1060,7 @@ class _Customer:
         lot = self.state.lots.get(lot_id)
         if lot is None or lot.remaining <= 0 or lot.expires_on != expires_on:
             return
-        meta = self.lot_meta.get(lot_id)
-        version = meta.program_version if meta else None
+        version = self.lot_version.get(lot_id)
         left = lot.remaining
         self._post(
             _new(Row, (
@@ -1067,6 +1219,8 @@ class _Customer:
             punches,
         )
         self.scored[receipt.transaction_id] = s
+        if self.first_fact is None or receipt.date < self.first_fact:
+            self.first_fact = receipt.date
         self.out.scored.append(
             (
                 s.transaction_id,
