@@ -646,7 +646,8 @@ class _Pipeline:
     result) lives in the worker alone; the order of all writes, the ids and the
     transaction are the sequential run's. Reading batch i+1 before batch i is written
     reads nothing batch i writes: every read is of the batch's own customers (ledger,
-    scored receipts by customer_id) or of input tables the run does not write.
+    scored receipts, stored states), of their receipts (scored receipts by
+    transaction_id) or of input tables the run does not write.
     Referrers paid late are read after everything before them is written.
     """
 

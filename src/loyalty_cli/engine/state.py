@@ -14,8 +14,9 @@ under. The next run starts from it only when nothing else can have changed it
 (`engine.run._Engine._fetch` decides): the customer's last entry is still that
 one (no redemption, cancellation, adjustment or undo since), the program
 versions are the same, and the new work holds no receipt the run must compare
-with an earlier one (a refund of a known receipt, lines added to a scored
-receipt). Otherwise the state is rebuilt from the ledger as before. So the
+with an earlier one (any refund naming an original, any receipt already scored:
+lines added to it, a claimed receipt read again) and none dated before the
+state's `since`. Otherwise the state is rebuilt from the ledger as before. So the
 stored state is a cache: removing rows from `run_state` never changes a result.
 
 Only what a later run can read is kept, so that the state stays the size of
