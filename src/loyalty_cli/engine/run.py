@@ -507,9 +507,10 @@ class _Engine:
             since[cid] = first
         if not found:
             return found
-        # A refund of a known receipt, or lines added to a scored one, is weighed
-        # against what that receipt earned, and a receipt dated before `since` may
-        # need older receipts for its tier: those customers are rebuilt from the ledger.
+        # A refund naming an original, or a receipt already scored (lines added to it,
+        # a claimed receipt read again), is weighed against what that receipt earned,
+        # and a receipt dated before `since` may need older receipts for its tier:
+        # those customers are rebuilt from the ledger.
         owner: dict[str, str] = {}
         for row in chain(own, claimed):
             cid, tid = row[0], row[1]
@@ -873,10 +874,11 @@ class _Customer:
         self.heap: list[tuple[dt.date, int]] = []
         self.last_scored: tuple[dt.date, Program] | None = None
         saved = data.states.get(cid)
+        # The last sale the stored state knew (restored only; see saved()).
+        self.saved_last_sale: dt.date | None = None
         if saved is not None:
             self._restore(*saved)
             return
-        self.restored = False
         entries = data.entries.get(cid, [])
         # ledger.replay(entries), the entries being in id order already.
         self.state: LotState = LotState()
@@ -919,7 +921,6 @@ class _Customer:
         """Start from the state the last run stored (see engine/state.py). Only
         receipts never scored come (see _Engine._states), so `scored` starts empty."""
         saved = statemod.Restored(text)
-        self.restored = True
         self.last_entry = last_entry
         self.state = saved.state
         self.lot_version = saved.lot_version
@@ -940,7 +941,7 @@ class _Customer:
         # (a correction may have turned a sale into a refund); when restored, no earlier
         # receipt changed, so the stored one still counts.
         sales = [s.date for s in self.scored.values() if s.amount >= 0]
-        if self.restored and self.saved_last_sale is not None:
+        if self.saved_last_sale is not None:
             sales.append(self.saved_last_sale)
         text = statemod.encode(
             self.state,
