@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from loyalty_cli import ledger, program, reports
+from loyalty_cli import ledger, program, reports, snapshots
 from loyalty_cli.ledger import NewEntry
 
 START, END = dt.date(2026, 3, 1), dt.date(2026, 3, 31)
@@ -314,3 +314,29 @@ def test_known_customers_from_every_source_as_of_a_day(conn, tmp_path):
     assert sorted(people) == ["C", "K", "L", "P"]
     assert people["K"] == {"name": "Kim", "email": None}
     assert sorted(reports.known_customers(conn)) == ["C", "K", "L", "M", "P", "V"]
+
+
+def test_side_by_side_and_one_after_another_agree(shop, monkeypatch):
+    """The three query groups run on three snapshot connections (a file database
+    on two cores) and, on one core, one after another on the caller's connection:
+    the same document either way."""
+    opened = []
+    real_reader = snapshots._reader
+    monkeypatch.setattr(snapshots.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(snapshots, "_reader", lambda *a: opened.append(1) or real_reader(*a))
+    assert reports.kpi_report(shop, START, END) == EXPECTED
+    assert len(opened) == 4  # the fence and three readers
+    opened.clear()
+    monkeypatch.setattr(snapshots.os, "cpu_count", lambda: 1)
+    assert reports.kpi_report(shop, START, END) == EXPECTED
+    assert opened == []
+
+
+def test_kpi_inside_a_transaction_reads_its_own_writes(shop):
+    """Uncommitted rows are seen only by the connection that wrote them, so a
+    caller inside a transaction gets its queries run on its own connection."""
+    shop.execute("BEGIN")
+    buy(shop, "T13", "E", "2026-03-30", 1000)
+    assert reports.kpi_report(shop, START, END)["active_customers"] == 3
+    shop.execute("ROLLBACK")
+    assert reports.kpi_report(shop, START, END)["active_customers"] == 2

@@ -9,8 +9,8 @@ Conventions: a *receipt* is one transaction_id; its customer is the claim's
 customer, else the rows' customer_id (NULL = anonymous, a non-member); a *sale*
 is a receipt whose total is >= 0, a refund receipt one whose total is < 0.
 Undone rows count nowhere. Money is integer minor units inside, decimal strings
-("450.00") in the JSON form; rates are Decimal inside, numbers rounded to 4
-decimals (or None) in the JSON form.
+("450.00") in the JSON form; rates are Decimal inside, unrounded numbers (or
+None) in the JSON form.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 from loyalty_cli import ledger, segments
 from loyalty_cli.errors import NoProgramError, UsageError
 from loyalty_cli.money import format_minor, round_money
+from loyalty_cli.snapshots import run_side_by_side
 
 # --- program and shared lookups ---------------------------------------------
 
@@ -545,11 +546,8 @@ def _mean_minor(total: int, count: int) -> int | None:
     return int((Decimal(total) / Decimal(count)).to_integral_value(rounding=ROUND_HALF_UP))
 
 
-def compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis:
-    """All KPIs over [start, end] (see docs/reports.md for each definition)."""
-    check_period(start, end)
-    program = program_on(conn, end)
-    currency = program.currency
+def _receipt_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> dict[str, int]:
+    """The KPIs counted over receipts: this period's and the one before it."""
     days = (end - start).days + 1
     prev_start = start - dt.timedelta(days=days)
     prev_end = start - dt.timedelta(days=1)
@@ -570,8 +568,9 @@ def compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis
             """,
             (s, e),
         ).fetchone()
-        revenue, member_revenue, n_sales, sales, n_member, member_sales, active = rec
-        repeaters = conn.execute(
+        keys = ("revenue", "member_revenue", "n_sales", "sales", "n_member", "member_sales")
+        out = dict(zip((*keys, "active"), rec, strict=True))
+        out["repeaters"] = conn.execute(
             f"""
             SELECT COUNT(*) FROM (
               SELECT cid FROM {_RECEIPTS}
@@ -580,7 +579,7 @@ def compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis
             """,
             (s, e),
         ).fetchone()[0]
-        prev_active, retained = conn.execute(
+        out["prev_active"], out["retained"] = conn.execute(
             f"""
             SELECT COUNT(*), COUNT(cur.cid) FROM
               (SELECT DISTINCT cid FROM {_RECEIPTS}
@@ -592,33 +591,63 @@ def compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis
             """,
             {"ps": ps, "pe": pe, "s": s, "e": e},
         ).fetchone()
-        new = _new_customers(conn, start, end)
+        out["new"] = _new_customers(conn, start, end)
     finally:
         conn.execute(f"DROP TABLE IF EXISTS temp.{_RECEIPTS}")
+    return out
+
+
+def _history_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> dict[str, Any]:
+    """Lifetime spend, the period's points flows and reward cost."""
     lifetime, seen = _lifetime(conn, end)
-    flows = points_flows(conn, start, end)
-    outstanding = outstanding_points(conn, end)
-    brk = breakage(conn, program, end)
     reward_cost = conn.execute(
         "SELECT COALESCE(SUM(value), 0) FROM redemptions "
         "WHERE status != 'cancelled' AND date >= ? AND date <= ?",
-        (s, e),
+        (start.isoformat(), end.isoformat()),
     ).fetchone()[0]
+    flows = points_flows(conn, start, end)
+    return {"lifetime": lifetime, "seen": seen, "reward_cost": reward_cost, "flows": flows}
+
+
+def _liability_kpis(conn: sqlite3.Connection, end: dt.date) -> tuple[Any, int, Decimal]:
+    """(program in force, outstanding points, breakage) at `end`."""
+    program = program_on(conn, end)
+    return program, outstanding_points(conn, end), breakage(conn, program, end)
+
+
+def compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis:
+    """All KPIs over [start, end] (see docs/reports.md for each definition).
+
+    Three independent groups of queries, run side by side on one snapshot
+    (`snapshots.run_side_by_side`); the program is parsed while they run.
+    """
+    check_period(start, end)
+    rec, hist, (program, outstanding, brk) = run_side_by_side(
+        conn,
+        [
+            lambda c: _receipt_kpis(c, start, end),
+            lambda c: _history_kpis(c, start, end),
+            lambda c: _liability_kpis(c, end),
+        ],
+    )
+    currency = program.currency
+    flows, reward_cost = hist["flows"], hist["reward_cost"]
+    n_sales, n_member, sales = rec["n_sales"], rec["n_member"], rec["sales"]
     return Kpis(
         start=start,
         end=end,
         currency=currency,
-        active_customers=active,
-        new_customers=new,
-        revenue_net=revenue,
-        member_revenue=member_revenue,
+        active_customers=rec["active"],
+        new_customers=rec["new"],
+        revenue_net=rec["revenue"],
+        member_revenue=rec["member_revenue"],
         receipts=n_sales,
         aov=_mean_minor(sales, n_sales),
-        member_aov=_mean_minor(member_sales, n_member),
-        non_member_aov=_mean_minor(sales - member_sales, n_sales - n_member),
-        repeat_purchase_rate=rate(repeaters, active),
-        retention_rate=rate(retained, prev_active),
-        clv_historical=_mean_minor(lifetime, seen),
+        member_aov=_mean_minor(rec["member_sales"], n_member),
+        non_member_aov=_mean_minor(sales - rec["member_sales"], n_sales - n_member),
+        repeat_purchase_rate=rate(rec["repeaters"], rec["active"]),
+        retention_rate=rate(rec["retained"], rec["prev_active"]),
+        clv_historical=_mean_minor(hist["lifetime"], hist["seen"]),
         points_issued=flows["issued"],
         points_redeemed=flows["redeemed"],
         points_expired=flows["expired"],
@@ -627,7 +656,7 @@ def compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis
         outstanding_points=outstanding,
         liability=liability_minor(outstanding, Decimal(program.point_value), brk, currency),
         reward_cost=reward_cost,
-        reward_cost_share=rate(reward_cost, member_revenue),
+        reward_cost_share=rate(reward_cost, rec["member_revenue"]),
     )
 
 
