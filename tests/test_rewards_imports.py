@@ -52,6 +52,14 @@ def test_import_redemptions_checks_each_row_in_order(conn, tmp_path, cli, write)
     status = conn.execute("SELECT status FROM redemptions WHERE redemption_id = 'T-1'")
     assert status.fetchone()[0] == "cancelled"
 
+    # The cancelled redemption keeps its id: in the file again T-1 is a duplicate
+    # (documented); T-2, refused the first time, now has the points.
+    (third,) = load_json(cli("import", "redemptions", str(path), "--format", "json"))
+    assert (third["inserted"], third["duplicates"]) == (1, 2)
+    rows = conn.execute("SELECT redemption_id, status FROM redemptions ORDER BY 1")
+    assert [tuple(r) for r in rows] == [("T-1", "cancelled"), ("T-2", "active")]
+    assert ledger.state_of(conn, "C1").available(D) == 50
+
 
 def test_import_balances_posts_lots_and_undo_reverses_them(conn, tmp_path, cli, write):
     apply(conn, tmp_path)

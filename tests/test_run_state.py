@@ -298,7 +298,7 @@ def test_undoing_an_import_forgets_its_customers_states(conn, tmp_path):
     buy(conn, "T2", "C2", "2026-01-05", 3000)
     go(conn, "2026-01-05")
     with db.transaction(conn):
-        runmod.forget_receipts(conn, ["T1"])
+        runmod.forget_receipts(conn, ["T1"], dt.date(2026, 1, 6))
     left = [r[0] for r in conn.execute("SELECT customer_id FROM run_state")]
     assert left == ["C2"]
 

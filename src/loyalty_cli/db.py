@@ -261,8 +261,18 @@ CREATE TABLE IF NOT EXISTS run_state (
 );
 """
 
+# Receipts `import undo` left with some of their lines: the undo reversed all the
+# receipt's points and forgot its scoring, and the next run that reaches the
+# receipt's date scores what is left of it afresh (engine/run.py), then removes it.
+RESCORE_V4 = """
+CREATE TABLE IF NOT EXISTS rescore_receipts (
+    transaction_id TEXT PRIMARY KEY,
+    queued_on      TEXT NOT NULL    -- the undo's date
+);
+"""
+
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1, REPORT_INDEXES_V2, RUN_STATE_V3]
+MIGRATIONS: list[str] = [SCHEMA_V1, REPORT_INDEXES_V2, RUN_STATE_V3, RESCORE_V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

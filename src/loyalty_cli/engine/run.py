@@ -174,6 +174,13 @@ def _run(
         engine.process(customers, progress)
         for sql in rebuild:
             conn.execute(sql)
+        # Scored now (or anonymous: never scored); later-dated ones wait for their run.
+        conn.execute(
+            "DELETE FROM rescore_receipts WHERE NOT EXISTS (SELECT 1 FROM purchases p "
+            "WHERE p.transaction_id = rescore_receipts.transaction_id AND p.undone = 0 "
+            "AND p.date > ?)",
+            (as_of.isoformat(),),
+        )
         for key, value in highs.items():
             db.set_meta(conn, f"run.last_{key}", str(max(value, marks.last[key])))
         db.set_meta(conn, "run.last_entry_id", str(_max(conn, "SELECT MAX(entry_id) FROM ledger")))
@@ -186,10 +193,11 @@ def _run(
         return engine.result
 
 
-def forget_receipts(conn: sqlite3.Connection, transaction_ids: Iterable[str]) -> int:
-    """Drop the scoring memory of receipts with no active line left (after `import undo`),
-    so they no longer count for tiers and are scored afresh if imported again; and the
-    stored run state of every customer of these receipts."""
+def forget_receipts(conn: sqlite3.Connection, transaction_ids: Iterable[str], on: dt.date) -> int:
+    """After `import undo` reversed all the points of these receipts: drop the memory
+    of their scoring and the stored run state of every customer of theirs, and queue
+    the receipts left with some active lines (a receipt split across imports) for the
+    next run to score what is left of them afresh. Returns the receipts forgotten."""
     ids = list(transaction_ids)
     removed = 0
     for start in range(0, len(ids), 500):
@@ -203,11 +211,14 @@ def forget_receipts(conn: sqlite3.Connection, transaction_ids: Iterable[str]) ->
             [*chunk, *chunk],
         )
         removed += conn.execute(
-            f"DELETE FROM scored_receipts WHERE transaction_id IN ({marks}) AND NOT EXISTS "
-            "(SELECT 1 FROM purchases p WHERE p.transaction_id = scored_receipts.transaction_id "
-            "AND p.undone = 0)",
-            chunk,
+            f"DELETE FROM scored_receipts WHERE transaction_id IN ({marks})", chunk
         ).rowcount
+        conn.execute(
+            "INSERT OR IGNORE INTO rescore_receipts (transaction_id, queued_on) "
+            "SELECT DISTINCT transaction_id, ? FROM purchases "
+            f"WHERE transaction_id IN ({marks}) AND undone = 0",
+            [on.isoformat(), *chunk],
+        )
     return removed
 
 
@@ -261,6 +272,14 @@ def _affected(
     add(
         "SELECT c.customer_id FROM claims c WHERE c.rowid > ?",
         (marks.last["claim_rowid"],),
+    )
+    # What `import undo` left of receipts split across imports (rescore_receipts).
+    add(
+        "SELECT DISTINCT COALESCE(c.customer_id, p.customer_id) FROM rescore_receipts q "
+        "CROSS JOIN purchases p ON p.transaction_id = q.transaction_id "
+        "LEFT JOIN claims c ON c.transaction_id = p.transaction_id "
+        "WHERE p.undone = 0 AND p.date <= ?",
+        (day,),
     )
     event_sql = "SELECT DISTINCT customer_id FROM events WHERE undone = 0 AND date <= ? AND "
     add(event_sql + "id > ?", (day, marks.last["event_id"]))
@@ -426,7 +445,8 @@ class _Engine:
             f"SELECT p.customer_id, {cols}, c.customer_id IS NOT NULL FROM _batch b CROSS "
             "JOIN purchases p ON p.customer_id = b.customer_id "
             "LEFT JOIN claims c ON c.transaction_id = p.transaction_id "
-            "WHERE p.undone = 0 AND p.date <= ? AND (p.id > ? OR p.date > ?) "
+            "WHERE p.undone = 0 AND p.date <= ? AND (p.id > ? OR p.date > ? "
+            "OR p.transaction_id IN (SELECT transaction_id FROM rescore_receipts)) "
             "AND (c.customer_id IS NULL OR c.customer_id = p.customer_id)",
             (day, last_pid, prev),
         ).fetchall()

@@ -362,8 +362,9 @@ class PurchasesKind(KindHandler):
 
     @classmethod
     def undo(cls, conn: sqlite3.Connection, import_id: int, on: dt.date, note: str) -> int:
-        """Also forget the scoring of receipts left with no line, and withdraw
-        the open punch-card vouchers they had earned."""
+        """Also forget the scoring of the receipts (all their points were reversed:
+        what is left of a receipt split across imports is scored afresh by the next
+        run), and withdraw the open punch-card vouchers they had earned."""
         ids = [
             row[0]
             for row in conn.execute(
@@ -374,7 +375,7 @@ class PurchasesKind(KindHandler):
         count = super().undo(conn, import_id, on, note)
         from loyalty_cli.engine.run import forget_receipts
 
-        forget_receipts(conn, ids)
+        forget_receipts(conn, ids, on)
         conn.executemany(
             "UPDATE vouchers SET status = 'withdrawn', closed_on = ? "
             "WHERE transaction_id = ? AND status = 'open'",
