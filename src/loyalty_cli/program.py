@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -1016,18 +1016,45 @@ def program_schema() -> dict[str, Any]:
     return schema
 
 
-# Version storage, re-exported so callers only import loyalty_cli.program.
-from loyalty_cli.programs_store import (  # noqa: E402
-    ProgramVersion,
-    VersionTimeline,
-    apply_program,
-    current_version,
-    list_versions,
-    require_program,
-    version_in_force,
-    versions_by_number,
-    versions_timeline,
+# Version storage, re-exported so callers only import loyalty_cli.program. Looked
+# up on first use (PEP 562): programs_store imports this module, so importing it
+# here would break whichever of the two was imported first.
+_STORE_NAMES = frozenset(
+    {
+        "ProgramVersion",
+        "VersionTimeline",
+        "apply_program",
+        "current_version",
+        "list_versions",
+        "require_program",
+        "version_in_force",
+        "versions_by_number",
+        "versions_timeline",
+    }
 )
+
+
+if TYPE_CHECKING:
+    from loyalty_cli.programs_store import (
+        ProgramVersion,
+        VersionTimeline,
+        apply_program,
+        current_version,
+        list_versions,
+        require_program,
+        version_in_force,
+        versions_by_number,
+        versions_timeline,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STORE_NAMES:
+        from loyalty_cli import programs_store
+
+        return getattr(programs_store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FIRST_DAY",
