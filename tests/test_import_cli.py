@@ -76,6 +76,29 @@ def test_strict_exit_1_and_nothing_written(cli, write):
     assert json.loads(listed.stdout) == []
 
 
+def test_a_file_with_a_bad_header_fails_before_any_file_is_imported(cli, write):
+    good = write("good.csv", HEAD + "T1,C1,2026-01-05,1.00\n")
+    bad = write("bad.csv", "foo,bar\n1,2\n")
+    result = cli("import", "purchases", good, bad)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"Error: {bad}:1: column 'transaction_id' not found")
+    assert json.loads(cli("import", "list", "--format", "json").stdout) == []
+
+
+def test_a_failure_inside_a_later_file_keeps_and_reports_the_earlier_ones(cli, write):
+    good = write("good.csv", HEAD + "T1,C1,2026-01-05,1.00\n")
+    strict = write("strict.csv", HEAD + "T2,C1,2026-01-05,1.00\nT3,,2026-01-05,abc\n")
+    result = cli("import", "purchases", good, strict, "--strict", "--format", "json")
+    assert result.exit_code == 1
+    assert [(r["file"], r["inserted"]) for r in json.loads(result.stdout)] == [(str(good), 1)]
+    assert result.stderr.startswith(f"Error: {strict}:3: amount: not an amount")
+    listed = json.loads(cli("import", "list", "--format", "json").stdout)
+    assert [r["file"] for r in listed] == [str(good)]
+    nxt = write("next.csv", HEAD + "T4,C1,2026-01-06,2")
+    table = cli("import", "purchases", strict, nxt, "--strict")
+    assert table.exit_code == 1 and table.stdout == ""  # the failing file came first
+
+
 def test_dry_run_shows_rejects_on_stderr(cli, write):
     p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00\nT2,,2026-01-05,abc\n")
     result = cli("import", "purchases", p, "--dry-run")

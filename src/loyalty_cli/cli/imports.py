@@ -91,6 +91,7 @@ def add_kind_command(group: typer.Typer, kind: str, help_text: str) -> None:
             typer.Option("--columns", help='Header names: "amount=Summa,date=Pvm".'),
         ] = None,
     ) -> None:
+        from loyalty_cli.errors import LoyaltyError
         from loyalty_cli.importing import DialectOverrides, import_files
         from loyalty_cli.importing.dialect import parse_columns
 
@@ -101,22 +102,32 @@ def add_kind_command(group: typer.Typer, kind: str, help_text: str) -> None:
             encoding=encoding,
             columns=parse_columns(columns),
         )
-        results = import_files(
-            _get_conn(ctx),
-            kind,
-            files,
-            dry_run=dry_run,
-            strict=strict,
-            overrides=overrides,
-            progress=sys.stderr.isatty() and not quiet,
-        )
+        results: list[ImportResult] = []
+        try:
+            import_files(
+                _get_conn(ctx),
+                kind,
+                files,
+                dry_run=dry_run,
+                strict=strict,
+                overrides=overrides,
+                progress=sys.stderr.isatty() and not quiet,
+                on_result=results.append,
+            )
+        except LoyaltyError:
+            # The files before the failing one stay imported: say so, then fail.
+            if results:
+                _render_results(results, fmt, quiet, fail_on_rejects=False)
+            raise
         _render_results(results, fmt, quiet)
 
     command.__doc__ = help_text
     group.command(kind, help=help_text)(command)
 
 
-def _render_results(results: list[ImportResult], fmt: OutputFormat, quiet: bool) -> None:
+def _render_results(
+    results: list[ImportResult], fmt: OutputFormat, quiet: bool, fail_on_rejects: bool = True
+) -> None:
     if fmt is OutputFormat.json:
         echo_json([r.as_json() for r in results])
     elif fmt is OutputFormat.csv:
@@ -140,7 +151,7 @@ def _render_results(results: list[ImportResult], fmt: OutputFormat, quiet: bool)
                 f"see `loyalty import rejects --import {r.import_id}`",
                 err=True,
             )
-    if rejected:
+    if rejected and fail_on_rejects:
         raise typer.Exit(3)
 
 

@@ -93,23 +93,38 @@ def import_files(
     overrides: DialectOverrides | None = None,
     progress: bool = False,
     today: dt.date | None = None,
+    on_result: Callable[[ImportResult], None] | None = None,
 ) -> list[ImportResult]:
     """Import each file in its own transaction; results in the order given.
 
-    Raises InputFileError (a file cannot be read: missing, encoding, header)
-    or StrictImportError; files before the failing one stay imported.
+    Every file is opened and its header checked before anything is written, so
+    a missing file, a wrong encoding or a missing column imports nothing. A
+    failure inside a file (an undecodable byte at line 5,000, a `--strict`
+    reject) rolls that file back; the files before it stay imported, and
+    `on_result` has been called with each of their results as it finished.
+    Raises InputFileError or StrictImportError.
     """
     handler = get_kind(kind)
     today = today or dt.date.today()
     dialect = resolve(conn, overrides, today)
     paths = [Path(p) for p in paths]
-    for path in paths:  # fail before anything is written
-        if not path.is_file():
-            raise InputFileError("no such file", file=str(path))
-    return [
-        _import_file(conn, handler, path, dialect, dry_run, strict, progress, today)
-        for path in paths
-    ]
+    for path in paths:
+        _check_header(handler, path, dialect)
+    results: list[ImportResult] = []
+    for path in paths:
+        results.append(_import_file(conn, handler, path, dialect, dry_run, strict, progress, today))
+        if on_result is not None:
+            on_result(results[-1])
+    return results
+
+
+def _check_header(handler: type[KindHandler], path: Path, dialect: Dialect) -> None:
+    """Open the file and resolve its header as the import will; raise what it would."""
+    if not path.is_file():
+        raise InputFileError("no such file", file=str(path))
+    with CsvReader(path, dialect) as reader:
+        header = reader.read_header()
+        resolve_header(header, handler.columns, handler.required, dialect.columns, str(path))
 
 
 def _sha256(path: Path) -> str:
