@@ -141,6 +141,70 @@ def test_check_json_output(conn, cli):
     ]
 
 
+RUN_PROGRAM = """
+program: Test
+currency: EUR
+earn: {per_currency_unit: 1, rounding: floor}
+expiry: {policy: fixed, months: 1}
+"""
+
+
+def _run_shop(conn, write) -> None:
+    """A real run: C1 has two lots (one expired by the run date), C2 one."""
+    from loyalty_cli.engine.run import run
+    from loyalty_cli.importing import import_files
+    from loyalty_cli.program import apply_program
+
+    apply_program(conn, write("p.yaml", RUN_PROGRAM))
+    csv = write(
+        "p.csv",
+        """
+        transaction_id,customer_id,date,amount
+        T1,C1,2026-01-05,12.00
+        T2,C1,2026-03-01,30.00
+        T3,C2,2026-03-02,7.00
+        """,
+    )
+    import_files(conn, "purchases", [csv])
+    run(conn, dt.date(2026, 3, 10))
+
+
+def test_check_compares_each_stored_run_state_with_the_ledger(conn, write):
+    _run_shop(conn, write)
+    assert check_database(conn) == []
+    lot = conn.execute(
+        "SELECT json_extract(state, '$.lots[0][0]') FROM run_state WHERE customer_id = 'C1'"
+    ).fetchone()[0]
+    # A state whose lot holds other points than the ledger says: found, named.
+    conn.execute(
+        "UPDATE run_state SET state = json_set(state, '$.lots[0][5]', 29) WHERE customer_id = 'C1'"
+    )
+    conn.execute(
+        "UPDATE run_state SET state = json_set(state, '$.balance', 99) WHERE customer_id = 'C2'"
+    )
+    found = check_database(conn)
+    assert [(f.code, f.customer_id) for f in found] == [("run_state", "C1"), ("run_state", "C2")]
+    assert f"lots {{{lot}: 29}}, the ledger {{{lot}: 30}}" in found[0].message
+    assert "debt 0 and balance 99, the ledger 0 and 7" in found[1].message
+    # Out of date (a later entry): the next run rebuilds it, nothing to report.
+    ledger.post(conn, [NewEntry(D, "C1", "adjust", 5, "adjust", None)])
+    assert [f.customer_id for f in check_database(conn)] == ["C2"]
+    conn.execute("DELETE FROM run_state WHERE customer_id = 'C2'")
+    assert check_database(conn) == []
+
+
+def test_check_finds_an_unreadable_state_and_one_without_entries(conn, write):
+    _run_shop(conn, write)
+    conn.execute("UPDATE run_state SET state = '{' WHERE customer_id = 'C2'")
+    conn.execute(
+        "INSERT INTO run_state SELECT 'C9', 0, as_of, since, timeline, state FROM run_state "
+        "WHERE customer_id = 'C1'"
+    )
+    found = check_database(conn)
+    assert [(f.code, f.customer_id) for f in found] == [("run_state", "C2"), ("run_state", "C9")]
+    assert "the stored run state cannot be read" in found[0].message
+
+
 def test_run_check_sees_one_snapshot(conn, db_file):
     _clean_ledger(conn)
     report = run_check(conn)

@@ -2,7 +2,9 @@
 
 * `run_check` / `check_database`: SQLite's own integrity check plus the
   ledger's invariants (balance = sum of entries as replayed, no lot below zero
-  or above its points, every entry's source and target lot exist, kinds valid).
+  or above its points, every entry's source and target lot exist, kinds valid),
+  and that every stored run state a run would start from agrees with the
+  ledger it summarises (its lots, debt and balance as replayed).
 * `backup_database`: a consistent copy through SQLite's online backup API, so
   it can run while imports or a nightly write (WAL: readers never block).
 * `hold_lock`: an advisory lock row in `locks`, so two nightlies (or a nightly
@@ -26,7 +28,7 @@ from typing import Any
 
 from loyalty_cli import db
 from loyalty_cli.errors import ConflictError, LockedError, UsageError
-from loyalty_cli.ledger import _COLUMNS, KINDS, Row, replay, row_from_db
+from loyalty_cli.ledger import _COLUMNS, KINDS, LotState, Row, replay, row_from_db
 
 # --- check ---------------------------------------------------------------------
 
@@ -180,10 +182,16 @@ def _missing_sources(conn: sqlite3.Connection) -> list[Finding]:
 
 def _replay_all(conn: sqlite3.Connection) -> tuple[list[Finding], int]:
     """Replay every customer's entries (streamed, one customer in memory at a
-    time) and compare with what SQL sums."""
+    time) and compare with what SQL sums and with their stored run state."""
     sums = dict(
         conn.execute("SELECT customer_id, SUM(points) FROM ledger GROUP BY customer_id").fetchall()
     )
+    states = {
+        cid: (entry_id, text)
+        for cid, entry_id, text in conn.execute(
+            "SELECT customer_id, entry_id, state FROM run_state"
+        )
+    }
     findings: list[Finding] = []
     customers = 0
     current: str | None = None
@@ -193,22 +201,27 @@ def _replay_all(conn: sqlite3.Connection) -> tuple[list[Finding], int]:
         entry = row_from_db(row)
         if entry.customer_id != current:
             if current is not None:
-                findings += _check_customer(current, batch, sums.get(current, 0))
+                findings += _check_customer(current, batch, sums.get(current, 0), states)
                 customers += 1
             current, batch = entry.customer_id, []
         batch.append(entry)
     if current is not None:
-        findings += _check_customer(current, batch, sums.get(current, 0))
+        findings += _check_customer(current, batch, sums.get(current, 0), states)
         customers += 1
+    for cid in sorted(set(states) - set(sums)):  # a state of a customer without entries
+        findings += _check_state(cid, [], replay([]), states)
     return findings, customers
 
 
-def _check_customer(customer: str, entries: list[Row], sql_sum: int) -> list[Finding]:
+def _check_customer(
+    customer: str, entries: list[Row], sql_sum: int, states: dict[str, tuple[int, str]]
+) -> list[Finding]:
     out = []
     try:
         state = replay(entries)
     except Exception as exc:  # noqa: BLE001 - a replay that crashes is itself a finding
         return [Finding("replay", f"customer {customer}: ledger cannot be replayed: {exc}")]
+    out += _check_state(customer, entries, state, states)
     if state.balance != sql_sum:
         out.append(
             Finding(
@@ -230,6 +243,50 @@ def _check_customer(customer: str, entries: list[Row], sql_sum: int) -> list[Fin
                 )
             )
     return out
+
+
+def _check_state(
+    customer: str, entries: list[Row], replayed: LotState, states: dict[str, tuple[int, str]]
+) -> list[Finding]:
+    """The customer's stored run state, if a run would start from it (it includes
+    their last entry), against the replay: same lots holding the same points,
+    same debt and balance. The state is a cache, so the finding says how to drop it."""
+    stored = states.get(customer)
+    last = entries[-1].entry_id if entries else 0
+    if stored is None or stored[0] != last:
+        return []  # none, or out of date: the next run rebuilds it anyway
+    from loyalty_cli.engine.state import holdings
+
+    try:
+        kept, debt, balance = holdings(stored[1])
+    except Exception as exc:  # noqa: BLE001 - an unreadable state is itself a finding
+        differs = f"cannot be read ({exc})"
+    else:
+        held = {i: lot.remaining for i, lot in replayed.lots.items() if lot.remaining > 0}
+        wrong = []
+        if kept != held:
+            wrong.append(f"lots {_points_by_lot(kept)}, the ledger {_points_by_lot(held)}")
+        if (debt, balance) != (replayed.debt, replayed.balance):
+            wrong.append(
+                f"debt {debt} and balance {balance}, the ledger "
+                f"{replayed.debt} and {replayed.balance}"
+            )
+        if not wrong:
+            return []
+        differs = "says " + "; ".join(wrong)
+    return [
+        Finding(
+            "run_state",
+            f"customer {customer}: the stored run state {differs}; it is a cache: delete "
+            "the row (DELETE FROM run_state WHERE customer_id = ...) and the next run "
+            "rebuilds it",
+            customer_id=customer,
+        )
+    ]
+
+
+def _points_by_lot(lots: dict[int, int]) -> str:
+    return "{" + ", ".join(f"{i}: {n}" for i, n in sorted(lots.items())) + "}"
 
 
 # --- backup --------------------------------------------------------------------

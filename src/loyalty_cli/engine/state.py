@@ -157,6 +157,13 @@ def encode(
     )
 
 
+def holdings(text: str) -> tuple[dict[int, int], int, int]:
+    """(points each stored lot holds by entry id, debt, balance): what `loyalty check`
+    compares with the ledger, read without building the rest of the state."""
+    data = json.loads(text)
+    return {lot[0]: lot[5] for lot in data["lots"]}, data["debt"], data["balance"]
+
+
 class Restored:
     """A stored state read back: the fields `engine.run._Customer` starts from."""
 
