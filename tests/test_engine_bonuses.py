@@ -81,3 +81,59 @@ def test_referral_paid_on_first_qualifying_purchase(conn, tmp_path):
     buy(conn, "T4", "C2", "2026-02-07", 2500)
     go(conn, "2026-02-28")
     assert len([r for r in entries(conn) if r[5] == "referral"]) == 2
+
+
+INACTIVE_REFERRAL = """
+bonuses:
+  referral: {referrer: 200, referee: 50}
+expiry: {policy: inactivity, months: 3}
+"""
+
+
+def test_a_referral_payout_is_in_the_referrers_timeline_before_their_expiry(conn, tmp_path):
+    """C1 (worked on before C2 in name order) is owed 200 on 2026-02-01 by C2's first
+    purchase: the inactivity expiry on 2026-04-10 takes it with the rest, in one run
+    as in two."""
+    program(conn, tmp_path, INACTIVE_REFERRAL, effective="2025-01-01")
+    customer(conn, "C1")
+    customer(conn, "C2", referred_by="C1")
+    buy(conn, "T1", "C1", "2026-01-10", 10000)
+    buy(conn, "T2", "C2", "2026-02-01", 3000)
+    go(conn, "2026-06-01")
+    c1 = [(r[0], r[2], r[3]) for r in entries(conn) if r[1] == "C1"]
+    assert c1 == [
+        ("2026-01-10", "earn", 100),
+        ("2026-02-01", "bonus", 200),
+        ("2026-04-10", "expire", -300),
+    ]
+
+
+def test_referees_are_worked_on_before_their_referrers(conn):
+    from loyalty_cli.engine.run import _referees_first
+
+    # A referred by D, D by B (a chain), E and F refer each other (a cycle), G outside.
+    for cid, referrer in [("A", "D"), ("B", None), ("D", "B"), ("E", "F"), ("F", "E"), ("C", "G")]:
+        customer(conn, cid, referred_by=referrer)
+    order = _referees_first(conn, ["A", "B", "C", "D", "E", "F"])
+    assert sorted(order) == ["A", "B", "C", "D", "E", "F"]
+    assert order.index("A") < order.index("D") < order.index("B")
+    assert order == ["A", "D", "B", "C", "F", "E"]  # E waits for F; F's turn closes the cycle
+    assert _referees_first(conn, ["B", "C"]) == ["B", "C"]  # no pair inside: unchanged
+
+
+def test_a_customer_imported_after_their_birthday_still_gets_it(conn, tmp_path, write):
+    from loyalty_cli.importing import import_files
+
+    program(conn, tmp_path, BONUSES, effective="2025-01-01")
+    head = "customer_id,birthday,joined_on\n"
+    import_files(conn, "customers", [write("a.csv", head + "C1,1990-02-15,2025-06-01\n")])
+    go(conn, "2026-03-01")
+    import_files(conn, "customers", [write("b.csv", head + "C2,1990-02-15,2025-06-01\n")])
+    # C1's birthday comes from a later file too: known, paid once.
+    import_files(conn, "customers", [write("c.csv", head + "C1,1990-02-15,2025-06-01\n")])
+    go(conn, "2026-03-02")
+    rows = [(r[0], r[1], r[3], r[4]) for r in entries(conn)]
+    assert rows == [
+        ("2026-02-15", "C1", 100, "birthday:C1:2026"),
+        ("2026-02-15", "C2", 100, "birthday:C2:2026"),
+    ]

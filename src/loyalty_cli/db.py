@@ -269,6 +269,12 @@ CREATE TABLE IF NOT EXISTS rescore_receipts (
     transaction_id TEXT PRIMARY KEY,
     queued_on      TEXT NOT NULL    -- the undo's date
 );
+-- A run also looks at the birthdays of customers imported since the last run
+-- (customers.import_id = the last import naming them): a shop that has run
+-- before starts counting from its newest import.
+INSERT OR IGNORE INTO meta (key, value)
+    SELECT 'run.last_customer_import_id', COALESCE(MAX(import_id), 0) FROM imports
+    WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'run.as_of');
 """
 
 # MIGRATIONS[i] upgrades user_version i -> i + 1.

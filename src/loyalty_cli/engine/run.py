@@ -52,7 +52,7 @@ STORED_STATE = True
 # Event types the engine derives itself; rows of these types in `events` are ignored.
 DERIVED_EVENTS = ("birthday", "referral")
 
-_META_KEYS = ("purchase_id", "event_id", "claim_rowid", "entry_id")
+_META_KEYS = ("purchase_id", "event_id", "claim_rowid", "entry_id", "customer_import_id")
 
 
 @dataclass
@@ -167,9 +167,10 @@ def _run(
             "purchase_id": _max(conn, "SELECT MAX(id) FROM purchases"),
             "event_id": _max(conn, "SELECT MAX(id) FROM events"),
             "claim_rowid": _max(conn, "SELECT MAX(rowid) FROM claims"),
+            "customer_import_id": _max(conn, "SELECT MAX(import_id) FROM imports"),
         }
         engine = _Engine(conn, timeline, as_of, marks, run_id)
-        customers = _affected(conn, as_of, marks, timeline)
+        customers = _referees_first(conn, _affected(conn, as_of, marks, timeline))
         rebuild = db.set_aside_indexes(conn, _BULK_INDEXES) if _bulk(conn, marks) else []
         engine.process(customers, progress)
         for sql in rebuild:
@@ -291,8 +292,13 @@ def _affected(
     )
     # By rowid range (with DISTINCT the planner scans all of ledger_customer).
     add("SELECT customer_id FROM ledger WHERE entry_id > ?", (marks.last["entry_id"],))
-    # Birthdays falling in (prev, as_of].
+    # Birthdays falling in (prev, as_of], and every birthday of a customer whose
+    # record an import created or changed since (imported after a birthday passed).
     if any(v.program.bonus_for("birthday") for v in timeline):
+        add(
+            "SELECT customer_id FROM customers WHERE birthday IS NOT NULL AND import_id > ?",
+            (marks.last["customer_import_id"],),
+        )
         if marks.prev_as_of is None or (as_of - marks.prev_as_of).days >= 366:
             add("SELECT customer_id FROM customers WHERE birthday IS NOT NULL", ())
         elif as_of > marks.prev_as_of:
@@ -324,6 +330,46 @@ def _affected(
             ):
                 found.add(cid)
     return sorted(found)
+
+
+def _referees_first(conn: sqlite3.Connection, customers: list[str]) -> list[str]:
+    """`customers` with each referrer after the customers it referred.
+
+    A referee's first purchase owes their referrer a payout dated that day; a
+    referrer worked on later in the run takes it into their own timeline (before
+    an expiry that falls after it), one worked on earlier would get it only after
+    their entries of the run were posted. Otherwise the order is unchanged (a
+    referral cycle is broken where it closes)."""
+    wanted = set(customers)
+    referees: dict[str, list[str]] = {}
+    for referee, referrer in conn.execute(
+        "SELECT customer_id, referred_by FROM customers WHERE referred_by IS NOT NULL "
+        "AND referred_by != customer_id ORDER BY customer_id"
+    ):
+        if referee in wanted and referrer in wanted:
+            referees.setdefault(referrer, []).append(referee)
+    if not referees:
+        return customers
+    out: list[str] = []
+    placed: set[str] = set()
+    for first in customers:
+        # Depth first without recursion: a customer is placed once every customer
+        # they referred has been (or is already on the stack: a cycle).
+        stack = [(first, iter(referees.get(first, ())))]
+        on_stack = {first}
+        while stack:
+            cid, todo = stack[-1]
+            nxt = next((r for r in todo if r not in placed and r not in on_stack), None)
+            if nxt is not None:
+                stack.append((nxt, iter(referees.get(nxt, ()))))
+                on_stack.add(nxt)
+                continue
+            stack.pop()
+            on_stack.discard(cid)
+            if cid not in placed:
+                placed.add(cid)
+                out.append(cid)
+    return out
 
 
 def _inactivity_due(timeline: VersionTimeline, last_sale: dt.date) -> dt.date | None:

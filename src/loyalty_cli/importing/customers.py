@@ -66,7 +66,14 @@ class CustomersKind(KindHandler):
         return True
 
     def write(self, records: list[Record]) -> None:
-        updates = ", ".join(f"{f} = COALESCE(excluded.{f}, customers.{f})" for f in _FIELDS)
+        # import_id: the last import that named the customer (a run looks again at
+        # the birthdays of customers imported since it last ran).
+        updates = ", ".join(
+            [
+                *(f"{f} = COALESCE(excluded.{f}, customers.{f})" for f in _FIELDS),
+                "import_id = excluded.import_id",
+            ]
+        )
         fields = ("customer_id", *_FIELDS, "import_id")
         self.conn.executemany(
             f"INSERT INTO customers ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) "
