@@ -67,7 +67,7 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "amount_nan.csv": ("purchases", (), 3, "2:amount:not an amount: 'NaN' is not a number"),
     "amount_inf.csv": ("purchases", (), 3, "2:amount:not an amount: 'Infinity' is not a number"),
     "amount_double_minus.csv": ("purchases", (), 3, "2:amount:not an amount: '--5'"),
-    "amount_three_decimals.csv": ("purchases", (), 3, "2:amount:not an amount: 10.005 has more"),
+    "amount_three_decimals.csv": ("purchases", (), 3, "2:amount:not an amount: '10.005' has more"),
     "amount_huge.csv": ("purchases", (), 3, "is out of range"),
     "field_11k.csv": ("purchases", (), 3, "3:customer_id:longer than 10000 characters"),
     "long_id.csv": ("purchases", (), 3, "2:customer_id:longer than 64 characters"),

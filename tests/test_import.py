@@ -148,7 +148,7 @@ def test_bad_rows_rejected_with_physical_line_and_field(conn, write):
     assert reasons[10] == "empty; a value is required"
     assert reasons[11] == "longer than 10000 characters"
     assert reasons[12] == "the row has 3 fields, the header has 5"
-    assert reasons[14] == "not an amount: 1.005 has more than 2 decimals"
+    assert reasons[14] == "not an amount: '1.005' has more than 2 decimals"
     raw = {r["line"]: r["raw"] for r in list_rejects(conn)}
     assert raw[6] == "T4,C1,2026-01-05,--5,"
     assert raw[7] == 'T5,C1,2026-01-05,"12,3,4",'

@@ -100,7 +100,10 @@ TEXT = st.one_of(
 
 def _general_minor(text: str, currency: str, decimal: str) -> object:
     try:
-        return money.to_minor(money.parse_decimal(text, decimal), currency)
+        value = money.parse_decimal(text, decimal)
+        if -value.as_tuple().exponent > money.exponent(currency):
+            return f"'{text.strip()}' has more than {money.exponent(currency)} decimals"
+        return money.to_minor(value, currency)
     except money.AmountError as exc:
         return str(exc)
 
@@ -121,7 +124,8 @@ def test_parse_minor_examples():
     assert money.parse_minor("-3.5") == -350
     assert money.parse_minor("+7") == 700
     assert money.parse_minor("0012.10") == 1210
-    assert money.parse_minor("1.230") == 123  # trailing zero: still exact
+    with pytest.raises(money.AmountError, match="'1.230' has more than 2 decimals"):
+        money.parse_minor("1.230")  # ten thousand and thirty to a decimal-comma eye: refused
     assert money.parse_minor("5", "JPY") == 5
     assert money.parse_minor("1.234", "KWD") == 1234
     assert money.parse_minor("12,5", decimal=",") == 1250
@@ -354,3 +358,40 @@ def test_reader_names_the_line_of_a_bad_byte_past_the_first_block(conn, tmp_path
         import_files(conn, "purchases", [p])
     assert err.value.line == 32
     assert "cannot be read as utf-8-sig (byte b'\\xff')" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal", "reason"),
+    [
+        ("10.000", ".", "'10.000' has more than 2 decimals"),  # ten thousand, or ten?
+        ("10,000", ",", "'10,000' has more than 2 decimals"),
+        ("1 2.50", ".", "'1 2.50' is not a number"),  # a space groups only with a comma
+        ("1.5,000", ".", "'1.5,000' is not a number"),  # grouping after the point
+        ("12,5.000", ",", "'12,5.000' is not a number"),
+        ("\u0661\u0662\u0663", ".", "'\u0661\u0662\u0663' is not a number"),  # ASCII digits only
+        ("1 2 3,00", ",", "'1 2 3,00' is not a number with decimal comma"),
+        ("1 23,00", ",", "'1 23,00' is not a number with decimal comma"),
+        ("12 34 567,00", ",", "'12 34 567,00' is not a number with decimal comma"),
+        ("1 234.567,00", ",", "'1 234.567,00' is not a number"),  # two kinds of grouping
+    ],
+)
+def test_malformed_amounts_are_refused(text, decimal, reason):
+    with pytest.raises(money.AmountError) as err:
+        money.parse_minor(text, "EUR", decimal)
+    assert str(err.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal", "minor"),
+    [
+        ("1 234,50", ",", 123450),
+        ("1\u00a0234\u00a0567,5", ",", 123456750),
+        ("1\u202f234,50", ",", 123450),
+        ("1.234,50", ",", 123450),
+        ("1,234,567.00", ".", 123456700),
+        ("(1,234.50)", ".", -123450),
+        ("-1 234", ",", -123400),
+    ],
+)
+def test_grouped_amounts_are_read_exactly(text, decimal, minor):
+    assert money.parse_minor(text, "EUR", decimal) == minor

@@ -8,7 +8,7 @@ space or dot; with a decimal point, grouping by comma).
 from __future__ import annotations
 
 import re
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 ROUNDINGS = {"floor": ROUND_FLOOR, "round_half_up": ROUND_HALF_UP, "ceil": ROUND_CEILING}
 
@@ -21,7 +21,9 @@ _EXPONENTS = {
 
 MAX_ABS_MINOR = 10**15  # a sanity bound: beyond any real receipt, far inside int64
 _SPACES = " \u00a0\u202f"
-_PLAIN = re.compile(r"^[+-]?\d+(\.\d+)?$")
+_DIGITS = re.compile(r"[0-9]+")
+# Characters that may group thousands, by decimal separator (DESIGN.md, `csv:`).
+_GROUPING = {",": frozenset(_SPACES + "."), ".": frozenset(",")}
 
 
 class AmountError(ValueError):
@@ -34,34 +36,42 @@ def exponent(currency: str) -> int:
 
 
 def parse_decimal(text: str, decimal: str = ".") -> Decimal:
-    """Read a locale-formatted number exactly. Raises AmountError with the reason."""
+    """Read a locale-formatted number exactly. Raises AmountError with the reason.
+
+    ASCII digits only; an optional sign or parentheses (negative); the integer
+    part plain or grouped by threes with one separator (with a decimal comma: a
+    space, no-break space, narrow no-break space or dot; with a decimal point: a
+    comma); the fraction plain digits. Anything else (`1 2.50`, `1.5,000`,
+    `10,000` read as ten with a decimal comma is fine, `12,5.000` is not) is
+    refused rather than guessed.
+    """
     s = text.strip()
     if not s:
         raise AmountError("empty amount")
     if s.startswith("(") and s.endswith(")"):
         s = "-" + s[1:-1].strip()
-    if decimal == ",":
-        for ch in _SPACES:
-            s = s.replace(ch, "")
-        if "." in s:
-            groups = s.lstrip("+-").split(",")[0].split(".")
-            if any(len(g) != 3 for g in groups[1:]) or not groups[0]:
-                raise AmountError(f"'{text}' is not a number with decimal comma")
-            s = s.replace(".", "")
-        s = s.replace(",", ".")
-    else:
-        if "," in s:
-            groups = s.lstrip("+-").split(".")[0].split(",")
-            if any(len(g) != 3 for g in groups[1:]) or not groups[0]:
-                raise AmountError(f"'{text}' is not a number with decimal point")
-            s = s.replace(",", "")
-        s = s.replace(" ", "")
-    if not _PLAIN.match(s):
+    sign = ""
+    if s[:1] in ("+", "-"):
+        sign, s = s[0], s[1:]
+    whole, point, fraction = s.partition(decimal)
+    if point and not _DIGITS.fullmatch(fraction):
         raise AmountError(f"'{text}' is not a number")
-    try:
-        return Decimal(s)
-    except InvalidOperation as exc:  # pragma: no cover - regex guards this
-        raise AmountError(f"'{text}' is not a number") from exc
+    if not _DIGITS.fullmatch(whole):
+        whole = _ungrouped(whole, text, decimal)
+    return Decimal(f"{sign}{whole}.{fraction}" if point else f"{sign}{whole}")
+
+
+def _ungrouped(whole: str, text: str, decimal: str) -> str:
+    """The digits of a thousands-grouped integer part (`1 234 567`, `1.234`, `1,234`)."""
+    separators = {ch for ch in whole if not ("0" <= ch <= "9")}
+    allowed = _GROUPING[decimal]
+    if len(separators) != 1 or not separators <= allowed:
+        raise AmountError(f"'{text}' is not a number")
+    groups = whole.split(separators.pop())
+    if not 1 <= len(groups[0]) <= 3 or any(len(g) != 3 for g in groups[1:]):
+        name = "decimal comma" if decimal == "," else "decimal point"
+        raise AmountError(f"'{text}' is not a number with {name}")
+    return "".join(groups)
 
 
 def to_minor(value: Decimal, currency: str = "EUR") -> int:
@@ -98,7 +108,11 @@ def parse_minor(text: str, currency: str = "EUR", decimal: str = ".") -> int:
         minor = sign * (int(whole) * 10**exp + (int(frac) * 10 ** (exp - len(frac)) if dot else 0))
         if abs(minor) <= MAX_ABS_MINOR:
             return minor
-    return to_minor(parse_decimal(text, decimal), currency)
+    value = parse_decimal(text, decimal)
+    places = -int(value.as_tuple().exponent)
+    if places > exp:  # "10.000" is ten thousand to half of Europe: never guessed
+        raise AmountError(f"'{text.strip()}' has more than {exp} decimals")
+    return to_minor(value, currency)
 
 
 def from_minor(minor: int, currency: str = "EUR") -> Decimal:
