@@ -11,3 +11,31 @@ def test_version(cli):
 def test_no_args_shows_help(runner):
     result = runner.invoke(app, [], prog_name="loyalty")
     assert "Usage: loyalty" in result.output
+
+
+def test_db_may_come_after_the_command(runner, tmp_path, monkeypatch):
+    """DESIGN.md writes `loyalty demo [--db PATH]`: --db is global, and accepted
+    after the command name too (either spelling; the later one wins)."""
+    monkeypatch.delenv("LOYALTY_DB", raising=False)
+    monkeypatch.chdir(tmp_path)
+    first, second = tmp_path / "a.db", tmp_path / "b.db"
+    result = runner.invoke(app, ["init", "--db", str(first)])
+    assert result.exit_code == 0, result.output
+    assert first.exists() and not (tmp_path / "loyalty.db").exists()
+    result = runner.invoke(app, ["--db", str(first), "init", f"--db={second}"])
+    assert result.exit_code == 0 and second.exists()
+    assert str(second) in result.stdout
+
+
+def test_hoist_db_leaves_everything_else_in_place():
+    from loyalty_cli.cli.app import hoist_db
+
+    assert hoist_db(["demo"]) == ["demo"]
+    assert hoist_db(["demo", "--db", "x.db"]) == ["--db", "x.db", "demo"]
+    assert hoist_db(["import", "purchases", "--db=x.db", "f.csv", "--quiet"]) == [
+        "--db=x.db", "import", "purchases", "f.csv", "--quiet",
+    ]  # fmt: skip
+    assert hoist_db(["adjust", "C1", "5", "--", "--db", "y"]) == [
+        "adjust", "C1", "5", "--", "--db", "y",
+    ]  # fmt: skip
+    assert hoist_db(["demo", "--db"]) == ["demo", "--db"]  # no value: click says so

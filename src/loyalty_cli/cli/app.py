@@ -78,6 +78,9 @@ class LoyaltyGroup(TyperGroup):
         kwargs.pop("rich_markup_mode", None)
         return _main(self, *args, rich_markup_mode=None, **kwargs)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_db(args))
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -98,6 +101,30 @@ class LoyaltyGroup(TyperGroup):
                 raise
             _fail(ctx, f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug)", 1)
         return None
+
+
+def hoist_db(args: list[str]) -> list[str]:
+    """`--db PATH` anywhere before `--` moved to the front, where the global option
+    is parsed: `loyalty demo --db demo.db` (DESIGN.md's form) is `loyalty --db
+    demo.db demo`. Given twice, the later one wins, as for any option."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg == "--db" and i + 1 < len(args):
+            front.extend(args[i : i + 2])
+            i += 2
+            continue
+        if arg.startswith("--db="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest if front else list(args)
 
 
 def _exits() -> tuple[type[BaseException], ...]:

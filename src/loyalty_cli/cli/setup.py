@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -28,9 +29,10 @@ def demo(ctx: typer.Context) -> None:
     """Build a demo shop from sample_data/ and programs/, post its points and show it.
 
     Writes the boutique into --db and a three-shop coalition beside it
-    (NAME-coalition.db). Both must be new files.
+    (NAME-coalition.db). Both must be new files. --db may come before or
+    after the command name, as with every command.
 
-    Example: loyalty --db demo.db demo
+    Example: loyalty demo --db demo.db
     """
     from loyalty_cli import db
     from loyalty_cli.cli.customer import _panel
@@ -75,6 +77,6 @@ def demo(ctx: typer.Context) -> None:
     render.render_rows(report["settlement"], "table", title="Settlement 2026-10-01 .. 2026-10-31")
     out.print(f"members who shopped at more than one partner: {report['shared_customers']}")
     out.print(
-        "Next: loyalty --db demo.db customer show "
+        f"Next: loyalty --db {shlex.quote(str(db_file(ctx)))} customer show "
         f"{shop.statements[0]['customer_id'] if shop.statements else 'C0001'}"
     )
