@@ -159,3 +159,15 @@ def test_cli_help_has_example(cli, command):
     result = cli("program", command, "--help")
     assert result.exit_code == 0
     assert "Example: loyalty program" in result.stdout
+
+
+def test_a_later_version_may_not_change_the_currency(conn, write, cli):
+    apply_program(conn, write("a.yaml", A), today=D(2026, 3, 1))
+    sek = write("sek.yaml", A.replace("EUR", "SEK"))
+    result = cli("program", "apply", str(sek), "--effective", "2026-07-01", "--yes")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {sek}:2: currency: SEK is not the currency of version 1 (EUR): "
+        "a shop's history is kept in one currency\n"
+    )
+    assert len(list_versions(conn)) == 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from loyalty_cli import db
-from loyalty_cli.errors import NoProgramError
+from loyalty_cli.errors import NoProgramError, ProgramError
 from loyalty_cli.program import FIRST_DAY, Program, parse_program, read_program_file
 
 
@@ -144,6 +144,26 @@ def versions_timeline(conn: sqlite3.Connection) -> VersionTimeline:
     return VersionTimeline(list_versions(conn))
 
 
+def _same_currency(
+    versions: list[ProgramVersion], program: Program, text: str, source: str
+) -> None:
+    """A shop's amounts are stored in one currency's minor units and summed across
+    versions (revenue, lifetime spend), so a new version may not change it."""
+    for version in versions:
+        if version.program.currency.upper() != program.currency.upper():
+            line = next(
+                (n for n, row in enumerate(text.splitlines(), 1) if row.startswith("currency:")),
+                None,
+            )
+            raise ProgramError(
+                f"{program.currency} is not the currency of version {version.version} "
+                f"({version.program.currency}): a shop's history is kept in one currency",
+                file=source,
+                line=line,
+                field="currency",
+            )
+
+
 def apply_program(
     conn: sqlite3.Connection,
     path: str | Path,
@@ -165,6 +185,7 @@ def apply_program(
     explicit = effective or program.effective_from
     with db.transaction(conn):
         versions = list_versions(conn)
+        _same_currency(versions, program, text, str(path))
         latest = versions[-1] if versions else None
         in_force = VersionTimeline(versions).get(today)
         if explicit is None and latest is not None and latest.sha256 == sha:
