@@ -85,18 +85,33 @@ def test_a_file_with_a_bad_header_fails_before_any_file_is_imported(cli, write):
     assert json.loads(cli("import", "list", "--format", "json").stdout) == []
 
 
-def test_a_failure_inside_a_later_file_keeps_and_reports_the_earlier_ones(cli, write):
+def test_a_failure_inside_a_later_file_keeps_and_reports_the_earlier_ones(cli, write, tmp_path):
     good = write("good.csv", HEAD + "T1,C1,2026-01-05,1.00\n")
-    strict = write("strict.csv", HEAD + "T2,C1,2026-01-05,1.00\nT3,,2026-01-05,abc\n")
-    result = cli("import", "purchases", good, strict, "--strict", "--format", "json")
-    assert result.exit_code == 1
+    broken = tmp_path / "broken.csv"  # a byte that is not UTF-8, on line 3
+    rows = HEAD + "T2,C1,2026-01-05,1.00\nT3,C\xff,2026-01-05,1.00\n"
+    broken.write_bytes(rows.encode("latin-1"))
+    result = cli("import", "purchases", good, broken, "--format", "json")
+    assert result.exit_code == 2
     assert [(r["file"], r["inserted"]) for r in json.loads(result.stdout)] == [(str(good), 1)]
-    assert result.stderr.startswith(f"Error: {strict}:3: amount: not an amount")
+    assert result.stderr.startswith(f"Error: {broken}:3: cannot be read as utf-8")
     listed = json.loads(cli("import", "list", "--format", "json").stdout)
     assert [r["file"] for r in listed] == [str(good)]
-    nxt = write("next.csv", HEAD + "T4,C1,2026-01-06,2")
-    table = cli("import", "purchases", strict, nxt, "--strict")
-    assert table.exit_code == 1 and table.stdout == ""  # the failing file came first
+    table = cli("import", "purchases", broken, write("next.csv", HEAD + "T4,C1,2026-01-06,2"))
+    assert table.exit_code == 2 and table.stdout == ""  # the failing file came first
+
+
+def test_strict_with_several_files_imports_all_or_nothing(cli, write):
+    good = write("good.csv", HEAD + "T1,C1,2026-01-05,1.00\n")
+    bad = write("bad.csv", HEAD + "T2,C1,2026-01-05,1.00\nT3,,2026-01-05,abc\n")
+    result = cli("import", "purchases", good, bad, "--strict")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"Error: {bad}:3: amount: not an amount: 'abc' is not a number "
+        "(--strict: nothing was imported from any of the 2 files)\n"
+    )
+    assert json.loads(cli("import", "list", "--format", "json").stdout) == []
+    ok = cli("import", "purchases", good, write("ok.csv", HEAD + "T5,C1,2026-01-06,2"), "--strict")
+    assert ok.exit_code == 0 and len(ok.stdout.splitlines()) == 2
 
 
 def test_dry_run_shows_rejects_on_stderr(cli, write):

@@ -30,6 +30,10 @@ SAMPLE = 20  # rejected rows kept on the result (dry-run shows them)
 IMPORT_CACHE_KIB = 32 * 1024  # SQLite page cache during an import (see _import_file)
 
 
+_STRICT_NOTE = "nothing was imported from this file"
+_STRICT_NOTES = "nothing was imported from any of the"
+
+
 class StrictImportError(LoyaltyError):
     """--strict and a row was rejected: the file was not imported."""
 
@@ -99,10 +103,11 @@ def import_files(
 
     Every file is opened and its header checked before anything is written, so
     a missing file, a wrong encoding or a missing column imports nothing. A
-    failure inside a file (an undecodable byte at line 5,000, a `--strict`
-    reject) rolls that file back; the files before it stay imported, and
-    `on_result` has been called with each of their results as it finished.
-    Raises InputFileError or StrictImportError.
+    failure inside a file (an undecodable byte at line 5,000) rolls that file
+    back; the files before it stay imported, and `on_result` has been called
+    with each of their results as it finished. With `strict` the files are one
+    transaction: a rejected row in any of them imports none (exit 1 means
+    nothing changed). Raises InputFileError or StrictImportError.
     """
     handler = get_kind(kind)
     today = today or dt.date.today()
@@ -111,6 +116,20 @@ def import_files(
     for path in paths:
         _check_header(handler, path, dialect)
     results: list[ImportResult] = []
+    if strict and not dry_run and len(paths) > 1:
+        try:
+            with db.transaction(conn):
+                for path in paths:
+                    results.append(
+                        _import_file(conn, handler, path, dialect, False, True, progress, today)
+                    )
+        except StrictImportError as exc:
+            exc.message = exc.message.replace(_STRICT_NOTE, f"{_STRICT_NOTES} {len(paths)} files")
+            raise
+        for result in results:
+            if on_result is not None:
+                on_result(result)
+        return results
     for path in paths:
         results.append(_import_file(conn, handler, path, dialect, dry_run, strict, progress, today))
         if on_result is not None:
@@ -220,7 +239,7 @@ def _read_rows(
         result.rejected += 1
         if strict:
             raise StrictImportError(
-                f"{rej.reason} (--strict: nothing was imported from this file)",
+                f"{rej.reason} (--strict: {_STRICT_NOTE})",
                 file=name,
                 line=raw.line,
                 field=rej.field,
