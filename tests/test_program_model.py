@@ -370,7 +370,8 @@ def test_tiers_accessors():
         (
             "effective_from: 2026-01-01",
             "effective_from: 2026-13-01",
-            "programs/x.yaml:4: '2026-13-01' is not a valid date (month must be in 1..12)",
+            "programs/x.yaml:4: effective_from: '2026-13-01' is not a valid date "
+            "(month must be in 1..12)",
         ),
     ],
 )

@@ -121,10 +121,10 @@ _Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 def _construct_timestamp(loader: yaml.SafeLoader, node: ScalarNode) -> Any:
     try:
         return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
-    except ValueError as exc:  # 2026-13-01 looks like a date but is none
-        raise yaml.constructor.ConstructorError(
-            None, None, f"'{node.value}' is not a valid date ({exc})", node.start_mark
-        ) from exc
+    except ValueError:
+        # 2026-13-01 looks like a date but is none: kept as the text, so validation
+        # says which field wanted a date (with every other problem), as when quoted.
+        return str(node.value)
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
@@ -879,6 +879,11 @@ def _message(err: dict[str, Any]) -> str:
     if kind == "finite_number":
         return "must be a finite number"
     if kind.startswith("date_") or kind.startswith("datetime_"):
+        if isinstance(given, str) and re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", given.strip()):
+            try:  # shaped like a date, but none: say why (2026-02-30)
+                dt.date(*map(int, given.strip().split("-")))
+            except ValueError as exc:
+                return f"'{given.strip()}' is not a valid date ({exc})"
         return "must be a date like 2026-01-31"
     if kind.startswith("bool_"):
         return "must be true or false"
