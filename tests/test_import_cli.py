@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 HEAD = "transaction_id,customer_id,date,amount\n"
 
 
@@ -123,6 +125,26 @@ def test_dry_run_shows_rejects_on_stderr(cli, write):
     )
     assert f"{p}:3: amount: not an amount: 'abc' is not a number" in result.stderr
     assert json.loads(cli("import", "list", "--format", "json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        (
+            "--date-format", "%Q",
+            "--date-format: '%Q' is not a date format with day, month and year, such as %d.%m.%Y",
+        ),
+        ("--date-format", "%Y-%m", "--date-format: '%Y-%m' is not a date format"),
+        ("--columns", "foo=Summa", "--columns: 'foo' is not a column of purchases; they are "),
+    ],
+)  # fmt: skip
+def test_a_bad_flag_is_a_usage_error_before_anything_is_written(cli, write, flag, value, message):
+    p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00\n")
+    result = cli("import", "purchases", p, flag, value)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"Error: {message}")
+    assert json.loads(cli("import", "list", "--format", "json").stdout) == []
+    assert cli("import", "purchases", p).exit_code == 0  # the file is not "already imported"
 
 
 def test_finnish_flags(cli, tmp_path):

@@ -523,12 +523,9 @@ class CsvFormat(Strict):
     @field_validator("date_format")
     @classmethod
     def _strftime(cls, value: str) -> str:
-        probe = dt.date(2026, 12, 31)
-        try:
-            ok = dt.datetime.strptime(probe.strftime(value), value).date() == probe
-        except ValueError:
-            ok = False
-        if not ok:
+        from loyalty_cli.engine.dates import is_date_format
+
+        if not is_date_format(value):
             raise ValueError(
                 f"'{value}' is not a date format with day, month and year, such as %d.%m.%Y"
             )

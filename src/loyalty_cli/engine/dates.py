@@ -6,6 +6,15 @@ import calendar
 import datetime as dt
 
 
+def is_date_format(value: str) -> bool:
+    """Whether a strftime format writes and reads back day, month and year (%d.%m.%Y)."""
+    probe = dt.date(2026, 12, 31)
+    try:
+        return dt.datetime.strptime(probe.strftime(value), value).date() == probe
+    except ValueError:
+        return False
+
+
 def add_months(day: dt.date, months: int) -> dt.date:
     """`day` plus whole months, clamped to the month's end (Jan 31 + 1 = Feb 28/29)."""
     index = day.year * 12 + (day.month - 1) + months

@@ -12,6 +12,7 @@ import datetime as dt
 import sqlite3
 from dataclasses import dataclass, field
 
+from loyalty_cli.engine.dates import is_date_format
 from loyalty_cli.errors import UsageError
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -103,6 +104,11 @@ def resolve(
         delimiter = normalise_delimiter(delimiter)
     if decimal not in (".", ","):
         raise UsageError(f"--decimal: '{decimal}' must be '.' or ','")
+    if o.date_format is not None and not is_date_format(o.date_format):
+        raise UsageError(
+            f"--date-format: '{o.date_format}' is not a date format with day, month and "
+            "year, such as %d.%m.%Y"
+        )
     try:
         codecs.lookup(encoding)  # type: ignore[arg-type]
     except LookupError:

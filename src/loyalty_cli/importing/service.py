@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from loyalty_cli import db
-from loyalty_cli.errors import ConflictError, InputFileError, LoyaltyError, NotFoundError
+from loyalty_cli.errors import (
+    ConflictError,
+    InputFileError,
+    LoyaltyError,
+    NotFoundError,
+    UsageError,
+)
 from loyalty_cli.importing.dialect import Dialect, DialectOverrides, resolve
 from loyalty_cli.importing.kinds import ImportContext, KindHandler, get_kind
 from loyalty_cli.importing.parsing import MAX_FIELD, CellFormat, Cells, RowRejected
@@ -112,6 +118,12 @@ def import_files(
     handler = get_kind(kind)
     today = today or dt.date.today()
     dialect = resolve(conn, overrides, today)
+    unknown = sorted(set((overrides.columns if overrides else None) or {}) - set(handler.columns))
+    if unknown:
+        raise UsageError(
+            f"--columns: '{unknown[0]}' is not a column of {kind}; they are "
+            + ", ".join(handler.columns)
+        )
     paths = [Path(p) for p in paths]
     for path in paths:
         _check_header(handler, path, dialect)
