@@ -191,6 +191,7 @@ def test_refund_only_customer_is_not_active_nor_new(conn, tmp_path):
     assert out["active_customers"] == 0 and out["new_customers"] == 0
     assert out["member_revenue"] == "-10.00" and out["receipts"] == 0
     assert out["clv_historical"] == "-10.00"
+    assert out["reward_cost_share"] is None  # not -0.0: no revenue to take a share of
 
 
 def test_anonymous_sales_count_in_revenue_and_aov_not_customers(conn, tmp_path):

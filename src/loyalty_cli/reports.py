@@ -656,7 +656,10 @@ def compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis
         outstanding_points=outstanding,
         liability=liability_minor(outstanding, Decimal(program.point_value), brk, currency),
         reward_cost=reward_cost,
-        reward_cost_share=rate(reward_cost, rec["member_revenue"]),
+        # A share of no (or negative: a month of refunds) revenue is undefined.
+        reward_cost_share=(
+            rate(reward_cost, rec["member_revenue"]) if rec["member_revenue"] > 0 else None
+        ),
     )
 
 
