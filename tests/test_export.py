@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 
 import pytest
 
@@ -206,6 +207,28 @@ def test_redemptions_export(shop, cli):
         ["redemption_id", "date", "customer_id", "reward_id", "points", "value", "status"],
         ["R1", "2026-03-05", "A", "coffee", "100", "3.50", "cancelled"],
     ]
+
+
+@pytest.mark.parametrize(
+    "name", ["ledger", "balances", "journal", "redemptions", "offers", "rfm", "settlement"]
+)
+def test_every_export_takes_format_csv_or_json(shop, cli, name):
+    period = ("--from", "2026-01-01", "--to", "2026-03-31")
+    plain = cli("export", name, *period)
+    as_csv = cli("export", name, *period, "--format", "csv")
+    assert as_csv.exit_code == 0 and as_csv.stdout == plain.stdout
+    as_json = cli("export", name, *period, "-f", "json")
+    assert as_json.exit_code == 0, as_json.stderr
+    header, *rows = rows_of(plain.stdout)
+    records = json.loads(as_json.stdout)
+    assert [list(r) for r in records] == [header] * len(rows)
+    assert [[_cell(v) for v in r.values()] for r in records] == rows
+    table = cli("export", name, *period, "--format", "table")
+    assert table.exit_code == 2 and "is not csv or json" in table.stderr
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value)
 
 
 def test_rfm_claimed_receipts_join_the_claimants_days(shop):

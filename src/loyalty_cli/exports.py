@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +21,7 @@ from typing import IO, Any
 from loyalty_cli import reports
 from loyalty_cli.errors import UsageError
 from loyalty_cli.money import from_minor, round_money
-from loyalty_cli.render import write_csv
+from loyalty_cli.render import to_json, write_csv
 
 LEDGER_HEADER = [
     "entry_id", "date", "customer_id", "kind", "points", "value",
@@ -47,11 +48,19 @@ class Export:
         return [dict(zip(self.header, row, strict=True)) for row in self.rows]
 
 
-def write(export: Export, out: IO[str] | str | Path | None = None) -> None:
-    """CSV to a stream (default stdout) or a file path (UTF-8, header first)."""
+def write(export: Export, out: IO[str] | str | Path | None = None, fmt: str = "csv") -> None:
+    """CSV (header first) or JSON (a list of objects keyed by the CSV header) to a
+    stream (default stdout) or a file path, UTF-8."""
     if isinstance(out, (str, Path)):
         with open(out, "w", encoding="utf-8", newline="") as fh:
-            write_csv(export.header, export.rows, fh)
+            _write(export, fh, fmt)
+    else:
+        _write(export, out, fmt)
+
+
+def _write(export: Export, out: IO[str] | None, fmt: str) -> None:
+    if fmt == "json":
+        (out if out is not None else sys.stdout).write(to_json(export.as_dicts()) + "\n")
     else:
         write_csv(export.header, export.rows, out)
 

@@ -34,6 +34,24 @@ def _check_output(ctx: typer.Context, param: typer.CallbackParam, value: str | N
     return value
 
 
+def _check_format(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
+    if value not in ("csv", "json"):
+        raise typer.BadParameter(
+            f"'{value}' is not csv or json (exports are files, not tables)", ctx=ctx, param=param
+        )
+    return value
+
+
+ExportFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        help="csv (the default: the documented header) or json (a list of objects).",
+        callback=_check_format,
+    ),
+]
+
 OutOpt = Annotated[
     str | None,
     typer.Option(
@@ -47,7 +65,11 @@ OutOpt = Annotated[
 
 @group.command("ledger")
 def ledger(
-    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    output: OutOpt = None,
+    fmt: ExportFormatOpt = "csv",
 ) -> None:
     """Every ledger entry dated in [--from, --to] (no --from: from the beginning).
 
@@ -56,12 +78,16 @@ def ledger(
     from loyalty_cli import exports
 
     last = parse_date(end) or today()
-    exports.write(exports.ledger_export(get_conn(ctx), parse_date(start), last), output)
+    exports.write(exports.ledger_export(get_conn(ctx), parse_date(start), last), output, fmt)
 
 
 @group.command("balances")
 def balances(
-    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    output: OutOpt = None,
+    fmt: ExportFormatOpt = "csv",
 ) -> None:
     """Each member's tier, available and pending points and their value on --to.
 
@@ -69,7 +95,7 @@ def balances(
     """
     from loyalty_cli import exports
 
-    exports.write(exports.balances_export(get_conn(ctx), parse_date(end) or today()), output)
+    exports.write(exports.balances_export(get_conn(ctx), parse_date(end) or today()), output, fmt)
 
 
 @group.command("journal")
@@ -79,6 +105,7 @@ def journal(
     end: ToOpt = None,
     by: Annotated[str, typer.Option("--by", help="One row per day or month.")] = "month",
     output: OutOpt = None,
+    fmt: ExportFormatOpt = "csv",
 ) -> None:
     """The points journal: opening, movements, closing points, value and liability per period.
 
@@ -92,12 +119,16 @@ def journal(
     data = exports.journal_export(
         get_conn(ctx), parse_date(start), parse_date(end) or today(), by=by
     )
-    exports.write(data, output)
+    exports.write(data, output, fmt)
 
 
 @group.command("settlement")
 def settlement(
-    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    output: OutOpt = None,
+    fmt: ExportFormatOpt = "csv",
 ) -> None:
     """Coalition settlement over [--from, --to]: what each partner owes or is owed.
 
@@ -113,12 +144,16 @@ def settlement(
 
     last = parse_date(end) or today()
     first = parse_date(start) or last.replace(day=1)
-    exports.write(settlement_export(get_conn(ctx), first, last), output)
+    exports.write(settlement_export(get_conn(ctx), first, last), output, fmt)
 
 
 @group.command("redemptions")
 def redemptions(
-    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    output: OutOpt = None,
+    fmt: ExportFormatOpt = "csv",
 ) -> None:
     """Every redemption (and used punch-card voucher) dated in [--from, --to].
 
@@ -127,12 +162,16 @@ def redemptions(
     from loyalty_cli import exports
 
     last = parse_date(end) or today()
-    exports.write(exports.redemptions_export(get_conn(ctx), parse_date(start), last), output)
+    exports.write(exports.redemptions_export(get_conn(ctx), parse_date(start), last), output, fmt)
 
 
 @group.command("offers")
 def offers(
-    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    output: OutOpt = None,
+    fmt: ExportFormatOpt = "csv",
 ) -> None:
     """Each member's personalised offer on --to, for a mailing.
 
@@ -140,12 +179,16 @@ def offers(
     """
     from loyalty_cli import exports
 
-    exports.write(exports.offers_export(get_conn(ctx), parse_date(end) or today()), output)
+    exports.write(exports.offers_export(get_conn(ctx), parse_date(end) or today()), output, fmt)
 
 
 @group.command("rfm")
 def rfm(
-    ctx: typer.Context, start: FromOpt = None, end: ToOpt = None, output: OutOpt = None
+    ctx: typer.Context,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    output: OutOpt = None,
+    fmt: ExportFormatOpt = "csv",
 ) -> None:
     """frequency, recency, T, monetary_value per member on --to (lifetimes / pymc-marketing).
 
@@ -153,7 +196,7 @@ def rfm(
     """
     from loyalty_cli import exports
 
-    exports.write(exports.rfm_export(get_conn(ctx), parse_date(end) or today()), output)
+    exports.write(exports.rfm_export(get_conn(ctx), parse_date(end) or today()), output, fmt)
 
 
 def register(app: typer.Typer) -> None:
