@@ -137,3 +137,8 @@ def test_a_customer_imported_after_their_birthday_still_gets_it(conn, tmp_path, 
         ("2026-02-15", "C1", 100, "birthday:C1:2026"),
         ("2026-02-15", "C2", 100, "birthday:C2:2026"),
     ]
+    # A full customer export again, a name changed: nobody to look at for birthdays.
+    import_files(conn, "customers", [write("d.csv", "customer_id,name\nC1,Ann\nC2,Bob\n")])
+    import_files(conn, "customers", [write("e.csv", head + "C1,1990-02-15,2025-06-01\n")])
+    marks = conn.execute("SELECT customer_id, import_id FROM customers ORDER BY 1").fetchall()
+    assert [tuple(r) for r in marks] == [("C1", 1), ("C2", 2)]

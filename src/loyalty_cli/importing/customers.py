@@ -7,6 +7,7 @@ from loyalty_cli.importing.kinds import KindHandler, Record
 from loyalty_cli.importing.parsing import Cells, RowRejected
 
 _FIELDS = ("name", "email", "birthday", "joined_on", "referred_by")
+_RUN_READS = ("birthday", "joined_on", "referred_by")  # the fields `loyalty run` reads
 
 
 class CustomersKind(KindHandler):
@@ -66,12 +67,17 @@ class CustomersKind(KindHandler):
         return True
 
     def write(self, records: list[Record]) -> None:
-        # import_id: the last import that named the customer (a run looks again at
-        # the birthdays of customers imported since it last ran).
+        # import_id: the import that created the customer or last changed a field the
+        # run reads (a run looks again at the birthdays of those customers). A nightly
+        # full customer export that changes nothing for them leaves them alone.
+        changed = " OR ".join(
+            f"(excluded.{f} IS NOT NULL AND excluded.{f} IS NOT customers.{f})" for f in _RUN_READS
+        )
         updates = ", ".join(
             [
                 *(f"{f} = COALESCE(excluded.{f}, customers.{f})" for f in _FIELDS),
-                "import_id = excluded.import_id",
+                f"import_id = CASE WHEN {changed} THEN excluded.import_id "
+                "ELSE customers.import_id END",
             ]
         )
         fields = ("customer_id", *_FIELDS, "import_id")
