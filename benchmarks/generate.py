@@ -12,7 +12,9 @@ Writes (streaming, memory flat in the number of lines) into benchmarks/data/
   a negative amount and `refund_of`;
 * increment.csv  - `--increment` lines dated the next day (2026-11-23): one
   night's export for the nightly increment;
-* customers.csv  - the customers, with join dates.
+* customers.csv  - the customers, with join dates;
+* increment2.csv - as many lines dated the day after (2026-11-24): the second
+  night, which meets the indexes as the first night's inserts left them.
 
 Same seed, same files: runs are comparable across machines and commits.
 """
@@ -126,8 +128,8 @@ def write_purchases(path: Path, shop: Shop, lines: int, days: int = DAYS) -> int
     return written
 
 
-def write_increment(path: Path, shop: Shop, lines: int) -> int:
-    day = END + dt.timedelta(days=1)
+def write_increment(path: Path, shop: Shop, lines: int, night: int = 1) -> int:
+    day = END + dt.timedelta(days=night)
     written = 0
     with open(path, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh, lineterminator="\n")
@@ -164,10 +166,13 @@ def generate(
         "purchases": out / "purchases.csv",
         "increment": out / "increment.csv",
         "customers": out / "customers.csv",
+        "increment2": out / "increment2.csv",
     }
     write_purchases(paths["purchases"], shop, lines)
     write_increment(paths["increment"], shop, increment)
     write_customers(paths["customers"], shop)
+    # Last, so the files above stay what they were before it existed.
+    write_increment(paths["increment2"], shop, increment, night=2)
     return paths
 
 

@@ -10,7 +10,8 @@ times, each in a child process on the same file in the same run:
   pandas `read_csv(...).to_sql` (only if pandas happens to be installed);
 * `loyalty import purchases` (and the same on the first 10 % of the file, to see
   whether peak memory is flat in file size), `loyalty run`;
-* the nightly increment: importing 10,000 new lines and running on top;
+* the nightly increment: importing 10,000 new lines and running on top, as two
+  commands and as one `loyalty nightly`, and a second night on top of it;
 * `loyalty report kpi` over a month.
 
 Peak memory is the child's ru_maxrss (os.wait4). With --profile the import and
@@ -124,7 +125,8 @@ def main() -> None:
 
     data: Path = args.data
     purchases, increment = data / "purchases.csv", data / "increment.csv"
-    if not purchases.exists() or not increment.exists():
+    increment2 = data / "increment2.csv"
+    if not purchases.exists() or not increment.exists() or not increment2.exists():
         print(f"generating {data} ...")
         generate(data)
     work = data / "run"
@@ -216,6 +218,15 @@ def main() -> None:
                       "json")),
         "<= 1.5 x the full run",
     )  # fmt: skip
+    # The second night, on top of the first (after kpi and simulate, which read it).
+    inbox2 = work / "inbox2"
+    inbox2.mkdir()
+    shutil.copy(increment2, inbox2 / "purchases-increment2.csv")
+    night2 = step(
+        "the second night by `loyalty nightly`",
+        timed(loyalty(db, "nightly", "--inbox", str(inbox2), "--as-of", "2026-11-24", "--quiet")),
+        "<= 5 % of the full run",
+    )
 
     print("\n| step | seconds | x sqlite3 .import | peak MiB | target |")
     print("|---|---:|---:|---:|---|")
@@ -239,6 +250,9 @@ def main() -> None:
     if nightly and run:
         share = 100 * nightly.seconds / run.seconds
         print(f"nightly:   {share:.1f} % of the full run (one process)")
+    if night2 and run:
+        share = 100 * night2.seconds / run.seconds
+        print(f"night 2:   {share:.1f} % of the full run (one process)")
     if kpi:
         print(f"report kpi: {kpi.seconds:.2f} s (target < 1 s, includes interpreter start-up)")
     if sim and run:
