@@ -88,18 +88,19 @@ def test_no_readers_where_they_cannot_share_the_callers_view(table, monkeypatch)
 
 
 def test_run_side_by_side_keeps_task_order_and_runs_in_threads(table):
-    threads: list[str] = []
+    threads: dict[int, str] = {}
 
     def task(n):
         def run(reader):
-            threads.append(threading.current_thread().name)
+            threads[n] = threading.current_thread().name
             return n, count(reader), reader is table
 
         return run
 
     results = snapshots.run_side_by_side(table, [task(0), task(1), task(2)])
     assert results == [(0, 1, False), (1, 1, False), (2, 1, False)]
-    assert len(set(threads)) == 3  # two workers and this thread
+    main = threading.main_thread().name
+    assert threads[2] == main and main not in (threads[0], threads[1])  # workers, then this
 
 
 def test_run_side_by_side_raises_a_workers_error(table):
