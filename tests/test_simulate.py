@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -133,3 +134,53 @@ def test_the_real_side_measured_by_a_worker_equals_measuring_it_here(shop, write
         m.setattr(sim.db, "connect", lambda path: 1 / 0)
         assert simulate(shop, proposed) == here
     assert aside["current"]["points_issued"] * 2 == aside["proposed"]["points_issued"]
+
+
+def _same(result) -> bool:
+    delta = {k: v for k, v in result["delta"].items() if k != "tiers"}
+    return result["proposed"] == result["current"] and all(
+        v in (0, 0.0, "0.00", None) for v in delta.values()
+    )
+
+
+def test_an_adjustment_that_paid_for_a_redemption_the_same_day_comes_first(conn, write):
+    """C gets 25 points back and redeems with them on the same day: the replay keeps
+    the counter's order (the ledger's), so the same program reproduces it."""
+    apply_program(conn, program_file(write))
+    import_files(conn, "purchases", [write("purchases.csv", PURCHASES)])
+    run(conn, dt.date(2026, 2, 28))
+    rewards.adjust(conn, "C", 25, "goodwill", dt.date(2026, 3, 1))
+    rewards.redeem(conn, "C", "mug", dt.date(2026, 3, 1))  # 15 + 25 = 40
+    run(conn, dt.date(2026, 3, 31))
+    result = simulate(conn, program_file(write, "same.yaml"), dt.date(2026, 1, 1))
+    assert result["current"]["points_redeemed"] == 40
+    assert result["redemptions_skipped"] == 0 and _same(result)
+
+
+def test_a_redemption_after_the_last_run_is_replayed_too(conn, write):
+    """--to after the last run: the till's redemption is in the real ledger, so the
+    replay makes it as well (its purchases still scored only up to the last run)."""
+    apply_program(conn, program_file(write))
+    import_files(conn, "purchases", [write("purchases.csv", PURCHASES)])
+    run(conn, dt.date(2026, 2, 28))
+    rewards.redeem(conn, "A", "mug", dt.date(2026, 3, 10))
+    result = simulate(
+        conn, program_file(write, "same.yaml"), dt.date(2026, 1, 1), dt.date(2026, 3, 31)
+    )
+    assert result["current"]["points_redeemed"] == 40
+    assert result["redemptions_skipped"] == 0 and _same(result)
+    assert result["current"]["points_issued"] == 205  # T1-T5; T6 (2026-03-03) not run yet
+
+
+def test_simulate_from_after_to_is_a_usage_error(shop, cli, write):
+    result = cli("simulate", program_file(write, "same.yaml"), "--from", "2026-03-31",
+                 "--to", "2026-01-01")  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --from 2026-03-31 is after --to 2026-01-01\n"
+
+
+def test_delta_rates_are_exact_differences(shop, write):
+    result = simulate(shop, program_file(write, "double.yaml", rate="2"), dt.date(2026, 1, 1))
+    for key in ("redemption_rate", "reward_cost_share"):
+        a, b = result["current"][key], result["proposed"][key]
+        assert result["delta"][key] == float(Decimal(repr(b)) - Decimal(repr(a)))

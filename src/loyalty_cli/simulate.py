@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from loyalty_cli import db
-from loyalty_cli.errors import LoyaltyError
+from loyalty_cli.errors import LoyaltyError, UsageError
 from loyalty_cli.program import FIRST_DAY, Program, parse_program, read_program_file
 
 # KPI keys compared side by side (points are ints, money decimal strings).
@@ -81,14 +81,14 @@ def simulate(
     date_from = date_from or first_day
     date_to = date_to or last_run
     if date_from > date_to:
-        raise LoyaltyError(f"--from {date_from} is after --to {date_to}")
+        raise UsageError(f"--from {date_from} is after --to {date_to}")
 
     scratch = _scratch_copy(conn)
     try:
         actions = _history_actions(conn)
         measured = _measure_aside(conn, date_from, date_to)
         _reset(scratch, program, yaml_text, hashlib.sha256(raw).hexdigest())
-        skipped = _replay(scratch, actions, last_run)
+        skipped = _replay(scratch, actions, last_run, date_to)
         simulated = _measure(scratch, date_from, date_to)
         movers = _balance_changes(conn, scratch, date_to)
         current = measured()
@@ -122,18 +122,32 @@ def _scratch_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
 
 
 def _history_actions(conn: sqlite3.Connection) -> list[_Action]:
-    """What happened at the counter, in the order it happened."""
+    """What happened at the counter, in the order it happened: by date, and within
+    a day in the order the ledger got it (an adjustment that paid for a redemption
+    the same day comes first). A punch-card redemption posts no entry; it keeps
+    its place among the redemptions by creation."""
     actions: list[_Action] = []
-    for r in conn.execute("SELECT * FROM redemptions ORDER BY created_at, redemption_id"):
+    posted = """(SELECT MIN(l.entry_id) FROM ledger l WHERE l.source_type = 'redemption'
+                 AND l.source_id = r.redemption_id AND l.kind = ?)"""
+    rows = conn.execute(
+        f"SELECT r.*, {posted} AS _redeemed, {posted} AS _reversed FROM redemptions r "
+        "ORDER BY r.created_at, r.redemption_id",
+        ("redeem", "redemption_reversed"),
+    )
+    last = 0
+    for r in rows:
         row = dict(r)
-        actions.append(_Action(dt.date.fromisoformat(row["date"]), len(actions), "redeem", row))
+        last = row.pop("_redeemed") or last  # no entry: just after the one before it
+        reversed_at = row.pop("_reversed")
+        actions.append(_Action(dt.date.fromisoformat(row["date"]), last, "redeem", row))
         if row["status"] == "cancelled" and row["cancelled_on"]:
             on = dt.date.fromisoformat(row["cancelled_on"])
-            actions.append(_Action(on, len(actions), "cancel", row))
+            actions.append(_Action(on, reversed_at or last, "cancel", row))
     for r in conn.execute("SELECT * FROM ledger WHERE kind = 'adjust' ORDER BY entry_id"):
         row = dict(r)
         kind = "adjust" if row["source_type"] == "adjustment" else "balance"
-        actions.append(_Action(dt.date.fromisoformat(row["date"]), len(actions), kind, row))
+        actions.append(_Action(dt.date.fromisoformat(row["date"]), row["entry_id"], kind, row))
+    # Stable: equal keys (a punch card after a redemption) keep the order above.
     return sorted(actions, key=lambda a: (a.date, a.order))
 
 
@@ -163,17 +177,22 @@ def _reset(scratch: sqlite3.Connection, program: Program, yaml_text: str, sha: s
         )
 
 
-def _replay(scratch: sqlite3.Connection, actions: list[_Action], until: dt.date) -> int:
-    """Post the history again; returns how many redemptions could not be made."""
+def _replay(
+    scratch: sqlite3.Connection, actions: list[_Action], last_run: dt.date, until: dt.date
+) -> int:
+    """Post the history again: runs up to the last real run's date (what the
+    real ledger holds), the counter's actions up to the later of that and `until`
+    (a redemption at the till after the last run is in the real ledger too);
+    returns how many redemptions could not be made."""
     from loyalty_cli import ledger, rewards
     from loyalty_cli.engine.run import run
 
     skipped = 0
     made: set[str] = set()
     for action in actions:
-        if action.date > until:
+        if action.date > max(until, last_run):
             break
-        run(scratch, action.date)
+        run(scratch, min(action.date, last_run))
         row = action.row
         if action.kind == "redeem":
             try:
@@ -193,7 +212,7 @@ def _replay(scratch: sqlite3.Connection, actions: list[_Action], until: dt.date)
         else:
             with db.transaction(scratch):
                 ledger.post(scratch, [_repost(row)])
-    run(scratch, until)
+    run(scratch, last_run)
     return skipped
 
 
@@ -289,7 +308,8 @@ def _delta(current: dict[str, Any], proposed: dict[str, Any]) -> dict[str, Any]:
         delta[key] = None if a is None or b is None else f"{Decimal(b) - Decimal(a):.2f}"
     for key in RATE_KEYS:
         a, b = current[key], proposed[key]
-        delta[key] = None if a is None or b is None else round(b - a, 4)
+        # Unrounded like the rates themselves, without float noise (0.3 - 0.1).
+        delta[key] = None if a is None or b is None else float(Decimal(repr(b)) - Decimal(repr(a)))
     # Lowest level first, as `report tiers` lists them.
     tiers = [*current["tiers"], *(t for t in proposed["tiers"] if t not in current["tiers"])]
     delta["tiers"] = {t: proposed["tiers"].get(t, 0) - current["tiers"].get(t, 0) for t in tiers}
