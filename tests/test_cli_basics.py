@@ -39,3 +39,17 @@ def test_hoist_db_leaves_everything_else_in_place():
         "adjust", "C1", "5", "--", "--db", "y",
     ]  # fmt: skip
     assert hoist_db(["demo", "--db"]) == ["demo", "--db"]  # no value: click says so
+
+
+def test_a_table_into_a_pipe_is_printed_whole_not_cut_to_80_columns():
+    import io
+
+    from loyalty_cli import render
+
+    rows = [{"date": "2026-01-10", "source": "expiry:inactivity:C000123:2026-01-10" * 2,
+             "note": "a long note that would not fit beside the rest"}]  # fmt: skip
+    out = io.StringIO()  # not a terminal
+    render.render_rows(rows, "table", out=out)
+    text = out.getvalue()
+    assert "2026-01-10" in text and rows[0]["source"] in text and rows[0]["note"] in text
+    assert "…" not in text

@@ -114,3 +114,17 @@ def test_cli_explain_formats(cli, shop):
     assert len(csv) == 3
     table = cli("customer", "explain", "C1")
     assert "purchase:T1" in table.stdout
+
+
+def test_the_counter_panel_says_how_many_more_points_expire_later(conn, tmp_path, cli):
+    program(conn, tmp_path, "expiry: {policy: fixed, months: 12}\n")
+    customer(conn, "C9")
+    for month in range(1, 6):  # five lots, five expiry dates
+        buy(conn, f"T{month}", "C9", f"2026-0{month}-10", 1000 * month)
+    go(conn, "2026-06-01")
+    result = cli("customer", "show", "C9", "--as-of", "2026-06-01")
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "10 points usable until 2027-01-09" in text
+    assert "30 points usable until 2027-03-09" in text
+    assert "90 more points in 2 later lots" in text  # 40 + 50

@@ -107,7 +107,9 @@ def _display(value: Any) -> str:
     return cell_text(value)
 
 
-def console(file: IO[str] | None = None, soft_wrap: bool = False) -> Console:
+def console(
+    file: IO[str] | None = None, soft_wrap: bool = False, width: int | None = None
+) -> Console:
     """A Rich console on stdout (colour only on a terminal, NO_COLOR honoured)."""
     # Rich alone drops only the colours under NO_COLOR and keeps bold/italic escape
     # codes; a shop's log or screen reader wants plain text, so no styles at all.
@@ -115,8 +117,24 @@ def console(file: IO[str] | None = None, soft_wrap: bool = False) -> Console:
 
     plain = bool(os.environ.get("NO_COLOR"))
     return Console(
-        file=file or sys.stdout, soft_wrap=soft_wrap, color_system=None if plain else "auto"
+        file=file or sys.stdout,
+        soft_wrap=soft_wrap,
+        color_system=None if plain else "auto",
+        width=width,
     )
+
+
+def print_table(tbl: Table, file: IO[str] | None = None) -> None:
+    """A table on a terminal fits the window; into a file or a pipe it is printed
+    at its full width (Rich would cut it to 80 columns: `2026-0…` in a log)."""
+    from rich.measure import Measurement
+
+    out = console(file)
+    if not out.is_terminal:
+        need = Measurement.get(out, out.options.update(max_width=100_000), tbl).maximum
+        if need > out.width:
+            out = console(file, width=need)
+    out.print(tbl)
 
 
 def render_rows(
@@ -135,7 +153,7 @@ def render_rows(
     elif fmt == "csv":
         write_csv(cols, ([r.get(c) for c in cols] for r in rows), target)
     else:
-        console(target).print(table(rows, cols, title))
+        print_table(table(rows, cols, title), target)
 
 
 def render_mapping(
@@ -150,7 +168,7 @@ def render_mapping(
         write_csv(list(data), [list(data.values())], target)
     else:
         rows = [{"name": k, "value": v} for k, v in data.items()]
-        console(target).print(table(rows, ["name", "value"], title))
+        print_table(table(rows, ["name", "value"], title), target)
 
 
 OFFER_COLUMNS = ["customer_id", "name", "email", "segment", "offer_id", "detail"]

@@ -87,8 +87,16 @@ def _panel(data: dict[str, Any]) -> None:
     if data.get("by_partner"):
         earned = ", ".join(f"{p} {n}" for p, n in data["by_partner"].items())
         body.append(f"Earned at: {earned}\n")
-    for item in data["expiring"][:3]:
+    expiring = data["expiring"]
+    for item in expiring[:3]:
         body.append(f"{item['points']} points usable until {item['date']}\n", style="yellow")
+    if len(expiring) > 3:
+        later = sum(item["points"] for item in expiring[3:])
+        body.append(
+            f"{later} more points in {len(expiring) - 3} later lots "
+            "(customer show --format json lists them)\n",
+            style="yellow",
+        )
     rewards = data["eligible_rewards"]
     body.append("Can have: " + (", ".join(rewards) if rewards else "nothing yet") + "\n")
     open_vouchers = [v for v in data["vouchers"] if v.get("status") == "open"]

@@ -197,7 +197,7 @@ def _table(keys: tuple[str, ...], rows: list[dict[str, Any]], title: str) -> Non
         table.add_column(key)
     for row in rows:
         table.add_row(*("" if row[k] is None else str(row[k]) for k in keys))
-    render.console(soft_wrap=True).print(table)
+    render.print_table(table)
 
 
 def _render_rows(

@@ -213,7 +213,7 @@ def versions(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
                 row["source_file"] or "",
                 "yes" if row["in_force"] else "",
             )
-        render.console().print(table)
+        render.print_table(table)
 
 
 @group.command("schema")

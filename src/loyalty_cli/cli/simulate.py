@@ -82,7 +82,7 @@ def _table(result: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if column == "metric" else "right")
     for metric, current, proposed, delta in _metrics(result):
         table.add_row(metric, *("-" if v is None else str(v) for v in (current, proposed, delta)))
-    console.print(table)
+    render.print_table(table)
     if result["redemptions_skipped"]:
         console.print(
             f"{result['redemptions_skipped']} redemption(s) could not be made under the "
