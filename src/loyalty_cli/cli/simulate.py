@@ -12,11 +12,20 @@ from loyalty_cli.cli.common import (
     FormatOpt,
     FromOpt,
     OutputFormat,
-    ToOpt,
+    check_date,
     echo_json,
     get_conn,
     parse_date,
 )
+
+SimToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        help="Last day (YYYY-MM-DD); default the as-of date of the last run.",
+        callback=check_date,
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +36,7 @@ def simulate(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="The proposed program YAML.")],
     date_from: FromOpt = None,
-    date_to: ToOpt = None,
+    date_to: SimToOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Replay the stored history under a proposed program, side by side with the current one.
