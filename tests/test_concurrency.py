@@ -67,6 +67,26 @@ def test_customer_show_never_fails_during_an_import(shop, cli):
     assert shown >= 3  # it really ran beside the import
 
 
+def test_report_kpi_reads_one_state_side_by_side_during_an_import(shop, cli):
+    """The KPI queries run on three connections at once: during a long import
+    they never fail, and each report is the state before the import's commit or
+    the one after it, never a mix of the two."""
+    kpi = ("report", "kpi", "--from", "2026-03-01", "--to", DAY.isoformat(), "-f", "json")
+    before = cli(*kpi)
+    assert before.exit_code == 0, before.stderr
+    proc = loyalty(shop["db"], "import", "purchases", str(shop["big"]), "--quiet")
+    wait_for_write_lock(shop["db"], proc)
+    seen = []
+    while proc.poll() is None:
+        result = cli(*kpi)
+        assert result.exit_code == 0, result.stderr
+        seen.append(result.stdout)
+    finish(proc)
+    after = cli(*kpi).stdout
+    assert after != before.stdout  # the import changed the figures
+    assert len(seen) >= 2 and set(seen) <= {before.stdout, after}
+
+
 def test_a_redemption_during_an_import_waits_and_succeeds(shop):
     proc = loyalty(shop["db"], "import", "purchases", str(shop["big"]), "--quiet")
     wait_for_write_lock(shop["db"], proc)
