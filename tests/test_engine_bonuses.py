@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from engine_helpers import buy, customer, entries, event, go, program
 
 BONUSES = """
@@ -142,3 +144,49 @@ def test_a_customer_imported_after_their_birthday_still_gets_it(conn, tmp_path, 
     import_files(conn, "customers", [write("e.csv", head + "C1,1990-02-15,2025-06-01\n")])
     marks = conn.execute("SELECT customer_id, import_id FROM customers ORDER BY 1").fetchall()
     assert [tuple(r) for r in marks] == [("C1", 1), ("C2", 2)]
+
+
+def test_an_undone_event_bonus_counts_no_more(conn, tmp_path, write):
+    """Undone rows count nowhere: after `import undo` of the events, the corrected
+    file's signup is paid (once per customer), and so is its review (1 a month)."""
+    from loyalty_cli.importing import import_files, undo_import
+
+    program(conn, tmp_path, "bonuses: {signup: 50, review: {points: 10, limit: "
+                            "{count: 1, per: month}}}\n", effective="2025-01-01")  # fmt: skip
+    customer(conn, "C1")
+    head = "event_id,customer_id,type,date\n"
+    wrong = write("a.csv", head + "E1,C1,signup,2026-01-10\nE2,C1,review,2026-01-11\n")
+    [first] = import_files(conn, "events", [wrong])
+    go(conn, "2026-01-31")
+    undo_import(conn, first.import_id, dt.date(2026, 2, 1))
+    fixed = write("b.csv", head + "F1,C1,signup,2026-01-10\nF2,C1,review,2026-01-11\n")
+    import_files(conn, "events", [fixed])
+    go(conn, "2026-02-28")
+    assert [(r[2], r[3], r[4]) for r in entries(conn)] == [
+        ("bonus", 50, "E1"),
+        ("bonus", 10, "E2"),
+        ("reversal", -50, "E1"),
+        ("reversal", -10, "E2"),
+        ("bonus", 50, "F1"),
+        ("bonus", 10, "F2"),
+    ]
+    import_files(conn, "events", [wrong])  # the first file again: both already paid
+    go(conn, "2026-03-01")
+    assert len(entries(conn)) == 6
+
+
+def test_the_same_events_file_again_after_its_undo_is_paid_again(conn, tmp_path, write):
+    from loyalty_cli.importing import import_files, undo_import
+
+    program(conn, tmp_path, BONUSES, effective="2025-01-01")
+    customer(conn, "C1")
+    path = write("a.csv", "event_id,customer_id,type,date\nE1,C1,signup,2026-01-10\n")
+    [first] = import_files(conn, "events", [path])
+    go(conn, "2026-01-31")
+    undo_import(conn, first.import_id, dt.date(2026, 2, 1))
+    go(conn, "2026-02-01")
+    import_files(conn, "events", [path])
+    go(conn, "2026-02-28")
+    assert [(r[2], r[3]) for r in entries(conn)] == [
+        ("bonus", 50), ("reversal", -50), ("bonus", 50),
+    ]  # fmt: skip

@@ -1032,11 +1032,14 @@ class _Customer:
 
     def _index(self, entry: Row) -> None:
         key = (entry.source_type, entry.source_id)
-        found = self.by_source.get(key)
-        if found is None:
-            self.by_source[key] = [entry]
+        if entry.kind == "reversal" and entry.source_type == "event":
+            self._unpay_event(key)
         else:
-            found.append(entry)
+            found = self.by_source.get(key)
+            if found is None:
+                self.by_source[key] = [entry]
+            else:
+                found.append(entry)
         if entry.lot_id is not None:
             self.by_lot.setdefault(entry.lot_id, []).append(entry)
         if entry.source_type == "event" and entry.kind == "bonus" and entry.rule_id:
@@ -1045,6 +1048,15 @@ class _Customer:
             self.lot_version[entry.entry_id] = entry.program_version
             if entry.expires_on is not None:
                 heapq.heappush(self.heap, (entry.expires_on, entry.entry_id))
+
+    def _unpay_event(self, key: tuple[str, str | None]) -> None:
+        """`import undo` took an event's bonus back (undone rows count nowhere): as if
+        it was never paid, so a corrected file may bring the event again, and the
+        once-per-customer rule and the limits no longer count it."""
+        for earlier in self.by_source.pop(key, []):
+            dates = self.event_bonus.get(earlier.rule_id or "") if earlier.kind == "bonus" else None
+            if dates and earlier.date in dates:
+                dates.remove(earlier.date)
 
     def _entry(self, **fields: Any) -> Row:
         """An entry carrying the next ledger id (ids are assigned in order)."""
