@@ -121,3 +121,33 @@ def test_cli_export_settlement_csv_sums_to_zero(shop, cli):
     data = json.loads(report.stdout)
     assert data["shared_customers"] == 2  # C1: cafe + bakery, C2: books + cafe
     assert data["revenue"]["bakery"] == "20.00"
+
+
+def test_a_store_is_checked_against_the_partners_of_the_version_of_the_rows_date(conn, write):
+    """K1 joins the scheme in June (v2): a March row at K1 is rejected, a July one
+    earns at books x3. The other way round (K1 leaves in June), a late March row
+    at K1 is still a partner's, scored by the version of its date."""
+    head = "program: C\ncurrency: EUR\nearn: {per_currency_unit: 1, rounding: floor}\n"
+    cafe = "  - {id: cafe, stores: [S1], multiplier: 1}\n"
+    books = "  - {id: books, stores: [K1], multiplier: 3}\n"
+    rows = write("k.csv", "transaction_id,customer_id,date,amount,store\n"
+                          "A1,C1,2026-03-01,10.00,K1\nA2,C1,2026-07-01,10.00,K1\n")  # fmt: skip
+    for first, later, rejected, earned in [
+        (cafe, cafe + books, "A1", [("A2", 30)]),
+        (cafe + books, cafe, "A2", [("A1", 30)]),
+    ]:
+        conn.execute("DELETE FROM program_versions")
+        for table in ("purchases", "rejects", "imports", "ledger", "scored_receipts", "meta"):
+            conn.execute(f"DELETE FROM {table}")
+        apply_program(conn, write("v1.yaml", head + "partners:\n" + first),
+                      effective=dt.date(2026, 1, 1))  # fmt: skip
+        apply_program(conn, write("v2.yaml", head + "partners:\n" + later),
+                      effective=dt.date(2026, 6, 1))  # fmt: skip
+        [result] = import_files(conn, "purchases", [rows])
+        assert result.rejected == 1
+        [reject] = list_rejects(conn)
+        assert reject["raw"].startswith(rejected)
+        assert reject["reason"] == "store 'K1' belongs to no partner"
+        run(conn, dt.date(2026, 7, 31))
+        got = conn.execute("SELECT source_id, points FROM ledger ORDER BY entry_id").fetchall()
+        assert [tuple(r) for r in got] == earned

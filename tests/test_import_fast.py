@@ -85,7 +85,7 @@ def test_fast_parse_equals_general(row, present, check_currency, partners, comma
         decimal="," if comma else ".",
         date_format=date_format,
         check_currency=check_currency,
-        partner_stores={"S1": "P1"} if partners else None,
+        partner_versions=(("0001-01-01", {"S1": "P1"}),) if partners else (),
     )
     fmt = CellFormat(dialect.decimal, date_format, dialect.currency)
     fast, slow = _both(_handler(dialect), header, cells, fmt)

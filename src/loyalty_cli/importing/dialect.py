@@ -7,6 +7,7 @@ Precedence: import flags > the applied program's `csv:` section > defaults
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import datetime as dt
 import sqlite3
@@ -44,7 +45,18 @@ class Dialect:
     columns: dict[str, str] = field(default_factory=dict)  # standard name -> header
     currency: str = DEFAULT_CURRENCY
     check_currency: bool = False  # only when a program is applied
-    partner_stores: dict[str, str] | None = None  # store -> partner id; None: no coalition
+    # (effective_from ISO, store -> partner id or None: no coalition) per program
+    # version, in force order; a row is checked against the version of its date.
+    partner_versions: tuple[tuple[str, dict[str, str] | None], ...] = ()
+
+    def stores_on(self, day: str) -> dict[str, str] | None:
+        """store -> partner id under the version in force on `day` (ISO); before the
+        first version, the first; None when that version has no `partners:`."""
+        versions = self.partner_versions
+        if not versions:
+            return None
+        at = bisect.bisect_right(versions, day, key=lambda v: v[0]) - 1
+        return versions[max(at, 0)][1]
 
 
 def parse_columns(text: str | None) -> dict[str, str] | None:
@@ -116,13 +128,17 @@ def resolve(
     columns = dict(getattr(csv_cfg, "columns", None) or {}) if csv_cfg is not None else {}
     columns.update(o.columns or {})
 
-    partner_stores: dict[str, str] | None = None
-    partners = getattr(prog, "partners", None) if prog is not None else None
-    if partners:
-        partner_stores = {}
-        for partner in partners:
-            for store in partner.stores:
-                partner_stores[str(store)] = partner.id
+    partner_versions = []
+    for version in sorted(
+        program_mod.list_versions(conn), key=lambda v: (v.effective_from, v.version)
+    ):
+        partners = version.program.partners
+        stores = (
+            {str(store): partner.id for partner in partners for store in partner.stores}
+            if partners
+            else None
+        )
+        partner_versions.append((version.effective_from.isoformat(), stores))
 
     return Dialect(
         delimiter=delimiter,
@@ -132,5 +148,5 @@ def resolve(
         columns=columns,
         currency=(prog.currency if prog is not None else DEFAULT_CURRENCY).upper(),
         check_currency=prog is not None,
-        partner_stores=partner_stores,
+        partner_versions=tuple(partner_versions),
     )

@@ -163,8 +163,10 @@ class PurchasesKind(KindHandler):
         except money.AmountError:
             return None
         store = (row[i_store].strip() or None) if i_store >= 0 else None
-        if d.partner_stores is not None and (store or "") not in d.partner_stores:
-            return None
+        if d.partner_versions:
+            stores = d.stores_on(date)
+            if stores is not None and (store or "") not in stores:
+                return None
         quantity = None
         if i_qty >= 0:
             text = row[i_qty].strip()
@@ -212,7 +214,8 @@ class PurchasesKind(KindHandler):
         amount = cells.amount("amount")
         tax = cells.amount("tax", required=False) or 0
         store = cells.text("store")
-        if d.partner_stores is not None and (store or "") not in d.partner_stores:
+        stores = d.stores_on(date.isoformat()) if date is not None else None
+        if stores is not None and (store or "") not in stores:
             raise RowRejected("store", f"store '{store or ''}' belongs to no partner")
         return {
             "transaction_id": tid,
