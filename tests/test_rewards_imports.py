@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from conftest import load_json
 from loyalty_cli import ledger
+from loyalty_cli.ledger import NewEntry
 from test_rewards_support import D, apply, customer, earn
 
 
@@ -110,3 +113,34 @@ def test_import_balances_posts_lots_and_undo_reverses_them(conn, tmp_path, cli, 
         "WHERE kind = 'reversal' AND source_type = 'balance'"
     ).fetchone()
     assert tuple(reversals) == (3, -550)
+
+
+def test_undoing_balances_does_not_reverse_what_already_expired(conn, tmp_path, write):
+    """C1's 300 expired on 03-01 (they left the balance then): the undo reverses
+    nothing of them. C2 spent 40 of 100 and the other 60 expired: the undo takes
+    back the 40 spent, so C2 owes 40 (as a claw-back would). C3 spent 40 of 100
+    still held: the undo takes the 100 back and C3 owes 40 too."""
+    from loyalty_cli.engine.run import run
+    from loyalty_cli.importing import import_files, undo_import
+
+    apply(conn, tmp_path)
+    path = write(
+        "old.csv",
+        """
+        customer_id,points,date,expires_on
+        C1,300,2026-01-15,2026-03-01
+        C2,100,2026-01-15,2026-03-01
+        C3,100,2026-01-15,2026-12-31
+        """,
+    )
+    [result] = import_files(conn, "balances", [path])
+    for cid in ("C2", "C3"):
+        spent = NewEntry(dt.date(2026, 2, 1), cid, "adjust", -40, "adjustment", None)
+        ledger.post(conn, [spent])
+    run(conn, dt.date(2026, 3, 10))
+    undo_import(conn, result.import_id, dt.date(2026, 3, 20))
+    reversals = conn.execute(
+        "SELECT customer_id, points FROM ledger WHERE kind = 'reversal' ORDER BY 1"
+    ).fetchall()
+    assert [tuple(r) for r in reversals] == [("C2", -40), ("C3", -100)]
+    assert [ledger.balance(conn, c) for c in ("C1", "C2", "C3")] == [0, -40, -40]

@@ -13,7 +13,7 @@ import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -423,6 +423,14 @@ def insert_values(conn: sqlite3.Connection, values: Sequence[tuple]) -> None:
         conn.execute(f"PRAGMA ignore_check_constraints = {int(ignoring)}")
 
 
+def _share(value: int, part: int, whole: int) -> int:
+    """value × part / whole, half away from zero (the money of part of a net)."""
+    if part == whole or whole == 0:
+        return value
+    scaled = Decimal(value) * part / whole
+    return int(scaled.to_integral_value(rounding=ROUND_HALF_UP))
+
+
 def reverse_sources(
     conn: sqlite3.Connection,
     source_type: str,
@@ -433,8 +441,12 @@ def reverse_sources(
     """Post `reversal` entries that cancel the points these sources made.
 
     One entry per (customer, source) whose entries do not already net to zero,
-    aimed at the source's first lot. Used by `import undo`. Returns the number
-    of entries posted.
+    aimed at the source's first lot. Points an `expire` entry already took from
+    the source's lots are not reversed again: they left the balance when they
+    expired (reversing them too would leave the customer owing points they never
+    had the use of). Points spent from the lots are reversed: the balance may go
+    negative, as for a claw-back. Used by `import undo`. Returns the number of
+    entries posted.
     """
     if not source_ids:
         return 0
@@ -446,7 +458,12 @@ def reverse_sources(
         SELECT l.customer_id, l.source_id, SUM(l.points), SUM(l.value),
                MIN(CASE WHEN l.points > 0 AND l.kind != 'redemption_reversed'
                         THEN l.entry_id END),
-               MAX(l.program_version), MAX(l.partner)
+               MAX(l.program_version), MAX(l.partner),
+               COALESCE((SELECT -SUM(x.points) FROM ledger x
+                         WHERE x.kind = 'expire' AND x.lot_id IN (
+                           SELECT s.entry_id FROM ledger s
+                           WHERE s.source_type = l.source_type AND s.source_id = l.source_id
+                             AND s.customer_id = l.customer_id AND s.points > 0)), 0)
         FROM ledger l JOIN _rev_ids r ON r.source_id = l.source_id
         WHERE l.source_type = ?
         GROUP BY l.customer_id, l.source_id
@@ -455,6 +472,11 @@ def reverse_sources(
         """,
         (source_type,),
     ).fetchall()
+    rows = [
+        (cid, sid, kept, _share(value, kept, net), lot, version, partner)
+        for cid, sid, net, value, lot, version, partner, expired in rows
+        if (kept := net - min(max(expired, 0), max(net, 0))) != 0
+    ]
     new = [
         NewEntry(
             date=on,
