@@ -128,3 +128,22 @@ def test_the_counter_panel_says_how_many_more_points_expire_later(conn, tmp_path
     assert "10 points usable until 2027-01-09" in text
     assert "30 points usable until 2027-03-09" in text
     assert "90 more points in 2 later lots" in text  # 40 + 50
+
+
+def test_names_and_ids_print_as_written_not_as_rich_markup_or_emoji(conn, tmp_path, cli):
+    program(conn, tmp_path)
+    customer(conn, "K1", name="[/bold] Ann :birthday:")
+    customer(conn, "[/]", name="[red]Bob")
+    buy(conn, "T1", "K1", "2026-03-05", 2000)
+    buy(conn, "T2", "[/]", "2026-03-05", 1000)
+    go(conn, "2026-03-10")
+    show = cli("customer", "show", "K1", "--as-of", "2026-03-10")
+    assert show.exit_code == 0, show.stderr
+    assert "[/bold] Ann :birthday:" in show.stdout
+    other = cli("customer", "show", "[/]", "--as-of", "2026-03-10")
+    assert other.exit_code == 0 and "[/] · [red]Bob" in other.stdout
+    listing = cli("customer", "list", "--as-of", "2026-03-10")
+    assert listing.exit_code == 0, listing.stderr
+    assert "[red]Bob" in listing.stdout and "[/bold] Ann :birthday:" in listing.stdout
+    explain = cli("customer", "explain", "K1")
+    assert explain.exit_code == 0 and "purchase:T1" in explain.stdout

@@ -116,11 +116,15 @@ def console(
     from rich.console import Console
 
     plain = bool(os.environ.get("NO_COLOR"))
+    # No markup or emoji codes in what we print: names and ids come from the
+    # shop's files, and "[/bold]" or ":birthday:" in them must print as written.
     return Console(
         file=file or sys.stdout,
         soft_wrap=soft_wrap,
         color_system=None if plain else "auto",
         width=width,
+        markup=False,
+        emoji=False,
     )
 
 
@@ -217,7 +221,7 @@ def render_summary(data: dict[str, Any], fmt: str, out: IO[str] | None = None) -
     from rich.text import Text
 
     con = console(target)
-    con.rule(f"[bold]Summary {data['from']} – {data['to']}")
+    con.rule(Text(f"Summary {data['from']} – {data['to']}", style="bold"))
     head = Text()
     head.append(f"Members {data['members']}   ", style="bold")
     head.append(f"Active {data['active_customers']}   New {data['new_customers']}")

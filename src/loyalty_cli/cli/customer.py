@@ -113,7 +113,7 @@ def _panel(data: dict[str, Any]) -> None:
         )
     body.rstrip()
     title = data["customer_id"] + (f" · {data['name']}" if data["name"] else "")
-    render.console().print(Panel(body, title=title, expand=False))
+    render.console().print(Panel(body, title=Text(title), expand=False))
 
 
 @customer_app.command("explain")
