@@ -192,3 +192,18 @@ def test_help_has_examples(cli):
         result = cli("import", *args, "--help")
         assert result.exit_code == 0
         assert "Example: loyalty import" in result.stdout
+
+
+def test_an_import_waits_for_a_running_nightly_then_names_it(cli, write, conn):
+    from loyalty_cli.ops import hold_lock
+
+    p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00\n")
+    with hold_lock(conn, "loyalty nightly --inbox /srv/inbox", wait=0):
+        result = cli("import", "purchases", p, "--wait", "0.2")
+        assert result.exit_code == 1 and result.stdout == ""
+        assert "another nightly (pid" in result.stderr
+        assert "gave up after waiting 0.2 s (--wait)" in result.stderr
+        dry = cli("import", "purchases", p, "--dry-run")  # writes nothing: no wait
+        assert dry.exit_code == 0, dry.stderr
+    assert cli("import", "purchases", p).exit_code == 0
+    assert conn.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0

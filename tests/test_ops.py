@@ -309,6 +309,49 @@ def test_second_acquirer_waits_then_fails_naming_the_holder(conn, db_file):
         other.close()
 
 
+def test_wait_bounds_the_wait_while_the_holder_is_inside_a_long_transaction(conn, db_file):
+    """The holder (another process) keeps a write transaction open, as a nightly
+    importing a big file does: the second acquirer still gives up after --wait,
+    naming it, instead of waiting on SQLite's busy timeout."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from loyalty_cli import db, ops\n"
+            "conn = db.connect(sys.argv[1])\n"
+            "with ops.hold_lock(conn, 'loyalty nightly --inbox /srv/in', wait=0):\n"
+            "    conn.execute('BEGIN IMMEDIATE')\n"
+            "    print('holding', flush=True)\n"
+            "    time.sleep(30)\n"
+        ), str(db_file)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        started = time.monotonic()
+        with pytest.raises(LockedError) as info, hold_lock(conn, "loyalty import", wait=1):
+            pass
+        assert time.monotonic() - started < 5
+        assert f"(pid {holder.pid} on " in str(info.value)
+        assert "gave up after waiting 1 s (--wait)" in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_busy_database_without_a_lock_holder_is_named_as_such(conn, db_file):
+    writer = db.connect(db_file)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # a redeem's transaction, say: no lock row
+        started = time.monotonic()
+        with pytest.raises(LockedError) as info, hold_lock(conn, "loyalty nightly", wait=0.5):
+            pass
+        assert time.monotonic() - started < 5
+        assert str(info.value).startswith("the database stayed busy: another command")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
 def test_second_acquirer_gets_the_lock_when_the_first_lets_go(conn, db_file):
     got = threading.Event()
 

@@ -18,7 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_DB = "loyalty.db"
-BUSY_TIMEOUT_MS = 60_000
+# How long a writer waits for another's transaction. The longest are a first
+# import or run over years of history (minutes on a big shop); a redeem or an
+# import by hand meanwhile should wait for it, not fail.
+BUSY_TIMEOUT_MS = 600_000
 
 SCHEMA_V1 = """
 CREATE TABLE meta (

@@ -351,12 +351,20 @@ class LockHolder:
     since: str
 
     def describe(self) -> str:
+        if self is _BUSY:
+            return (
+                "the database stayed busy: another command without the lock (a run, "
+                "a redeem) kept writing"
+            )
         words = self.command.split()
         label = words[1] if len(words) > 1 and words[0] == "loyalty" else LOCK_NAME
         return (
             f"another {label} (pid {self.pid} on {self.host}, `{self.command}`) "
             f"holds the lock since {self.since}"
         )
+
+
+_BUSY = LockHolder(0, "", "", "")  # nobody holds the lock, but the write lock was not free
 
 
 def _utc_now() -> str:
@@ -391,7 +399,8 @@ def hold_lock(
     tried: list[bool] = []
     try:
         while True:
-            holder = _try_acquire(conn, name, me, key, tried)
+            left = deadline - time.monotonic()
+            holder = _try_acquire(conn, name, me, key, tried, max(left, poll))
             if holder is None:
                 break
             left = deadline - time.monotonic()
@@ -411,31 +420,69 @@ def hold_lock(
 
 
 def _try_acquire(
-    conn: sqlite3.Connection, name: str, me: LockHolder, key: tuple[str, str], tried: list[bool]
+    conn: sqlite3.Connection,
+    name: str,
+    me: LockHolder,
+    key: tuple[str, str],
+    tried: list[bool],
+    patience: float,
 ) -> LockHolder | None:
     """Take the lock in one short write transaction; return the live holder if
-    someone else has it."""
+    someone else has it.
+
+    The holder is read first, outside any write transaction (a reader never
+    waits in WAL mode): the holder of the nightly lock is usually inside a long
+    write transaction itself, and asking for the write lock would wait on that
+    instead of on `--wait`. The write itself waits at most `patience` seconds;
+    a database kept busy by a command without the lock (a redeem, a run) is
+    reported as such."""
+    select = "SELECT pid, host, command, since FROM locks WHERE name = ?"
     with _held_guard:
         if key in _held:  # another thread of this process holds it
-            row = conn.execute(
-                "SELECT pid, host, command, since FROM locks WHERE name = ?", (name,)
-            ).fetchone()
+            row = conn.execute(select, (name,)).fetchone()
             return LockHolder(*row) if row else me
-        with db.transaction(conn):
-            row = conn.execute(
-                "SELECT pid, host, command, since FROM locks WHERE name = ?", (name,)
-            ).fetchone()
-            if row is not None:
-                holder = LockHolder(*row)
-                if not _is_stale(holder, me):
-                    return holder
-                conn.execute("DELETE FROM locks WHERE name = ?", (name,))
-            tried.append(True)
-            conn.execute(
-                "INSERT INTO locks (name, pid, host, command, since) VALUES (?, ?, ?, ?, ?)",
-                (name, me.pid, me.host, me.command, me.since),
-            )
-        _held.add(key)
+        row = conn.execute(select, (name,)).fetchone()
+        if row is not None and not _is_stale(LockHolder(*row), me):
+            return LockHolder(*row)
+        try:
+            with _busy_timeout(conn, patience):
+                return _acquire(conn, name, me, key, tried)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            row = conn.execute(select, (name,)).fetchone()
+            return LockHolder(*row) if row else _BUSY
+
+
+@contextmanager
+def _busy_timeout(conn: sqlite3.Connection, seconds: float) -> Iterator[None]:
+    conn.execute(f"PRAGMA busy_timeout = {int(min(seconds, db.BUSY_TIMEOUT_MS / 1000) * 1000)}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {db.BUSY_TIMEOUT_MS}")
+
+
+def _acquire(
+    conn: sqlite3.Connection, name: str, me: LockHolder, key: tuple[str, str], tried: list[bool]
+) -> LockHolder | None:
+    """The write: take the row unless a live holder has it (checked again, under
+    the write lock). The caller holds _held_guard."""
+    with db.transaction(conn):
+        row = conn.execute(
+            "SELECT pid, host, command, since FROM locks WHERE name = ?", (name,)
+        ).fetchone()
+        if row is not None:
+            holder = LockHolder(*row)
+            if not _is_stale(holder, me):
+                return holder
+            conn.execute("DELETE FROM locks WHERE name = ?", (name,))
+        tried.append(True)
+        conn.execute(
+            "INSERT INTO locks (name, pid, host, command, since) VALUES (?, ?, ?, ?, ?)",
+            (name, me.pid, me.host, me.command, me.since),
+        )
+    _held.add(key)
     return None
 
 

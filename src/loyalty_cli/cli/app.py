@@ -88,9 +88,18 @@ class LoyaltyGroup(TyperGroup):
             _fail(ctx, str(exc), exc.exit_code)
         except sqlite3.DatabaseError as exc:
             # Name the file: "database error" alone does not say which --db was meant.
-            from loyalty_cli.db import db_path
+            from loyalty_cli.db import BUSY_TIMEOUT_MS, db_path
 
-            _fail(ctx, f"{db_path((ctx.obj or {}).get('db'))}: database error: {exc}", 1)
+            where = db_path((ctx.obj or {}).get("db"))
+            if "database is locked" in str(exc):
+                _fail(
+                    ctx,
+                    f"{where}: another command kept the database locked for more than "
+                    f"{BUSY_TIMEOUT_MS // 60_000} minutes; nothing was changed, try again "
+                    "when it has finished",
+                    1,
+                )
+            _fail(ctx, f"{where}: database error: {exc}", 1)
         except BrokenPipeError:
             # `loyalty export ledger | head`: the reader left; click's main exits quietly.
             raise

@@ -90,10 +90,17 @@ def add_kind_command(group: typer.Typer, kind: str, help_text: str) -> None:
             str | None,
             typer.Option("--columns", help='Header names: "amount=Summa,date=Pvm".'),
         ] = None,
+        wait: Annotated[
+            float,
+            typer.Option("--wait", help="Seconds to wait while a nightly runs (default 600)."),
+        ] = 600.0,
     ) -> None:
+        from contextlib import nullcontext
+
         from loyalty_cli.errors import LoyaltyError
         from loyalty_cli.importing import DialectOverrides, import_files
         from loyalty_cli.importing.dialect import parse_columns
+        from loyalty_cli.ops import hold_lock
 
         overrides = DialectOverrides(
             delimiter=delimiter,
@@ -103,17 +110,23 @@ def add_kind_command(group: typer.Typer, kind: str, help_text: str) -> None:
             columns=parse_columns(columns),
         )
         results: list[ImportResult] = []
+        conn = _get_conn(ctx)
+        # The nightly's lock: an import by hand waits for a running nightly (and a
+        # nightly for it); a dry run writes nothing and does not wait.
+        described = f"loyalty import {kind} " + " ".join(str(f) for f in files)
+        lock = nullcontext() if dry_run else hold_lock(conn, described, wait=wait)
         try:
-            import_files(
-                _get_conn(ctx),
-                kind,
-                files,
-                dry_run=dry_run,
-                strict=strict,
-                overrides=overrides,
-                progress=sys.stderr.isatty() and not quiet,
-                on_result=results.append,
-            )
+            with lock:
+                import_files(
+                    conn,
+                    kind,
+                    files,
+                    dry_run=dry_run,
+                    strict=strict,
+                    overrides=overrides,
+                    progress=sys.stderr.isatty() and not quiet,
+                    on_result=results.append,
+                )
         except LoyaltyError:
             # The files before the failing one stay imported: say so, then fail.
             if results:
