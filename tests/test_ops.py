@@ -121,6 +121,18 @@ def test_check_finds_a_negative_lot_and_a_pointless_target(conn):
     ]
 
 
+def test_check_finds_expiries_that_take_more_than_their_lot_holds(conn):
+    """C2's lot 2 has 20 points; expire entries aimed at it take 18 + 5. The replay
+    alone would only show debt."""
+    _clean_ledger(conn)
+    with db.transaction(conn):
+        ledger.post(conn, [NewEntry(D, "C2", "expire", -18, "expiry", "2", lot_id=2)])
+        ledger.post(conn, [NewEntry(D, "C2", "expire", -5, "expiry", "2", lot_id=2)])
+    assert [(f.code, f.entry_id, f.message) for f in check_database(conn)] == [
+        ("lot", 2, "customer C2: expire entries aimed at lot 2 take 23 points; it has only 20")
+    ]
+
+
 def test_check_json_output(conn, cli):
     import json
 

@@ -109,6 +109,7 @@ def run_check(conn: sqlite3.Connection) -> CheckReport:
             )
         findings += _bad_kinds(conn)
         findings += _bad_lot_ids(conn)
+        findings += _overexpired_lots(conn)
         findings += _missing_sources(conn)
         replay_findings, customers = _replay_all(conn)
         findings += replay_findings
@@ -149,6 +150,32 @@ def _bad_lot_ids(conn: sqlite3.Connection) -> list[Finding]:
             why = f"is not a lot ({target_points} points)"
         out.append(Finding("lot_id", f"{head} {why}", entry_id, customer))
     return out
+
+
+def _overexpired_lots(conn: sqlite3.Connection) -> list[Finding]:
+    """Expiries aimed at a lot that add up to more than the lot's points. An
+    expire takes only what its lot still holds, so they never may; the replay
+    cannot show it (it turns any excess into debt), so it is summed here."""
+    rows = conn.execute(
+        """
+        SELECT t.entry_id, t.customer_id, t.points, -SUM(l.points)
+        FROM ledger l JOIN ledger t ON t.entry_id = l.lot_id
+        WHERE l.kind = 'expire' AND l.lot_id IS NOT NULL AND t.points > 0
+          AND l.customer_id = t.customer_id  -- another customer's: a lot_id finding
+        GROUP BY t.entry_id HAVING -SUM(l.points) > t.points
+        ORDER BY t.entry_id
+        """
+    )
+    return [
+        Finding(
+            "lot",
+            f"customer {customer}: expire entries aimed at lot {lot} take {taken} points; "
+            f"it has only {points}",
+            lot,
+            customer,
+        )
+        for lot, customer, points, taken in rows
+    ]
 
 
 def _missing_sources(conn: sqlite3.Connection) -> list[Finding]:
