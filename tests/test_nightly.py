@@ -105,6 +105,25 @@ def test_already_imported_file_is_skipped_and_moved(cli, program, inbox, db_file
     assert points(db_file) == {"C1": 10}
 
 
+def test_a_file_imported_before_its_report_is_reported_on_the_next_night(
+    cli, program, inbox, db_file
+):
+    """Imported (its rows rejected) but still in the inbox: the nightly that
+    committed it was killed before writing its rejects, or it was imported by
+    hand. The next nightly writes the rejects file and exits 3, so cron hears."""
+    day = put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\nT2,C2,2026-11-01,abc\n")
+    assert cli("import", "purchases", day, "--quiet").exit_code == 3
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 3, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "day.csv: already imported (import 1), moved to done/; 1 rejected "
+        f"(see {inbox / 'done' / 'day.rejects.csv'})"
+    )
+    assert listing(inbox / "done") == ["day.csv", "day.rejects.csv"]
+    rejects = (inbox / "done" / "day.rejects.csv").read_text().splitlines()
+    assert rejects[1].startswith("3,amount,not an amount: 'abc' is not a number")
+
+
 def test_a_name_clash_in_done_gets_a_suffix_never_overwrites(cli, program, inbox):
     put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
     assert cli("nightly", "--inbox", inbox, "--as-of", AS_OF).exit_code == 0

@@ -82,7 +82,10 @@ class FileOutcome:
 
     def line(self) -> str:
         if self.skipped:
-            return f"{self.name}: already imported (import {self.import_id}), moved to {DONE}/"
+            text = f"{self.name}: already imported (import {self.import_id}), moved to {DONE}/"
+            if self.rejects_file:
+                text += f"; {self.rejected} rejected (see {self.rejects_file})"
+            return text
         text = (
             f"{self.name}: {self.kind}, {self.inserted} inserted, {self.duplicates} duplicates, "
             f"{self.rejected} rejected"
@@ -233,6 +236,13 @@ def _nightly(
             imported.skipped_file,
         )
         done.mkdir(exist_ok=True)
+        if outcome.skipped and outcome.import_id is not None:
+            # Imported before but still here: an earlier nightly stopped between the
+            # file's commit and its report (or it was imported by hand). Its rejected
+            # rows are reported now, so cron hears of them.
+            outcome.rejected = conn.execute(
+                "SELECT rejected FROM imports WHERE import_id = ?", (outcome.import_id,)
+            ).fetchone()[0]
         if outcome.rejected and outcome.import_id is not None:
             outcome.rejects_file = str(_write_rejects(conn, outcome.import_id, path, done))
         outcome.moved_to = str(move_no_clobber(path, done))
