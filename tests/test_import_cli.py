@@ -207,3 +207,16 @@ def test_an_import_waits_for_a_running_nightly_then_names_it(cli, write, conn):
         assert dry.exit_code == 0, dry.stderr
     assert cli("import", "purchases", p).exit_code == 0
     assert conn.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0
+
+
+def test_dates_outside_1900_2999_are_rejected_rows_and_usage_errors(cli, write):
+    p = write("p.csv", HEAD + "T1,C1,9999-12-31,1.00\nT2,C1,1850-01-01,1.00\n")
+    assert cli("import", "purchases", p).exit_code == 3
+    rejects = json.loads(cli("import", "rejects", "--format", "json").stdout)
+    assert [r["reason"] for r in rejects] == [
+        "'9999-12-31' is outside the years 1900-2999",
+        "'1850-01-01' is outside the years 1900-2999",
+    ]
+    run = cli("run", "--as-of", "9999-12-31")
+    assert run.exit_code == 2
+    assert "'9999-12-31' is outside the years 1900-2999" in run.stderr

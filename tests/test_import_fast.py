@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loyalty_cli import money
+from loyalty_cli.engine.dates import in_range
 from loyalty_cli.importing import import_files, list_rejects, undo_import
 from loyalty_cli.importing.dialect import Dialect
 from loyalty_cli.importing.kinds import ImportContext
@@ -149,9 +150,10 @@ def test_parse_minor_examples():
 def test_iso_date_fast_path_matches_strptime(text):
     def general() -> object:
         try:
-            return dt.datetime.strptime(text, "%Y-%m-%d").date()
+            day = dt.datetime.strptime(text, "%Y-%m-%d").date()
         except ValueError:
             return "error"
+        return day if in_range(day) else "error"
 
     try:
         got: object = parse_date(text, "%Y-%m-%d", "date")

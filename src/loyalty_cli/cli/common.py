@@ -28,21 +28,25 @@ def parse_date(value: str | None) -> dt.date | None:
     """Typer callback: ISO date text -> date (None stays None)."""
     if value is None or isinstance(value, dt.date):
         return value
+    return _date(value)
+
+
+def _date(value: str, **where: Any) -> dt.date:
+    from loyalty_cli.engine.dates import OUT_OF_RANGE, in_range
+
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError as exc:
-        raise typer.BadParameter(f"'{value}' is not a date; use YYYY-MM-DD") from exc
+        raise typer.BadParameter(f"'{value}' is not a date; use YYYY-MM-DD", **where) from exc
+    if not in_range(day):
+        raise typer.BadParameter(f"'{value}' {OUT_OF_RANGE}", **where)
+    return day
 
 
 def check_date(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     """Option callback: reject a bad date at parse time, naming the option ('--as-of')."""
     if value is not None and not ctx.resilient_parsing:
-        try:
-            dt.date.fromisoformat(value)
-        except ValueError as exc:
-            raise typer.BadParameter(
-                f"'{value}' is not a date; use YYYY-MM-DD", ctx=ctx, param=param
-            ) from exc
+        _date(value, ctx=ctx, param=param)
     return value
 
 

@@ -5,6 +5,17 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 
+# The dates a shop's data and commands may name: far enough back for any
+# birthday, far enough ahead that every expiry and window computed from them
+# stays a real date (9999-12-31 plus months is none).
+EARLIEST = dt.date(1900, 1, 1)
+LATEST = dt.date(2999, 12, 31)
+OUT_OF_RANGE = f"is outside the years {EARLIEST.year}-{LATEST.year}"
+
+
+def in_range(day: dt.date) -> bool:
+    return EARLIEST <= day <= LATEST
+
 
 def is_date_format(value: str) -> bool:
     """Whether a strftime format writes and reads back day, month and year (%d.%m.%Y)."""

@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from loyalty_cli import money
+from loyalty_cli.engine.dates import OUT_OF_RANGE, in_range
 
 MAX_FIELD = 10_000  # any cell longer than this is a rejected row
 MAX_ID = 64  # customer ids (and other ids) longer than this are rejected
@@ -114,19 +115,28 @@ class Cells:
 
 
 def parse_date(value: str, fmt: str, field: str) -> dt.date:
-    """Text in the dialect's date format -> date; 31.02.2026 is rejected."""
+    """Text in the dialect's date format -> date; 31.02.2026 is rejected, and so
+    is a year outside 1900-2999 (engine.dates.in_range)."""
     if fmt == ISO_FORMAT and _is_iso_date(value):
         try:
-            return dt.date.fromisoformat(value)  # ~20 x faster than strptime
+            day = dt.date.fromisoformat(value)  # ~20 x faster than strptime
         except ValueError:
             pass  # strptime words the reason
+        else:
+            return _in_range(day, value, field)
     try:
-        return dt.datetime.strptime(value, fmt).date()
+        return _in_range(dt.datetime.strptime(value, fmt).date(), value, field)
     except ValueError as exc:
         reason = str(exc)
         if "does not match format" in reason or "unconverted data" in reason:
             raise RowRejected(field, f"'{value}' is not a date in the format {fmt}") from None
         raise RowRejected(field, f"'{value}' is not a valid date ({reason})") from None
+
+
+def _in_range(day: dt.date, value: str, field: str) -> dt.date:
+    if not in_range(day):
+        raise RowRejected(field, f"'{value}' {OUT_OF_RANGE}")
+    return day
 
 
 def _is_iso_date(value: str) -> bool:
