@@ -232,8 +232,9 @@ def test_sigterm_during_a_nightly_rolls_back_and_releases_the_lock(setup, tmp_pa
     proc = loyalty(target, "nightly", "--inbox", str(inbox), "--as-of", AS_OF)
     wait_for_write_lock(target, proc)
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
+    assert err.decode().startswith("Error: nightly stopped by SIGTERM; the step in progress")
     conn = db.connect(target)
     try:
         assert conn.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0

@@ -287,3 +287,12 @@ def test_events_of_tonights_new_customers_are_accepted(cli, inbox, db_file, tmp_
         "events-2026-11-22.csv: events, 1 inserted, 0 duplicates, 0 rejected",
     ]
     assert points(db_file) == {"C9": 20}
+
+
+def test_a_done_file_in_the_inbox_is_a_usage_error(cli, program, inbox):
+    (inbox / "done").write_text("not a folder")
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 2
+    assert "done in the inbox is a file, not a folder" in result.stderr
+    assert (inbox / "day.csv").exists()

@@ -199,6 +199,12 @@ def nightly(
     as_of = as_of or dt.date.today()
     if not inbox.is_dir():
         raise UsageError("the inbox is not a directory", file=str(inbox))
+    if (inbox / DONE).exists() and not (inbox / DONE).is_dir():
+        raise UsageError(
+            f"{DONE} in the inbox is a file, not a folder; move it away (imported files go "
+            f"to {inbox / DONE}/)",
+            file=str(inbox / DONE),
+        )
     own = not isinstance(conn_or_path, sqlite3.Connection)
     conn = db.connect(conn_or_path) if own else conn_or_path  # type: ignore[arg-type]
     try:
@@ -335,6 +341,11 @@ def _sigterm_as_exit() -> Iterator[None]:
         return
 
     def _exit(signum: int, frame: object) -> None:
+        # One sentence for cron's mail; the unwinding rolls back and unlocks.
+        sys.stderr.write(
+            "Error: nightly stopped by SIGTERM; the step in progress was rolled back, "
+            "the files in done/ are imported; run the nightly again\n"
+        )
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, _exit)
