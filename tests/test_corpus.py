@@ -52,7 +52,7 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "duplicate_header.csv": ("purchases", (), 2, ":1: column 'amount' appears twice in the header"),
     "missing_column.csv": ("purchases", (), 2, ":1: column 'amount' not found"),
     "header_newline.csv": ("purchases", (), 2, "the file has 'transaction_id', 'customer\\nid'"),
-    "nul_byte.csv": ("purchases", (), 0, '"inserted": 2'),  # NUL kept inside the id
+    "nul_byte.csv": ("purchases", (), 3, "3:customer_id:'C\\x002' contains a control character"),
     # cells
     "formula.csv": ("purchases", (), 0, '"inserted": 2'),  # text is data; exports neutralise
     "feb31_iso.csv": ("purchases", (), 3, "2:date:'2026-02-31' is not a valid date"),

@@ -220,3 +220,14 @@ def test_dates_outside_1900_2999_are_rejected_rows_and_usage_errors(cli, write):
     run = cli("run", "--as-of", "9999-12-31")
     assert run.exit_code == 2
     assert "'9999-12-31' is outside the years 1900-2999" in run.stderr
+
+
+def test_an_id_with_a_control_character_is_a_rejected_row(cli, tmp_path):
+    p = tmp_path / "nul.csv"
+    p.write_bytes(HEAD.encode() + b"A\x002,C1,2026-01-05,1.00\nA3,C\x01,2026-01-05,1.00\n")
+    assert cli("import", "purchases", p).exit_code == 3
+    rejects = json.loads(cli("import", "rejects", "--format", "json").stdout)
+    assert [(r["field"], r["reason"]) for r in rejects] == [
+        ("transaction_id", "'A\\x002' contains a control character"),
+        ("customer_id", "'C\\x01' contains a control character"),
+    ]

@@ -305,6 +305,7 @@ def _safe(text: str | None) -> str:
     """A cell a spreadsheet would run as a formula gets a leading quote."""
     if not text:
         return ""
+    text = text.replace("\x00", "\\x00")  # a NUL would break the next reader of the file
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 

@@ -7,6 +7,7 @@ a rejected row with the file's physical line.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from loyalty_cli import money
@@ -73,10 +74,13 @@ class Cells:
         return value
 
     def ident(self, name: str, *, required: bool = True) -> str | None:
-        """An id (customer, transaction, event): at most MAX_ID characters."""
+        """An id (customer, transaction, event): at most MAX_ID characters, none of
+        them a control character (a NUL or a line break in an id is a broken file)."""
         value = self.required(name) if required else self.text(name)
         if value is not None and len(value) > MAX_ID:
             raise RowRejected(name, f"longer than {MAX_ID} characters")
+        if value is not None and _CONTROL.search(value):
+            raise RowRejected(name, f"{value!r} contains a control character")
         return value
 
     def date(self, name: str, *, required: bool = True) -> dt.date | None:
@@ -112,6 +116,9 @@ class Cells:
         if not value.isascii() or not value.isdigit() or int(value) < 1 or len(value) > 9:
             raise RowRejected(name, f"'{value}' is not a whole number of 1 or more")
         return int(value)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def parse_date(value: str, fmt: str, field: str) -> dt.date:

@@ -117,7 +117,9 @@ class PurchasesKind(KindHandler):
         decimal = d.decimal
 
         tid = row[i_tid].strip()
-        if not tid or len(tid) > MAX_ID:
+        # Not printable (a control character, or a rarer space): the general
+        # parser decides and words it.
+        if not tid or len(tid) > MAX_ID or not tid.isprintable():
             return None
         line_no = 1
         if i_line >= 0:
@@ -129,7 +131,7 @@ class PurchasesKind(KindHandler):
                 if line_no < 1:
                     return None
         customer = row[i_cust].strip() or None
-        if customer is not None and len(customer) > MAX_ID:
+        if customer is not None and (len(customer) > MAX_ID or not customer.isprintable()):
             return None
         text = row[i_date].strip()
         date = self._dates.get(text)
@@ -180,7 +182,7 @@ class PurchasesKind(KindHandler):
                     if len(self._quantities) < _CACHE_MAX:
                         self._quantities[text] = quantity
         refund_of = (row[i_ref].strip() or None) if i_ref >= 0 else None
-        if refund_of is not None and len(refund_of) > MAX_ID:
+        if refund_of is not None and (len(refund_of) > MAX_ID or not refund_of.isprintable()):
             return None
         return {
             "transaction_id": tid,
