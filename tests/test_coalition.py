@@ -151,3 +151,16 @@ def test_a_store_is_checked_against_the_partners_of_the_version_of_the_rows_date
         run(conn, dt.date(2026, 7, 31))
         got = conn.execute("SELECT source_id, points FROM ledger ORDER BY entry_id").fetchall()
         assert [tuple(r) for r in got] == earned
+
+
+def test_a_refund_alone_at_a_partner_does_not_make_a_shared_customer(shop, write, cli):
+    """C2 bought at books and the cafe; C4 buys at the cafe and only refunds at the
+    bakery (no refund_of): C4 is the cafe's customer, not the bakery's."""
+    more = "transaction_id,customer_id,date,amount,store\n"
+    more += "U1,C4,2026-10-07,20.00,S1\nU2,C4,2026-10-08,-5.00,B1\n"
+    import_files(shop, "purchases", [write("more.csv", more)])
+    report = cli("report", "partners", "--from", "2026-10-01", "--to", "2026-10-31", "-f", "json")
+    data = json.loads(report.stdout)
+    assert data["shared_customers"] == 2  # C1 and C2, not C4
+    assert data["customers"]["bakery"] == 1  # C1
+    assert data["revenue"]["bakery"] == "15.00"  # 30 - 10 - 5: refunds count in revenue

@@ -109,19 +109,21 @@ def partner_report(
     store_partner = {store: p.id for p in program.partners for store in p.stores}
     revenue: dict[str, int] = {}
     customers: dict[str, set[str]] = {}
+    # Per receipt and store: a customer shops at a partner with a sale receipt
+    # there (a refund alone does not make a customer, as in the KPIs).
     rows = conn.execute(
         """
         SELECT p.store, COALESCE(c.customer_id, p.customer_id), SUM(p.amount)
         FROM purchases p LEFT JOIN claims c ON c.transaction_id = p.transaction_id
         WHERE p.undone = 0 AND p.date BETWEEN ? AND ?
-        GROUP BY 1, 2
+        GROUP BY p.store, p.transaction_id
         """,
         (date_from.isoformat(), date_to.isoformat()),
     )
     for store, customer_id, amount in rows:
         partner = store_partner.get(store or "", COALITION)
         revenue[partner] = revenue.get(partner, 0) + amount
-        if customer_id:
+        if customer_id and amount >= 0:
             customers.setdefault(customer_id, set()).add(partner)
     shared = sum(1 for partners in customers.values() if len(partners) > 1)
     return {

@@ -201,7 +201,9 @@ class CsvReader:
                 self._next_start = prev + 1
                 raw = self._raw(start, prev)
                 if not header_done:
-                    raise InputFileError(f"unreadable header: {exc}", file=self.name) from None
+                    raise InputFileError(
+                        f"unreadable header: {exc}", file=self.name, line=start
+                    ) from None
                 yield RawRow(start, None, raw.rstrip("\r\n"), _csv_reason(exc))
                 continue
             start, prev = prev + 1, offset + reader.line_num
