@@ -109,3 +109,19 @@ def test_run_side_by_side_raises_a_workers_error(table):
 
     with pytest.raises(ValueError, match="worker failed"):
         snapshots.run_side_by_side(table, [boom, count])
+
+
+def test_one_after_another_the_tasks_still_read_one_snapshot(table, monkeypatch):
+    """On one core (or after the fence failed three times) the tasks run on the
+    caller's connection, inside one read transaction: a commit between two tasks
+    is not seen by the second."""
+    monkeypatch.setattr(snapshots.os, "cpu_count", lambda: 1)
+    path = snapshots.database_file(table)
+
+    def first(reader):
+        n = count(reader)
+        write(path)  # another connection commits between the two tasks
+        return n
+
+    assert snapshots.run_side_by_side(table, [first, count]) == [1, 1]
+    assert not table.in_transaction and count(table) == 2

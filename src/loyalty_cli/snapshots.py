@@ -93,10 +93,16 @@ def run_side_by_side(
     """Each task's result, the tasks run on one snapshot: all but the last in
     worker threads, the last in this thread (so it may import and parse while
     the workers' SQLite statements run); one after another on `conn` when
-    `shared_snapshot` says so."""
+    `shared_snapshot` says so, inside one read transaction (or the caller's)."""
     with shared_snapshot(conn, len(tasks)) as readers:
         if readers is None:
-            return [task(conn) for task in tasks]
+            if conn.in_transaction:  # the caller's own: it sees its own writes
+                return [task(conn) for task in tasks]
+            conn.execute("BEGIN")  # one read transaction: one snapshot for all the tasks
+            try:
+                return [task(conn) for task in tasks]
+            finally:
+                conn.execute("ROLLBACK")
         with ThreadPoolExecutor(max_workers=len(tasks) - 1) as pool:
             futures = [
                 pool.submit(task, reader)
