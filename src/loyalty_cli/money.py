@@ -42,8 +42,8 @@ def parse_decimal(text: str, decimal: str = ".") -> Decimal:
     part plain or grouped by threes with one separator (with a decimal comma: a
     space, no-break space, narrow no-break space or dot; with a decimal point: a
     comma); the fraction plain digits. Anything else (`1 2.50`, `1.5,000`,
-    `10,000` read as ten with a decimal comma is fine, `12,5.000` is not) is
-    refused rather than guessed.
+    `12,5.000`, `1 23,00`) is refused rather than guessed. How many decimals a
+    money amount may have is `parse_minor`'s check.
     """
     s = text.strip()
     if not s:
