@@ -437,13 +437,17 @@ def hold_lock(
         yield me
     finally:
         if tried:
-            with _held_guard:
-                _held.discard(key)
-            with db.transaction(conn):
-                conn.execute(
-                    "DELETE FROM locks WHERE name = ? AND pid = ? AND host = ? AND since = ?",
-                    (name, me.pid, me.host, me.since),
-                )
+            # The row goes first: until it is gone, another thread of this process
+            # must still see the lock as held here, not as a stale row of its pid.
+            try:
+                with db.transaction(conn):
+                    conn.execute(
+                        "DELETE FROM locks WHERE name = ? AND pid = ? AND host = ? AND since = ?",
+                        (name, me.pid, me.host, me.since),
+                    )
+            finally:
+                with _held_guard:
+                    _held.discard(key)
 
 
 def _try_acquire(
