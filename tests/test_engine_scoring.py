@@ -130,3 +130,21 @@ def test_new_lines_of_scored_receipt_post_difference(conn, tmp_path):
     go(conn, "2026-01-31")
     assert earned(conn, "T1") == 21
     assert [r[3] for r in entries(conn)] == [10, 11]
+
+
+def test_a_new_line_that_meets_a_bonus_rule_posts_the_bonus_with_its_rule(conn, tmp_path):
+    """90.00 then a line of 20.00: the receipt now reaches min_amount 100.00, so the
+    difference is 20 earned and the rule's 50 as a `bonus` naming `big`."""
+    program(conn, tmp_path, "rules:\n  - {id: big, when: {min_amount: 100.00}, bonus: 50}\n")
+    buy(conn, "T1", "C1", "2026-01-05", 9000)
+    go(conn, "2026-01-31")
+    buy(conn, "T1", "C1", "2026-01-05", 2000)
+    go(conn, "2026-01-31")
+    assert [(r[2], r[3], r[5]) for r in entries(conn)] == [
+        ("earn", 90, None),
+        ("earn", 20, None),
+        ("bonus", 50, "big"),
+    ]
+    buy(conn, "T1", "C1", "2026-01-05", 500)  # the bonus is paid: only the earn grows
+    go(conn, "2026-01-31")
+    assert [(r[2], r[3]) for r in entries(conn)][3:] == [("earn", 5)]

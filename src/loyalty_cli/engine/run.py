@@ -1333,7 +1333,8 @@ class _Customer:
             )
             diff = score.total - posted
             if diff > 0:
-                self._post_score(receipt, version, diff, score.rule_ids, [], score.partner)
+                earn, bonuses = self._more(receipt.transaction_id, diff, score.bonuses)
+                self._post_score(receipt, version, earn, score.rule_ids, bonuses, score.partner)
             elif diff < 0:
                 lots = self._lots_of(receipt.transaction_id)
                 self._post(
@@ -1356,6 +1357,24 @@ class _Customer:
         for q in self.history.items:
             if q.transaction_id == receipt.transaction_id:
                 q.amount, q.points = receipt.amount, points
+
+    def _more(
+        self, tid: str, diff: int, bonuses: list[tuple[str, int]]
+    ) -> tuple[int, list[tuple[str, int]]]:
+        """The `diff` more points a corrected receipt earns, as the bonus rules it now
+        meets beyond what they paid (each a `bonus` entry with its rule, so `explain`
+        names it) and the rest as `earn`; all as `earn` if the parts do not add up."""
+        paid: dict[str, int] = {}
+        for e in self.by_source.get(("purchase", tid), []):
+            if e.kind == "bonus" and e.rule_id:
+                paid[e.rule_id] = paid.get(e.rule_id, 0) + e.points
+        now = dict(bonuses)
+        deltas = [(rule, points - paid.get(rule, 0)) for rule, points in bonuses]
+        if any(rule not in now for rule in paid) or any(d < 0 for _, d in deltas):
+            return diff, []
+        extra = [(rule, d) for rule, d in deltas if d > 0]
+        earn = diff - sum(d for _, d in extra)
+        return (earn, extra) if earn >= 0 else (diff, [])
 
     def _lots_of(self, tid: str) -> list[Row]:
         lots = [
