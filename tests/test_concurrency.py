@@ -87,8 +87,25 @@ def test_report_kpi_reads_one_state_side_by_side_during_an_import(shop, cli):
     assert len(seen) >= 2 and set(seen) <= {before.stdout, after}
 
 
+def wait_for_lock_row(db_file: Path, proc, timeout: float = 30) -> None:
+    """Until the import has taken the nightly lock (its row is committed): the
+    write lock held after that is the import's own transaction."""
+    probe = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "the command finished before it took the lock"
+            if probe.execute("SELECT COUNT(*) FROM locks").fetchone()[0]:
+                return
+            time.sleep(0.01)
+        raise AssertionError("the command never took the lock")
+    finally:
+        probe.close()
+
+
 def test_a_redemption_during_an_import_waits_and_succeeds(shop):
     proc = loyalty(shop["db"], "import", "purchases", str(shop["big"]), "--quiet")
+    wait_for_lock_row(shop["db"], proc)
     wait_for_write_lock(shop["db"], proc)
     conn = db.connect(shop["db"])
     try:

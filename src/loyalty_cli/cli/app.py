@@ -75,6 +75,7 @@ class LoyaltyGroup(TyperGroup):
         if os.environ.get("NO_COLOR"):
             # --help on a terminal: Rich keeps bold under NO_COLOR; no escape codes at all.
             _help_without_styles()
+        _usage_errors_in_one_line()
         kwargs.pop("rich_markup_mode", None)
         return _main(self, *args, rich_markup_mode=None, **kwargs)
 
@@ -148,6 +149,25 @@ def _exits() -> tuple[type[BaseException], ...]:
         exceptions = click_module.exceptions
         found += [exceptions.Exit, exceptions.ClickException, exceptions.Abort]
     return tuple(found)
+
+
+def _usage_errors_in_one_line() -> None:
+    """A usage error is one line on stderr, `Error: <what>`, as every other error
+    (DESIGN.md): click prints its usage block and a hint line first, which a cron
+    mail or a log then has to be read around (`--help` is one flag away)."""
+    classes = [typer.BadParameter.__mro__[1]]  # the UsageError typer raises
+    click_module = sys.modules.get("click")
+    if click_module is not None:
+        classes.append(click_module.UsageError)
+    for cls in classes:
+        if getattr(cls.show, "_one_line", False):
+            continue
+
+        def show(self: Any, file: Any = None) -> None:
+            (file or sys.stderr).write(f"Error: {self.format_message()}\n")
+
+        show._one_line = True  # type: ignore[attr-defined]
+        cls.show = show
 
 
 def _help_without_styles() -> None:
@@ -294,7 +314,7 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
 app = typer.Typer(
     cls=LoyaltyGroup,
     help="A loyalty-program engine for small shops: YAML program, CSV imports, "
-    "an exact points ledger over SQLite.\n\nExample: loyalty --db shop.db customer show C001",
+    "an exact points ledger over SQLite.\n\nExample: loyalty --db shop.db customer show C0001",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

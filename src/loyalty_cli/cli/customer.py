@@ -12,7 +12,7 @@ from loyalty_cli.cli.common import AsOfOpt, FormatOpt, OutputFormat, date_or_tod
 
 customer_app = typer.Typer(
     help="One customer: the statement and the ledger behind it.\n\n"
-    "Example: loyalty customer show C001",
+    "Example: loyalty customer show C0001",
     no_args_is_help=True,
 )
 
@@ -31,7 +31,7 @@ def show_cmd(
     qualifying, next_tier {id, remaining} | null, expiring [{date, points}],
     eligible_rewards [ids], vouchers [{voucher_id, reward_id, issued, status}]}.
 
-    Example: loyalty customer show C001 --as-of 2026-06-30 --format json
+    Example: loyalty customer show C0001 --as-of 2026-06-30 --format json
     """
     from loyalty_cli.engine.statement import customer_statement
 
@@ -125,7 +125,7 @@ def explain_cmd(
     """Every ledger entry behind the balance: date, kind, points, running balance,
     source, rule and program version that made it.
 
-    Example: loyalty customer explain C001 --format csv
+    Example: loyalty customer explain C0001 --format csv
     """
     from loyalty_cli.engine.statement import EXPLAIN_COLUMNS, explain
 

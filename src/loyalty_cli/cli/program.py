@@ -109,7 +109,7 @@ def diff(
     Rules, rates, tiers, rewards, offers and partners are matched by id, so an
     edited reward is one line naming what changed.
 
-    Example: loyalty program diff programs/boutique-2027.yaml
+    Example: loyalty program diff programs/cashback.yaml
     """
     from loyalty_cli import program as programs
 

@@ -22,7 +22,7 @@ from loyalty_cli.cli.common import (
 
 rewards_app = typer.Typer(
     help="The reward catalogue and who can have what.\n\nExample: loyalty rewards eligible "
-    "--customer C001",
+    "--customer C0001",
     no_args_is_help=True,
 )
 redemption_app = typer.Typer(
@@ -83,7 +83,7 @@ def eligible_cmd(
 
     JSON: a list of {customer_id, reward_id, cost, available}.
 
-    Example: loyalty rewards eligible --customer C001 --as-of 2026-10-31
+    Example: loyalty rewards eligible --customer C0001 --as-of 2026-10-31
     """
     from loyalty_cli import rewards as lib
 
@@ -112,7 +112,7 @@ def redeem_cmd(
     enough points, tier too low, limit reached, not active, unknown reward).
     The table shows a short code the till can type.
 
-    Example: loyalty redeem C001 coffee --ref till1-000123
+    Example: loyalty redeem C0001 coffee --ref till1-000123
     """
     from loyalty_cli import rewards as lib
 
@@ -156,7 +156,7 @@ def adjust_cmd(
 ):
     """A manual correction, posted as an `adjust` entry (added points usable at once).
 
-    Example: loyalty adjust C001 -50 --reason "double-scanned receipt 4411"
+    Example: loyalty adjust C0001 -50 --reason "double-scanned receipt 4411"
     """
     from loyalty_cli import rewards as lib
 
@@ -173,7 +173,7 @@ def claim_cmd(
 ):
     """Attach an anonymous receipt to a member; the next `loyalty run` scores it.
 
-    Example: loyalty claim T-20261031-0042 C001
+    Example: loyalty claim T-20261031-0042 C0001
     """
     from loyalty_cli import rewards as lib
 

@@ -44,7 +44,7 @@ def simulate(
     Nothing in the database changes: the replay runs on a copy in memory.
     --to defaults to the as-of date of the last run.
 
-    Example: loyalty simulate programs/double-pastry-june.yaml --from 2026-06-01 --to 2026-06-30
+    Example: loyalty simulate programs/cashback.yaml --from 2026-06-01 --to 2026-06-30
     """
     from loyalty_cli.simulate import simulate as run_simulation
 
