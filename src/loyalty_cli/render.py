@@ -17,6 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
@@ -126,6 +127,14 @@ def console(
         markup=False,
         emoji=False,
     )
+
+
+def working(text: str) -> AbstractContextManager[Any]:
+    """A spinner with `text` on stderr while a long step runs (only on a terminal:
+    logs and pipes get nothing)."""
+    if not sys.stderr.isatty():
+        return nullcontext()
+    return console(sys.stderr).status(text)
 
 
 def print_table(tbl: Table, file: IO[str] | None = None) -> None:

@@ -41,7 +41,8 @@ def demo(ctx: typer.Context) -> None:
 
     out = render.console()
     conn = get_conn(ctx)
-    shop = build_demo(conn)
+    with render.working("building the demo shop ..."):
+        shop = build_demo(conn)
     out.rule(f"Demo Boutique in {db_file(ctx)}, as of {shop.as_of.isoformat()}")
     out.print(f"program version {shop.program_version} applied from programs/boutique.yaml")
     for item in shop.imports:
@@ -70,7 +71,8 @@ def demo(ctx: typer.Context) -> None:
     coalition_path = path.with_name(f"{path.stem}-coalition{path.suffix or '.db'}")
     coalition_conn = db.connect(coalition_path)
     try:
-        report = build_coalition_demo(coalition_conn)
+        with render.working("building the coalition ..."):
+            report = build_coalition_demo(coalition_conn)
     finally:
         coalition_conn.close()
     out.rule(f"Coalition: three shops, one card ({coalition_path.name})")

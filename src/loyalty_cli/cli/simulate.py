@@ -48,7 +48,8 @@ def simulate(
     """
     from loyalty_cli.simulate import simulate as run_simulation
 
-    result = run_simulation(get_conn(ctx), file, parse_date(date_from), parse_date(date_to))
+    with render.working(f"replaying the history under {file} ..."):
+        result = run_simulation(get_conn(ctx), file, parse_date(date_from), parse_date(date_to))
     if fmt is OutputFormat.json:
         echo_json(result)
     elif fmt is OutputFormat.csv:
