@@ -516,3 +516,14 @@ def test_example_programs_present():
     assert (fi.csv.delimiter, fi.csv.decimal, fi.csv.date_format) == (";", ",", "%d.%m.%Y")
     cash = load_program(PROGRAMS / "cashback.yaml")
     assert cash.point_value == Decimal("0.01") and cash.earn.per_currency_unit == 2
+
+
+def test_a_key_valid_elsewhere_is_not_its_own_did_you_mean(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        "program: A\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+        "rewards:\n  - {id: c, name: C, cost: 10, value: 1.00, when: yes}\n"
+    )
+    with pytest.raises(ProgramError) as err:
+        load_program(path)
+    assert str(err.value).endswith("w.yaml:5: rewards[0].when: unknown key")

@@ -865,7 +865,9 @@ def _message(err: dict[str, Any]) -> str:
         return "is required"
     if kind == "extra_forbidden":
         key = str(err["loc"][-1])
-        hint = difflib.get_close_matches(key, _FIELD_NAMES, n=1, cutoff=0.75)
+        # A key valid elsewhere is no hint for itself (`when` under a reward).
+        others = [name for name in _FIELD_NAMES if name != key]
+        hint = difflib.get_close_matches(key, others, n=1, cutoff=0.75)
         return "unknown key" + (f" (did you mean '{hint[0]}'?)" if hint else "")
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}, not '{given}'"
