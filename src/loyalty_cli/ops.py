@@ -467,22 +467,26 @@ def _try_acquire(
     instead of on `--wait`. The write itself waits at most `patience` seconds;
     a database kept busy by a command without the lock (a redeem, a run) is
     reported as such."""
-    select = "SELECT pid, host, command, since FROM locks WHERE name = ?"
     with _held_guard:
+        holder = _holder(conn, name)
         if key in _held:  # another thread of this process holds it
-            row = conn.execute(select, (name,)).fetchone()
-            return LockHolder(*row) if row else me
-        row = conn.execute(select, (name,)).fetchone()
-        if row is not None and not _is_stale(LockHolder(*row), me):
-            return LockHolder(*row)
+            return holder or me
+        if holder is not None and not _is_stale(holder, me):
+            return holder
         try:
             with _busy_timeout(conn, patience):
                 return _acquire(conn, name, me, key, tried)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
-            row = conn.execute(select, (name,)).fetchone()
-            return LockHolder(*row) if row else _BUSY
+            return _holder(conn, name) or _BUSY
+
+
+def _holder(conn: sqlite3.Connection, name: str) -> LockHolder | None:
+    row = conn.execute(
+        "SELECT pid, host, command, since FROM locks WHERE name = ?", (name,)
+    ).fetchone()
+    return LockHolder(*row) if row else None
 
 
 @contextmanager
@@ -500,11 +504,8 @@ def _acquire(
     """The write: take the row unless a live holder has it (checked again, under
     the write lock). The caller holds _held_guard."""
     with db.transaction(conn):
-        row = conn.execute(
-            "SELECT pid, host, command, since FROM locks WHERE name = ?", (name,)
-        ).fetchone()
-        if row is not None:
-            holder = LockHolder(*row)
+        holder = _holder(conn, name)
+        if holder is not None:
             if not _is_stale(holder, me):
                 return holder
             conn.execute("DELETE FROM locks WHERE name = ?", (name,))

@@ -92,7 +92,10 @@ def resolve(
     """The dialect for an import: program `csv:` section overridden by flags."""
     from loyalty_cli import program as program_mod  # program.py owns the model
 
-    version = program_mod.current_version(conn, today=today)
+    # One read of the versions: today's gives the csv: section and currency; all of
+    # them, in force order, the partner stores by row date.
+    timeline = program_mod.versions_timeline(conn)
+    version = timeline.get(today or dt.date.today())
     prog = version.program if version is not None else None
     o = overrides or DialectOverrides()
     csv_cfg = getattr(prog, "csv", None) if prog is not None else None
@@ -129,16 +132,14 @@ def resolve(
     columns.update(o.columns or {})
 
     partner_versions = []
-    for version in sorted(
-        program_mod.list_versions(conn), key=lambda v: (v.effective_from, v.version)
-    ):
-        partners = version.program.partners
+    for each in timeline:  # in force order: (effective_from, version)
+        partners = each.program.partners
         stores = (
             {str(store): partner.id for partner in partners for store in partner.stores}
             if partners
             else None
         )
-        partner_versions.append((version.effective_from.isoformat(), stores))
+        partner_versions.append((each.effective_from.isoformat(), stores))
 
     return Dialect(
         delimiter=delimiter,
