@@ -101,3 +101,16 @@ def test_a_failure_in_the_worker_is_raised_and_rolls_back(conn, tmp_path, monkey
     assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
     assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("customers", [1, 250, 750, 751, 4534, 16000, 86592])
+def test_batches_pipeline_a_nightly_run_and_keep_a_small_one_in_one_process(customers):
+    size = runmod._batch_size(customers)
+    batches = -(-customers // size)
+    assert runmod._MIN_BATCH <= size <= runmod.BATCH or customers < runmod._MIN_BATCH
+    if customers > runmod._MIN_BATCH * (runmod._PIPELINE_MIN_BATCHES - 1):
+        assert batches >= runmod._PIPELINE_MIN_BATCHES  # a nightly's few thousand: two processes
+    else:
+        assert batches < runmod._PIPELINE_MIN_BATCHES  # forking costs more than it saves
+    if customers >= runmod.BATCH * runmod._PIPELINE_BATCHES:
+        assert size == runmod.BATCH

@@ -45,7 +45,7 @@ from loyalty_cli.errors import NoProgramError
 from loyalty_cli.ledger import Entry, LotState, NewEntry, Row  # noqa: F401
 from loyalty_cli.program import Program, ProgramVersion, VersionTimeline, versions_timeline
 
-BATCH = 2000
+BATCH = 2000  # customers per batch at most
 # Start customers from the state the last run stored when it is still current
 # (engine/state.py). The tests turn it off to compare with the rebuilt state.
 STORED_STATE = True
@@ -438,7 +438,8 @@ class _Engine:
     def process(self, customers: list[str], progress: bool) -> None:
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _batch (customer_id TEXT PRIMARY KEY)")
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _full (customer_id TEXT PRIMARY KEY)")
-        chunks = [customers[start : start + BATCH] for start in range(0, len(customers), BATCH)]
+        size = _batch_size(len(customers))
+        chunks = [customers[start : start + size] for start in range(0, len(customers), size)]
         # The worker is forked before the progress bar starts its thread.
         pipeline = _Pipeline(self) if len(chunks) >= _PIPELINE_MIN_BATCHES and _cpus() > 1 else None
         bar = _progress(len(customers)) if progress else None
@@ -692,6 +693,15 @@ class _Raw(NamedTuple):
 # From this many batches on, a run reads and writes in this process while a forked
 # worker does the Python half of each batch (a first run over a long history).
 _PIPELINE_MIN_BATCHES = 4
+# A nightly run's few thousand customers are cut into this many batches, so that the
+# worker computes while this process reads and writes (the batches of a big run are
+# BATCH long); never smaller than _MIN_BATCH, so a small run stays in one process.
+_PIPELINE_BATCHES = 8
+_MIN_BATCH = 250
+
+
+def _batch_size(customers: int) -> int:
+    return min(BATCH, max(_MIN_BATCH, -(-customers // _PIPELINE_BATCHES)))
 
 
 def _cpus() -> int:
