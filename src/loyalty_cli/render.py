@@ -83,22 +83,88 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
 
 
+def _layout(
+    rows: list[dict[str, Any]], columns: Sequence[str] | None
+) -> tuple[list[str], list[bool], list[list[str]]]:
+    """(columns, right-aligned or not, the cells as text): numbers are right-aligned."""
+    cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
+    right = [
+        bool(rows)
+        and all(_is_number(r.get(col)) or _NUMBER.match(str(r.get(col) or "")) for r in rows)
+        for col in cols
+    ]
+    return cols, right, [[_display(row.get(c)) for c in cols] for row in rows]
+
+
 def table(
     rows: list[dict[str, Any]], columns: Sequence[str] | None = None, title: str | None = None
 ) -> Table:
     """A Rich table of dict rows (numbers right-aligned)."""
+    return _rich_table(*_layout(rows, columns), title)
+
+
+def _rich_table(
+    cols: list[str], right: list[bool], cells: list[list[str]], title: str | None
+) -> Table:
     from rich.table import Table
 
-    cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
     tbl = Table(title=title, show_lines=False, header_style="bold")
-    for col in cols:
-        numeric = bool(rows) and all(
-            _is_number(r.get(col)) or _NUMBER.match(str(r.get(col) or "")) for r in rows
-        )
-        tbl.add_column(col, justify="right" if numeric else "left")
-    for row in rows:
-        tbl.add_row(*(_display(row.get(c)) for c in cols))
+    for col, is_right in zip(cols, right, strict=True):
+        tbl.add_column(col, justify="right" if is_right else "left")
+    for row in cells:
+        tbl.add_row(*row)
     return tbl
+
+
+def _plain_table(
+    cols: list[str], right: list[bool], cells: list[list[str]], title: str | None
+) -> str | None:
+    """The text Rich prints for this table into a file or a pipe (no styles, full
+    width), written directly: Rich measures and renders cell by cell, which takes
+    half a minute for a listing of 100,000 customers. None when a cell or the title
+    holds what only Rich lays out right (line breaks, control characters, a title
+    wider than the table): then Rich draws it."""
+    from rich.cells import cell_len
+
+    if not cols:
+        return None
+
+    def width(text: str) -> int | None:
+        if text.isascii():
+            return len(text) if text.isprintable() else None
+        if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text):
+            return None
+        return cell_len(text)
+
+    widths: list[list[int]] = []
+    for row in [cols, *cells]:
+        measured = [width(text) for text in row]
+        if None in measured:
+            return None
+        widths.append(measured)  # type: ignore[arg-type]
+    span = [max(column) for column in zip(*widths, strict=True)]
+
+    def line(texts: list[str], sizes: list[int], bar: str) -> str:
+        parts = []
+        for text, size, full, is_right in zip(texts, sizes, span, right, strict=True):
+            pad = " " * (full - size)
+            parts.append(f" {pad}{text} " if is_right else f" {text}{pad} ")
+        return bar + bar.join(parts) + bar
+
+    total = sum(span) + 3 * len(span) + 1
+    out = []
+    if title:
+        size = width(title)
+        if size is None or size > total:
+            return None
+        left = (total - size) // 2
+        out.append(" " * left + title + " " * (total - size - left))
+    out.append("┏" + "┳".join("━" * (w + 2) for w in span) + "┓")
+    out.append(line(cols, widths[0], "┃"))
+    out.append("┡" + "╇".join("━" * (w + 2) for w in span) + "┩")
+    out.extend(line(row, sizes, "│") for row, sizes in zip(cells, widths[1:], strict=True))
+    out.append("└" + "┴".join("─" * (w + 2) for w in span) + "┘")
+    return "\n".join(out) + "\n"
 
 
 def _display(value: Any) -> str:
@@ -166,7 +232,17 @@ def render_rows(
     elif fmt == "csv":
         write_csv(cols, ([r.get(c) for c in cols] for r in rows), target)
     else:
-        print_table(table(rows, cols, title), target)
+        _print_rows(rows, cols, title, target)
+
+
+def _print_rows(
+    rows: list[dict[str, Any]], cols: Sequence[str], title: str | None, target: IO[str]
+) -> None:
+    layout = _layout(rows, cols)
+    if not console(target).is_terminal and (text := _plain_table(*layout, title)) is not None:
+        target.write(text)
+        return
+    print_table(_rich_table(*layout, title), target)
 
 
 def render_mapping(
@@ -181,7 +257,7 @@ def render_mapping(
         write_csv(list(data), [list(data.values())], target)
     else:
         rows = [{"name": k, "value": v} for k, v in data.items()]
-        print_table(table(rows, ["name", "value"], title), target)
+        _print_rows(rows, ["name", "value"], title, target)
 
 
 OFFER_COLUMNS = ["customer_id", "name", "email", "segment", "offer_id", "detail"]
