@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
 from engine_helpers import buy, earned, go, program
+from loyalty_cli import db
 from loyalty_cli.engine.tiers import tier_on, tiers_on
 
 
@@ -131,3 +135,41 @@ def test_tiers_of_a_few_customers_equal_the_pass_over_everyone(conn, tmp_path, m
         assert few == everyone
         assert set(few) == set(ids)
     assert tiers_on(conn, dt.date(2026, 1, 31), ids)["C3"] == "gold"
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    window=st.sampled_from(
+        ["{rolling_days: 30}", "{rolling_days: 365}", "calendar_year", "lifetime"]
+    ),
+    retain=st.sampled_from([0, 1, 45, 400]),
+    basis=st.sampled_from(["spend", "receipts"]),
+    receipts=st.lists(
+        st.tuples(
+            st.sampled_from(["C1", "C2", "C3"]), st.integers(0, 800), st.integers(-5000, 60000)
+        ),
+        max_size=25,
+    ),
+    days=st.lists(st.integers(0, 600), min_size=1, max_size=6),
+)
+# Silver on day 0 has left the 30-day window by day 50, but is within retain_days.
+@example(
+    window="{rolling_days: 30}", retain=45, basis="spend", receipts=[("C1", 0, 60000)], days=[50]
+)
+def test_tiers_of_everyone_read_only_the_window_and_agree_with_the_whole_history(
+    tmp_path_factory, window, retain, basis, receipts, days
+):
+    """tiers_on reads only the receipts retain_days and the window can reach; the tier
+    is the one the customer's whole history gives (tier_on)."""
+    conn = db.connect(tmp_path_factory.mktemp("tiers") / "shop.db")
+    program(conn, tmp_path_factory.getbasetemp(), tiers(window, retain=retain, basis=basis))
+    start = dt.date(2025, 1, 1)
+    for n, (cid, offset, amount) in enumerate(receipts):
+        buy(conn, f"T{n:03}", cid, (start + dt.timedelta(days=offset)).isoformat(), amount)
+    go(conn, "2027-12-31")
+    ids = ["C1", "C2", "C3"]
+    for offset in days:
+        on = start + dt.timedelta(days=offset)
+        assert tiers_on(conn, on, ids) == {cid: tier_on(conn, cid, on) for cid in ids}

@@ -142,3 +142,58 @@ def test_help_texts_have_examples(cli):
     for args in (["report", "kpi"], ["export", "journal"], ["customer", "list"]):
         out = cli(*args, "--help")
         assert out.exit_code == 0 and "Example: loyalty" in out.stdout
+
+
+WHOLE_SHOP_COMMANDS = [
+    ["report", "kpi"],
+    ["report", "tiers"],
+    ["report", "segments"],
+    ["report", "offers"],
+    ["report", "summary"],
+    ["customer", "list"],
+    ["rewards", "eligible"],
+    ["export", "ledger"],
+    ["export", "balances"],
+    ["export", "journal"],
+    ["export", "redemptions"],
+    ["export", "offers"],
+    ["export", "rfm"],
+    ["check"],
+]
+
+
+@pytest.mark.parametrize("command", WHOLE_SHOP_COMMANDS, ids=" ".join)
+def test_a_command_over_the_whole_shop_shows_a_spinner_while_it_works(
+    shop, cli, monkeypatch, command
+):
+    """Seconds on a big shop: a spinner on the terminal (render.working draws it only
+    there), stopped before the output is printed."""
+    from contextlib import contextmanager
+
+    from loyalty_cli import render
+
+    spinning: list[str] = []
+    printed_while_spinning: list[bool] = []
+
+    @contextmanager
+    def working(text):
+        spinning.append(text)
+        try:
+            yield
+        finally:
+            spinning.append("stopped")
+
+    monkeypatch.setattr(render, "working", working)
+    real_rows, real_write = render.render_rows, render.write_csv
+
+    def rows(*args, **kwargs):
+        printed_while_spinning.append(spinning[-1] != "stopped")
+        return real_rows(*args, **kwargs)
+
+    monkeypatch.setattr(render, "render_rows", rows)
+    dated = {"report": ["--to", "2026-03-31"], "export": ["--to", "2026-03-31"], "check": []}
+    result = cli(*command, *dated.get(command[0], ["--as-of", "2026-03-31"]))
+    assert result.exit_code in (0, 1), result.stderr
+    assert len(spinning) == 2 and spinning[0].endswith("...") and spinning[1] == "stopped"
+    # A table printed while the spinner turns would be drawn through it.
+    assert not any(printed_while_spinning)

@@ -36,7 +36,8 @@ def list_cmd(
     from loyalty_cli import reports
 
     day = date_or_today(as_of)
-    rows = reports.customer_list(get_conn(ctx), day, segment=segment, tier=tier)
+    with render.working("reading every customer ..."):
+        rows = reports.customer_list(get_conn(ctx), day, segment=segment, tier=tier)
     render.render_rows(rows, fmt, LIST_COLUMNS, title=f"Customers on {day}")
 
 

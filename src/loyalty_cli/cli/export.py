@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from loyalty_cli.cli.common import ToOpt, check_date, get_conn, parse_date, today
+
+if TYPE_CHECKING:
+    from loyalty_cli.exports import Export
 
 group = typer.Typer(
     help="CSV exports for the accountant and for analysis (UTF-8, dates ISO, money with a "
@@ -63,6 +68,19 @@ OutOpt = Annotated[
 ]
 
 
+def _write(make: Callable[[], Export], output: str | None, fmt: str, what: str) -> None:
+    """Build the export, then write it; on a terminal a spinner runs meanwhile (while
+    writing too, unless the rows go to that terminal)."""
+    from loyalty_cli import exports, render
+
+    with render.working(f"exporting {what} ..."):
+        export = make()
+        if output is not None or not sys.stdout.isatty():
+            exports.write(export, output, fmt)
+            return
+    exports.write(export, output, fmt)
+
+
 @group.command("ledger")
 def ledger(
     ctx: typer.Context,
@@ -78,7 +96,12 @@ def ledger(
     from loyalty_cli import exports
 
     last = parse_date(end) or today()
-    exports.write(exports.ledger_export(get_conn(ctx), parse_date(start), last), output, fmt)
+    _write(
+        lambda: exports.ledger_export(get_conn(ctx), parse_date(start), last),
+        output,
+        fmt,
+        "the ledger",
+    )
 
 
 @group.command("balances")
@@ -95,7 +118,12 @@ def balances(
     """
     from loyalty_cli import exports
 
-    exports.write(exports.balances_export(get_conn(ctx), parse_date(end) or today()), output, fmt)
+    _write(
+        lambda: exports.balances_export(get_conn(ctx), parse_date(end) or today()),
+        output,
+        fmt,
+        "the balances",
+    )
 
 
 @group.command("journal")
@@ -116,10 +144,14 @@ def journal(
     """
     from loyalty_cli import exports
 
-    data = exports.journal_export(
-        get_conn(ctx), parse_date(start), parse_date(end) or today(), by=by
+    _write(
+        lambda: exports.journal_export(
+            get_conn(ctx), parse_date(start), parse_date(end) or today(), by=by
+        ),
+        output,
+        fmt,
+        "the journal",
     )
-    exports.write(data, output, fmt)
 
 
 @group.command("settlement")
@@ -139,12 +171,11 @@ def settlement(
 
     Example: loyalty export settlement --from 2026-10-01 --to 2026-10-31 -o settlement.csv
     """
-    from loyalty_cli import exports
     from loyalty_cli.coalition import settlement_export
 
     last = parse_date(end) or today()
     first = parse_date(start) or last.replace(day=1)
-    exports.write(settlement_export(get_conn(ctx), first, last), output, fmt)
+    _write(lambda: settlement_export(get_conn(ctx), first, last), output, fmt, "the settlement")
 
 
 @group.command("redemptions")
@@ -162,7 +193,12 @@ def redemptions(
     from loyalty_cli import exports
 
     last = parse_date(end) or today()
-    exports.write(exports.redemptions_export(get_conn(ctx), parse_date(start), last), output, fmt)
+    _write(
+        lambda: exports.redemptions_export(get_conn(ctx), parse_date(start), last),
+        output,
+        fmt,
+        "the redemptions",
+    )
 
 
 @group.command("offers")
@@ -179,7 +215,12 @@ def offers(
     """
     from loyalty_cli import exports
 
-    exports.write(exports.offers_export(get_conn(ctx), parse_date(end) or today()), output, fmt)
+    _write(
+        lambda: exports.offers_export(get_conn(ctx), parse_date(end) or today()),
+        output,
+        fmt,
+        "the offers",
+    )
 
 
 @group.command("rfm")
@@ -196,7 +237,12 @@ def rfm(
     """
     from loyalty_cli import exports
 
-    exports.write(exports.rfm_export(get_conn(ctx), parse_date(end) or today()), output, fmt)
+    _write(
+        lambda: exports.rfm_export(get_conn(ctx), parse_date(end) or today()),
+        output,
+        fmt,
+        "the RFM table",
+    )
 
 
 def register(app: typer.Typer) -> None:

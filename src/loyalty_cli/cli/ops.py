@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from loyalty_cli import render
 from loyalty_cli.cli.common import (
     AsOfOpt,
     FormatOpt,
@@ -39,7 +40,8 @@ def check(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
     """
     from loyalty_cli.ops import run_check
 
-    report = run_check(get_conn(ctx))
+    with render.working("checking the database and the ledger ..."):
+        report = run_check(get_conn(ctx))
     if fmt is OutputFormat.json:
         echo_json(report.as_json())
     elif fmt is OutputFormat.csv:
@@ -76,7 +78,8 @@ def backup(
     """
     from loyalty_cli.ops import backup_database
 
-    result = backup_database(get_conn(ctx), file, force=force)
+    with render.working(f"copying the database to {file} ..."):
+        result = backup_database(get_conn(ctx), file, force=force)
     if fmt is OutputFormat.json:
         echo_json(result.as_json())
     else:

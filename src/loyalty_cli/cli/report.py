@@ -54,7 +54,8 @@ def kpi(
     from loyalty_cli import reports
 
     first, last = _period(start, end)
-    data = reports.kpi_report(get_conn(ctx), first or last.replace(day=1), last)
+    with render.working("computing the KPIs ..."):
+        data = reports.kpi_report(get_conn(ctx), first or last.replace(day=1), last)
     render.render_mapping(data, fmt, title="KPIs")
 
 
@@ -72,7 +73,8 @@ def tiers(
     from loyalty_cli import reports
 
     _, last = _period(start, end)
-    rows = reports.tier_report(get_conn(ctx), last)
+    with render.working("reading every customer's tier ..."):
+        rows = reports.tier_report(get_conn(ctx), last)
     render.render_rows(rows, fmt, ["tier", "customers", "share"], title=f"Tiers on {last}")
 
 
@@ -90,7 +92,8 @@ def segments(
     from loyalty_cli import reports
 
     _, last = _period(start, end)
-    counts = reports.segment_report(get_conn(ctx), last)
+    with render.working("sorting the customers into segments ..."):
+        counts = reports.segment_report(get_conn(ctx), last)
     if str(fmt) == "table":
         rows = [{"segment": k, "customers": v} for k, v in counts.items()]
         render.render_rows(rows, fmt, ["segment", "customers"], title=f"Segments on {last}")
@@ -112,7 +115,8 @@ def offers(
     from loyalty_cli import reports
 
     _, last = _period(start, end)
-    rows = reports.offers(get_conn(ctx), last)
+    with render.working("choosing the offers ..."):
+        rows = reports.offers(get_conn(ctx), last)
     render.render_rows(rows, fmt, render.OFFER_COLUMNS, title=f"Offers on {last}")
 
 
@@ -132,7 +136,8 @@ def partners(
     from loyalty_cli.coalition import partner_report
 
     first, last = _period(start, end)
-    data = partner_report(get_conn(ctx), first or last.replace(day=1), last)
+    with render.working("reading the partners' figures ..."):
+        data = partner_report(get_conn(ctx), first or last.replace(day=1), last)
     if fmt == OutputFormat.json:
         typer.echo(render.to_json(data))
         return
@@ -162,7 +167,8 @@ def summary(
     from loyalty_cli import reports
 
     first, last = _period(start, end)
-    result = reports.summary(get_conn(ctx), first, last)
+    with render.working("computing the summary ..."):
+        result = reports.summary(get_conn(ctx), first, last)
     render.render_summary(result.as_json(), fmt)
 
 

@@ -87,7 +87,8 @@ def eligible_cmd(
     """
     from loyalty_cli import rewards as lib
 
-    rows = lib.rewards_eligible(get_conn(ctx), customer, date_or_today(as_of))
+    with render.working("checking every customer against every reward ..."):
+        rows = lib.rewards_eligible(get_conn(ctx), customer, date_or_today(as_of))
     render.render_rows(
         rows, fmt, ("customer_id", "reward_id", "cost", "available"), "Eligible rewards"
     )

@@ -184,6 +184,19 @@ def tier_on(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> str | No
 _FEW = 500  # customers looked up by id rather than by one pass over everyone
 
 
+def _first_counted(tiers: Tiers | None, on: dt.date) -> str:
+    """The earliest receipt date `level_at(on)` can count ('' for every receipt): the
+    window's start on the first day retain_days looks back to. Reading only those
+    halves the rows of a two-year history under a one-year window."""
+    if tiers is None:
+        return ""
+    try:
+        start = tiers.window_start(on - dt.timedelta(days=tiers.retain_days))
+    except OverflowError:  # looking back before year 1: everything counts
+        return ""
+    return start.isoformat() if start is not None else ""
+
+
 def tiers_on(
     conn: sqlite3.Connection, on: dt.date, customer_ids: list[str] | None = None
 ) -> dict[str, str | None]:
@@ -195,16 +208,17 @@ def tiers_on(
     # table in its own order beats visiting it in index order row by row.
     sql = (
         "SELECT customer_id, date, transaction_id, amount, points FROM scored_receipts "
-        "WHERE date <= ?"
+        "WHERE date <= ? AND date >= ?"
     )
+    args = (on.isoformat(), _first_counted(version.program.tiers if version else None, on))
     wanted = set(customer_ids) if customer_ids is not None else None
     if wanted is not None and len(wanted) <= _FEW:
         # A few customers (the counter): their receipts on the customer index,
         # not every scored receipt of the shop.
         marks = ", ".join("?" * len(wanted))
-        rows = conn.execute(sql + f" AND customer_id IN ({marks})", (on.isoformat(), *wanted))
+        rows = conn.execute(sql + f" AND customer_id IN ({marks})", (*args, *wanted))
     else:
-        rows = conn.execute(sql, (on.isoformat(),))
+        rows = conn.execute(sql, args)
     grouped: dict[str, list[Qualifier]] = {}
     days: dict[str, dt.date] = {}
     for cid, day, tid, amount, points in rows:
