@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from test_rewards_support import apply, customer
 
 
@@ -26,3 +28,93 @@ def test_claim_then_run_scores_the_receipt_once(conn, tmp_path, cli, write):
     for _ in range(2):
         assert cli("run", "--as-of", "2026-03-05").exit_code == 0
     assert [tuple(r) for r in conn.execute(earned)] == [("T2", 10), ("T1", 42)]
+
+
+CLAWED = "SELECT customer_id, source_id, points FROM ledger WHERE kind = 'clawback' ORDER BY 2"
+
+
+def test_an_anonymous_refund_of_a_members_receipt_claws_back_from_that_member(
+    conn, tmp_path, cli, write
+):
+    """Returned without the card: the refund names the receipt, in this file or an
+    earlier one, and the points come off the member who earned them."""
+    apply(conn, tmp_path)
+    customer(conn, "C1")
+    first = write(
+        "day1.csv",
+        """
+        transaction_id,customer_id,date,amount,refund_of
+        T1,C1,2026-03-01,100.00,
+        R1,,2026-03-02,-40.00,T1
+        T2,C1,2026-03-01,50.00,
+        """,
+    )
+    later = write(
+        "day2.csv",
+        """
+        transaction_id,customer_id,date,amount,refund_of
+        R2,,2026-03-03,-50.00,T2
+        R9,,2026-03-03,-5.00,UNKNOWN
+        """,
+    )
+    assert cli("import", "purchases", str(first)).exit_code == 0
+    assert cli("run", "--as-of", "2026-03-02").exit_code == 0
+    assert cli("import", "purchases", str(later)).exit_code == 0
+    assert cli("run", "--as-of", "2026-03-05").exit_code == 0
+    assert [tuple(r) for r in conn.execute(CLAWED)] == [("C1", "R1", -40), ("C1", "R2", -50)]
+    assert cli("claim", "R1", "C2").exit_code == 1  # already the member's
+
+
+def test_a_claimed_receipt_takes_its_refunds_and_nobody_else_can_claim_them(
+    conn, tmp_path, cli, write
+):
+    apply(conn, tmp_path)
+    customer(conn, "C1")
+    customer(conn, "C2")
+    day = write(
+        "day.csv",
+        """
+        transaction_id,customer_id,date,amount,refund_of
+        T1,,2026-03-01,100.00,
+        R1,,2026-03-02,-40.00,T1
+        """,
+    )
+    assert cli("import", "purchases", str(day)).exit_code == 0
+    assert cli("run", "--as-of", "2026-03-03").exit_code == 0
+    refused = cli("claim", "R1", "C2")
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == (
+        "Error: receipt R1 refunds T1, which no member holds; claim T1 and its refunds go with it"
+    )
+    claimed = cli("claim", "T1", "C1", "--date", "2026-03-04", "--format", "json")
+    assert claimed.exit_code == 0, claimed.stderr
+    assert json.loads(claimed.stdout)["refunds"] == ["R1"]
+    assert cli("run", "--as-of", "2026-03-04").exit_code == 0
+    assert [tuple(r) for r in conn.execute(CLAWED)] == [("C1", "R1", -40)]
+    assert cli("claim", "R1", "C2").exit_code == 1
+    # A refund arriving after the claim follows the receipt too.
+    late = write(
+        "late.csv", "transaction_id,customer_id,date,amount,refund_of\nR2,,2026-03-05,-10.00,T1\n"
+    )
+    assert cli("import", "purchases", str(late)).exit_code == 0
+    assert cli("run", "--as-of", "2026-03-06").exit_code == 0
+    assert [tuple(r) for r in conn.execute(CLAWED)] == [("C1", "R1", -40), ("C1", "R2", -10)]
+
+
+def test_a_refund_of_another_members_receipt_cannot_be_claimed(conn, tmp_path, cli):
+    """Rows written before refunds followed their receipt (no import since): the
+    claim of the refund by someone else is refused, by the member's own works."""
+    apply(conn, tmp_path)
+    customer(conn, "C1")
+    customer(conn, "C2")
+    conn.executemany(
+        "INSERT INTO purchases (transaction_id, customer_id, date, amount, refund_of, "
+        "import_id) VALUES (?, ?, ?, ?, ?, 1)",
+        [("T1", "C1", "2026-03-01", 10000, None), ("R1", None, "2026-03-02", -4000, "T1")],
+    )
+    refused = cli("claim", "R1", "C2")
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == "Error: receipt R1 refunds T1, which belongs to customer C1"
+    assert cli("claim", "R1", "C1").exit_code == 0
+    assert cli("run", "--as-of", "2026-03-05").exit_code == 0
+    assert [tuple(r) for r in conn.execute(CLAWED)] == [("C1", "R1", -40)]

@@ -171,6 +171,7 @@ def test_claim_attaches_an_anonymous_receipt(conn, tmp_path, cli):
         "date": "2026-03-01",
         "amount": "15.50",
         "claimed_on": "2026-03-05",
+        "refunds": [],
     }
     again = cli("claim", "T1", "C1")
     assert (again.exit_code, again.stderr) == (

@@ -280,8 +280,15 @@ INSERT OR IGNORE INTO meta (key, value)
     WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'run.as_of');
 """
 
+# An anonymous refund of a member's receipt (refund_of) is attached to that member
+# (claims.attach_refunds); this index finds those refunds among a million lines.
+ANON_REFUNDS_V5 = """
+CREATE INDEX IF NOT EXISTS purchases_anon_refund ON purchases (refund_of)
+    WHERE refund_of IS NOT NULL AND customer_id IS NULL;
+"""
+
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1, REPORT_INDEXES_V2, RUN_STATE_V3, RESCORE_V4]
+MIGRATIONS: list[str] = [SCHEMA_V1, REPORT_INDEXES_V2, RUN_STATE_V3, RESCORE_V4, ANON_REFUNDS_V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -80,6 +80,11 @@ class PurchasesKind(KindHandler):
         for sql in self._rebuild:
             self.conn.execute(sql)
         self._rebuild = []
+        from loyalty_cli.rewards.claim import attach_refunds
+
+        # Refunds follow their receipt to the member who holds it (rewards/claim.py):
+        # a refund in this file of an earlier receipt, or a receipt in it refunded earlier.
+        attach_refunds(self.conn, self.ctx.today)
 
     def key(self, record: Record) -> Hashable:
         return (record["transaction_id"], record["line_no"])

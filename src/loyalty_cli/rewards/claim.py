@@ -4,6 +4,12 @@ The claim is a row in `claims`; the receipt's purchase rows are not touched
 (the import keeps what the till sent). The engine reads
 COALESCE(claims.customer_id, purchases.customer_id), so the next `loyalty run`
 scores the receipt for the member, once.
+
+Refunds follow their receipt: an anonymous refund naming (`refund_of`) a receipt
+a member holds, on its lines or by a claim, is claimed for that member too
+(`attach_refunds`, after every purchases import and every claim), so the points
+the receipt earned are clawed back from whoever earned them. A refund cannot be
+claimed by anyone else.
 """
 
 from __future__ import annotations
@@ -44,11 +50,13 @@ def claim(
                 f"receipt {transaction_id} was already claimed by {earlier['customer_id']} "
                 f"on {earlier['claimed_on']}"
             )
+        _check_refund(conn, transaction_id, customer_id)
         require_customer(conn, customer_id)
         conn.execute(
             "INSERT INTO claims (transaction_id, customer_id, claimed_on) VALUES (?, ?, ?)",
             (transaction_id, customer_id, on.isoformat()),
         )
+        refunds = attach_refunds(conn, on)
     receipt_date = min(r["date"] for r in rows)
     version = version_or_none(conn, dt.date.fromisoformat(receipt_date))
     currency = version.program.currency if version else "EUR"
@@ -58,4 +66,68 @@ def claim(
         "date": receipt_date,
         "amount": format_minor(sum(r["amount"] for r in rows), currency),
         "claimed_on": on.isoformat(),
+        "refunds": sorted(r for r, owner in refunds if owner == customer_id),
     }
+
+
+def receipt_owner(conn: sqlite3.Connection, transaction_id: str) -> str | None:
+    """The member a receipt belongs to: the customer on its lines, else its claimer."""
+    row = conn.execute(
+        "SELECT customer_id FROM purchases WHERE transaction_id = ? AND undone = 0 "
+        "AND customer_id IS NOT NULL LIMIT 1",
+        (transaction_id,),
+    ).fetchone()
+    if row is None:
+        row = conn.execute(
+            "SELECT customer_id FROM claims WHERE transaction_id = ?", (transaction_id,)
+        ).fetchone()
+    return row[0] if row is not None else None
+
+
+def _check_refund(conn: sqlite3.Connection, transaction_id: str, customer_id: str) -> None:
+    """A refund of a receipt the shop knows goes with that receipt (see the module)."""
+    for (original,) in conn.execute(
+        "SELECT DISTINCT refund_of FROM purchases WHERE transaction_id = ? AND undone = 0 "
+        "AND refund_of IS NOT NULL",
+        (transaction_id,),
+    ).fetchall():
+        if not conn.execute(
+            "SELECT 1 FROM purchases WHERE transaction_id = ? AND undone = 0", (original,)
+        ).fetchone():
+            continue  # a receipt from before the shop's data: claimed like any other
+        owner = receipt_owner(conn, original)
+        if owner is None:
+            raise ConflictError(
+                f"receipt {transaction_id} refunds {original}, which no member holds; "
+                f"claim {original} and its refunds go with it"
+            )
+        if owner != customer_id:
+            raise ConflictError(
+                f"receipt {transaction_id} refunds {original}, which belongs to customer {owner}"
+            )
+
+
+def attach_refunds(conn: sqlite3.Connection, on: dt.date) -> list[tuple[str, str]]:
+    """Claim every anonymous, unclaimed refund of a receipt a member holds for that
+    member, dated `on`; returns (refund, member) pairs. Driven from the anonymous
+    refunds' own small index (CROSS JOIN keeps that order: the planner would rather
+    walk every purchase), so it costs milliseconds on a million lines."""
+    rows = conn.execute(
+        """
+        SELECT r.transaction_id, MIN(COALESCE(o.customer_id, c.customer_id))
+        FROM purchases r INDEXED BY purchases_anon_refund
+        CROSS JOIN purchases o ON o.transaction_id = r.refund_of AND o.undone = 0
+        LEFT JOIN claims c ON c.transaction_id = o.transaction_id
+        WHERE r.refund_of IS NOT NULL AND r.customer_id IS NULL AND r.undone = 0
+          AND COALESCE(o.customer_id, c.customer_id) IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM claims x WHERE x.transaction_id = r.transaction_id)
+          AND NOT EXISTS (SELECT 1 FROM purchases m WHERE m.transaction_id = r.transaction_id
+                          AND m.undone = 0 AND m.customer_id IS NOT NULL)
+        GROUP BY r.transaction_id
+        """
+    ).fetchall()
+    conn.executemany(
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on) VALUES (?, ?, ?)",
+        [(tid, owner, on.isoformat()) for tid, owner in rows],
+    )
+    return [(tid, owner) for tid, owner in rows]
