@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from loyalty_cli import db
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loyalty_cli import db, ledger
 from loyalty_cli.rewards import (
     eligible_reward_ids,
     period_bounds,
     rewards_eligible,
     vouchers_of,
 )
-from test_rewards_support import D, apply, earn, set_tier, voucher
+from test_rewards_support import D, apply, customer, earn, set_tier, voucher
 
 
 def test_points_decide_between_nothing_and_coffee(conn, tmp_path):
@@ -100,3 +103,78 @@ def test_rewards_eligible_for_everyone_in_one_listing(conn, tmp_path):
     assert rewards_eligible(conn, "C1", D) == [
         {"customer_id": "C1", "reward_id": "coffee", "cost": 100, "available": 150}
     ]
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lots=st.lists(
+        st.tuples(
+            st.sampled_from(["C1", "C2", "C3", "C4"]),
+            st.integers(1, 400),  # points
+            st.integers(-60, 20),  # posted, days from D
+            st.integers(0, 30),  # pending days
+            st.one_of(st.none(), st.integers(-30, 90)),  # expires, days from D
+        ),
+        max_size=12,
+    ),
+    spends=st.lists(
+        st.tuples(st.sampled_from(["C1", "C2", "C3"]), st.integers(1, 300)), max_size=4
+    ),
+    offset=st.integers(-40, 40),
+)
+def test_the_listing_for_everyone_says_what_each_customer_is_told(
+    tmp_path_factory, lots, spends, offset
+):
+    """`rewards eligible` without --customer takes most balances from one grouped scan;
+    pending points, lots past expiry and spent points give each customer the same
+    answer as asking for them alone."""
+    conn = db.connect(tmp_path_factory.mktemp("elig") / "shop.db")
+    apply(conn, tmp_path_factory.getbasetemp())
+    day = dt.timedelta(days=1)
+    for n, (cid, points, posted, pending, expires) in enumerate(lots):
+        on = D + posted * day
+        customer(conn, cid)
+        with db.transaction(conn):
+            ledger.post(
+                conn,
+                [
+                    ledger.NewEntry(
+                        date=on,
+                        customer_id=cid,
+                        kind="earn",
+                        points=points,
+                        source_type="purchase",
+                        source_id=f"T{n}",
+                        program_version=1,
+                        available_on=on + pending * day,
+                        expires_on=None if expires is None else on + (pending + expires) * day,
+                    )
+                ],
+            )
+    for n, (cid, points) in enumerate(spends):
+        customer(conn, cid)
+        with db.transaction(conn):
+            ledger.post(
+                conn,
+                [
+                    ledger.NewEntry(
+                        date=D,
+                        customer_id=cid,
+                        kind="adjust",
+                        points=-points,
+                        source_type="adjustment",
+                        source_id=f"A{n}",
+                    )
+                ],
+            )
+    on = D + offset * day
+    everyone = rewards_eligible(conn, as_of=on)
+    one_by_one = [row for cid in ("C1", "C2", "C3", "C4") for row in _alone(conn, cid, on)]
+    assert everyone == one_by_one
+
+
+def _alone(conn, cid, on):
+    known = conn.execute("SELECT 1 FROM customers WHERE customer_id = ?", (cid,)).fetchone()
+    return rewards_eligible(conn, cid, on) if known else []

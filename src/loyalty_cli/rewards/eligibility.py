@@ -150,17 +150,24 @@ def load_facts(
     on: dt.date,
     posting: bool = False,
 ) -> Facts:
-    """One query per kind of fact, for one customer or for everyone."""
-    if customer_id is not None:
-        entries = {customer_id: ledger.entries_for(conn, customer_id)}
-    else:
-        entries = ledger.entries_by_customer(conn)
+    """One query per kind of fact, for one customer or for everyone (posting: for
+    the one customer a redemption is being posted for, see `available_now`)."""
     vouchers = open_voucher_counts(conn, customer_id, on)
-    customers = sorted(set(entries) | {c for c, _ in vouchers})
     if customer_id is not None:
+        entries = ledger.entries_for(conn, customer_id)
+        available = {customer_id: available_now(entries, on, posting)}
         customers = [customer_id]
+    else:
+        # Everyone (a listing, never a posting), as their statements say: most
+        # balances come from one grouped scan instead of replaying every customer's
+        # ledger (reports.balances).
+        from loyalty_cli.reports import balances
+
+        assert not posting, "a redemption is posted for one customer"
+        available = {c: held[0] for c, held in balances(conn, on).items()}
+        customers = sorted(set(available) | {c for c, _ in vouchers})
     facts = Facts(on=on, customers=customers, vouchers=vouchers)
-    facts.available = {c: available_now(es, on, posting) for c, es in entries.items()}
+    facts.available = available
     if program.tiers is not None and any(r.min_tier for r in program.rewards):
         facts.tiers = customer_tiers(conn, [customer_id] if customer_id else None, on)
     limited = [r for r in program.rewards if r.limit is not None]
