@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from engine_helpers import buy, entries, go, points, program
+from loyalty_cli.engine.statement import customer_statement
 
 
 def test_clawback_proportional(conn, tmp_path):
@@ -93,3 +96,50 @@ def test_clawback_carries_the_version_that_scored_the_original(conn, tmp_path):
     go(conn, "2026-02-28")
     rows = conn.execute("SELECT kind, points, program_version FROM ledger ORDER BY entry_id")
     assert [tuple(r) for r in rows] == [("earn", 11, 1), ("clawback", -6, 1)]
+
+
+PENDING = """
+pending_days: 14
+expiry: {policy: fixed, months: 12}
+rules:
+  - {id: big, when: {min_amount: 100.00}, bonus: 50}
+"""
+
+
+def test_a_refund_in_the_return_window_takes_the_pending_bonus_too(conn, tmp_path):
+    """The receipt's earn and bonus lots are both pending: the claw-back takes both,
+    no debt is left beside a lot that would later expire in full."""
+    program(conn, tmp_path, PENDING)
+    buy(conn, "T1", "C1", "2025-01-10", 10000)  # 100 + 50, pending until 2025-01-24
+    buy(conn, "R1", "C1", "2025-01-12", -10000, refund_of="T1")
+    go(conn, "2025-01-12")
+    statement = customer_statement(conn, "C1", dt.date(2025, 1, 12))
+    assert statement["points"] == {"available": 0, "pending": 0, "total": 0}
+    go(conn, "2026-03-01")
+    assert [r[2:4] for r in entries(conn)] == [("earn", 100), ("bonus", 50), ("clawback", -150)]
+    assert points(conn, "C1") == 0
+    assert customer_statement(conn, "C1", dt.date(2025, 2, 1))["expiring"] == []
+
+
+def test_a_refund_without_its_receipt_in_the_return_window_takes_pending_points(conn, tmp_path):
+    program(conn, tmp_path, PENDING)
+    buy(conn, "T1", "C1", "2025-01-10", 1000)  # 10, pending until 2025-01-24
+    buy(conn, "R1", "C1", "2025-01-12", -500)  # no refund_of: 5 at the base rate
+    go(conn, "2026-03-01")
+    assert [r[2:4] for r in entries(conn)] == [("earn", 10), ("clawback", -5), ("expire", -5)]
+    assert points(conn, "C1") == 0
+
+
+def test_a_claw_back_beyond_every_lot_is_a_debt_paid_by_the_next_points(conn, tmp_path):
+    program(conn, tmp_path, PENDING)
+    buy(conn, "T1", "C1", "2025-01-10", 1000)  # 10
+    buy(conn, "R1", "C1", "2025-01-12", -3000)  # 30 at the base rate: 20 more than held
+    buy(conn, "T2", "C1", "2025-02-01", 5000)  # 50: 20 pay the debt, 30 left
+    go(conn, "2026-03-01")
+    assert [r[2:4] for r in entries(conn)] == [
+        ("earn", 10),
+        ("clawback", -30),
+        ("earn", 50),
+        ("expire", -30),
+    ]
+    assert points(conn, "C1") == 0

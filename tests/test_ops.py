@@ -205,6 +205,23 @@ def test_check_compares_each_stored_run_state_with_the_ledger(conn, write):
     assert check_database(conn) == []
 
 
+def test_check_leaves_states_of_an_older_layout_alone(conn, write):
+    """A state in an older layout (another meaning of its numbers) is never read
+    again, so it is not compared either."""
+    _run_shop(conn, write)
+    conn.execute(
+        "UPDATE run_state SET state = json_set(state, '$.balance', 99), "
+        "timeline = '3;' || substr(timeline, instr(timeline, ';') + 1) WHERE customer_id = 'C1'"
+    )
+    assert check_database(conn) == []
+    conn.execute(
+        "UPDATE run_state SET timeline = ? || substr(timeline, instr(timeline, ';')) "
+        "WHERE customer_id = 'C1'",
+        (str(db.RUN_STATE_FORMAT),),
+    )
+    assert [f.customer_id for f in check_database(conn)] == ["C1"]
+
+
 def test_check_finds_an_unreadable_state_and_one_without_entries(conn, write):
     _run_shop(conn, write)
     conn.execute("UPDATE run_state SET state = '{' WHERE customer_id = 'C2'")

@@ -527,3 +527,20 @@ def test_a_key_valid_elsewhere_is_not_its_own_did_you_mean(tmp_path):
     with pytest.raises(ProgramError) as err:
         load_program(path)
     assert str(err.value).endswith("w.yaml:5: rewards[0].when: unknown key")
+
+
+def test_points_pending_past_an_inactivity_expiry_are_refused():
+    """They would never expire: the expiry takes what is available on its day and no
+    purchase comes to set another."""
+    inactive = edit(
+        "expiry: {policy: fixed, months: 12}", "expiry: {policy: inactivity, months: 1}"
+    )
+    err = fail(inactive.replace("pending_days: 14", "pending_days: 28"))
+    assert str(err) == (
+        "programs/x.yaml:20: pending_days: must be shorter than the inactivity expiry of "
+        "1 month (under 28 days): points still pending when it comes would never expire"
+    )
+    assert (
+        parse_program(inactive.replace("pending_days: 14", "pending_days: 27")).pending_days == 27
+    )
+    assert parse_program(edit("pending_days: 14", "pending_days: 400")).pending_days == 400

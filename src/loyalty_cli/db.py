@@ -264,6 +264,11 @@ CREATE TABLE IF NOT EXISTS run_state (
 );
 """
 
+# The layout and meaning of run_state.state (engine/state.py), first in its timeline
+# key: a run reads only states of this format, and `check` compares only those.
+# 4: claw-backs take pending points before running into debt (ledger._apply).
+RUN_STATE_FORMAT = 4
+
 # Receipts `import undo` left with some of their lines: the undo reversed all the
 # receipt's points and forgot its scoring, and the next run that reaches the
 # receipt's date scores what is left of it afresh (engine/run.py), then removes it.

@@ -31,6 +31,9 @@ KINDS = (
 )
 # Outgoing entries aimed at one lot first (lot_id), then FIFO.
 _TARGETED = {"expire", "clawback", "reversal"}
+# Outgoing entries that take pending points when the available ones run out (a
+# redeem or an expiry never reaches them: both are sized to what is available).
+_TAKES_PENDING = {"clawback", "reversal", "adjust"}
 
 _COLUMNS = (
     "entry_id, date, customer_id, kind, points, value, source_type, source_id, rule_id, "
@@ -188,6 +191,14 @@ def _apply(state: LotState, entry: Entry | Row) -> None:
             need = _take(lot, need, taken)
             if not need:
                 break
+    if need and entry.kind in _TAKES_PENDING:
+        # A refund inside the return window finds the points still pending (the
+        # receipt's bonus lots, or everything with no refund_of): taken from there,
+        # not left as a debt beside lots that would later expire in full.
+        for lot in _pending_fifo(state, entry.date):
+            need = _take(lot, need, taken)
+            if not need:
+                break
     if entry.kind == "expire" and entry.lot_id is None and need:
         # Inactivity expiry: every available point, oldest first.
         for lot in _fifo(state, entry.date):
@@ -210,6 +221,11 @@ def _take(lot: Lot, need: int, taken: dict[int, int]) -> int:
 def _fifo(state: LotState, on: dt.date) -> list[Lot]:
     usable = [lot for lot in state.lots.values() if lot.remaining > 0 and lot.usable_on(on)]
     return sorted(usable, key=lambda lot: (lot.available_on, lot.entry_id))
+
+
+def _pending_fifo(state: LotState, on: dt.date) -> list[Lot]:
+    waiting = [lot for lot in state.lots.values() if lot.remaining > 0 and lot.available_on > on]
+    return sorted(waiting, key=lambda lot: (lot.available_on, lot.entry_id))
 
 
 def _give_back(state: LotState, entry: Entry | Row) -> None:

@@ -213,10 +213,13 @@ def _replay_all(conn: sqlite3.Connection) -> tuple[list[Finding], int]:
     sums = dict(
         conn.execute("SELECT customer_id, SUM(points) FROM ledger GROUP BY customer_id").fetchall()
     )
+    # States in an older layout are never read again (the next run that needs one
+    # rebuilds it from the ledger), so they are not compared either.
     states = {
         cid: (entry_id, text)
         for cid, entry_id, text in conn.execute(
-            "SELECT customer_id, entry_id, state FROM run_state"
+            "SELECT customer_id, entry_id, state FROM run_state WHERE timeline LIKE ?",
+            (f"{db.RUN_STATE_FORMAT};%",),
         )
     }
     findings: list[Finding] = []

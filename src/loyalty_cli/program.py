@@ -703,6 +703,20 @@ def _cross_check(p: Program) -> list[tuple[Loc, str]]:
     if p.referral is not None:
         money_ok(("bonuses", "referral", "min_first_purchase"), p.referral.min_first_purchase)
 
+    # Inactivity expiry takes what is available N months after the last purchase:
+    # points still pending then would never expire (no purchase comes to move it).
+    if p.expiry is not None and p.expiry.policy == "inactivity":
+        shortest = 28 * p.expiry.months  # N months are never fewer days than this
+        if p.pending_days >= shortest:
+            errs.append(
+                (
+                    ("pending_days",),
+                    f"must be shorter than the inactivity expiry of {p.expiry.months} "
+                    f"month{'s' if p.expiry.months != 1 else ''} (under {shortest} days): "
+                    "points still pending when it comes would never expire",
+                )
+            )
+
     # tiers
     if p.tiers is not None:
         t = p.tiers

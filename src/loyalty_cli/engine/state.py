@@ -39,12 +39,13 @@ import json
 from collections import Counter
 from typing import Any
 
+from loyalty_cli.db import RUN_STATE_FORMAT
 from loyalty_cli.engine.tiers import Qualifier
 from loyalty_cli.ledger import Lot, LotState
 
 # Part of every stored timeline key: a new layout makes older rows not match, so
-# they are rebuilt from the ledger instead of misread.
-FORMAT = 3
+# they are rebuilt from the ledger instead of misread (db.RUN_STATE_FORMAT).
+FORMAT = RUN_STATE_FORMAT
 
 # The by_source keys a run consults later (membership only): events and birthdays
 # paid, referrals paid, inactivity expiries taken (kept_sources). Purchases are looked
