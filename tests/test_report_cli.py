@@ -184,7 +184,7 @@ def test_a_command_over_the_whole_shop_shows_a_spinner_while_it_works(
             spinning.append("stopped")
 
     monkeypatch.setattr(render, "working", working)
-    real_rows, real_write = render.render_rows, render.write_csv
+    real_rows = render.render_rows
 
     def rows(*args, **kwargs):
         printed_while_spinning.append(spinning[-1] != "stopped")
