@@ -184,3 +184,24 @@ def test_undoing_a_file_gives_the_balances_of_never_importing_it(lines, run_betw
         assert conn.execute(scored).fetchall() == alone.execute(scored).fetchall()
         conn.close()
         alone.close()
+
+
+def test_undo_does_not_take_back_what_an_inactivity_expiry_already_took(conn, write):
+    """The expiry names no lot: what it took from the undone receipt's lots is found
+    by replaying the ledger, and not reversed a second time."""
+    apply_program(conn, write("p.yaml", PROGRAM + "expiry: {policy: inactivity, months: 1}\n"))
+    old = write("old.csv", "transaction_id,customer_id,date,amount\nT1,C1,2026-01-10,100.00\n")
+    new = write("new.csv", "transaction_id,customer_id,date,amount\nT2,C1,2026-03-01,30.00\n")
+    [first] = import_files(conn, "purchases", [old])
+    import_files(conn, "purchases", [new])
+    run(conn, dt.date(2026, 3, 5))
+    kinds = "SELECT kind, points FROM ledger ORDER BY entry_id"
+    assert [tuple(r) for r in conn.execute(kinds)] == [
+        ("earn", 100),
+        ("expire", -100),
+        ("earn", 30),
+    ]
+    undo_import(conn, first.import_id, dt.date(2026, 3, 6))
+    # T1's 100 points all expired on 2026-02-10: nothing is left to reverse.
+    assert ledger.balance(conn, "C1") == 30
+    assert conn.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'reversal'").fetchone()[0] == 0

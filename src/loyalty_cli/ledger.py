@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from loyalty_cli.money import round_money
 
@@ -120,6 +120,9 @@ class LotState:
     # back exactly what was taken.
     taken: dict[str, dict[int, int]] = field(default_factory=dict)
     balance: int = 0
+    # lot entry_id -> points `expire` entries took from it (aimed or, for an
+    # inactivity expiry, oldest first): what an undo must not reverse again.
+    expired_from: dict[int, int] = field(default_factory=dict)
 
     def available(self, on: dt.date) -> int:
         return sum(lot.remaining for lot in self.lots.values() if lot.usable_on(on)) - self.debt
@@ -208,6 +211,9 @@ def _apply(state: LotState, entry: Entry | Row) -> None:
     state.debt += need
     if entry.kind == "redeem" and entry.source_id is not None:
         state.taken[entry.source_id] = taken
+    elif entry.kind == "expire":
+        for lot_id, amount in taken.items():
+            state.expired_from[lot_id] = state.expired_from.get(lot_id, 0) + amount
 
 
 def _take(lot: Lot, need: int, taken: dict[int, int]) -> int:
@@ -447,6 +453,37 @@ def _share(value: int, part: int, whole: int) -> int:
     return int(scaled.to_integral_value(rounding=ROUND_HALF_UP))
 
 
+def _inactivity_expired(
+    conn: sqlite3.Connection, source_type: str, rows: list[Any]
+) -> dict[tuple[str, str], int]:
+    """(customer, source) -> points every `expire` took from the source's lots, for
+    the customers an inactivity expiry reached: it names no lot, so what it took
+    from which lot is known only by replaying their ledger."""
+    customers = sorted({row[0] for row in rows})
+    if not customers:
+        return {}
+    reached = [
+        cid
+        for cid in customers
+        if conn.execute(
+            "SELECT 1 FROM ledger INDEXED BY ledger_customer WHERE customer_id = ? "
+            "AND kind = 'expire' AND lot_id IS NULL LIMIT 1",
+            (cid,),
+        ).fetchone()
+    ]
+    wanted = {(row[0], row[1]) for row in rows}
+    out: dict[tuple[str, str], int] = {}
+    for cid in reached:
+        out.update({key: 0 for key in wanted if key[0] == cid})
+        entries = entries_for(conn, cid)
+        state = replay(entries)
+        for entry in entries:
+            key = (cid, entry.source_id or "")
+            if entry.source_type == source_type and key in wanted and entry.is_lot:
+                out[key] = out.get(key, 0) + state.expired_from.get(entry.entry_id, 0)
+    return out
+
+
 def reverse_sources(
     conn: sqlite3.Connection,
     source_type: str,
@@ -488,10 +525,11 @@ def reverse_sources(
         """,
         (source_type,),
     ).fetchall()
+    expired_by_replay = _inactivity_expired(conn, source_type, rows)
     rows = [
         (cid, sid, kept, _share(value, kept, net), lot, version, partner)
         for cid, sid, net, value, lot, version, partner, expired in rows
-        if (kept := net - min(max(expired, 0), max(net, 0))) != 0
+        if (kept := net - min(max(expired_by_replay.get((cid, sid), expired), 0), max(net, 0))) != 0
     ]
     new = [
         NewEntry(
