@@ -91,7 +91,9 @@ def test_cli_show_json_and_table(cli, shop):
     assert data["points"]["available"] == 150
     table = cli("customer", "show", "C1", "--as-of", "2026-01-25")
     assert table.exit_code == 0
-    assert "150 points available" in table.stdout and "100.00 to silver" in table.stdout
+    assert "150 points available" in table.stdout and "100.00 to Silver" in table.stdout
+    # The cashier reads names and types ids: the reward's id stands beside its name.
+    assert "Tier Bronze" in table.stdout and "Can have: Free coffee (coffee)" in table.stdout
     csv = cli("customer", "show", "C1", "--as-of", "2026-01-25", "--format", "csv")
     assert csv.stdout.splitlines()[0].startswith("customer_id,name,tier,segment,available")
 

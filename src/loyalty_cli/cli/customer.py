@@ -33,15 +33,16 @@ def show_cmd(
 
     Example: loyalty customer show C0001 --as-of 2026-06-30 --format json
     """
-    from loyalty_cli.engine.statement import customer_statement
+    from loyalty_cli.engine.statement import customer_statement, display_names
 
-    data = customer_statement(get_conn(ctx), customer_id, date_or_today(as_of))
+    day = date_or_today(as_of)
+    data = customer_statement(get_conn(ctx), customer_id, day)
     if fmt == OutputFormat.json:
         typer.echo(render.to_json(data))
     elif fmt == OutputFormat.csv:
         render.write_csv(list(_flat(data)), [list(_flat(data).values())])
     else:
-        _panel(data)
+        _panel(data, display_names(get_conn(ctx), day))
 
 
 def _flat(data: dict[str, Any]) -> dict[str, Any]:
@@ -63,10 +64,17 @@ def _flat(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _panel(data: dict[str, Any]) -> None:
-    """A small panel a cashier reads at the counter."""
+def _panel(data: dict[str, Any], names: dict[str, str]) -> None:
+    """A small panel a cashier reads at the counter: tiers and rewards by name, the
+    reward id `redeem` takes beside it."""
     from rich.panel import Panel
     from rich.text import Text
+
+    def named(key: str) -> str:
+        return names.get(key, key)
+
+    def with_id(key: str) -> str:
+        return f"{names[key]} ({key})" if names.get(key, key) != key else key
 
     pts = data["points"]
     body = Text()
@@ -77,10 +85,10 @@ def _panel(data: dict[str, Any]) -> None:
     body.append("\n")
     if data["tier"]:
         body.append("Tier ")
-        body.append(str(data["tier"]), style="bold")
+        body.append(named(str(data["tier"])), style="bold")
         if data["next_tier"]:
             nxt = data["next_tier"]
-            body.append(f"   {nxt['remaining']} to {nxt['id']}")
+            body.append(f"   {nxt['remaining']} to {named(nxt['id'])}")
         body.append("\n")
     if data["segment"]:
         body.append(f"Segment {data['segment']}\n")
@@ -98,7 +106,9 @@ def _panel(data: dict[str, Any]) -> None:
             style="yellow",
         )
     rewards = data["eligible_rewards"]
-    body.append("Can have: " + (", ".join(rewards) if rewards else "nothing yet") + "\n")
+    body.append(
+        "Can have: " + (", ".join(map(with_id, rewards)) if rewards else "nothing yet") + "\n"
+    )
     open_vouchers = [v for v in data["vouchers"] if v.get("status") == "open"]
     if open_vouchers:
         # Oldest first is what `redeem` uses; a long list would swamp the panel.
@@ -108,7 +118,8 @@ def _panel(data: dict[str, Any]) -> None:
         body.append(
             "Vouchers: "
             + ", ".join(
-                f"{len(ids)} open {reward} (next {ids[0]})" for reward, ids in by_reward.items()
+                f"{len(ids)} open {named(reward)} (next {ids[0]})"
+                for reward, ids in by_reward.items()
             )
         )
     body.rstrip()

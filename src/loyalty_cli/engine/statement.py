@@ -95,6 +95,19 @@ def customer_statement(
     return statement
 
 
+def display_names(conn: sqlite3.Connection, on: dt.date) -> dict[str, str]:
+    """Tier and reward id -> the name the program gives it on `on` (for the counter
+    panel: a cashier reads "Silver", types the id)."""
+    version = version_in_force(conn, on)
+    if version is None:
+        return {}
+    program = version.program
+    levels = program.tiers.levels if program.tiers is not None else []
+    names = {level.id: level.name for level in levels if level.name}
+    names.update({reward.id: reward.name for reward in program.rewards if reward.name})
+    return names
+
+
 def inactivity_expiry(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dt.date | None:
     """The day all available points expire for inactivity (policy of the version in
     force on the last sale receipt), or None."""
