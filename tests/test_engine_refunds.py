@@ -143,3 +143,29 @@ def test_a_claw_back_beyond_every_lot_is_a_debt_paid_by_the_next_points(conn, tm
         ("expire", -30),
     ]
     assert points(conn, "C1") == 0
+
+
+def test_a_refund_of_a_receipt_from_before_the_program_takes_nothing_back(conn, tmp_path):
+    """The original earned nothing (no version was in force): min(0, ...) = 0, not
+    the base rate of a refund whose original is unknown."""
+    program(conn, tmp_path, effective="2026-01-11")
+    buy(conn, "T1", "C1", "2026-01-10", 10000)
+    buy(conn, "R1", "C1", "2026-01-12", -4000, refund_of="T1")
+    result = go(conn, "2026-01-31")
+    assert entries(conn) == []
+    assert (result.receipts, result.before_program) == (2, 1)
+    assert result.program_from == dt.date(2026, 1, 11)
+
+
+def test_run_says_when_receipts_predate_the_program(cli, conn, tmp_path, write):
+    program(conn, tmp_path, effective="2026-01-11")
+    day = write("day.csv", "transaction_id,customer_id,date,amount\nT1,C1,2026-01-10,10.00\n")
+    assert cli("import", "purchases", str(day)).exit_code == 0
+    result = cli("run", "--as-of", "2026-01-31")
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "Note: 1 receipts are dated before the program's first version (2026-01-11) and "
+        "earn nothing; to score them, apply the program with --effective on an earlier date "
+        "(`loyalty program apply FILE --effective DATE`).\n"
+    )
+    assert cli("run", "--as-of", "2026-01-31", "--quiet").stderr == ""

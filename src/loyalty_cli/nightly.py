@@ -152,6 +152,8 @@ def _run_line(as_of: dt.date, run: dict[str, Any]) -> str:
             value = sum(value.values())
         if isinstance(value, int):
             parts.append(f"{value} {key}")
+    if run.get("before_program"):
+        parts.append(f"{run['before_program']} receipts before the program's first version")
     return f"run as of {as_of.isoformat()}" + (f": {', '.join(parts)}" if parts else "")
 
 

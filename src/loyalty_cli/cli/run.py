@@ -36,6 +36,14 @@ def run_cmd(
         f"{result.customers} customers; entries: {counts}"
         + (f"; vouchers issued {result.vouchers}" if result.vouchers else "")
     )
+    if result.before_program:
+        typer.echo(
+            f"Note: {result.before_program} receipts are dated before the program's first "
+            f"version ({result.program_from}) and earn nothing; to score them, apply the "
+            "program with --effective on an earlier date "
+            "(`loyalty program apply FILE --effective DATE`).",
+            err=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

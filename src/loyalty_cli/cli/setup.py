@@ -37,6 +37,7 @@ def demo(ctx: typer.Context) -> None:
     from loyalty_cli import db
     from loyalty_cli.cli.customer import _panel
     from loyalty_cli.demo import build_coalition_demo, build_demo
+    from loyalty_cli.engine.statement import display_names
     from loyalty_cli.reports import summary
 
     out = render.console()
@@ -63,8 +64,9 @@ def demo(ctx: typer.Context) -> None:
             f"redeem {r['customer_id']} {r['reward_id']}: {r['points']} points "
             f"({r['value']}), {r['redemption_id']}, balance after {r['balance_after']}"
         )
+    names = display_names(conn, shop.as_of)
     for statement in shop.statements:
-        _panel(statement)
+        _panel(statement, names)
     render.render_summary(summary(conn, None, shop.as_of).as_json(), "table")
 
     path = Path(db_file(ctx))

@@ -65,6 +65,10 @@ class RunResult:
     points: Counter[str] = field(default_factory=Counter)
     vouchers: int = 0
     vouchers_withdrawn: int = 0
+    # Member receipts dated before the first program version: remembered, earn nothing
+    # (a program applied today over an imported history: see `program apply --effective`).
+    before_program: int = 0
+    program_from: dt.date | None = None  # the first version's start
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +80,7 @@ class RunResult:
             "points": dict(sorted(self.points.items())),
             "vouchers_issued": self.vouchers,
             "vouchers_withdrawn": self.vouchers_withdrawn,
+            "before_program": self.before_program,
         }
 
 
@@ -399,7 +404,7 @@ class _Engine:
         self.as_of = as_of
         self.marks = marks
         self.run_id = run_id
-        self.result = RunResult(run_id, as_of)
+        self.result = RunResult(run_id, as_of, program_from=next(iter(timeline)).effective_from)
         self.timeline_key = statemod.timeline_key(timeline)
         self.since, self.first_receipt = statemod.since(as_of, statemod.history_reach(timeline))
         self.next_id = _max(conn, "SELECT MAX(entry_id) FROM ledger") + 1
@@ -1231,6 +1236,7 @@ class _Customer:
         q = tiermod.Qualifier(receipt.date, receipt.transaction_id, receipt.amount, 0)
         if version is None:
             # Before the first program version: remembered, earns nothing.
+            self.e.result.before_program += 1
             self._remember(receipt, 0, None, None, None)
             self.history.add(q)
             return
@@ -1426,6 +1432,10 @@ class _Customer:
                 lot_id = lots[0].entry_id
                 partner = lots[0].partner
             self._withdraw_vouchers(original, receipt.date)
+        elif original is not None and original.amount >= 0:
+            # The original is dated before the first program version: it earned
+            # nothing, so there is nothing to take back.
+            claw = 0
         else:
             claw = base_refund_points(program, receipt, tiermod.multiplier(level))
         if claw > 0:
