@@ -116,7 +116,13 @@ def test_a_refund_in_the_return_window_takes_the_pending_bonus_too(conn, tmp_pat
     statement = customer_statement(conn, "C1", dt.date(2025, 1, 12))
     assert statement["points"] == {"available": 0, "pending": 0, "total": 0}
     go(conn, "2026-03-01")
-    assert [r[2:4] for r in entries(conn)] == [("earn", 100), ("bonus", 50), ("clawback", -150)]
+    lots = "SELECT kind, points, lot_id, note FROM ledger ORDER BY entry_id"
+    assert [tuple(r) for r in conn.execute(lots)] == [
+        ("earn", 100, None, None),
+        ("bonus", 50, None, None),
+        ("clawback", -100, 1, "refund of T1"),
+        ("clawback", -50, 2, "refund of T1, points still pending"),
+    ]
     assert points(conn, "C1") == 0
     assert customer_statement(conn, "C1", dt.date(2025, 2, 1))["expiring"] == []
 
@@ -126,7 +132,12 @@ def test_a_refund_without_its_receipt_in_the_return_window_takes_pending_points(
     buy(conn, "T1", "C1", "2025-01-10", 1000)  # 10, pending until 2025-01-24
     buy(conn, "R1", "C1", "2025-01-12", -500)  # no refund_of: 5 at the base rate
     go(conn, "2026-03-01")
-    assert [r[2:4] for r in entries(conn)] == [("earn", 10), ("clawback", -5), ("expire", -5)]
+    lots = "SELECT kind, points, lot_id FROM ledger ORDER BY entry_id"
+    assert [tuple(r) for r in conn.execute(lots)] == [
+        ("earn", 10, None),
+        ("clawback", -5, 1),  # aimed at the pending lot
+        ("expire", -5, 1),
+    ]
     assert points(conn, "C1") == 0
 
 
@@ -138,8 +149,9 @@ def test_a_claw_back_beyond_every_lot_is_a_debt_paid_by_the_next_points(conn, tm
     go(conn, "2026-03-01")
     assert [r[2:4] for r in entries(conn)] == [
         ("earn", 10),
-        ("clawback", -30),
-        ("earn", 50),
+        ("clawback", -20),  # no lot holds it: a debt
+        ("clawback", -10),  # aimed at T1's pending lot
+        ("earn", 50),  # pays the debt first
         ("expire", -30),
     ]
     assert points(conn, "C1") == 0

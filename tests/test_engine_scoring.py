@@ -104,7 +104,10 @@ def test_claimed_receipt_is_scored_for_member(conn, tmp_path):
     program(conn, tmp_path)
     buy(conn, "T1", None, "2026-01-05", 1000)
     go(conn, "2026-01-31")
-    conn.execute("INSERT INTO claims VALUES ('T1', 'C7', '2026-02-01')")
+    conn.execute(
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on) "
+        "VALUES ('T1', 'C7', '2026-02-01')"
+    )
     go(conn, "2026-02-01")
     assert entries(conn) == [("2026-01-05", "C7", "earn", 10, "T1", None)]
 

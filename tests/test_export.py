@@ -238,7 +238,10 @@ def test_rfm_claimed_receipts_join_the_claimants_days(shop):
     buy(shop, "C2", None, "2026-01-05", 200, line=2)
     buy(shop, "T2", "A", "2026-01-21", 900)
     buy(shop, "C3", None, "2026-01-22", 800)  # anonymous, never claimed
-    shop.execute("INSERT INTO claims VALUES ('C1', 'A', '2026-01-02'), ('C2', 'Z', '2026-01-06')")
+    shop.execute(
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on) "
+        "VALUES ('C1', 'A', '2026-01-02'), ('C2', 'Z', '2026-01-06')"
+    )
     rows = [[str(c) for c in r] for r in exports.rfm_export(shop, d("2026-01-31")).rows]
     assert rows == [["A", "1", "20", "30", "9.00"], ["Z", "0", "0", "26", "0.00"]]
 

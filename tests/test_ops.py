@@ -211,7 +211,7 @@ def test_check_leaves_states_of_an_older_layout_alone(conn, write):
     _run_shop(conn, write)
     conn.execute(
         "UPDATE run_state SET state = json_set(state, '$.balance', 99), "
-        "timeline = '3;' || substr(timeline, instr(timeline, ';') + 1) WHERE customer_id = 'C1'"
+        "timeline = '2;' || substr(timeline, instr(timeline, ';') + 1) WHERE customer_id = 'C1'"
     )
     assert check_database(conn) == []
     conn.execute(

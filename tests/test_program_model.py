@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -544,3 +545,30 @@ def test_points_pending_past_an_inactivity_expiry_are_refused():
         parse_program(inactive.replace("pending_days: 14", "pending_days: 27")).pending_days == 27
     )
     assert parse_program(edit("pending_days: 14", "pending_days: 400")).pending_days == 400
+
+
+def test_a_stored_version_from_before_a_rule_still_loads(tmp_path):
+    """A shop whose version was applied before the pending_days rule keeps working and
+    can apply a corrected version; only a new file is held to the rule."""
+    from loyalty_cli import db
+    from loyalty_cli.program import apply_program, versions_timeline
+
+    conn = db.connect(tmp_path / "shop.db")
+    inactive = edit(
+        "expiry: {policy: fixed, months: 12}", "expiry: {policy: inactivity, months: 1}"
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text(inactive.replace("pending_days: 14", "pending_days: 27"))
+    apply_program(conn, path, effective=dt.date(2026, 1, 1))
+    conn.execute(
+        "UPDATE program_versions SET yaml = replace(yaml, 'pending_days: 27', 'pending_days: 30'),"
+        " sha256 = 'as stored by an older release'"
+    )
+    (version,) = versions_timeline(conn)
+    assert version.program.pending_days == 30
+    path.write_text(inactive.replace("pending_days: 14", "pending_days: 30"))
+    with pytest.raises(ProgramError, match="pending_days: must be shorter"):
+        apply_program(conn, path, effective=dt.date(2026, 2, 1))
+    path.write_text(inactive.replace("pending_days: 14", "pending_days: 7"))
+    apply_program(conn, path, effective=dt.date(2026, 2, 1))
+    assert [v.program.pending_days for v in versions_timeline(conn)] == [30, 7]

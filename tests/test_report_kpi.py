@@ -78,7 +78,10 @@ def shop(conn, tmp_path):
     buy(conn, "T8", None, "2026-03-25", -500)  # anonymous refund
     buy(conn, "T9", "D", "2025-12-01", 6000)  # long ago
     buy(conn, "T10", None, "2026-03-18", 4000)  # anonymous, claimed by C
-    conn.execute("INSERT INTO claims VALUES ('T10', 'C', '2026-03-19')")
+    conn.execute(
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on) "
+        "VALUES ('T10', 'C', '2026-03-19')"
+    )
     buy(conn, "T11", "A", "2026-03-06", 99900, undone=1)  # undone: counts nowhere
     buy(conn, "T12", "A", "2026-04-02", 7000)  # after the period
     post(conn, "2026-02-10", "A", "earn", 100)
@@ -274,7 +277,10 @@ def test_new_customers_and_clv_count_claimed_receipts_and_later_rows(conn, tmp_p
     apply(conn, tmp_path)
     # A bought before March on a receipt claimed later: not new in March.
     buy(conn, "C1", None, "2026-02-10", 1000)
-    conn.execute("INSERT INTO claims VALUES ('C1', 'A', '2026-03-02')")
+    conn.execute(
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on) "
+        "VALUES ('C1', 'A', '2026-03-02')"
+    )
     buy(conn, "A1", "A", "2026-03-05", 500)
     # B's only earlier receipt is a refund: B is new in March.
     buy(conn, "B0", "B", "2026-02-01", -300)
@@ -288,11 +294,17 @@ def test_new_customers_and_clv_count_claimed_receipts_and_later_rows(conn, tmp_p
     buy(conn, "D1", "D", "2026-03-09", 200)
     # E: only a claimed receipt, in March (new, and seen through the claim).
     buy(conn, "E1", None, "2026-03-10", 900)
-    conn.execute("INSERT INTO claims VALUES ('E1', 'E', '2026-03-11')")
+    conn.execute(
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on) "
+        "VALUES ('E1', 'E', '2026-03-11')"
+    )
     # Rows dated after --to count nowhere; F's receipt in April is not in March.
     buy(conn, "F1", "F", "2026-04-02", 5000)
     buy(conn, "G1", None, "2026-04-03", 700)
-    conn.execute("INSERT INTO claims VALUES ('G1', 'G', '2026-04-04')")
+    conn.execute(
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on) "
+        "VALUES ('G1', 'G', '2026-04-04')"
+    )
     out = reports.kpi_report(conn, START, END)
     assert out["active_customers"] == 5 and out["new_customers"] == 4  # B, C, D, E
     # Lifetime: A 15.00, B 5.00, C 1.00, D 0.00, E 9.00 over 5 members = 6.00.
@@ -308,7 +320,10 @@ def test_known_customers_from_every_source_as_of_a_day(conn, tmp_path):
     buy(conn, "V1", "V", "2026-03-02", 100, undone=1)  # undone, and live only after --to
     buy(conn, "V2", "V", "2026-04-02", 100)
     buy(conn, "C1", None, "2026-03-03", 100)
-    conn.execute("INSERT INTO claims VALUES ('C1', 'C', '2026-03-04')")  # claim only: known
+    conn.execute(
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on) "
+        "VALUES ('C1', 'C', '2026-03-04')"
+    )  # claim only: known
     post(conn, "2026-03-05", "L", "earn", 10)  # ledger only: known
     post(conn, "2026-04-05", "M", "earn", 10)  # ledger only, after --to
     people = reports.known_customers(conn, END)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from loyalty_cli import ledger
 from test_rewards_support import apply, customer
 
 
@@ -118,3 +119,64 @@ def test_a_refund_of_another_members_receipt_cannot_be_claimed(conn, tmp_path, c
     assert cli("claim", "R1", "C1").exit_code == 0
     assert cli("run", "--as-of", "2026-03-05").exit_code == 0
     assert [tuple(r) for r in conn.execute(CLAWED)] == [("C1", "R1", -40)]
+
+
+def _undo_shop(cli, conn, tmp_path, write, run_between: bool):
+    apply(conn, tmp_path)
+    customer(conn, "C1")
+    customer(conn, "C2")
+    head = "transaction_id,customer_id,date,amount,refund_of\n"
+    wrong = write("wrong.csv", head + "T1,C1,2026-03-01,100.00,\n")
+    refund = write("refund.csv", head + "R1,,2026-03-05,-40.00,T1\n")
+    fixed = write("fixed.csv", head + "T1,C2,2026-03-01,100.00,\n")
+    assert cli("import", "purchases", str(wrong)).exit_code == 0
+    assert cli("run", "--as-of", "2026-03-02").exit_code == 0
+    assert cli("import", "purchases", str(refund)).exit_code == 0
+    if run_between:
+        assert cli("run", "--as-of", "2026-03-05").exit_code == 0
+    wrong_id = conn.execute("SELECT MIN(import_id) FROM purchases").fetchone()[0]
+    assert cli("import", "undo", str(wrong_id), "--date", "2026-03-06").exit_code == 0
+    assert cli("import", "purchases", str(fixed)).exit_code == 0
+    assert cli("run", "--as-of", "2026-03-10").exit_code == 0
+    return {c: ledger.balance(conn, c) for c in ("C1", "C2")}
+
+
+def test_a_refund_not_scored_yet_follows_its_receipt_to_the_right_member(
+    conn, tmp_path, cli, write
+):
+    """T1 was booked to C1 by mistake, undone and imported again for C2: the refund
+    R1 (anonymous, not scored yet) now claws back from C2."""
+    assert _undo_shop(cli, conn, tmp_path, write, run_between=False) == {"C1": 0, "C2": 60}
+    assert (
+        conn.execute("SELECT customer_id FROM claims WHERE transaction_id = 'R1'").fetchone()[0]
+        == "C2"
+    )
+
+
+def test_undo_does_not_take_back_what_a_refund_already_clawed_back(conn, tmp_path, cli, write):
+    """R1 had clawed 40 of T1's 100 back from C1 before T1 was undone: the undo
+    reverses the 60 left, so C1 ends at 0 (not -40). R1 stays scored for C1."""
+    assert _undo_shop(cli, conn, tmp_path, write, run_between=True) == {"C1": 0, "C2": 100}
+
+
+def test_claim_lists_only_the_refunds_of_the_receipt_it_claims(conn, tmp_path, cli):
+    """A refund left unattached by an older release is attached by the next claim,
+    but only the claimed receipt's own refunds are listed."""
+    apply(conn, tmp_path)
+    customer(conn, "C1")
+    conn.executemany(
+        "INSERT INTO purchases (transaction_id, customer_id, date, amount, refund_of, "
+        "import_id) VALUES (?, ?, ?, ?, ?, 1)",
+        [
+            ("T1", "C1", "2026-03-01", 10000, None),
+            ("R1", None, "2026-03-02", -4000, "T1"),
+            ("T5", None, "2026-03-02", 2000, None),
+        ],
+    )
+    claimed = cli("claim", "T5", "C1", "--format", "json")
+    assert claimed.exit_code == 0, claimed.stderr
+    assert json.loads(claimed.stdout)["refunds"] == []
+    assert (
+        conn.execute("SELECT customer_id FROM claims WHERE transaction_id = 'R1'").fetchone()[0]
+        == "C1"
+    )

@@ -86,7 +86,10 @@ def test_segments_from_database_count_sale_receipts_only(conn):
     add(conn, "T6", None, D - dt.timedelta(days=200), 1000)  # claimed by A below
     add(conn, "T7", "C", D - dt.timedelta(days=10), 1000, line=1)
     add(conn, "T7", "C", D - dt.timedelta(days=10), -1500, line=2)  # net negative receipt
-    conn.execute("INSERT INTO claims VALUES ('T6', 'A', '2026-06-01')")
+    conn.execute(
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on) "
+        "VALUES ('T6', 'A', '2026-06-01')"
+    )
     assert segments.segments_for_all(conn, D) == {"A": "repeat", "B": "new"}
     assert segments.segment_of(conn, "A", D) == "repeat"
     assert segments.segment_of(conn, "B", D) == "new"
@@ -132,7 +135,10 @@ def test_segments_of_all_members_count_claims_and_whole_receipts(conn):
     add(conn, "A3", "A", D - dt.timedelta(days=20), 700)
     # B: only a claimed receipt (anonymous rows), 10 days ago: new.
     add(conn, "B1", None, D - dt.timedelta(days=10), 400)
-    conn.execute("INSERT INTO claims VALUES ('B1', 'B', ?)", (D.isoformat(),))
+    conn.execute(
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on) VALUES ('B1', 'B', ?)",
+        (D.isoformat(),),
+    )
     # C: one sale after the as-of date only: no segment.
     add(conn, "C1", "C", D + dt.timedelta(days=1), 400)
     assert segments.segments_for_all(conn, D) == {"A": "repeat", "B": "new"}

@@ -266,8 +266,7 @@ CREATE TABLE IF NOT EXISTS run_state (
 
 # The layout and meaning of run_state.state (engine/state.py), first in its timeline
 # key: a run reads only states of this format, and `check` compares only those.
-# 4: claw-backs take pending points before running into debt (ledger._apply).
-RUN_STATE_FORMAT = 4
+RUN_STATE_FORMAT = 3
 
 # Receipts `import undo` left with some of their lines: the undo reversed all the
 # receipt's points and forgot its scoring, and the next run that reaches the
@@ -292,8 +291,22 @@ CREATE INDEX IF NOT EXISTS purchases_anon_refund ON purchases (refund_of)
     WHERE refund_of IS NOT NULL AND customer_id IS NULL;
 """
 
+# A refund claimed for the member holding its receipt names that receipt, so the
+# claim can follow the receipt when it changes hands (undo, a corrected import)
+# until the refund is scored. NULL: a claim made at the counter.
+CLAIMED_REFUNDS_V6 = """
+ALTER TABLE claims ADD COLUMN refund_of TEXT;
+"""
+
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1, REPORT_INDEXES_V2, RUN_STATE_V3, RESCORE_V4, ANON_REFUNDS_V5]
+MIGRATIONS: list[str] = [
+    SCHEMA_V1,
+    REPORT_INDEXES_V2,
+    RUN_STATE_V3,
+    RESCORE_V4,
+    ANON_REFUNDS_V5,
+    CLAIMED_REFUNDS_V6,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

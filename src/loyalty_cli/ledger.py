@@ -31,9 +31,6 @@ KINDS = (
 )
 # Outgoing entries aimed at one lot first (lot_id), then FIFO.
 _TARGETED = {"expire", "clawback", "reversal"}
-# Outgoing entries that take pending points when the available ones run out (a
-# redeem or an expiry never reaches them: both are sized to what is available).
-_TAKES_PENDING = {"clawback", "reversal", "adjust"}
 
 _COLUMNS = (
     "entry_id, date, customer_id, kind, points, value, source_type, source_id, rule_id, "
@@ -194,14 +191,6 @@ def _apply(state: LotState, entry: Entry | Row) -> None:
             need = _take(lot, need, taken)
             if not need:
                 break
-    if need and entry.kind in _TAKES_PENDING:
-        # A refund inside the return window finds the points still pending (the
-        # receipt's bonus lots, or everything with no refund_of): taken from there,
-        # not left as a debt beside lots that would later expire in full.
-        for lot in _pending_fifo(state, entry.date):
-            need = _take(lot, need, taken)
-            if not need:
-                break
     if entry.kind == "expire" and entry.lot_id is None and need:
         # Inactivity expiry: every available point, oldest first.
         for lot in _fifo(state, entry.date):
@@ -229,9 +218,24 @@ def _fifo(state: LotState, on: dt.date) -> list[Lot]:
     return sorted(usable, key=lambda lot: (lot.available_on, lot.entry_id))
 
 
-def _pending_fifo(state: LotState, on: dt.date) -> list[Lot]:
+def pending_fifo(state: LotState, on: dt.date) -> list[Lot]:
+    """Lots still pending on `on` that hold points, the soonest available first."""
     waiting = [lot for lot in state.lots.values() if lot.remaining > 0 and lot.available_on > on]
     return sorted(waiting, key=lambda lot: (lot.available_on, lot.entry_id))
+
+
+def uncovered(state: LotState, need: int, on: dt.date, lot_id: int | None) -> int:
+    """What of an outgoing entry of `need` points dated `on` (aimed at `lot_id`) no
+    lot would cover: replay takes from the aimed lot, then from lots available on
+    `on`; the rest becomes debt."""
+    if lot_id is not None and lot_id in state.lots:
+        need -= min(state.lots[lot_id].remaining, need)
+    for lot in _fifo(state, on):
+        if lot.entry_id != lot_id:
+            need -= min(lot.remaining, need)
+        if not need:
+            break
+    return need
 
 
 def _give_back(state: LotState, entry: Entry | Row) -> None:
@@ -445,7 +449,7 @@ def insert_values(conn: sqlite3.Connection, values: Sequence[tuple]) -> None:
         conn.execute(f"PRAGMA ignore_check_constraints = {int(ignoring)}")
 
 
-def _share(value: int, part: int, whole: int) -> int:
+def share(value: int, part: int, whole: int) -> int:
     """value × part / whole, half away from zero (the money of part of a net)."""
     if part == whole or whole == 0:
         return value
@@ -497,9 +501,10 @@ def reverse_sources(
     aimed at the source's first lot. Points an `expire` entry already took from
     the source's lots are not reversed again: they left the balance when they
     expired (reversing them too would leave the customer owing points they never
-    had the use of). Points spent from the lots are reversed: the balance may go
-    negative, as for a claw-back. Used by `import undo`. Returns the number of
-    entries posted.
+    had the use of); nor are points a claw-back of another receipt (a refund of
+    this one) took back from them. Points spent from the lots are reversed: the
+    balance may go negative, as for a claw-back. Used by `import undo`. Returns
+    the number of entries posted.
     """
     if not source_ids:
         return 0
@@ -516,6 +521,12 @@ def reverse_sources(
                          WHERE x.kind = 'expire' AND x.lot_id IN (
                            SELECT s.entry_id FROM ledger s
                            WHERE s.source_type = l.source_type AND s.source_id = l.source_id
+                             AND s.customer_id = l.customer_id AND s.points > 0)), 0),
+               COALESCE((SELECT -SUM(x.points) FROM ledger x
+                         WHERE x.kind = 'clawback' AND x.source_id != l.source_id
+                           AND x.lot_id IN (
+                           SELECT s.entry_id FROM ledger s
+                           WHERE s.source_type = l.source_type AND s.source_id = l.source_id
                              AND s.customer_id = l.customer_id AND s.points > 0)), 0)
         FROM ledger l JOIN _rev_ids r ON r.source_id = l.source_id
         WHERE l.source_type = ?
@@ -527,9 +538,10 @@ def reverse_sources(
     ).fetchall()
     expired_by_replay = _inactivity_expired(conn, source_type, rows)
     rows = [
-        (cid, sid, kept, _share(value, kept, net), lot, version, partner)
-        for cid, sid, net, value, lot, version, partner, expired in rows
-        if (kept := net - min(max(expired_by_replay.get((cid, sid), expired), 0), max(net, 0))) != 0
+        (cid, sid, kept, share(value, kept, net), lot, version, partner)
+        for cid, sid, net, value, lot, version, partner, expired, clawed in rows
+        if (gone := expired_by_replay.get((cid, sid), expired) + clawed) is not None
+        and (kept := net - min(max(gone, 0), max(net, 0))) != 0
     ]
     new = [
         NewEntry(

@@ -649,6 +649,26 @@ class Program(Strict):
 Loc = tuple[str | int, ...]
 
 
+def _new_version_checks(p: Program) -> list[tuple[Loc, str]]:
+    """Rules a program meets to be applied from now on. Versions stored before a rule
+    existed still load (the ledger they made stands), so these run only on a file."""
+    errs: list[tuple[Loc, str]] = []
+    # Inactivity expiry takes what is available N months after the last purchase:
+    # points still pending then would never expire (no purchase comes to move it).
+    if p.expiry is not None and p.expiry.policy == "inactivity":
+        shortest = 28 * p.expiry.months  # N months are never fewer days than this
+        if p.pending_days >= shortest:
+            errs.append(
+                (
+                    ("pending_days",),
+                    f"must be shorter than the inactivity expiry of {p.expiry.months} "
+                    f"month{'s' if p.expiry.months != 1 else ''} (under {shortest} days): "
+                    "points still pending when it comes would never expire",
+                )
+            )
+    return errs
+
+
 def _cross_check(p: Program) -> list[tuple[Loc, str]]:
     errs: list[tuple[Loc, str]] = []
     exp = money.exponent(p.currency)
@@ -702,20 +722,6 @@ def _cross_check(p: Program) -> list[tuple[Loc, str]]:
 
     if p.referral is not None:
         money_ok(("bonuses", "referral", "min_first_purchase"), p.referral.min_first_purchase)
-
-    # Inactivity expiry takes what is available N months after the last purchase:
-    # points still pending then would never expire (no purchase comes to move it).
-    if p.expiry is not None and p.expiry.policy == "inactivity":
-        shortest = 28 * p.expiry.months  # N months are never fewer days than this
-        if p.pending_days >= shortest:
-            errs.append(
-                (
-                    ("pending_days",),
-                    f"must be shorter than the inactivity expiry of {p.expiry.months} "
-                    f"month{'s' if p.expiry.months != 1 else ''} (under {shortest} days): "
-                    "points still pending when it comes would never expire",
-                )
-            )
 
     # tiers
     if p.tiers is not None:
@@ -948,8 +954,10 @@ def _single(message: str, source: str, line: int | None, field: str | None = Non
 # --------------------------------------------------------------------------- public API
 
 
-def parse_program(text: str, source: str = "<program>") -> Program:
-    """Validate program YAML text. Raises ProgramError (all errors on `.errors`)."""
+def parse_program(text: str, source: str = "<program>", stored: bool = False) -> Program:
+    """Validate program YAML text. Raises ProgramError (all errors on `.errors`).
+    `stored`: a version read back from the database, which the rules for new versions
+    (`_new_version_checks`) do not judge again."""
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -992,7 +1000,7 @@ def parse_program(text: str, source: str = "<program>") -> Program:
             line, path = _locate(root, tuple(err["loc"]))
             found.append(ProgramError(_message(err), file=source, line=line, field=path or None))
         _raise(found)
-    problems = _cross_check(program)
+    problems = _cross_check(program) + ([] if stored else _new_version_checks(program))
     if problems:
         found = []
         for loc, message in problems:

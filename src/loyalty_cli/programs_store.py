@@ -45,7 +45,9 @@ def _row_to_version(row: sqlite3.Row) -> ProgramVersion:
     sha = row["sha256"]
     program = _PARSED.get(sha)
     if program is None:
-        program = parse_program(row["yaml"], source=f"program version {row['version']}")
+        program = parse_program(
+            row["yaml"], source=f"program version {row['version']}", stored=True
+        )
         _PARSED[sha] = program
     return ProgramVersion(
         version=row["version"],

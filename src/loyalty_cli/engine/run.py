@@ -1439,23 +1439,57 @@ class _Customer:
         else:
             claw = base_refund_points(program, receipt, tiermod.multiplier(level))
         if claw > 0:
-            self._post(
-                self._entry(
-                    date=receipt.date,
-                    customer_id=self.cid,
-                    kind="clawback",
-                    points=-claw,
-                    value=-ledger.points_value(claw, program.point_value, program.currency),
-                    source_type="purchase",
-                    source_id=receipt.transaction_id,
-                    rule_id=None,
-                    program_version=made_by,
-                    lot_id=lot_id,
-                    partner=partner,
-                    note=f"refund of {receipt.refund_of}" if lot_id else "refund",
+            value = ledger.points_value(claw, program.point_value, program.currency)
+            note = f"refund of {receipt.refund_of}" if lot_id else "refund"
+            # Inside the return window the points to take back may still be pending
+            # (the receipt's bonus lot; all of them for a refund without refund_of):
+            # those parts are aimed at the pending lots, one entry each. Left to the
+            # first entry they would be a debt beside lots that later expire in full.
+            parts = self._pending_parts(claw, receipt.date, lot_id)
+            pieces = [(claw - sum(n for _, n, _ in parts), lot_id, partner, note)] + [
+                (n, pid, lot_partner, f"{note}, points still pending")
+                for pid, n, lot_partner in parts
+            ]
+            left = value
+            for i, (n, aimed, by, text) in enumerate(pieces):
+                if n <= 0:
+                    continue
+                money = left if i == len(pieces) - 1 else ledger.share(value, n, claw)
+                left -= money
+                self._post(
+                    self._entry(
+                        date=receipt.date,
+                        customer_id=self.cid,
+                        kind="clawback",
+                        points=-n,
+                        value=-money,
+                        source_type="purchase",
+                        source_id=receipt.transaction_id,
+                        rule_id=None,
+                        program_version=made_by,
+                        lot_id=aimed,
+                        partner=by,
+                        note=text,
+                    )
                 )
-            )
         return claw
+
+    def _pending_parts(
+        self, claw: int, on: dt.date, lot_id: int | None
+    ) -> list[tuple[int, int, str | None]]:
+        """(pending lot, points, its partner) for what of a claw-back of `claw` points
+        neither its aimed lot nor the available lots would cover."""
+        rest = ledger.uncovered(self.state, claw, on, lot_id)
+        parts = []
+        for lot in ledger.pending_fifo(self.state, on) if rest else []:
+            if lot.entry_id == lot_id:
+                continue
+            take = min(lot.remaining, rest)
+            parts.append((lot.entry_id, take, lot.partner))
+            rest -= take
+            if not rest:
+                break
+        return parts
 
     # ---- punch cards
     def _punch(self, receipt: Receipt, program: Program) -> str | None:

@@ -391,6 +391,10 @@ class PurchasesKind(KindHandler):
             "WHERE transaction_id = ? AND status = 'open'",
             [(on.isoformat(), tid) for tid in ids],
         )
+        from loyalty_cli.rewards.claim import attach_refunds
+
+        # A refund not scored yet lets go of the member whose receipt this was.
+        attach_refunds(conn, on)
         return count
 
 

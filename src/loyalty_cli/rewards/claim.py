@@ -66,7 +66,7 @@ def claim(
         "date": receipt_date,
         "amount": format_minor(sum(r["amount"] for r in rows), currency),
         "claimed_on": on.isoformat(),
-        "refunds": sorted(r for r, owner in refunds if owner == customer_id),
+        "refunds": sorted(r for r, _, original in refunds if original == transaction_id),
     }
 
 
@@ -107,14 +107,26 @@ def _check_refund(conn: sqlite3.Connection, transaction_id: str, customer_id: st
             )
 
 
-def attach_refunds(conn: sqlite3.Connection, on: dt.date) -> list[tuple[str, str]]:
-    """Claim every anonymous, unclaimed refund of a receipt a member holds for that
-    member, dated `on`; returns (refund, member) pairs. Driven from the anonymous
-    refunds' own small index (CROSS JOIN keeps that order: the planner would rather
-    walk every purchase), so it costs milliseconds on a million lines."""
+def attach_refunds(conn: sqlite3.Connection, on: dt.date) -> list[tuple[str, str, str]]:
+    """Keep every anonymous refund of a receipt a member holds claimed for that member:
+    claim the unclaimed ones (dated `on`), and let go of a refund's claim while the
+    refund is not scored yet and its receipt has changed hands (an undo, a corrected
+    import), so that the next call claims it for the new holder. Returns the
+    (refund, member, receipt) claims made. Driven from the anonymous refunds' own
+    small index (CROSS JOIN keeps that order: the planner would rather walk every
+    purchase), so it costs milliseconds on a million lines."""
+    conn.execute(
+        f"""
+        DELETE FROM claims
+        WHERE refund_of IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM scored_receipts s
+                          WHERE s.transaction_id = claims.transaction_id)
+          AND customer_id IS NOT ({_OWNER.format(tid="claims.refund_of")})
+        """
+    )
     rows = conn.execute(
         """
-        SELECT r.transaction_id, MIN(COALESCE(o.customer_id, c.customer_id))
+        SELECT r.transaction_id, MIN(COALESCE(o.customer_id, c.customer_id)), r.refund_of
         FROM purchases r INDEXED BY purchases_anon_refund
         CROSS JOIN purchases o ON o.transaction_id = r.refund_of AND o.undone = 0
         LEFT JOIN claims c ON c.transaction_id = o.transaction_id
@@ -127,7 +139,16 @@ def attach_refunds(conn: sqlite3.Connection, on: dt.date) -> list[tuple[str, str
         """
     ).fetchall()
     conn.executemany(
-        "INSERT INTO claims (transaction_id, customer_id, claimed_on) VALUES (?, ?, ?)",
-        [(tid, owner, on.isoformat()) for tid, owner in rows],
+        "INSERT INTO claims (transaction_id, customer_id, claimed_on, refund_of) "
+        "VALUES (?, ?, ?, ?)",
+        [(tid, owner, on.isoformat(), original) for tid, owner, original in rows],
     )
-    return [(tid, owner) for tid, owner in rows]
+    return [(tid, owner, original) for tid, owner, original in rows]
+
+
+# The member holding receipt {tid} now: a customer on its lines, else its claimer.
+_OWNER = (
+    "COALESCE((SELECT p.customer_id FROM purchases p WHERE p.transaction_id = {tid} "
+    "AND p.undone = 0 AND p.customer_id IS NOT NULL LIMIT 1), "
+    "(SELECT o.customer_id FROM claims o WHERE o.transaction_id = {tid}))"
+)
