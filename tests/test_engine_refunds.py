@@ -181,3 +181,13 @@ def test_run_says_when_receipts_predate_the_program(cli, conn, tmp_path, write):
         "(`loyalty program apply FILE --effective DATE`).\n"
     )
     assert cli("run", "--as-of", "2026-01-31", "--quiet").stderr == ""
+
+
+def test_a_same_day_refund_comes_after_its_receipt_whatever_their_ids(conn, tmp_path):
+    """F1 sorts before T9 but refunds it: it is scored after T9 and takes back what T9
+    earned (30), not the base rate (10)."""
+    program(conn, tmp_path, "rules:\n  - {id: triple, when: {category: pastry}, multiplier: 3}\n")
+    buy(conn, "T9", "C1", "2025-01-10", (1000, "pastry"))
+    buy(conn, "F1", "C1", "2025-01-10", (-1000, "pastry"), refund_of="T9")
+    go(conn, "2025-01-31")
+    assert [r[2:5] for r in entries(conn)] == [("earn", 30, "T9"), ("clawback", -30, "F1")]

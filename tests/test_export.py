@@ -261,3 +261,24 @@ def test_rfm_refund_only_day_is_not_a_purchase_day(conn, write):
     import_files(conn, "purchases", [write("p.csv", rows)])
     [row] = rfm_export(conn, dt.date(2026, 3, 31)).rows
     assert [str(v) for v in row] == ["C2", "1", "19", "89", "8.00"]
+
+
+def test_rfm_purchase_days_are_days_with_a_sale_receipt(conn, write):
+    """As for the KPIs: a receipt's lines are summed first; 0.00 is a sale receipt,
+    +5.00 and -20.00 on one receipt is a refund receipt."""
+    from loyalty_cli.exports import rfm_export
+    from loyalty_cli.importing import import_files
+    from loyalty_cli.program import apply_program
+
+    apply_program(
+        conn, write("p.yaml", "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1}\n")
+    )
+    rows = (
+        "transaction_id,line_no,customer_id,date,amount\n"
+        "T1,1,C1,2025-01-01,30.00\nM1,1,C1,2025-01-05,5.00\nM1,2,C1,2025-01-05,-20.00\n"
+        "T2,1,C1,2025-01-20,30.00\n"
+        "T4,1,C2,2025-01-03,10.00\nT5,1,C2,2025-01-17,0.00\n"
+    )
+    import_files(conn, "purchases", [write("p.csv", rows)])
+    out = [[str(v) for v in row] for row in rfm_export(conn, dt.date(2025, 1, 31)).rows]
+    assert out == [["C1", "1", "19", "30", "30.00"], ["C2", "1", "14", "28", "0.00"]]

@@ -197,3 +197,20 @@ def test_a_command_over_the_whole_shop_shows_a_spinner_while_it_works(
     assert len(spinning) == 2 and spinning[0].endswith("...") and spinning[1] == "stopped"
     # A table printed while the spinner turns would be drawn through it.
     assert not any(printed_while_spinning)
+
+
+def test_a_member_met_only_on_a_later_receipt_is_not_listed_before_it(conn, tmp_path, write):
+    """The import of purchases adds a bare customer row for an id it meets; as of an
+    earlier date that member is not one yet (the customers file's rows always are)."""
+    from loyalty_cli.importing import import_files
+
+    path = tmp_path / "program.yaml"
+    path.write_text(PROGRAM)
+    program.apply_program(conn, path, effective=dt.date(2025, 1, 1))
+    import_files(conn, "customers", [write("c.csv", "customer_id,name\nC1,One\nC3,Three\n")])
+    rows = "transaction_id,customer_id,date,amount\nT1,C1,2025-01-10,10.00\nT2,C2,2025-03-01,5.00\n"
+    import_files(conn, "purchases", [write("p.csv", rows)])
+    assert sorted(reports.known_customers(conn, dt.date(2025, 2, 1))) == ["C1", "C3"]
+    assert sorted(reports.known_customers(conn, dt.date(2025, 3, 1))) == ["C1", "C2", "C3"]
+    listed = [r["customer_id"] for r in reports.customer_list(conn, dt.date(2025, 2, 1))]
+    assert listed == ["C1", "C3"]

@@ -289,8 +289,8 @@ def rfm_export(conn: sqlite3.Connection, on: dt.date) -> Export:
     """frequency, recency, T, monetary_value per member (lifetimes convention), as of `on`.
 
     Member rows dated <= on are collapsed to days (net spend per day: sales
-    minus refunds of that day). A purchase day is a day with a sale; a day
-    with only a refund is not one (a CLV model wants purchases, and its
+    minus refunds of that day). A purchase day is a day with a sale receipt (total 0
+    or more); a day with only refund receipts is not one (a CLV model wants purchases, and its
     monetary value must not go negative). frequency = purchase days − 1;
     recency = last day − first day; T = on − first day; monetary_value = mean
     daily net spend over the repeat days (all but the first), 0 without any.
@@ -301,21 +301,27 @@ def rfm_export(conn: sqlite3.Connection, on: dt.date) -> Export:
     hint = "INDEXED BY purchases_member"
     cur = conn.cursor()
     cur.row_factory = None
+    # A day is a purchase day when one of its receipts is a sale (total 0 or more),
+    # as for every other report: a receipt's lines are summed first.
     rows = cur.execute(
         f"""
-        SELECT customer_id, date, SUM(amount), MAX(amount > 0) FROM purchases {hint}
-        WHERE undone = 0 AND date <= ? AND customer_id IS NOT NULL
-          AND transaction_id NOT IN (SELECT transaction_id FROM claims)
+        SELECT customer_id, date, SUM(total), MAX(total >= 0) FROM (
+          SELECT customer_id, date, SUM(amount) AS total FROM purchases {hint}
+          WHERE undone = 0 AND date <= ? AND customer_id IS NOT NULL
+            AND transaction_id NOT IN (SELECT transaction_id FROM claims)
+          GROUP BY customer_id, date, transaction_id)
         GROUP BY customer_id, date ORDER BY customer_id, date
         """,
         (day,),
     ).fetchall()
     claimed = cur.execute(
         """
-        SELECT c.customer_id, p.date, SUM(p.amount), MAX(p.amount > 0)
-        FROM claims c JOIN purchases p ON p.transaction_id = c.transaction_id
-        WHERE p.undone = 0 AND p.date <= ?
-        GROUP BY c.customer_id, p.date
+        SELECT customer_id, date, SUM(total), MAX(total >= 0) FROM (
+          SELECT c.customer_id, p.date, SUM(p.amount) AS total
+          FROM claims c JOIN purchases p ON p.transaction_id = c.transaction_id
+          WHERE p.undone = 0 AND p.date <= ?
+          GROUP BY c.customer_id, p.date, p.transaction_id)
+        GROUP BY customer_id, date
         """,
         (day,),
     ).fetchall()

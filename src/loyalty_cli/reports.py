@@ -105,12 +105,19 @@ def tiers_on(
 def known_customers(conn: sqlite3.Connection, on: dt.date | None = None) -> dict[str, dict]:
     """Members: the customers table plus any member id seen on a receipt, claim or entry.
 
-    customer_id -> {"name", "email"}. With `on`, ids first seen after it are left out
-    (rows of the customers table always count).
+    customer_id -> {"name", "email"}. With `on`, ids first seen after it are left out.
+    Rows of the customers file always count; the bare rows an import of purchases
+    (or balances) adds for an id it meets count from the day the id is seen.
     """
     day = (on or dt.date.max).isoformat()
     out: dict[str, dict] = {}
-    for cid, name, email in conn.execute("SELECT customer_id, name, email FROM customers"):
+    for cid, name, email in conn.execute(
+        "SELECT c.customer_id, c.name, c.email FROM customers c "
+        "LEFT JOIN imports i ON i.import_id = c.import_id "
+        "WHERE i.kind IS NULL OR i.kind = 'customers' OR c.name IS NOT NULL "
+        "OR c.email IS NOT NULL OR c.birthday IS NOT NULL OR c.joined_on IS NOT NULL "
+        "OR c.referred_by IS NOT NULL"
+    ):
         out[cid] = {"name": name, "email": email}
     # Ids seen only on a receipt, claim or entry are added in that order. Each
     # list is read in index order (no sort of a million rows); what is usually

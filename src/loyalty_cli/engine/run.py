@@ -1098,8 +1098,14 @@ class _Customer:
     def process(self) -> None:
         as_of = self.e.as_of
         items: list[tuple[dt.date, int, str, Any]] = []
+        same_day = {(r.date, r.transaction_id) for r in self.receipts}
         for receipt in self.receipts:
-            items.append((receipt.date, _RECEIPT, receipt.transaction_id, receipt))
+            order = receipt.transaction_id
+            if receipt.refund_of and (receipt.date, receipt.refund_of) in same_day:
+                # A refund of a receipt of the same day comes right after it, whatever
+                # its id: before, it found nothing scored and clawed back at the base rate.
+                order = f"{receipt.refund_of}\x00{order}"
+            items.append((receipt.date, _RECEIPT, order, receipt))
         for event_id, etype, date in self.events:
             items.append((date, _EVENT, event_id, etype))
         for date, referee, points, version in self.e.referrer_due.pop(self.cid, []):
