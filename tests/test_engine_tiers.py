@@ -173,3 +173,17 @@ def test_tiers_of_everyone_read_only_the_window_and_agree_with_the_whole_history
     for offset in days:
         on = start + dt.timedelta(days=offset)
         assert tiers_on(conn, on, ids) == {cid: tier_on(conn, cid, on) for cid in ids}
+
+
+def test_retain_days_keeps_a_level_held_for_a_moment_of_a_day(conn, tmp_path):
+    """DESIGN: the highest tier qualified for at any moment of the last R days. Silver
+    after T1, lost by its refund the same day: T3 and T4 still earn at silver."""
+    program(conn, tmp_path, tiers(window="lifetime", retain=30).replace("min: 1000", "min: 5000"))
+    buy(conn, "T1", "C1", "2025-01-10", 40000)
+    buy(conn, "T2", "C1", "2025-01-10", -20000, refund_of="T1")
+    buy(conn, "T3", "C1", "2025-01-10", 1000)
+    buy(conn, "T4", "C1", "2025-01-11", 1000)
+    go(conn, "2025-01-20")
+    assert (earned(conn, "T3"), earned(conn, "T4")) == (15, 15)
+    assert tier_on(conn, "C1", dt.date(2025, 1, 20)) == "silver"
+    assert tier_on(conn, "C1", dt.date(2025, 2, 10)) == "bronze"  # 31 days later

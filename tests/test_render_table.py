@@ -21,7 +21,21 @@ values = st.one_of(
     st.floats(0, 1),
     st.dates(dt.date(1900, 1, 1), dt.date(2999, 12, 31)),
     st.text(max_size=12),
-    st.sampled_from(["Café Aalto", "漢字の店", "-5", "=SUM(A1)", "[/bold]", "a\tb", "x\ny", "é"]),
+    st.sampled_from(
+        [
+            "Café Aalto",
+            "漢字の店",
+            "-5",
+            "=SUM(A1)",
+            "[/bold]",
+            "a\tb",
+            "x\ny",
+            "é",
+            "🏻",
+            "👍🏻",
+            "e\u0301",
+        ]
+    ),
 )
 names = st.text(st.characters(codec="utf-8"), min_size=1, max_size=8)
 
@@ -32,7 +46,7 @@ def _by_rich(rows, cols, title) -> str:
     return out.getvalue()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     cols=st.lists(names, min_size=1, max_size=5, unique=True),
     data=st.data(),

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from decimal import Decimal
@@ -132,8 +133,13 @@ def _plain_table(
     def width(text: str) -> int | None:
         if text.isascii():
             return len(text) if text.isprintable() else None
-        if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text):
-            return None
+        # Letters, digits, punctuation, symbols and spaces only: what joins, combines
+        # or modifies the character before it (accents apart, emoji skin tones, zero-
+        # width joiners) is drawn as Rich decides, so Rich draws it.
+        for ch in text:
+            kind = unicodedata.category(ch)
+            if kind[0] in "CM" or kind in ("Sk", "Zl", "Zp") or 0x1F3FB <= ord(ch) <= 0x1F3FF:
+                return None
         return cell_len(text)
 
     widths: list[list[int]] = []

@@ -119,7 +119,17 @@ def _higher(program: Program, a: Level | None, b: Level | None) -> Level | None:
     return a if _rank(program, a) >= _rank(program, b) else b
 
 
-def _retained(program: Program, history: History, on: dt.date, level: Level | None) -> Level | None:
+def _retained(
+    program: Program,
+    history: History,
+    on: dt.date,
+    level: Level | None,
+    until: tuple[dt.date, str] | None = None,
+) -> Level | None:
+    """The highest of `level` and every level qualified for at any moment of the
+    last retain_days days: at the end of each day the value may have changed, and
+    right after each receipt up to `until` (a receipt's key; default: all of `on`),
+    so a level reached and lost within one day (a sale, then its refund) counts."""
     tiers = program.tiers
     assert tiers is not None
     if not tiers.retain_days:
@@ -127,6 +137,14 @@ def _retained(program: Program, history: History, on: dt.date, level: Level | No
     first = on - dt.timedelta(days=tiers.retain_days)
     for day in history.change_days(tiers, first, on - dt.timedelta(days=1)):
         level = _higher(program, level, program.level_for(history.value(tiers, day)))
+    bound = until if until is not None else (on, "\U0010ffff")
+    start = bisect.bisect_left(history.keys, (first, ""))
+    end = bisect.bisect_left(history.keys, bound)
+    for q in history.items[start:end]:
+        just_after = (q.date, q.transaction_id + "\x00")
+        level = _higher(
+            program, level, program.level_for(history.value(tiers, q.date, before=just_after))
+        )
     return level
 
 
@@ -136,7 +154,7 @@ def level_for_receipt(program: Program, history: History, q: Qualifier) -> Level
     if tiers is None:
         return None
     before = history.value(tiers, q.date, before=q.key)
-    level = _retained(program, history, q.date, program.level_for(before))
+    level = _retained(program, history, q.date, program.level_for(before), until=q.key)
     if tiers.upgrade == "same_receipt":
         after = program.level_for(before + contribution(q, tiers.basis))
         level = _higher(program, level, after)
