@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from engine_helpers import buy, customer, event, program
 from loyalty_cli import db
 from loyalty_cli.engine.run import run
+from loyalty_cli.program import apply_program
 
 COMMON = """
 bonuses:
@@ -69,8 +70,12 @@ purchase_st = st.tuples(
     st.integers(100, 6000),
     st.sampled_from(["coffee", "coffee", "bread"]),
 )
+# "visit" earns nothing and a "birthday" row is ignored (the engine derives birthdays):
+# neither is activity that starts the birthdays of a customer without joined_on.
 event_st = st.tuples(
-    st.sampled_from(CUSTOMERS), st.integers(0, 120), st.sampled_from(["review", "signup"])
+    st.sampled_from(CUSTOMERS),
+    st.integers(0, 120),
+    st.sampled_from(["review", "signup", "visit", "birthday"]),
 )
 shop_st = st.fixed_dictionaries(
     {
@@ -82,6 +87,7 @@ shop_st = st.fixed_dictionaries(
             st.sampled_from([None, "C2", "C3"]),
         ),
         "birthdays": st.lists(st.integers(0, 364), min_size=4, max_size=4),
+        "joined": st.lists(st.booleans(), min_size=4, max_size=4),
         "purchases": st.lists(purchase_st, max_size=14),
         "events": st.lists(event_st, max_size=4),
         "nights": st.lists(st.integers(1, END_OFFSET - 1), max_size=8, unique=True),
@@ -97,9 +103,9 @@ def _shop(directory: Path, shop: dict) -> db.sqlite3.Connection:
     conn = db.connect(directory / "shop.db")
     program(conn, directory, PROGRAMS[shop["program"]], effective="2025-01-01")
     referred_by = dict(zip(CUSTOMERS[1:], shop["referrers"], strict=True))
-    for cid, birthday in zip(CUSTOMERS, shop["birthdays"], strict=True):
+    for cid, birthday, joined in zip(CUSTOMERS, shop["birthdays"], shop["joined"], strict=True):
         born = dt.date(1990, 1, 1) + dt.timedelta(days=birthday)
-        customer(conn, cid, birthday=born.isoformat(), joined_on="2025-12-01",
+        customer(conn, cid, birthday=born.isoformat(), joined_on="2025-12-01" if joined else None,
                  referred_by=referred_by.get(cid))  # fmt: skip
     for n, (cid, offset, amount, category) in enumerate(shop["purchases"]):
         buy(conn, f"T{n:03}", cid, _day(offset), (amount, category))
@@ -141,3 +147,67 @@ def test_nightly_runs_post_what_one_run_posts(shop):
         assert nightly.execute(vouchers).fetchall() == once.execute(vouchers).fetchall()
         nightly.close()
         once.close()
+
+
+def _both(tmp_path, text: str, build, nights: list[str], end: str) -> tuple[dict, dict]:
+    out = []
+    for name, days in (("nightly", [*nights, end]), ("once", [end])):
+        conn = db.connect(tmp_path / f"{name}.db")
+        directory = tmp_path / name
+        directory.mkdir()
+        program(conn, directory, text, effective="2025-12-01")
+        build(conn)
+        for day in days:
+            run(conn, dt.date.fromisoformat(day))
+        out.append(_entries(conn))
+    return out[0], out[1]
+
+
+def test_an_event_that_earns_nothing_does_not_start_the_birthdays(tmp_path):
+    def build(conn):
+        customer(conn, "C1", birthday="1990-03-11")  # no joined_on
+        event(conn, "E1", "C1", "visit", "2026-03-04")  # no bonus for visits
+        event(conn, "E2", "C1", "birthday", "2026-03-05")  # derived type: ignored
+        buy(conn, "T1", "C1", "2026-05-18", 3000)
+
+    nightly, once = _both(
+        tmp_path, "bonuses: {birthday: 100}\n", build, ["2026-03-04", "2026-03-20"], "2026-05-18"
+    )
+    assert nightly == once
+    assert [e[1] for e in once["C1"]] == ["earn"]  # the first receipt is after 11 March
+
+
+def test_a_referral_payout_starts_the_referrers_birthdays_in_its_own_run(tmp_path):
+    def build(conn):
+        customer(conn, "R", birthday="1990-03-10")  # no joined_on, no purchase
+        customer(conn, "F", referred_by="R", joined_on="2026-01-01")
+        buy(conn, "T1", "F", "2026-03-03", 2000)
+        event(conn, "E1", "R", "review", "2026-07-17")
+
+    text = "bonuses: {birthday: 40, review: 10, referral: {referrer: 30, referee: 0}}\n"
+    nightly, once = _both(tmp_path, text, build, ["2026-03-03"], "2026-07-17")
+    assert nightly == once
+    assert ("2026-03-10", "bonus", 40) in [e[:3] for e in once["R"]]
+
+
+def test_a_referral_worth_nothing_is_not_used_up(tmp_path):
+    """Version 1 pays 0 to both: nothing is posted, so nothing can say the referral
+    was used; version 2 pays it on the next qualifying purchase, however runs fall."""
+
+    def build(conn):
+        customer(conn, "R", joined_on="2025-12-01")
+        customer(conn, "F", referred_by="R", joined_on="2025-12-01")
+        later = tmp_path / "v2.yaml"
+        later.write_text(
+            "program: T\ncurrency: EUR\npoint_value: 0.01\nearn: {per_currency_unit: 1}\n"
+            "bonuses: {referral: {referrer: 30, referee: 0, min_first_purchase: 10.00}}\n"
+        )
+        if not conn.execute("SELECT 1 FROM program_versions WHERE version = 2").fetchone():
+            apply_program(conn, later, effective=dt.date(2026, 4, 1), today=dt.date(2026, 1, 1))
+        buy(conn, "T1", "F", "2026-01-05", 4650)
+        buy(conn, "T2", "F", "2026-04-04", 1800)
+
+    text = "bonuses: {referral: {referrer: 0, referee: 0, min_first_purchase: 40.00}}\n"
+    nightly, once = _both(tmp_path, text, build, ["2026-01-05"], "2026-04-04")
+    assert nightly == once
+    assert [e[:3] for e in once["R"]] == [("2026-04-04", "bonus", 30)]

@@ -1110,12 +1110,15 @@ class _Customer:
             items.append((date, _EVENT, event_id, etype))
         for date, referee, points, version in self.e.referrer_due.pop(self.cid, []):
             items.append((date, _REFERRER, referee, (points, version)))
-        for receipt in self.receipts:
-            if self.first_activity is None or receipt.date < self.first_activity:
-                self.first_activity = receipt.date
-        for _, _etype, date in self.events:
-            if self.first_activity is None or date < self.first_activity:
-                self.first_activity = date
+        # Birthdays count from the first receipt or entry (without joined_on). What
+        # this run will post counts already (the next run finds it in the ledger):
+        # its receipts, the referral payouts it owes, and events that earn points.
+        # An event that earns nothing posts nothing and is no activity in any run.
+        active = [r.date for r in self.receipts]
+        active += [item[0] for item in items if item[1] == _REFERRER]
+        active += [date for _, etype, date in self.events if self._earns(etype, date)]
+        if active and (self.first_activity is None or min(active) < self.first_activity):
+            self.first_activity = min(active)
         items.extend(self._birthdays())
         items.sort(key=_item_order)
         for date, kind, key, payload in items:
@@ -1136,6 +1139,14 @@ class _Customer:
             level = tiermod.level_at(program, self.history, day)
             if level is not None:
                 self.out.tiers.append((self.cid, day.isoformat(), level.id))
+
+    def _earns(self, event_type: str, on: dt.date) -> bool:
+        """An event of this type on this day pays a bonus (limits aside)."""
+        if event_type in DERIVED_EVENTS:
+            return False
+        version = self.e.version_on(on)
+        spec = version.program.bonus_for(event_type) if version is not None else None
+        return spec is not None and spec.points > 0
 
     # ---- expiries
     def _expire_until(self, day: dt.date) -> None:
@@ -1628,6 +1639,10 @@ class _Customer:
         if self.referral_paid or not referrer or referrer == self.cid or referral is None:
             return
         if receipt.amount < version.program.minor(referral.min_first_purchase):
+            return
+        if referral.referee <= 0 and referral.referrer <= 0:
+            # Nothing to pay: no entry would tell a later run the referral was used, so
+            # it is not used (a later version that pays still can).
             return
         self.referral_paid = True
         if referral.referee > 0:
