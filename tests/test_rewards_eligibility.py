@@ -135,44 +135,21 @@ def test_the_listing_for_everyone_says_what_each_customer_is_told(
     day = dt.timedelta(days=1)
     for n, (cid, points, posted, pending, expires) in enumerate(lots):
         on = D + posted * day
-        customer(conn, cid)
-        with db.transaction(conn):
-            ledger.post(
-                conn,
-                [
-                    ledger.NewEntry(
-                        date=on,
-                        customer_id=cid,
-                        kind="earn",
-                        points=points,
-                        source_type="purchase",
-                        source_id=f"T{n}",
-                        program_version=1,
-                        available_on=on + pending * day,
-                        expires_on=None if expires is None else on + (pending + expires) * day,
-                    )
-                ],
-            )
+        _post(conn, on, cid, "earn", points, "purchase", f"T{n}", program_version=1,
+              available_on=on + pending * day,
+              expires_on=None if expires is None else on + (pending + expires) * day)  # fmt: skip
     for n, (cid, points) in enumerate(spends):
-        customer(conn, cid)
-        with db.transaction(conn):
-            ledger.post(
-                conn,
-                [
-                    ledger.NewEntry(
-                        date=D,
-                        customer_id=cid,
-                        kind="adjust",
-                        points=-points,
-                        source_type="adjustment",
-                        source_id=f"A{n}",
-                    )
-                ],
-            )
+        _post(conn, D, cid, "adjust", -points, "adjustment", f"A{n}")
     on = D + offset * day
     everyone = rewards_eligible(conn, as_of=on)
     one_by_one = [row for cid in ("C1", "C2", "C3", "C4") for row in _alone(conn, cid, on)]
     assert everyone == one_by_one
+
+
+def _post(conn, on, cid, kind, points, source_type, source_id, **more):
+    customer(conn, cid)
+    with db.transaction(conn):
+        ledger.post(conn, [ledger.NewEntry(on, cid, kind, points, source_type, source_id, **more)])
 
 
 def _alone(conn, cid, on):
