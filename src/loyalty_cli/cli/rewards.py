@@ -174,8 +174,8 @@ def claim_cmd(
 ):
     """Attach an anonymous receipt to a member; the next `loyalty run` scores it.
 
-    Its anonymous refunds (refund_of) go with it ("refunds" lists them). A refund of a
-    receipt someone holds cannot be claimed for anyone else.
+    Its anonymous refunds (refund_of) go with it ("refunds" lists them).
+    A refund of a receipt someone holds cannot be claimed for anyone else.
 
     Example: loyalty claim T-20261031-0042 C0001
     """
