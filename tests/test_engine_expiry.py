@@ -73,3 +73,39 @@ def test_inactivity_expiry(conn, tmp_path):
     assert points(conn, "C2") == 0
     go(conn, "2026-12-31")
     assert len(entries(conn)) == 5
+
+
+def test_an_inactivity_expiry_no_run_posted_yet_already_took_the_points(conn, tmp_path):
+    """Between runs the counter knows the expiry fell: nothing available, nothing to
+    redeem; the next run posts it in full (a redemption could have spent them)."""
+    from loyalty_cli.errors import LoyaltyError
+    from loyalty_cli.rewards import redeem, rewards_eligible
+
+    program(
+        conn,
+        tmp_path,
+        "expiry: {policy: inactivity, months: 2}\n"
+        "rewards:\n  - {id: gift, name: Gift, cost: 80, value: 1.00}\n",
+    )
+    buy(conn, "A1", "C1", "2026-01-05", 10000)
+    go(conn, "2026-01-31")
+    day = dt.date(2026, 3, 10)  # the expiry fell on 2026-03-05
+    statement = customer_statement(conn, "C1", day)
+    assert statement["points"] == {"available": 0, "pending": 0, "total": 0}
+    assert statement["eligible_rewards"] == [] and rewards_eligible(conn, "C1", day) == []
+    try:
+        redeem(conn, "C1", "gift", day)
+    except LoyaltyError as exc:
+        assert "not enough points: C1 has 0 available" in str(exc)
+    else:
+        raise AssertionError("redeemed expired points")
+    assert customer_statement(conn, "C1", dt.date(2026, 3, 4))["points"]["available"] == 100
+    go(conn, "2026-03-10")
+    assert entries(conn)[-1] == (
+        "2026-03-05",
+        "C1",
+        "expire",
+        -100,
+        "inactivity:C1:2026-01-05",
+        None,
+    )

@@ -41,6 +41,17 @@ def test_apply_twice_is_one_version(conn, write):
     assert len(list_versions(conn)) == 1
 
 
+def test_the_version_in_force_applied_again_without_a_date_is_unchanged(conn, write):
+    """docs/program.md: the same content as the latest version, or as the one in force
+    today, with no date: nothing happens (a later version is only scheduled)."""
+    a = write("a.yaml", A)
+    apply_program(conn, a, today=D(2026, 3, 1))
+    apply_program(conn, write("b.yaml", B), effective=D(2027, 1, 1), today=D(2026, 3, 1))
+    again = apply_program(conn, a, today=D(2026, 6, 1))
+    assert (again.version, again.created) == (1, False)
+    assert len(list_versions(conn)) == 2
+
+
 def test_later_version_from_today_and_in_force(conn, write):
     apply_program(conn, write("a.yaml", A), today=D(2026, 3, 1))
     second = apply_program(conn, write("b.yaml", B), today=D(2026, 5, 1))

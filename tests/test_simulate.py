@@ -184,3 +184,43 @@ def test_delta_rates_are_exact_differences(shop, write):
     for key in ("redemption_rate", "reward_cost_share"):
         a, b = result["current"][key], result["proposed"][key]
         assert result["delta"][key] == float(Decimal(repr(b)) - Decimal(repr(a)))
+
+
+def test_a_proposal_in_another_currency_is_refused(shop, cli, write):
+    """The history's amounts are EUR cents: JPY would read 100.00 EUR as 10000 yen."""
+    jpy = write(
+        "jpy.yaml", (program_file(write).read_text()).replace("currency: EUR", "currency: JPY")
+    )
+    result = cli("simulate", str(jpy))
+    assert result.exit_code == 2
+    assert "JPY is not the currency of version 1 (EUR)" in result.stderr
+
+
+def test_opening_balances_of_an_undone_import_are_not_replayed(shop, write):
+    from loyalty_cli.importing import undo_import
+
+    [opening] = import_files(
+        shop, "balances", [write("b.csv", "customer_id,points,date\nA,500,2026-06-20\n")]
+    )
+    run(shop, dt.date(2026, 6, 30))
+    undo_import(shop, opening.import_id, dt.date(2026, 6, 30))
+    run(shop, dt.date(2026, 6, 30))
+    assert _same(simulate(shop, program_file(write)))
+
+
+def test_adjusted_and_opening_points_expire_as_the_proposal_says(shop, write):
+    """Their expiry was the real program's (3 months): under a proposal without
+    expiry they never expire. A date a balances file named stays."""
+    import_files(
+        shop,
+        "balances",
+        [write("b.csv", "customer_id,points,date,expires_on\nA,70,2026-01-02,2026-02-01\n")],
+    )
+    rewards.adjust(shop, "B", 30, "goodwill", dt.date(2026, 1, 3))
+    run(shop, dt.date(2026, 6, 30))
+    forever = write("forever.yaml", program_file(write).read_text().replace(
+        "expiry: {policy: fixed, months: 3}\n", ""))  # fmt: skip
+    result = simulate(shop, forever)
+    # Under the proposal only the named 70 expire; every other lot keeps its points.
+    assert result["proposed"]["points_expired"] == 70
+    assert result["current"]["points_expired"] > 70

@@ -218,6 +218,15 @@ def _fifo(state: LotState, on: dt.date) -> list[Lot]:
     return sorted(usable, key=lambda lot: (lot.available_on, lot.entry_id))
 
 
+def available_after(state: LotState, on: dt.date, expired: dt.date | None) -> int:
+    """`state.available(on)`, less what an inactivity expiry on `expired` takes and
+    no entry records yet: every lot usable on that day (lots available later stay)."""
+    if expired is None:
+        return state.available(on)
+    kept = [lot for lot in state.lots.values() if lot.available_on > expired]
+    return sum(lot.remaining for lot in kept if lot.usable_on(on)) - state.debt
+
+
 def pending_fifo(state: LotState, on: dt.date) -> list[Lot]:
     """Lots still pending on `on` that hold points, the soonest available first."""
     waiting = [lot for lot in state.lots.values() if lot.remaining > 0 and lot.available_on > on]

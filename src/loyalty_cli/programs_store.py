@@ -146,7 +146,7 @@ def versions_timeline(conn: sqlite3.Connection) -> VersionTimeline:
     return VersionTimeline(list_versions(conn))
 
 
-def _same_currency(
+def same_currency(
     versions: list[ProgramVersion], program: Program, text: str, source: str
 ) -> None:
     """A shop's amounts are stored in one currency's minor units and summed across
@@ -187,11 +187,13 @@ def apply_program(
     explicit = effective or program.effective_from
     with db.transaction(conn):
         versions = list_versions(conn)
-        _same_currency(versions, program, text, str(path))
+        same_currency(versions, program, text, str(path))
         latest = versions[-1] if versions else None
         in_force = VersionTimeline(versions).get(today)
-        if explicit is None and latest is not None and latest.sha256 == sha:
-            return replace(latest, created=False)
+        if explicit is None:
+            for candidate in (latest, in_force):
+                if candidate is not None and candidate.sha256 == sha:
+                    return replace(candidate, created=False)
         when = explicit or (today if versions else FIRST_DAY)
         for candidate in (latest, in_force):
             if candidate and candidate.sha256 == sha and candidate.effective_from == when:

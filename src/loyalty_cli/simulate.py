@@ -29,6 +29,7 @@ from typing import Any
 from loyalty_cli import db
 from loyalty_cli.errors import LoyaltyError, UsageError
 from loyalty_cli.program import FIRST_DAY, Program, parse_program, read_program_file
+from loyalty_cli.programs_store import list_versions, same_currency
 
 # KPI keys compared side by side (points are ints, money decimal strings).
 POINT_KEYS = (
@@ -74,6 +75,9 @@ def simulate(
     """Side by side KPIs of the real ledger and of a replay under the program file."""
     yaml_text, raw = read_program_file(proposed)
     program = parse_program(yaml_text, source=str(proposed))
+    # The history's amounts are in the shop's currency: another one would read 100.00
+    # EUR as 10000 JPY (exit 2, as `program apply` refuses it).
+    same_currency(list_versions(conn), program, yaml_text, str(proposed))
     horizon = _horizon(conn)
     if horizon is None:
         raise LoyaltyError("nothing to simulate: no purchases imported yet")
@@ -143,10 +147,26 @@ def _history_actions(conn: sqlite3.Connection) -> list[_Action]:
         if row["status"] == "cancelled" and row["cancelled_on"]:
             on = dt.date.fromisoformat(row["cancelled_on"])
             actions.append(_Action(on, reversed_at or last, "cancel", row))
-    for r in conn.execute("SELECT * FROM ledger WHERE kind = 'adjust' ORDER BY entry_id"):
+    from loyalty_cli.rewards.adjust import lot_expiry
+
+    # Opening balances of an undone import count nowhere: not replayed (nor is their
+    # reversal, which is not an adjustment).
+    adjusts = conn.execute(
+        "SELECT * FROM ledger a WHERE kind = 'adjust' AND NOT EXISTS (SELECT 1 FROM ledger r "
+        "WHERE r.kind = 'reversal' AND r.source_type = a.source_type "
+        "AND r.source_id = a.source_id AND r.customer_id = a.customer_id) ORDER BY entry_id"
+    )
+    for r in adjusts:
         row = dict(r)
         kind = "adjust" if row["source_type"] == "adjustment" else "balance"
-        actions.append(_Action(dt.date.fromisoformat(row["date"]), row["entry_id"], kind, row))
+        day = dt.date.fromisoformat(row["date"])
+        # A lot's expiry the real program gave it (not one a balances file named) is
+        # the proposed program's to give in the replay.
+        expires = row["expires_on"]
+        row["_program_expiry"] = row["points"] > 0 and (
+            kind == "adjust" or expires == _iso(lot_expiry(conn, day))
+        )
+        actions.append(_Action(day, row["entry_id"], kind, row))
     # Stable: equal keys (a punch card after a redemption) keep the order above.
     return sorted(actions, key=lambda a: (a.date, a.order))
 
@@ -211,17 +231,25 @@ def _replay(
                 rewards.cancel_redemption(scratch, row["redemption_id"], action.date)
         else:
             with db.transaction(scratch):
-                ledger.post(scratch, [_repost(row)])
+                ledger.post(scratch, [_repost(scratch, row)])
     run(scratch, last_run)
     return skipped
 
 
-def _repost(row: dict[str, Any]) -> Any:
+def _iso(day: dt.date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
+def _repost(scratch: sqlite3.Connection, row: dict[str, Any]) -> Any:
     from loyalty_cli.ledger import NewEntry
+    from loyalty_cli.rewards.adjust import lot_expiry
 
     def day(value: str | None) -> dt.date | None:
         return dt.date.fromisoformat(value) if value else None
 
+    expires = day(row["expires_on"])
+    if row["_program_expiry"]:
+        expires = lot_expiry(scratch, dt.date.fromisoformat(row["date"]))
     return NewEntry(
         date=dt.date.fromisoformat(row["date"]),
         customer_id=row["customer_id"],
@@ -233,7 +261,7 @@ def _repost(row: dict[str, Any]) -> Any:
         rule_id=row["rule_id"],
         program_version=1,
         available_on=day(row["available_on"]),
-        expires_on=day(row["expires_on"]),
+        expires_on=expires,
         note=row["note"],
     )
 

@@ -50,7 +50,7 @@ def customer_statement(
     version = version_in_force(conn, as_of)
     program = version.program if version else None
     state = ledger.state_of(conn, customer_id, as_of)
-    available = state.available(as_of)
+    available = ledger.available_after(state, as_of, unposted_inactivity(conn, customer_id, as_of))
     pending = state.pending(as_of)
 
     tier = qualifying = next_tier = None
@@ -106,6 +106,34 @@ def display_names(conn: sqlite3.Connection, on: dt.date) -> dict[str, str]:
     names = {level.id: level.name for level in levels if level.name}
     names.update({reward.id: reward.name for reward in program.rewards if reward.name})
     return names
+
+
+def unposted_inactivity(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> dt.date | None:
+    """The day an inactivity expiry fell on, when it is due by `on` but no run has
+    posted it yet (the counter between runs): every point available then is gone,
+    and a statement or a redemption must not count it. None otherwise."""
+    last = conn.execute(
+        "SELECT MAX(d) FROM (SELECT MAX(date) AS d FROM scored_receipts WHERE customer_id = ? "
+        "AND amount >= 0 AND date <= ? UNION ALL SELECT MAX(date) FROM purchases "
+        "WHERE customer_id = ? AND undone = 0 AND amount >= 0 AND date <= ?)",
+        (customer_id, on.isoformat(), customer_id, on.isoformat()),
+    ).fetchone()[0]
+    if last is None:
+        return None
+    last_day = dt.date.fromisoformat(last)
+    version = version_in_force(conn, last_day)
+    expiry = version.program.expiry if version else None
+    if expiry is None or expiry.policy != "inactivity":
+        return None
+    due = add_months(last_day, expiry.months)
+    if due > on:
+        return None
+    posted = conn.execute(
+        "SELECT 1 FROM ledger INDEXED BY ledger_source WHERE source_type = 'expiry' "
+        "AND source_id = ? LIMIT 1",
+        (f"inactivity:{customer_id}:{last_day.isoformat()}",),
+    ).fetchone()
+    return None if posted else due
 
 
 def inactivity_expiry(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dt.date | None:

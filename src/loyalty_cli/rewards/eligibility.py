@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -131,18 +130,6 @@ class Facts:
         )
 
 
-def available_now(entries: Iterable[ledger.Entry], on: dt.date, posting: bool = True) -> int:
-    """Points usable on `on`.
-
-    posting=True (redeem): the replay runs over every entry already posted (in
-    posting order), not only those dated up to `on`: a new redeem is appended
-    last, so this is exactly what it will be able to consume, and it can never
-    create debt. posting=False (listings): the statement's view as of `on`
-    (entries dated after `on` ignored), the same number `customer show` gives.
-    """
-    return ledger.replay(entries, None if posting else on).available(on)
-
-
 def load_facts(
     conn: sqlite3.Connection,
     program: Program,
@@ -150,12 +137,22 @@ def load_facts(
     on: dt.date,
     posting: bool = False,
 ) -> Facts:
-    """One query per kind of fact, for one customer or for everyone (posting: for
-    the one customer a redemption is being posted for, see `available_now`)."""
+    """One query per kind of fact, for one customer or for everyone.
+
+    posting=True (redeem, one customer): the replay runs over every entry already
+    posted (in posting order), not only those dated up to `on`: a new redeem is
+    appended last, so this is exactly what it will be able to consume, and it can
+    never create debt. posting=False (listings): the statement's view as of `on`
+    (entries dated after `on` ignored), the same number `customer show` gives."""
     vouchers = open_voucher_counts(conn, customer_id, on)
     if customer_id is not None:
+        from loyalty_cli.engine.statement import unposted_inactivity
+
         entries = ledger.entries_for(conn, customer_id)
-        available = {customer_id: available_now(entries, on, posting)}
+        state = ledger.replay(entries, None if posting else on)
+        # An inactivity expiry due by `on` that no run has posted yet took them all.
+        expired = unposted_inactivity(conn, customer_id, on)
+        available = {customer_id: ledger.available_after(state, on, expired)}
         customers = [customer_id]
     else:
         # Everyone (a listing, never a posting), as their statements say: most
