@@ -146,9 +146,7 @@ def versions_timeline(conn: sqlite3.Connection) -> VersionTimeline:
     return VersionTimeline(list_versions(conn))
 
 
-def same_currency(
-    versions: list[ProgramVersion], program: Program, text: str, source: str
-) -> None:
+def same_currency(versions: list[ProgramVersion], program: Program, text: str, source: str) -> None:
     """A shop's amounts are stored in one currency's minor units and summed across
     versions (revenue, lifetime spend), so a new version may not change it."""
     for version in versions:
