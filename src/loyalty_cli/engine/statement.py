@@ -112,6 +112,30 @@ def unposted_inactivity(conn: sqlite3.Connection, customer_id: str, on: dt.date)
     """The day an inactivity expiry fell on, when it is due by `on` but no run has
     posted it yet (the counter between runs): every point available then is gone,
     and a statement or a redemption must not count it. None otherwise."""
+    found = _inactivity(conn, customer_id, on)
+    if found is None or found[1] > on:
+        return None
+    last_day, due = found
+    posted = conn.execute(
+        "SELECT 1 FROM ledger INDEXED BY ledger_source WHERE source_type = 'expiry' "
+        "AND source_id = ? LIMIT 1",
+        (f"inactivity:{customer_id}:{last_day.isoformat()}",),
+    ).fetchone()
+    return None if posted else due
+
+
+def inactivity_expiry(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dt.date | None:
+    """The day all available points expire for inactivity (policy of the version in
+    force on the last sale receipt), or None."""
+    found = _inactivity(conn, customer_id, as_of)
+    return found[1] if found is not None else None
+
+
+def _inactivity(
+    conn: sqlite3.Connection, customer_id: str, on: dt.date
+) -> tuple[dt.date, dt.date] | None:
+    """(last sale up to `on`, the day its inactivity expiry falls) under the policy
+    of the version in force on that sale; a sale not scored yet counts too."""
     last = conn.execute(
         "SELECT MAX(d) FROM (SELECT MAX(date) AS d FROM scored_receipts WHERE customer_id = ? "
         "AND amount >= 0 AND date <= ? UNION ALL SELECT MAX(date) FROM purchases "
@@ -125,32 +149,7 @@ def unposted_inactivity(conn: sqlite3.Connection, customer_id: str, on: dt.date)
     expiry = version.program.expiry if version else None
     if expiry is None or expiry.policy != "inactivity":
         return None
-    due = add_months(last_day, expiry.months)
-    if due > on:
-        return None
-    posted = conn.execute(
-        "SELECT 1 FROM ledger INDEXED BY ledger_source WHERE source_type = 'expiry' "
-        "AND source_id = ? LIMIT 1",
-        (f"inactivity:{customer_id}:{last_day.isoformat()}",),
-    ).fetchone()
-    return None if posted else due
-
-
-def inactivity_expiry(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dt.date | None:
-    """The day all available points expire for inactivity (policy of the version in
-    force on the last sale receipt), or None."""
-    last = conn.execute(
-        "SELECT MAX(date) FROM scored_receipts WHERE customer_id = ? AND amount >= 0 AND date <= ?",
-        (customer_id, as_of.isoformat()),
-    ).fetchone()[0]
-    if last is None:
-        return None
-    last_day = dt.date.fromisoformat(last)
-    version = version_in_force(conn, last_day)
-    expiry = version.program.expiry if version else None
-    if expiry is None or expiry.policy != "inactivity":
-        return None
-    return add_months(last_day, expiry.months)
+    return last_day, add_months(last_day, expiry.months)
 
 
 EXPLAIN_COLUMNS = [
