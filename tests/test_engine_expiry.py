@@ -109,3 +109,33 @@ def test_an_inactivity_expiry_no_run_posted_yet_already_took_the_points(conn, tm
         "inactivity:C1:2026-01-05",
         None,
     )
+
+
+INACTIVE_2M = (
+    "expiry: {policy: inactivity, months: 2}\n"
+    "rewards:\n  - {id: gift, name: Gift, cost: 80, value: 1.00}\n"
+)
+
+
+def test_a_claimed_sale_not_scored_yet_keeps_the_points_alive_at_the_counter(conn, tmp_path):
+    from loyalty_cli.rewards.claim import claim
+
+    program(conn, tmp_path, INACTIVE_2M)
+    buy(conn, "A1", "C1", "2026-01-05", 10000)
+    buy(conn, "X1", None, "2026-02-20", 1000)  # anonymous, before the expiry would fall
+    go(conn, "2026-01-31")
+    day = dt.date(2026, 3, 10)
+    claim(conn, "X1", "C1", day)
+    assert customer_statement(conn, "C1", day)["points"]["available"] == 100
+    go(conn, "2026-03-10")
+    assert points(conn, "C1") == 110  # no expiry: the claimed sale came in time
+
+
+def test_a_sale_after_the_gap_not_run_yet_does_not_undo_the_expiry(conn, tmp_path):
+    program(conn, tmp_path, INACTIVE_2M)
+    buy(conn, "A1", "C1", "2026-01-05", 10000)
+    go(conn, "2026-01-31")
+    buy(conn, "A2", "C1", "2026-03-08", 1000)  # the points of A1 expired on 03-05
+    assert customer_statement(conn, "C1", dt.date(2026, 3, 10))["points"]["available"] == 0
+    go(conn, "2026-03-10")
+    assert points(conn, "C1") == 10

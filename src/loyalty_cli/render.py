@@ -117,6 +117,9 @@ def _rich_table(
     return tbl
 
 
+_RICH_ONLY = ("Cc", "Cs", "Zl", "Zp")
+
+
 def _plain_table(
     cols: list[str], right: list[bool], cells: list[list[str]], title: str | None
 ) -> str | None:
@@ -131,14 +134,15 @@ def _plain_table(
         return None
 
     def width(text: str) -> int | None:
+        if text[:1].isspace() or text[-1:].isspace():
+            return None  # Rich trims it in a right-aligned column: let Rich draw it
         if text.isascii():
             return len(text) if text.isprintable() else None
-        # Letters, digits, punctuation, symbols and spaces only: what joins, combines
-        # or modifies the character before it (accents apart, emoji skin tones, zero-
-        # width joiners) is drawn as Rich decides, so Rich draws it.
+        # Rich measures every other character as cell_len does; these it draws its own
+        # way (control characters, line breaks, a skin-tone modifier with nothing to
+        # modify), so Rich draws the table.
         for ch in text:
-            kind = unicodedata.category(ch)
-            if kind[0] in "CM" or kind in ("Sk", "Zl", "Zp") or 0x1F3FB <= ord(ch) <= 0x1F3FF:
+            if unicodedata.category(ch) in _RICH_ONLY or 0x1F3FB <= ord(ch) <= 0x1F3FF:
                 return None
         return cell_len(text)
 

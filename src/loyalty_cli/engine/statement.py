@@ -111,45 +111,54 @@ def display_names(conn: sqlite3.Connection, on: dt.date) -> dict[str, str]:
 def unposted_inactivity(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> dt.date | None:
     """The day an inactivity expiry fell on, when it is due by `on` but no run has
     posted it yet (the counter between runs): every point available then is gone,
-    and a statement or a redemption must not count it. None otherwise."""
-    found = _inactivity(conn, customer_id, on)
-    if found is None or found[1] > on:
+    and a statement or a redemption must not count it. None otherwise.
+
+    An expiry falls N months after a sale when no other sale comes before that day
+    (a sale on the day itself comes after it, as in a run). Sales not scored yet,
+    the customer's own or claimed, count: the next run will score them."""
+    sales = sorted(
+        dt.date.fromisoformat(d)
+        for (d,) in conn.execute(
+            "SELECT date FROM scored_receipts WHERE customer_id = :c AND amount >= 0 "
+            "AND date <= :d UNION SELECT date FROM purchases WHERE customer_id = :c "
+            "AND undone = 0 AND amount >= 0 AND date <= :d UNION SELECT p.date FROM claims k "
+            "JOIN purchases p ON p.transaction_id = k.transaction_id WHERE k.customer_id = :c "
+            "AND p.undone = 0 AND p.amount >= 0 AND p.date <= :d",
+            {"c": customer_id, "d": on.isoformat()},
+        )
+    )
+    fell: tuple[dt.date, dt.date] | None = None
+    for i, sale in enumerate(sales):
+        due = _inactivity_due(conn, sale)
+        if due is not None and due <= on and (i + 1 == len(sales) or sales[i + 1] >= due):
+            fell = (sale, due)  # the latest one takes what every earlier one left
+    if fell is None:
         return None
-    last_day, due = found
     posted = conn.execute(
         "SELECT 1 FROM ledger INDEXED BY ledger_source WHERE source_type = 'expiry' "
         "AND source_id = ? LIMIT 1",
-        (f"inactivity:{customer_id}:{last_day.isoformat()}",),
+        (f"inactivity:{customer_id}:{fell[0].isoformat()}",),
     ).fetchone()
-    return None if posted else due
+    return None if posted else fell[1]
 
 
 def inactivity_expiry(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dt.date | None:
     """The day all available points expire for inactivity (policy of the version in
     force on the last sale receipt), or None."""
-    found = _inactivity(conn, customer_id, as_of)
-    return found[1] if found is not None else None
-
-
-def _inactivity(
-    conn: sqlite3.Connection, customer_id: str, on: dt.date
-) -> tuple[dt.date, dt.date] | None:
-    """(last sale up to `on`, the day its inactivity expiry falls) under the policy
-    of the version in force on that sale; a sale not scored yet counts too."""
     last = conn.execute(
-        "SELECT MAX(d) FROM (SELECT MAX(date) AS d FROM scored_receipts WHERE customer_id = ? "
-        "AND amount >= 0 AND date <= ? UNION ALL SELECT MAX(date) FROM purchases "
-        "WHERE customer_id = ? AND undone = 0 AND amount >= 0 AND date <= ?)",
-        (customer_id, on.isoformat(), customer_id, on.isoformat()),
+        "SELECT MAX(date) FROM scored_receipts WHERE customer_id = ? AND amount >= 0 AND date <= ?",
+        (customer_id, as_of.isoformat()),
     ).fetchone()[0]
-    if last is None:
-        return None
-    last_day = dt.date.fromisoformat(last)
-    version = version_in_force(conn, last_day)
+    return _inactivity_due(conn, dt.date.fromisoformat(last)) if last is not None else None
+
+
+def _inactivity_due(conn: sqlite3.Connection, sale: dt.date) -> dt.date | None:
+    """When the points expire if no sale follows this one (policy of its version)."""
+    version = version_in_force(conn, sale)
     expiry = version.program.expiry if version else None
     if expiry is None or expiry.policy != "inactivity":
         return None
-    return last_day, add_months(last_day, expiry.months)
+    return add_months(sale, expiry.months)
 
 
 EXPLAIN_COLUMNS = [

@@ -67,11 +67,22 @@ class History:
     def __init__(self, items: list[Qualifier] | None = None) -> None:
         self.items: list[Qualifier] = sorted(items or [], key=lambda q: q.key)
         self.keys = [q.key for q in self.items]
+        self._sums: tuple[str, list[int]] | None = None
 
     def add(self, q: Qualifier) -> None:
         i = bisect.bisect_right(self.keys, q.key)
         self.items.insert(i, q)
         self.keys.insert(i, q.key)
+        self._sums = None
+
+    def running(self, basis: str) -> list[int]:
+        """Running totals of the contributions in key order (entry i: items before i)."""
+        if self._sums is None or self._sums[0] != basis:
+            totals = [0]
+            for q in self.items:
+                totals.append(totals[-1] + contribution(q, basis))
+            self._sums = (basis, totals)
+        return self._sums[1]
 
     def value(self, tiers: Tiers, on: dt.date, before: tuple[dt.date, str] | None = None) -> int:
         """Qualifying value at `on`: receipts in the window dated <= on (and keyed < before)."""
@@ -138,13 +149,15 @@ def _retained(
     for day in history.change_days(tiers, first, on - dt.timedelta(days=1)):
         level = _higher(program, level, program.level_for(history.value(tiers, day)))
     bound = until if until is not None else (on, "\U0010ffff")
-    start = bisect.bisect_left(history.keys, (first, ""))
-    end = bisect.bisect_left(history.keys, bound)
-    for q in history.items[start:end]:
-        just_after = (q.date, q.transaction_id + "\x00")
-        level = _higher(
-            program, level, program.level_for(history.value(tiers, q.date, before=just_after))
-        )
+    keys, items = history.keys, history.items
+    start = bisect.bisect_left(keys, (first, ""))
+    end = bisect.bisect_left(keys, bound)
+    totals = history.running(tiers.basis) if end > start else []
+    for i in range(start, end):
+        # The value just after receipt i: the receipts up to it within its window.
+        window = _window_start(tiers, items[i].date)
+        low = bisect.bisect_left(keys, (window, "")) if window is not None else 0
+        level = _higher(program, level, program.level_for(totals[i + 1] - totals[low]))
     return level
 
 
