@@ -156,15 +156,19 @@ def _history_actions(conn: sqlite3.Connection) -> list[_Action]:
         "WHERE r.kind = 'reversal' AND r.source_type = a.source_type "
         "AND r.source_id = a.source_id AND r.customer_id = a.customer_id) ORDER BY entry_id"
     )
+    # The real program's expiry of a lot made on a day (a migration opens every
+    # customer's balance on one day: looked up once).
+    real_expiry: dict[dt.date, str | None] = {}
     for r in adjusts:
         row = dict(r)
         kind = "adjust" if row["source_type"] == "adjustment" else "balance"
         day = dt.date.fromisoformat(row["date"])
+        if day not in real_expiry:
+            real_expiry[day] = _iso(lot_expiry(conn, day))
         # A lot's expiry the real program gave it (not one a balances file named) is
         # the proposed program's to give in the replay.
-        expires = row["expires_on"]
         row["_program_expiry"] = row["points"] > 0 and (
-            kind == "adjust" or expires == _iso(lot_expiry(conn, day))
+            kind == "adjust" or row["expires_on"] == real_expiry[day]
         )
         actions.append(_Action(day, row["entry_id"], kind, row))
     # Stable: equal keys (a punch card after a redemption) keep the order above.

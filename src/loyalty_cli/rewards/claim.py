@@ -72,16 +72,9 @@ def claim(
 
 def receipt_owner(conn: sqlite3.Connection, transaction_id: str) -> str | None:
     """The member a receipt belongs to: the customer on its lines, else its claimer."""
-    row = conn.execute(
-        "SELECT customer_id FROM purchases WHERE transaction_id = ? AND undone = 0 "
-        "AND customer_id IS NOT NULL LIMIT 1",
-        (transaction_id,),
-    ).fetchone()
-    if row is None:
-        row = conn.execute(
-            "SELECT customer_id FROM claims WHERE transaction_id = ?", (transaction_id,)
-        ).fetchone()
-    return row[0] if row is not None else None
+    return conn.execute(f"SELECT {_OWNER.format(tid=':tid')}", {"tid": transaction_id}).fetchone()[
+        0
+    ]
 
 
 def _check_refund(conn: sqlite3.Connection, transaction_id: str, customer_id: str) -> None:
