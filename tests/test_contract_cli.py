@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 KPI_POINT_AND_MONEY_KEYS = {
     "revenue_net",
     "member_revenue",
@@ -68,6 +70,10 @@ def test_bad_date_is_a_plain_usage_error_naming_the_option(cli, write):
         (("redeem", "C1", "x", "--date", "2026-02-30"), "--date"),
         (("customer", "show", "C1", "--as-of", "tomorrow"), "--as-of"),
         (("program", "apply", "p.yaml", "--effective", "2026-02-30"), "--effective"),
+        # ISO forms other than YYYY-MM-DD that date.fromisoformat would read
+        (("run", "--as-of", "20260215"), "--as-of"),
+        (("report", "kpi", "--from", "2026-W01-1"), "--from"),
+        (("program", "apply", "p.yaml", "--effective", "20260301"), "--effective"),
     ):
         result = cli(*args)
         assert result.exit_code == 2, args
@@ -76,6 +82,16 @@ def test_bad_date_is_a_plain_usage_error_naming_the_option(cli, write):
         assert "is not a date; use YYYY-MM-DD" in last
         assert "╭" not in result.stderr and "│" not in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("what", ["ledger", "redemptions", "settlement", "journal"])
+def test_an_export_with_from_after_to_is_a_usage_error(cli, write, what):
+    """Not an empty file an accountant might take for a quiet month."""
+    shop(cli, write)
+    result = cli("export", what, "--from", "2026-03-10", "--to", "2026-03-01")
+    assert result.exit_code == 2, result.stdout
+    assert result.stderr.strip() == "Error: --from 2026-03-10 is after --to 2026-03-01"
+    assert result.stdout == ""
 
 
 def test_unknown_subcommand_is_a_plain_usage_error(cli):

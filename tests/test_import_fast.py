@@ -9,6 +9,7 @@ of one SELECT per row. Each is compared here with the general path.
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 from decimal import Decimal
 
 import pytest
@@ -213,12 +214,34 @@ def _indexes(conn) -> list[tuple[str, str]]:
     ).fetchall()
 
 
+def _fork_every_file(monkeypatch) -> list[object]:
+    """Every file of a kind that may be read aside is read by a forked process;
+    returns the list of processes started (to check the fork happened)."""
+    from loyalty_cli import workers
+    from loyalty_cli.importing import service
+
+    started: list[object] = []
+    real = workers.start
+    monkeypatch.setattr(service, "_READER_PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(workers, "cpus", lambda: 2)
+    monkeypatch.setattr(workers, "start", lambda *a: started.append(real(*a)) or started[-1])
+    return started
+
+
 @pytest.mark.parametrize(
-    ("chunk_rows", "lookup", "bulk"),
-    [(1, 500, False), (3, 500, False), (10_000, 500, False), (10_000, 2, False), (3, 2, True)],
+    ("chunk_rows", "lookup", "bulk", "forked"),
+    [
+        (1, 500, False, False),
+        (3, 500, False, False),
+        (10_000, 500, False, False),
+        (10_000, 2, False, False),
+        (3, 2, True, False),
+        (3, 2, True, True),
+        (10_000, 500, False, True),
+    ],
 )
 def test_chunked_lookups_equal_one_select_per_row(
-    conn, write, monkeypatch, tmp_path, chunk_rows, lookup, bulk
+    conn, write, monkeypatch, tmp_path, chunk_rows, lookup, bulk, forked
 ):
     from loyalty_cli import db
 
@@ -227,7 +250,9 @@ def test_chunked_lookups_equal_one_select_per_row(
         reference = _run(reference_conn, write, m, 1, batched=False)
     reference_conn.close()
     indexes = [tuple(r) for r in _indexes(conn)]
+    started = _fork_every_file(monkeypatch) if forked else []
     got = _run(conn, write, monkeypatch, chunk_rows, True, lookup, bulk)
+    assert len(started) == (3 if forked else 0)  # one reader per file
     assert got == reference
     assert [tuple(r) for r in _indexes(conn)] == indexes
     reasons = [r["reason"] for r in reference[2]]
@@ -336,6 +361,32 @@ def test_reader_blocks_do_not_change_lines_or_raw_text(tmp_path, monkeypatch, ca
         conn.close()
     assert outcomes[1] == outcomes[0]
     assert outcomes[2] == outcomes[0]
+    # read and parsed by a forked process (as a large file is): the same again,
+    # failures included, and the process is gone afterwards
+    monkeypatch.setattr(reader, "BLOCK", 7)
+    monkeypatch.setattr(PurchasesKind, "chunk_rows", 2)
+    started = _fork_every_file(monkeypatch)
+    conn = db.connect(tmp_path / "forked.db")
+    assert _import_outcome(conn, path, strict) == outcomes[0]
+    conn.close()
+    assert len(started) == 1
+    assert not multiprocessing.active_children()
+
+
+def test_a_reader_process_that_dies_fails_the_file_and_imports_nothing(conn, write, monkeypatch):
+    import os
+
+    from loyalty_cli.importing import service
+
+    started = _fork_every_file(monkeypatch)
+    monkeypatch.setattr(service, "_read_aside", lambda *a: os._exit(1))
+    p = write("p.csv", HEAD + FIRST)
+    with pytest.raises(RuntimeError, match="reader process ended unexpectedly"):
+        import_files(conn, "purchases", [p])
+    assert len(started) == 1
+    assert conn.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM imports").fetchone()[0] == 0
+    assert not multiprocessing.active_children()
 
 
 def test_reader_keeps_the_raw_text_of_a_multiline_row(conn, write, monkeypatch):

@@ -7,6 +7,7 @@ import datetime as dt
 import io
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,3 +77,15 @@ def test_a_long_listing_is_not_drawn_by_rich(monkeypatch):
     render.render_rows(rows, "table", None, "customers", out)
     assert out.getvalue() == expected
     assert out.getvalue().splitlines()[5] == "│ C00001      │      1 │  0.01 │"
+
+
+@pytest.mark.parametrize(
+    ("cols", "rows"),
+    [(["\u06e7"], []), (["a"], [{"a": "\u0301"}]), (["a", "\u200b"], [{"a": "x", "\u200b": "y"}])],
+)
+def test_text_of_no_width_is_laid_out_as_rich_does(cols, rows):
+    """Found by the test above: Rich crops a lone combining mark from a column of
+    width 0."""
+    out = io.StringIO()
+    render.render_rows(rows, "table", cols, None, out)
+    assert out.getvalue() == _by_rich(rows, cols, None)

@@ -8,7 +8,7 @@ import multiprocessing
 import pytest
 
 from engine_helpers import buy, customer, event, go, program
-from loyalty_cli import db
+from loyalty_cli import db, workers
 from loyalty_cli.engine import run as runmod
 from loyalty_cli.errors import LoyaltyError
 from test_run_bulk import PROGRAM as BULK_PROGRAM
@@ -55,7 +55,7 @@ def _history(conn, tmp_path):
 def _posted(tmp_path, monkeypatch, pipelined: bool, name: str):
     monkeypatch.setattr(runmod, "BATCH", 3)
     monkeypatch.setattr(runmod, "_PIPELINE_MIN_BATCHES", 2 if pipelined else 10**9)
-    monkeypatch.setattr(runmod, "_cpus", lambda: 2)
+    monkeypatch.setattr(workers, "cpus", lambda: 2)
     conn = db.connect(tmp_path / f"{name}.db")
     _history(conn, tmp_path)
     results = [go(conn, "2026-01-20").to_dict()]
@@ -85,7 +85,7 @@ def test_pipelined_run_posts_what_the_sequential_run_posts(tmp_path, monkeypatch
 def test_a_failure_in_the_worker_is_raised_and_rolls_back(conn, tmp_path, monkeypatch):
     monkeypatch.setattr(runmod, "BATCH", 3)
     monkeypatch.setattr(runmod, "_PIPELINE_MIN_BATCHES", 2)
-    monkeypatch.setattr(runmod, "_cpus", lambda: 2)
+    monkeypatch.setattr(workers, "cpus", lambda: 2)
     _history(conn, tmp_path)
     real = runmod._Customer.process
 

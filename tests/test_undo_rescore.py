@@ -205,3 +205,32 @@ def test_undo_does_not_take_back_what_an_inactivity_expiry_already_took(conn, wr
     # T1's 100 points all expired on 2026-02-10: nothing is left to reverse.
     assert ledger.balance(conn, "C1") == 30
     assert conn.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'reversal'").fetchone()[0] == 0
+
+
+def test_an_undo_may_not_be_dated_before_the_points_it_reverses(conn, write):
+    """Nothing is back-dated (DESIGN.md): as a cancellation may not precede its
+    redemption, an undo may not precede the entries it reverses; nothing changes."""
+    import pytest
+
+    from loyalty_cli.errors import ConflictError
+
+    apply_program(conn, write("p.yaml", PROGRAM))
+    csv = write("a.csv", "transaction_id,customer_id,date,amount\nT1,C1,2026-03-10,10.00\n")
+    [first] = import_files(conn, "purchases", [csv])
+    run(conn, dt.date(2026, 3, 20))
+    before = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    with pytest.raises(ConflictError, match=r"posted up to 2026-03-10; .* \(2026-03-01\)"):
+        undo_import(conn, first.import_id, dt.date(2026, 3, 1))
+    assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == before
+    assert conn.execute("SELECT COUNT(*) FROM purchases WHERE undone = 1").fetchone()[0] == 0
+    undo_import(conn, first.import_id, dt.date(2026, 3, 10))  # the same day is fine
+    assert ledger.balance(conn, "C1") == 0
+
+    balances = write("b.csv", "customer_id,points,date\nC2,50,2026-04-05\n")
+    [opening] = import_files(conn, "balances", [balances])
+    with pytest.raises(ConflictError, match="posted up to 2026-04-05"):
+        undo_import(conn, opening.import_id, dt.date(2026, 4, 4))
+    # rows dated after the undo but never scored have nothing to reverse
+    later = write("c.csv", "transaction_id,customer_id,date,amount\nT9,C1,2026-06-01,10.00\n")
+    [unscored] = import_files(conn, "purchases", [later])
+    undo_import(conn, unscored.import_id, dt.date(2026, 5, 1))

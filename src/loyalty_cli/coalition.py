@@ -64,6 +64,9 @@ def settlement(
     conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date
 ) -> list[dict[str, Any]]:
     """Rows of the settlement export (money as decimal strings), `pool` last."""
+    from loyalty_cli.reports import check_period
+
+    check_period(date_from, date_to)
     program = require_program(conn, date_to).program
     issued = _issued(conn, date_from, date_to)
     redeemed = _redeemed(conn, date_from, date_to)

@@ -8,6 +8,8 @@ with rejected rows.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LoyaltyError(Exception):
     """Base class. `exit_code` is what the CLI exits with."""
@@ -27,6 +29,11 @@ class LoyaltyError(Exception):
         self.file = file
         self.line = line
         self.field = field
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable whatever a subclass's __init__ takes: a forked import reader
+        # hands the failure it met to the importing process.
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
 
     def __str__(self) -> str:
         where = ""
@@ -90,3 +97,10 @@ class NoProgramError(LoyaltyError):
             message or "no program applied yet; run `loyalty program apply FILE` first",
             **kw,  # type: ignore[arg-type]
         )
+
+
+def _rebuild(cls: type[LoyaltyError], message: str, state: dict[str, Any]) -> LoyaltyError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error

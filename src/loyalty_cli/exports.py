@@ -81,6 +81,8 @@ def ledger_export(
     conn: sqlite3.Connection, start: dt.date | None = None, end: dt.date | None = None
 ) -> Export:
     """Every ledger entry dated in [start, end] (either side open), in entry order."""
+    if start is not None and end is not None:
+        reports.check_period(start, end)
     currency = _currency_or_default(conn, end)
     rows = conn.execute(
         "SELECT entry_id, date, customer_id, kind, points, value, source_type, source_id, "
@@ -264,6 +266,8 @@ def redemptions_export(
     conn: sqlite3.Connection, start: dt.date | None = None, end: dt.date | None = None
 ) -> Export:
     """Every redemption (punch-card vouchers used included) dated in [start, end]."""
+    if start is not None and end is not None:
+        reports.check_period(start, end)
     currency = _currency_or_default(conn, end)
     rows = conn.execute(
         "SELECT redemption_id, date, customer_id, reward_id, points, value, status "

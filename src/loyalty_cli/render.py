@@ -144,7 +144,9 @@ def _plain_table(
         for ch in text:
             if unicodedata.category(ch) in _RICH_ONLY or 0x1F3FB <= ord(ch) <= 0x1F3FF:
                 return None
-        return cell_len(text)
+        # Text of no width (a lone combining mark): Rich crops it away in a column
+        # of width 0, so Rich draws the table.
+        return cell_len(text) or None
 
     widths: list[list[int]] = []
     for row in [cols, *cells]:

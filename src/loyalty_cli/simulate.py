@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 import hashlib
-import multiprocessing
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from loyalty_cli import db
+from loyalty_cli import db, workers
 from loyalty_cli.errors import LoyaltyError, UsageError
 from loyalty_cli.program import FIRST_DAY, Program, parse_program, read_program_file
 from loyalty_cli.programs_store import list_versions, same_currency
@@ -291,16 +289,10 @@ def _measure_aside(
     gives the result. Where there is no fork or no file, or the process fails,
     the measure is taken here instead: the same queries, the same numbers."""
     path = conn.execute("PRAGMA database_list").fetchone()[2]
-    if not path or "fork" not in multiprocessing.get_all_start_methods():
+    if not path or not workers.can_fork():
         return lambda: _measure(conn, date_from, date_to)
-    ctx = multiprocessing.get_context("fork")
-    receive, send = ctx.Pipe(duplex=False)
-    worker = ctx.Process(target=_measure_file, args=(path, date_from, date_to, send), daemon=True)
-    gc.freeze()  # the worker's collector leaves the parent's objects (its connection) alone
-    try:
-        worker.start()
-    finally:
-        gc.unfreeze()
+    receive, send = workers.pipe()
+    worker = workers.start(_measure_file, path, date_from, date_to, send)
     send.close()
 
     def result() -> dict[str, Any]:

@@ -32,9 +32,12 @@ def parse_date(value: str | None) -> dt.date | None:
 
 
 def _date(value: str, **where: Any) -> dt.date:
-    from loyalty_cli.engine.dates import OUT_OF_RANGE, in_range
+    from loyalty_cli.engine.dates import OUT_OF_RANGE, in_range, is_iso_date
 
     try:
+        # Exactly YYYY-MM-DD: fromisoformat alone also reads 20260215 and 2026-W07-1.
+        if not is_iso_date(value):
+            raise ValueError(value)
         day = dt.date.fromisoformat(value)
     except ValueError as exc:
         raise typer.BadParameter(f"'{value}' is not a date; use YYYY-MM-DD", **where) from exc

@@ -13,6 +13,21 @@ LATEST = dt.date(2999, 12, 31)
 OUT_OF_RANGE = f"is outside the years {EARLIEST.year}-{LATEST.year}"
 
 
+def is_iso_date(value: str) -> bool:
+    """Exactly YYYY-MM-DD in ASCII digits: the text strptime("%Y-%m-%d") and
+    date.fromisoformat read alike (fromisoformat alone also takes 20261123,
+    2026-W47-1, ...; strptime also takes 2026-1-5)."""
+    return (
+        len(value) == 10
+        and value[4] == "-"
+        and value[7] == "-"
+        and value.isascii()
+        and value[:4].isdigit()
+        and value[5:7].isdigit()
+        and value[8:].isdigit()
+    )
+
+
 def in_range(day: dt.date) -> bool:
     return EARLIEST <= day <= LATEST
 

@@ -14,11 +14,8 @@ run(D2) alone, and a second run with nothing new posts nothing.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import heapq
-import multiprocessing
 import operator
-import os
 import queue
 import sqlite3
 import threading
@@ -28,7 +25,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, NamedTuple
 
-from loyalty_cli import db, ledger
+from loyalty_cli import db, ledger, workers
 from loyalty_cli.engine import state as statemod
 from loyalty_cli.engine import tiers as tiermod
 from loyalty_cli.engine.dates import add_months, birthday_in, parse, period_key
@@ -446,7 +443,8 @@ class _Engine:
         size = _batch_size(len(customers))
         chunks = [customers[start : start + size] for start in range(0, len(customers), size)]
         # The worker is forked before the progress bar starts its thread.
-        pipeline = _Pipeline(self) if len(chunks) >= _PIPELINE_MIN_BATCHES and _cpus() > 1 else None
+        forked = len(chunks) >= _PIPELINE_MIN_BATCHES and workers.cpus() > 1
+        pipeline = _Pipeline(self) if forked else None
         bar = _progress(len(customers)) if progress else None
         if pipeline is not None:
             pipeline.process(chunks, bar)
@@ -709,16 +707,6 @@ def _batch_size(customers: int) -> int:
     return min(BATCH, max(_MIN_BATCH, -(-customers // _PIPELINE_BATCHES)))
 
 
-def _cpus() -> int:
-    """CPUs this process may use (1 where it cannot fork a worker)."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 class _Pipeline:
     """Batch i+1 is read and batch i-1 written while a worker process computes batch i.
 
@@ -735,23 +723,13 @@ class _Pipeline:
 
     def __init__(self, engine: _Engine) -> None:
         self.engine = engine
-        ctx = multiprocessing.get_context("fork")
         # One pipe each way; a thread sends, so that the two processes never both
         # wait to write a large message to each other.
-        their_in, self.out_pipe = ctx.Pipe(duplex=False)
-        self.in_pipe, their_out = ctx.Pipe(duplex=False)
-        self.worker = ctx.Process(
-            target=_serve,
-            args=(engine, their_in, their_out, (self.out_pipe, self.in_pipe)),
-            daemon=True,
+        their_in, self.out_pipe = workers.pipe()
+        self.in_pipe, their_out = workers.pipe()
+        self.worker = workers.start(
+            _serve, engine, their_in, their_out, (self.out_pipe, self.in_pipe)
         )
-        # Everything alive now is the parent's: the worker's collector leaves it alone
-        # (it holds the database connection, which only the parent may touch).
-        gc.freeze()
-        try:
-            self.worker.start()
-        finally:
-            gc.unfreeze()
         their_in.close()
         their_out.close()
         self.outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()

@@ -101,6 +101,13 @@ class BalancesKind(KindHandler):
         ledger.post(self.conn, entries)
 
     @classmethod
+    def last_posted(cls, conn: sqlite3.Connection, import_id: int) -> str | None:
+        return conn.execute(
+            "SELECT MAX(date) FROM ledger WHERE source_type = ? AND source_id LIKE ?",
+            (SOURCE_TYPE, f"{import_id}:%"),
+        ).fetchone()[0]
+
+    @classmethod
     def undo(cls, conn: sqlite3.Connection, import_id: int, on: dt.date, note: str) -> int:
         ids = [
             r[0]

@@ -167,6 +167,17 @@ class KindHandler:
         self.conn.executemany(sql, [(*(r[f] for f in self.insert_fields), iid) for r in records])
 
     @classmethod
+    def last_posted(cls, conn: sqlite3.Connection, import_id: int) -> str | None:
+        """The date (ISO) of the latest ledger entry made by the import's live rows."""
+        if cls.source_type is None or cls.source_field is None:
+            return None
+        return conn.execute(
+            "SELECT MAX(l.date) FROM ledger l WHERE l.source_type = ? AND l.source_id IN "
+            f"(SELECT {cls.source_field} FROM {cls.table} WHERE import_id = ? AND undone = 0)",
+            (cls.source_type, import_id),
+        ).fetchone()[0]
+
+    @classmethod
     def undo(cls, conn: sqlite3.Connection, import_id: int, on: dt.date, note: str) -> int:
         """Mark the import's rows undone and reverse their points. Returns the
         number of rows undone. Called inside the undo transaction."""

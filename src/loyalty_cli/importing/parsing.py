@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from loyalty_cli import money
-from loyalty_cli.engine.dates import OUT_OF_RANGE, in_range
+from loyalty_cli.engine.dates import OUT_OF_RANGE, in_range, is_iso_date
 
 MAX_FIELD = 10_000  # any cell longer than this is a rejected row
 MAX_ID = 64  # customer ids (and other ids) longer than this are rejected
@@ -25,6 +26,9 @@ class RowRejected(Exception):
         super().__init__(reason)
         self.field = field
         self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled by the forked reader (service.py)
+        return (RowRejected, (self.field, self.reason))
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def parse_date(value: str, fmt: str, field: str) -> dt.date:
     """Text in the dialect's date format -> date; 31.02.2026 is rejected, and so
     is a year outside 1900-2999 (engine.dates.in_range)."""
-    if fmt == ISO_FORMAT and _is_iso_date(value):
+    if fmt == ISO_FORMAT and is_iso_date(value):
         try:
             day = dt.date.fromisoformat(value)  # ~20 x faster than strptime
         except ValueError:
@@ -144,18 +148,3 @@ def _in_range(day: dt.date, value: str, field: str) -> dt.date:
     if not in_range(day):
         raise RowRejected(field, f"'{value}' {OUT_OF_RANGE}")
     return day
-
-
-def _is_iso_date(value: str) -> bool:
-    """Exactly YYYY-MM-DD in ASCII digits: the text strptime("%Y-%m-%d") and
-    date.fromisoformat read alike (fromisoformat alone also takes 20261123,
-    2026-W47-1, ...; strptime also takes 2026-1-5)."""
-    return (
-        len(value) == 10
-        and value[4] == "-"
-        and value[7] == "-"
-        and value.isascii()
-        and value[:4].isdigit()
-        and value[5:7].isdigit()
-        and value[8:].isdigit()
-    )

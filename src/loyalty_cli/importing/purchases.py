@@ -63,13 +63,15 @@ class PurchasesKind(KindHandler):
         self._dates: dict[str, str] = {}
         self._quantities: dict[str, str] = {}
         self._amounts: dict[str, int] = {}
-        self._customers: set[str] = set()  # customer ids this import has written
+        self._stores: dict[str, Any] = {}  # ISO date -> `Dialect.stores_on` of that day
+        self._first_id = 0  # purchases.id of this import's rows are above it
         self._rebuild: list[str] = []  # statements restoring the set-aside indexes
 
     def begin(self, size: int) -> None:
+        stored = self.conn.execute("SELECT MAX(id) FROM purchases").fetchone()[0] or 0
+        self._first_id = stored
         if size < _BULK_MIN_BYTES:
             return
-        stored = self.conn.execute("SELECT MAX(id) FROM purchases").fetchone()[0] or 0
         if size // _BYTES_PER_LINE >= stored:
             self._rebuild = db.set_aside_indexes(self.conn, _BULK_INDEXES)
             # Appending needs no large page cache, and the rebuilds' sorts are
@@ -80,6 +82,14 @@ class PurchasesKind(KindHandler):
         for sql in self._rebuild:
             self.conn.execute(sql)
         self._rebuild = []
+        # A purchase naming an unknown customer makes the customer known: once for
+        # the whole file, not per batch (this import's rows are the ids above).
+        self.conn.execute(
+            "INSERT OR IGNORE INTO customers (customer_id, import_id) "
+            "SELECT DISTINCT customer_id, ? FROM purchases "
+            "WHERE id > ? AND customer_id IS NOT NULL ORDER BY customer_id",
+            (self.ctx.import_id, self._first_id),
+        )
         from loyalty_cli.rewards.claim import attach_refunds
 
         # Refunds follow their receipt to the member who holds it (rewards/claim.py):
@@ -171,7 +181,11 @@ class PurchasesKind(KindHandler):
             return None
         store = (row[i_store].strip() or None) if i_store >= 0 else None
         if d.partner_versions:
-            stores = d.stores_on(date)
+            stores = self._stores.get(date, False)
+            if stores is False:
+                if len(self._stores) >= _CACHE_MAX:
+                    self._stores.clear()
+                stores = self._stores[date] = d.stores_on(date)
             if stores is not None and (store or "") not in stores:
                 return None
         quantity = None
@@ -358,17 +372,6 @@ class PurchasesKind(KindHandler):
                 first = first_lines.get(tid)
                 if first is None or line_no < first[0]:
                     first_lines[tid] = (line_no, r["customer_id"], r["date"], iid)
-        # A purchase naming an unknown customer makes the customer known.
-        # (Ids already written by this import are known: not sent again.)
-        seen = self._customers
-        ids = {r["customer_id"] for r in records if r["customer_id"] is not None} - seen
-        if len(seen) + len(ids) > _CACHE_MAX:
-            seen.clear()
-        seen.update(ids)
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO customers (customer_id, import_id) VALUES (?, ?)",
-            [(c, self.ctx.import_id) for c in sorted(ids)],
-        )
 
     @classmethod
     def undo(cls, conn: sqlite3.Connection, import_id: int, on: dt.date, note: str) -> int:

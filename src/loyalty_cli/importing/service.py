@@ -8,6 +8,7 @@ are committed together or not at all (`--dry-run` rolls back on purpose,
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import sqlite3
 import sys
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loyalty_cli import db
+from loyalty_cli import db, workers
 from loyalty_cli.errors import (
     ConflictError,
     InputFileError,
@@ -209,7 +210,8 @@ def _import_file(
             result.import_id = import_id
             handler = handler_cls(ImportContext(conn, import_id, dialect, name, today))
             handler.begin(path.stat().st_size)
-            _read_rows(conn, handler, path, dialect, result, strict, progress)
+            with _collector_paused():
+                _read_rows(conn, handler, path, dialect, result, strict, progress)
             handler.finish()
             conn.execute(
                 "UPDATE imports SET finished_at = ?, rows = ?, inserted = ?, duplicates = ?, "
@@ -224,6 +226,20 @@ def _import_file(
     finally:
         conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
     return result
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while the rows stream through: they
+    are millions of short-lived dicts and tuples in no cycle, freed as they go,
+    and the collections they set off were a tenth of a 1M-line import."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _read_rows(
@@ -247,17 +263,16 @@ def _read_rows(
         )
         rejects.clear()
 
-    def reject(rej: RowRejected, raw: RawRow) -> None:
+    def reject(rej: RowRejected, line: int, raw: str) -> None:
         result.rejected += 1
         if strict:
             raise StrictImportError(
                 f"{rej.reason} (--strict: {_STRICT_NOTE})",
                 file=name,
-                line=raw.line,
+                line=line,
                 field=rej.field,
             ) from None
-        rejects.append((result.import_id, name, raw.line, rej.field, rej.reason,
-                        raw.raw[:MAX_RAW]))  # fmt: skip
+        rejects.append((result.import_id, name, line, rej.field, rej.reason, raw))
         if len(result.sample) < SAMPLE:
             result.sample.append(_reject_json(rejects[-1]))
         if len(rejects) >= REJECT_BATCH:
@@ -266,63 +281,83 @@ def _read_rows(
     with CsvReader(path, dialect) as reader:
         header = reader.read_header()
         index = resolve_header(header, handler.columns, handler.required, dialect.columns, name)
-        names = {i: std for std, i in index.items()}
-        width = len(header)
-        chunk_rows = max(1, handler.chunk_rows)
         handler.use_columns(index)
-        fast = handler.parse_fields
-        with _progress(progress, reader) as tick:
-            rows = reader.rows()
-            done = False
-            while not done:
-                # Parse a chunk of rows first, so the kind can look up the keys
-                # of the whole chunk at once (`prepare`); then accept the rows
-                # in file order, exactly as one at a time.
-                chunk: list[tuple[RawRow, Any]] = []
-                failure: LoyaltyError | None = None
-                try:
-                    for raw in rows:
-                        fields = raw.fields
-                        parsed: Any = None
-                        if (
-                            fields is not None
-                            and len(fields) == width
-                            and len(raw.raw) <= MAX_FIELD
-                        ):
-                            parsed = fast(fields)
-                        if parsed is None:
-                            try:
-                                parsed = handler.parse(
-                                    _cells(raw, width, index, names, header, fmt)
-                                )
-                            except RowRejected as rej:
-                                parsed = rej
-                        chunk.append((raw, parsed))
-                        if len(chunk) >= chunk_rows:
-                            break
-                    else:
-                        done = True
-                except LoyaltyError as exc:  # unreadable file: after the rows before it
-                    failure, done = exc, True
-                handler.prepare([p for _, p in chunk if not isinstance(p, RowRejected)])
-                for raw, parsed in chunk:
+        chunks = _parsed_chunks(reader, handler, header, index, fmt)
+        # The reader is forked before the progress bar starts its thread.
+        with (
+            _reader_process(chunks, handler, reader.size) as stream,
+            _progress(progress, reader) as tick,
+        ):
+            next_tick = 1000
+            for chunk, failure, bytes_read in stream:
+                handler.prepare([p for _, _, p in chunk if not isinstance(p, RowRejected)])
+                for line, raw, parsed in chunk:
                     result.rows += 1
                     if isinstance(parsed, RowRejected):
-                        reject(parsed, raw)
+                        reject(parsed, line, raw)
                     else:
                         try:
-                            if handler.accept(parsed, raw.line):
+                            if handler.accept(parsed, line):
                                 result.inserted += 1
                             else:
                                 result.duplicates += 1
                         except RowRejected as rej:
-                            reject(rej, raw)
-                    if result.rows % 1000 == 0:
-                        tick()
+                            reject(rej, line, raw)
+                if result.rows >= next_tick:
+                    tick(bytes_read)
+                    next_tick = result.rows + 1000
                 if failure is not None:
                     raise failure
         handler.flush()
         flush_rejects()
+
+
+# (physical line, the row's text as a rejected row keeps it, its record or
+# RowRejected) per row, in file order
+Chunk = list[tuple[int, str, Any]]
+
+
+def _parsed_chunks(
+    reader: CsvReader,
+    handler: KindHandler,
+    header: list[str],
+    index: dict[str, int],
+    fmt: CellFormat,
+) -> Iterator[tuple[Chunk, LoyaltyError | None, int]]:
+    """The file's rows parsed, `handler.chunk_rows` at a time, so that the kind can
+    look up the keys of a whole chunk at once (`prepare`) before accepting its rows
+    in file order, exactly as one at a time. Each chunk comes with the failure that
+    ended the file there (an undecodable line: the rows before it come first) and
+    the bytes read so far. Parsing is lazy: a kind whose `parse` reads the database
+    (chunk_rows 1) parses a row only after the rows before it are accepted."""
+    names = {i: std for std, i in index.items()}
+    width = len(header)
+    chunk_rows = max(1, handler.chunk_rows)
+    fast = handler.parse_fields
+    rows = reader.rows()
+    done = False
+    while not done:
+        chunk: Chunk = []
+        failure: LoyaltyError | None = None
+        try:
+            for raw in rows:
+                fields = raw.fields
+                parsed: Any = None
+                if fields is not None and len(fields) == width and len(raw.raw) <= MAX_FIELD:
+                    parsed = fast(fields)
+                if parsed is None:
+                    try:
+                        parsed = handler.parse(_cells(raw, width, index, names, header, fmt))
+                    except RowRejected as rej:
+                        parsed = rej
+                chunk.append((raw.line, raw.raw[:MAX_RAW], parsed))
+                if len(chunk) >= chunk_rows:
+                    break
+            else:
+                done = True
+        except LoyaltyError as exc:  # unreadable file: after the rows before it
+            failure, done = exc, True
+        yield chunk, failure, reader.bytes_read
 
 
 def _cells(
@@ -349,10 +384,11 @@ def _cells(
 
 
 @contextmanager
-def _progress(enabled: bool, reader: CsvReader) -> Iterator[Callable[[], None]]:
-    """A Rich progress bar on stderr by bytes read (only when asked: a terminal)."""
+def _progress(enabled: bool, reader: CsvReader) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar on stderr by bytes read (only when asked: a terminal);
+    yields `tick(bytes_read)`."""
     if not enabled or reader.size == 0:
-        yield lambda: None
+        yield lambda done: None
         return
     from rich.console import Console
     from rich.progress import (
@@ -372,8 +408,71 @@ def _progress(enabled: bool, reader: CsvReader) -> Iterator[Callable[[], None]]:
         transient=True,
     ) as bar:
         task = bar.add_task(reader.path.name, total=reader.size)
-        yield lambda: bar.update(task, completed=reader.bytes_read)
+        yield lambda done: bar.update(task, completed=done)
         bar.update(task, completed=reader.size)
+
+
+# A file at least this large is read and parsed by a forked process while this one
+# checks keys and writes (when the kind's parse does not read the database).
+_READER_PROCESS_MIN_BYTES = 1 << 20
+_PIPE_BYTES = 1 << 20  # a chunk of parsed rows is about 0.6 MB pickled
+
+ChunkStream = Iterator[tuple[Chunk, LoyaltyError | None, int]]
+
+
+@contextmanager
+def _reader_process(chunks: ChunkStream, handler: KindHandler, size: int) -> Iterator[ChunkStream]:
+    """`chunks`, produced by a forked process for a large file of a kind that
+    parses without the database (`chunk_rows` > 1) on a machine with two CPUs or
+    more; else `chunks` itself. The reader gets the same handler and dialect (they
+    were set up before the fork) and only reads the file; the rows' order, their
+    records, rejections and the failure that ends a file are the same. It is killed
+    when the import stops early (--strict, an error)."""
+    if size < _READER_PROCESS_MIN_BYTES or handler.chunk_rows <= 1 or workers.cpus() < 2:
+        yield chunks
+        return
+    receive, send = workers.pipe(_PIPE_BYTES)
+    reader = workers.start(_read_aside, chunks, send, receive)
+    send.close()
+
+    def received() -> ChunkStream:
+        while True:
+            try:
+                message = receive.recv()
+            except EOFError:
+                raise RuntimeError("the import's reader process ended unexpectedly") from None
+            if message[0] == "error":
+                raise message[1]
+            if message[0] == "end":
+                return
+            yield message[1]
+
+    try:
+        yield received()
+    finally:
+        # Done (it has nothing left to do but exit) or given up: not waited for.
+        reader.kill()
+        receive.close()
+        reader.join()
+
+
+def _read_aside(chunks: ChunkStream, send: Any, their_end: Any) -> None:
+    """The forked reader: send each chunk, then "end"; a failure of its own is
+    sent for the importer to raise."""
+    their_end.close()  # so that the importer closing its end reads as EOF here
+    try:
+        for chunk in chunks:
+            send.send(("chunk", chunk))
+        send.send(("end",))
+    except (EOFError, BrokenPipeError):
+        return  # the importer went away (killed or failed): nothing to answer
+    except BaseException as exc:  # noqa: BLE001 - handed to the importer, which raises it
+        for payload in (exc, RuntimeError(f"{type(exc).__name__}: {exc}")):
+            try:
+                send.send(("error", payload))
+                return
+            except Exception:  # noqa: BLE001, S112
+                continue
 
 
 def _reject_json(row: tuple[Any, ...] | sqlite3.Row) -> dict[str, Any]:
@@ -425,9 +524,23 @@ def undo_import(conn: sqlite3.Connection, import_id: int, on: dt.date) -> UndoRe
         if row["status"] == "undone":
             raise ConflictError(f"import {import_id} was already undone on {row['undone_on']}")
         handler = get_kind(row["kind"])
+        _check_undo_date(conn, handler, import_id, on)
         count = handler.undo(conn, import_id, on, f"import {import_id} undone")
         conn.execute(
             "UPDATE imports SET status = 'undone', undone_on = ? WHERE import_id = ?",
             (on.isoformat(), import_id),
         )
     return UndoResult(import_id, row["kind"], row["file"], count, on)
+
+
+def _check_undo_date(
+    conn: sqlite3.Connection, handler: type[KindHandler], import_id: int, on: dt.date
+) -> None:
+    """Nothing is back-dated: the reversal may not be dated before the points it
+    reverses were posted (as `redemption cancel` may not precede its redemption)."""
+    last = handler.last_posted(conn, import_id)
+    if last is not None and on.isoformat() < last:
+        raise ConflictError(
+            f"import {import_id} has points posted up to {last}; "
+            f"it cannot be undone on an earlier date ({on.isoformat()})"
+        )
