@@ -109,7 +109,7 @@ def test_journal_by_day_partial_month_and_empty_days(shop):
 def test_journal_rejects_unknown_by(shop, cli):
     out = cli("export", "journal", "--from", "2026-01-01", "--to", "2026-01-31", "--by", "week")
     assert out.exit_code == 2
-    assert "Error: --by: --by must be day or month, not 'week'" in out.stderr
+    assert "Error: --by: must be day or month, not 'week'" in out.stderr
 
 
 def test_rfm_hand_example(shop, cli):

@@ -93,7 +93,7 @@ def test_inactive_reward_and_unknown_ids(conn, tmp_path):
     assert str(exc2.value) == "unknown reward 'tea'; rewards are coffee, ten-off, tenth-coffee"
     with pytest.raises(NotFoundError) as exc3:
         redeem(conn, "C9", "coffee", D)
-    assert str(exc3.value) == "unknown customer C9"
+    assert str(exc3.value) == "unknown customer 'C9'"
 
 
 def test_ref_twice_is_once(conn, tmp_path):

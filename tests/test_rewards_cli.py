@@ -56,7 +56,7 @@ def test_unknown_reward_and_customer_exit_1(conn, tmp_path, cli):
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: unknown reward 'tea'")
     result = cli("redeem", "C404", "coffee")
-    assert (result.exit_code, result.stderr) == (1, "Error: unknown customer C404\n")
+    assert (result.exit_code, result.stderr) == (1, "Error: unknown customer 'C404'\n")
 
 
 def test_tier_refusal_through_the_cli(conn, tmp_path, cli):
@@ -109,7 +109,7 @@ def test_positive_adjust_is_a_lot_with_fixed_expiry(conn, tmp_path, cli):
     out = load_json(cli(*args))
     assert out["expires_on"] == "2027-01-31"
     assert ledger.state_of(conn, "C2").available(D) == 75
-    assert cli("adjust", "C9", "5", "--reason", "x").stderr == "Error: unknown customer C9\n"
+    assert cli("adjust", "C9", "5", "--reason", "x").stderr == "Error: unknown customer 'C9'\n"
 
 
 def test_rewards_list_and_eligible(conn, tmp_path, cli):

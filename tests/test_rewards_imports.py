@@ -35,7 +35,7 @@ def test_import_redemptions_checks_each_row_in_order(conn, tmp_path, cli, write)
     assert [(r["line"], r["field"], r["reason"]) for r in rejects] == [
         (3, "reward_id", "not enough points: C1 has 50 available, free coffee costs 100"),
         (4, "reward_id", "unknown reward 'tea'; rewards are coffee, ten-off, tenth-coffee"),
-        (5, "customer_id", "unknown customer C9"),
+        (5, "customer_id", "unknown customer 'C9'"),
     ]
     row = conn.execute("SELECT redemption_id, points, import_id FROM redemptions").fetchall()
     assert [tuple(r) for r in row] == [("T-1", 100, summary["import_id"])]

@@ -123,7 +123,7 @@ def balances_export(conn: sqlite3.Connection, on: dt.date) -> Export:
 def periods(start: dt.date, end: dt.date, by: str) -> Iterator[tuple[str, dt.date, dt.date]]:
     """(label, first day, last day) of each day or calendar month, clipped to [start, end]."""
     if by not in ("day", "month"):
-        raise UsageError(f"--by must be day or month, not '{by}'", field="--by")
+        raise UsageError(f"must be day or month, not '{by}'", field="--by")
     day = start
     while day <= end:
         if by == "day":

@@ -164,7 +164,9 @@ def _usage_errors_in_one_line() -> None:
             continue
 
         def show(self: Any, file: Any = None) -> None:
-            (file or sys.stderr).write(f"Error: {self.format_message()}\n")
+            # pydantic (behind typer's coercion) prefixes its reasons "Value error, ".
+            message = self.format_message().replace(": Value error, ", ": ")
+            (file or sys.stderr).write(f"Error: {message}\n")
 
         show._one_line = True  # type: ignore[attr-defined]
         cls.show = show

@@ -48,7 +48,7 @@ def customer_exists(conn: sqlite3.Connection, customer_id: str) -> bool:
 
 def require_customer(conn: sqlite3.Connection, customer_id: str) -> None:
     if not customer_exists(conn, customer_id):
-        raise NotFoundError(f"unknown customer {customer_id}")
+        raise NotFoundError(f"unknown customer '{customer_id}'")
 
 
 def find_reward(program: Program, reward_id: str) -> Reward:
