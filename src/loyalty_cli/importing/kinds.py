@@ -24,7 +24,8 @@ from loyalty_cli.importing.parsing import Cells, RowRejected
 # Kinds the CLI knows, each a module of this package defining KIND.
 KIND_MODULES = ("purchases", "customers", "events", "redemptions", "balances")
 
-Record = dict[str, Any]
+# A kind's parsed row: column -> value (purchases: a tuple in its insert order).
+Record = Any
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Hashable
-from operator import itemgetter
 from typing import Any
 
 from loyalty_cli import db, money
@@ -97,7 +96,23 @@ class PurchasesKind(KindHandler):
         attach_refunds(self.conn, self.ctx.today)
 
     def key(self, record: Record) -> Hashable:
-        return (record["transaction_id"], record["line_no"])
+        return (record[0], record[1])
+
+    def describe_key(self, record: Record) -> str:
+        return f"transaction_id '{record[0]}' line_no '{record[1]}'"
+
+    def check_same(self, record: Record, old: Record, where: str) -> None:
+        """`KindHandler.check_same` over the records' positions (the fields in
+        compare order from position 2)."""
+        if old[2:] == record[2:]:
+            return
+        for i, f in enumerate(self.compare_fields, 2):
+            if old[i] != record[i]:
+                raise RowRejected(
+                    f,
+                    f"conflict: {self.describe_key(record)} was imported {where} "
+                    f"with {f} {self.show(f, old[i])}, this row has {self.show(f, record[i])}",
+                )
 
     def use_columns(self, index: dict[str, int]) -> None:
         self._plan = tuple(index.get(c, -1) for c in _PLAN)
@@ -203,20 +218,20 @@ class PurchasesKind(KindHandler):
         refund_of = (row[i_ref].strip() or None) if i_ref >= 0 else None
         if refund_of is not None and (len(refund_of) > MAX_ID or not refund_of.isprintable()):
             return None
-        return {
-            "transaction_id": tid,
-            "line_no": line_no,
-            "customer_id": customer,
-            "date": date,
-            "amount": amount,
-            "tax": tax,
-            "sku": (row[i_sku].strip() or None) if i_sku >= 0 else None,
-            "category": (row[i_cat].strip() or None) if i_cat >= 0 else None,
-            "quantity": quantity,
-            "store": store,
-            "currency": currency,
-            "refund_of": refund_of,
-        }
+        return (
+            tid,
+            line_no,
+            customer,
+            date,
+            amount,
+            tax,
+            (row[i_sku].strip() or None) if i_sku >= 0 else None,
+            (row[i_cat].strip() or None) if i_cat >= 0 else None,
+            quantity,
+            store,
+            currency,
+            refund_of,
+        )
 
     def parse_cells(self, cells: Cells) -> Record:
         """The row parser (the reference for `parse_fields`)."""
@@ -238,20 +253,20 @@ class PurchasesKind(KindHandler):
         stores = d.stores_on(date.isoformat()) if date is not None else None
         if stores is not None and (store or "") not in stores:
             raise RowRejected("store", f"store '{store or ''}' belongs to no partner")
-        return {
-            "transaction_id": tid,
-            "line_no": line_no,
-            "customer_id": customer,
-            "date": date.isoformat(),  # type: ignore[union-attr]
-            "amount": amount,
-            "tax": tax,
-            "sku": cells.text("sku"),
-            "category": cells.text("category"),
-            "quantity": cells.number("quantity"),
-            "store": store,
-            "currency": currency,
-            "refund_of": cells.ident("refund_of", required=False),
-        }
+        return (
+            tid,
+            line_no,
+            customer,
+            date.isoformat(),  # type: ignore[union-attr]
+            amount,
+            tax,
+            cells.text("sku"),
+            cells.text("category"),
+            cells.number("quantity"),
+            store,
+            currency,
+            cells.ident("refund_of", required=False),
+        )
 
     def show(self, field: str, value: Any) -> str:
         if field in _MONEY and isinstance(value, int):
@@ -261,8 +276,8 @@ class PurchasesKind(KindHandler):
     def accept(self, record: Record, line: int) -> bool:
         """`KindHandler.accept` with the chunk's lookups read in place (the
         general path per row: the same outcomes, see test_import_fast)."""
-        tid = record["transaction_id"]
-        key = (tid, record["line_no"])
+        tid = record[0]
+        key = (tid, record[1])
         seen = self.pending.get(key)
         if seen is not None:
             self.check_same(record, seen[0], f"by line {seen[1]} of this file")
@@ -277,29 +292,28 @@ class PurchasesKind(KindHandler):
 
     def check_new(self, record: Record, line: int) -> None:
         """All lines of a receipt agree on customer_id and date."""
-        tid = record["transaction_id"]
+        tid, _, customer, date = record[:4]
         seen = self.receipts.get(tid)
         if seen is not None:
-            if seen[0] != record["customer_id"] or seen[1] != record["date"]:
+            if seen[0] != customer or seen[1] != date:
                 self._receipt_conflict(record, seen[0], seen[1], f"line {seen[2]} of this file")
         else:
             row = self._first_line(tid)
-            if row is not None and (row[0] != record["customer_id"] or row[1] != record["date"]):
+            if row is not None and (row[0] != customer or row[1] != date):
                 where = self.where(row[2]).removeprefix("by ")
                 self._receipt_conflict(record, row[0], row[1], where)
-        self.receipts[tid] = (record["customer_id"], record["date"], line)
+        self.receipts[tid] = (customer, date, line)
 
     def _receipt_conflict(
         self, record: Record, customer: str | None, date: str, where: str
     ) -> None:
-        other = {"customer_id": customer, "date": date}
-        for f in ("customer_id", "date"):
-            if other[f] != record[f]:
+        for f, theirs, ours in (("customer_id", customer, record[2]), ("date", date, record[3])):
+            if theirs != ours:
                 raise RowRejected(
                     f,
-                    f"conflict: receipt '{record['transaction_id']}' has {f} "
-                    f"{self.show(f, other[f])} on another line ({where}), "
-                    f"this row has {self.show(f, record[f])}",
+                    f"conflict: receipt '{record[0]}' has {f} "
+                    f"{self.show(f, theirs)} on another line ({where}), "
+                    f"this row has {self.show(f, ours)}",
                 )
 
     def _first_line(self, tid: str) -> tuple[str | None, str, int] | None:
@@ -316,14 +330,16 @@ class PurchasesKind(KindHandler):
         return None if row is None else (row[0], row[1], row[2])
 
     def find_existing(self, record: Record) -> tuple[Record, int] | None:
-        if record["transaction_id"] in self._tids:
-            return self._known.get((record["transaction_id"], record["line_no"]))
-        return super().find_existing(record)
+        tid, line_no = record[0], record[1]
+        if tid in self._tids:
+            return self._known.get((tid, line_no))
+        row = self.conn.execute(self._find_sql, (tid, line_no)).fetchone()
+        return None if row is None else ((tid, line_no, *tuple(row)[:-1]), row[-1])
 
     def prepare(self, records: list[Record]) -> None:
         """One query for the stored live lines of every receipt in the chunk
         (instead of one or two SELECTs per row)."""
-        self._tids = {r["transaction_id"] for r in records}
+        self._tids = {r[0] for r in records}
         self._known = {}
         self._first = {}
         if not self._tids:
@@ -340,38 +356,37 @@ class PurchasesKind(KindHandler):
         rows: list[Any] = []
         for at in range(0, len(tids), _LOOKUP):
             rows += self.conn.execute(sql, tids[at : at + _LOOKUP]).fetchall()
-        fields = self.compare_fields
         for row in rows:
-            old = dict(zip(fields, tuple(row)[3:], strict=True))
-            self._remember(row[0], row[1], old, row[2])
+            tid, line_no, import_id, *compared = row
+            self._remember(tid, line_no, (tid, line_no, *compared), import_id)
 
     def _remember(self, tid: str, line_no: int, old: Record, import_id: int) -> None:
         self._known[(tid, line_no)] = (old, import_id)
         first = self._first.get(tid)
         if first is None or line_no < first[0]:
-            self._first[tid] = (line_no, old["customer_id"], old["date"], import_id)
+            self._first[tid] = (line_no, old[2], old[3], import_id)
 
     def flush(self) -> None:
         super().flush()
         self.receipts.clear()
 
     def write(self, records: list[Record]) -> None:
-        iid = self.ctx.import_id
-        fields = (*self.insert_fields, "import_id")
-        row = itemgetter(*self.insert_fields)
+        iid = int(self.ctx.import_id)
+        # The records are the insert's parameters as they are (import_id: a literal).
         self.conn.executemany(
-            f"INSERT INTO purchases ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
-            [(*row(r), iid) for r in records],
+            f"INSERT INTO purchases ({', '.join(self.insert_fields)}, import_id) "
+            f"VALUES ({', '.join('?' * len(self.insert_fields))}, {iid})",
+            records,
         )
         known, first_lines, tids = self._known, self._first, self._tids
         for r in records:  # now stored: what a SELECT would find from here on
-            tid = r["transaction_id"]
+            tid = r[0]
             if tid in tids:
-                line_no = r["line_no"]
+                line_no = r[1]
                 known[(tid, line_no)] = (r, iid)
                 first = first_lines.get(tid)
                 if first is None or line_no < first[0]:
-                    first_lines[tid] = (line_no, r["customer_id"], r["date"], iid)
+                    first_lines[tid] = (line_no, r[2], r[3], iid)
 
     @classmethod
     def undo(cls, conn: sqlite3.Connection, import_id: int, on: dt.date, note: str) -> int:
