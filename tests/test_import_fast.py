@@ -448,3 +448,18 @@ def test_malformed_amounts_are_refused(text, decimal, reason):
 )
 def test_grouped_amounts_are_read_exactly(text, decimal, minor):
     assert money.parse_minor(text, "EUR", decimal) == minor
+
+
+def test_a_failure_inside_the_reader_process_is_raised_by_the_import(conn, write, monkeypatch):
+    started = _fork_every_file(monkeypatch)
+
+    def boom(self, row):
+        raise ValueError("boom in the reader")
+
+    monkeypatch.setattr(PurchasesKind, "parse_fields", boom)
+    p = write("p.csv", HEAD + FIRST)
+    with pytest.raises(ValueError, match="boom in the reader"):
+        import_files(conn, "purchases", [p])
+    assert len(started) == 1
+    assert conn.execute("SELECT COUNT(*) FROM imports").fetchone()[0] == 0
+    assert not multiprocessing.active_children()

@@ -57,3 +57,14 @@ def start(target: Callable[..., None], *args: Any) -> multiprocessing.process.Ba
     finally:
         gc.unfreeze()
     return worker
+
+
+def send_error(send: Connection, exc: BaseException) -> None:
+    """Hand a worker's failure to its parent as ("error", exception): the exception
+    itself, else (it does not pickle) its text; nothing if the parent is gone."""
+    for payload in (exc, RuntimeError(f"{type(exc).__name__}: {exc}")):
+        try:
+            send.send(("error", payload))
+            return
+        except Exception:  # noqa: BLE001, S112 - the next payload, or give up
+            continue

@@ -807,14 +807,7 @@ def _serve(engine: _Engine, inbox: Any, outbox: Any, parent_ends: tuple[Any, Any
     except (EOFError, BrokenPipeError):
         return  # the run went away (killed or failed): nothing to answer
     except BaseException as exc:  # noqa: BLE001 - handed to the run, which raises it
-        # The exception itself, else (it does not pickle) its text; nothing if the run
-        # is gone.
-        for payload in (exc, RuntimeError(f"{type(exc).__name__}: {exc}")):
-            try:
-                outbox.send(("error", payload))
-                return
-            except Exception:  # noqa: BLE001, S112
-                continue
+        workers.send_error(outbox, exc)
 
 
 _LEDGER_COLS = ", ".join(

@@ -467,12 +467,7 @@ def _read_aside(chunks: ChunkStream, send: Any, their_end: Any) -> None:
     except (EOFError, BrokenPipeError):
         return  # the importer went away (killed or failed): nothing to answer
     except BaseException as exc:  # noqa: BLE001 - handed to the importer, which raises it
-        for payload in (exc, RuntimeError(f"{type(exc).__name__}: {exc}")):
-            try:
-                send.send(("error", payload))
-                return
-            except Exception:  # noqa: BLE001, S112
-                continue
+        workers.send_error(send, exc)
 
 
 def _reject_json(row: tuple[Any, ...] | sqlite3.Row) -> dict[str, Any]:
