@@ -139,3 +139,54 @@ def test_a_sale_after_the_gap_not_run_yet_does_not_undo_the_expiry(conn, tmp_pat
     assert customer_statement(conn, "C1", dt.date(2026, 3, 10))["points"]["available"] == 0
     go(conn, "2026-03-10")
     assert points(conn, "C1") == 10
+
+
+def _counter_and_run_agree(conn, customer: str, day: str) -> int:
+    """After the run, the counter's available points are the ledger's balance (no
+    expiry expected that no run will post)."""
+    go(conn, day)
+    counter = customer_statement(conn, customer, dt.date.fromisoformat(day))["points"]
+    assert counter["available"] == points(conn, customer)
+    return counter["available"]
+
+
+def test_a_receipt_netting_below_zero_is_no_sale_for_the_counter(conn, tmp_path):
+    """A refund receipt with one positive line (+5.00, -30.00) starts no inactivity
+    clock: the counter no longer expects an expiry the run never posts."""
+    program(conn, tmp_path, INACTIVE_2M)
+    buy(conn, "T1", "C1", "2025-01-10", 10000)
+    go(conn, "2025-01-31")
+    buy(conn, "T2", "C1", "2025-02-01", 500, -3000)
+    go(conn, "2025-03-31")  # the expiry of T1 on 03-10 takes everything
+    with db.transaction(conn):
+        ledger.post(
+            conn, [ledger.NewEntry(dt.date(2025, 3, 20), "C1", "adjust", 50, "manual", "a")]
+        )
+    assert _counter_and_run_agree(conn, "C1", "2025-04-05") == 50
+
+
+def test_a_late_receipt_before_the_last_sale_starts_no_expiry_at_the_counter(conn, tmp_path):
+    program(conn, tmp_path, "expiry: {policy: inactivity, months: 3}\n")
+    buy(conn, "T5", "C1", "2025-07-25", 3000)
+    go(conn, "2025-07-31")
+    buy(conn, "T1", "C1", "2025-01-12", 10000)  # a late export, dated long before
+    assert _counter_and_run_agree(conn, "C1", "2025-08-01") == 130
+
+
+def test_undoing_a_sale_in_the_middle_opens_no_expiry_at_the_counter(conn, write):
+    from loyalty_cli.importing import import_files, undo_import
+    from loyalty_cli.program import apply_program
+
+    apply_program(
+        conn,
+        write("p.yaml", "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+              "expiry: {policy: inactivity, months: 2}\n"),
+        effective=dt.date(2025, 1, 1),
+    )  # fmt: skip
+    head = "transaction_id,customer_id,date,amount\n"
+    import_files(conn, "purchases", [write("a.csv", head + "T1,C1,2025-11-03,100.00\n")])
+    [middle] = import_files(conn, "purchases", [write("b.csv", head + "T2,C1,2025-12-02,50.00\n")])
+    import_files(conn, "purchases", [write("c.csv", head + "T3,C1,2026-01-29,30.00\n")])
+    go(conn, "2026-02-15")
+    undo_import(conn, middle.import_id, dt.date(2026, 3, 1))
+    assert _counter_and_run_agree(conn, "C1", "2026-03-01") == 130

@@ -113,19 +113,39 @@ def unposted_inactivity(conn: sqlite3.Connection, customer_id: str, on: dt.date)
     posted it yet (the counter between runs): every point available then is gone,
     and a statement or a redemption must not count it. None otherwise.
 
-    An expiry falls N months after a sale when no other sale comes before that day
-    (a sale on the day itself comes after it, as in a run). Sales not scored yet,
-    the customer's own or claimed, count: the next run will score them."""
+    This is the expiry the next run will post, found as the run finds it
+    (engine/run.py): from the last sale receipt it has scored, then through the
+    sale receipts (total 0 or more) it has not scored yet, the customer's own or
+    claimed, in date order. An expiry falls N months after a sale when no other
+    sale comes before that day (a sale on the day itself comes after it). A sale
+    not scored yet that is dated before the last scored one (a late export, a
+    claimed old receipt) starts no expiry of its own, nor does a gap an undone sale
+    leaves behind the last scored one: the run posts neither, so neither counts."""
+    last = conn.execute(
+        "SELECT MAX(date) FROM scored_receipts WHERE customer_id = ? AND amount >= 0",
+        (customer_id,),
+    ).fetchone()[0]
+    if last is not None and last > on.isoformat():
+        return None  # the runs went past `on`: what fell by then is posted
+    after = last or ""
+    unscored = (
+        "AND NOT EXISTS (SELECT 1 FROM scored_receipts s "
+        "WHERE s.transaction_id = p.transaction_id) "
+        "GROUP BY p.transaction_id HAVING SUM(p.amount) >= 0"
+    )
     sales = sorted(
-        dt.date.fromisoformat(d)
-        for (d,) in conn.execute(
-            "SELECT date FROM scored_receipts WHERE customer_id = :c AND amount >= 0 "
-            "AND date <= :d UNION SELECT date FROM purchases WHERE customer_id = :c "
-            "AND undone = 0 AND amount >= 0 AND date <= :d UNION SELECT p.date FROM claims k "
-            "JOIN purchases p ON p.transaction_id = k.transaction_id WHERE k.customer_id = :c "
-            "AND p.undone = 0 AND p.amount >= 0 AND p.date <= :d",
-            {"c": customer_id, "d": on.isoformat()},
-        )
+        {dt.date.fromisoformat(d) for d in ([last] if last else [])}
+        | {
+            dt.date.fromisoformat(d)
+            for (d,) in conn.execute(
+                "SELECT MIN(p.date) FROM purchases p WHERE p.customer_id = :c AND p.undone = 0 "
+                f"AND p.date > :a AND p.date <= :d {unscored} "
+                "UNION SELECT MIN(p.date) FROM claims k JOIN purchases p "
+                "ON p.transaction_id = k.transaction_id WHERE k.customer_id = :c "
+                f"AND p.undone = 0 AND p.date > :a AND p.date <= :d {unscored}",
+                {"c": customer_id, "a": after, "d": on.isoformat()},
+            )
+        }
     )
     fell: tuple[dt.date, dt.date] | None = None
     for i, sale in enumerate(sales):

@@ -82,11 +82,12 @@ class PurchasesKind(KindHandler):
             self.conn.execute(sql)
         self._rebuild = []
         # A purchase naming an unknown customer makes the customer known: once for
-        # the whole file, not per batch (this import's rows are the ids above).
+        # the whole file, not per batch (this import's rows are the ids above), in
+        # the order the file first names them, as row by row.
         self.conn.execute(
             "INSERT OR IGNORE INTO customers (customer_id, import_id) "
-            "SELECT DISTINCT customer_id, ? FROM purchases "
-            "WHERE id > ? AND customer_id IS NOT NULL ORDER BY customer_id",
+            "SELECT customer_id, ? FROM purchases WHERE id > ? AND customer_id IS NOT NULL "
+            "GROUP BY customer_id ORDER BY MIN(id)",
             (self.ctx.import_id, self._first_id),
         )
         from loyalty_cli.rewards.claim import attach_refunds
