@@ -17,7 +17,8 @@ from loyalty_cli.cli.app import app
 
 # The suite is a gate (nothing red lands): hypothesis draws the same examples on
 # every run, so a run cannot fail on the luck of the draw. To look for new bugs,
-# draw fresh ones: HYPOTHESIS_PROFILE=explore .venv/bin/pytest
+# draw fresh ones: HYPOTHESIS_PROFILE=explore .venv/bin/pytest (and keep what it
+# finds as an @example or a plain test: the gate does not replay a database).
 settings.register_profile("gate", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gate"))

@@ -190,3 +190,26 @@ def test_undoing_a_sale_in_the_middle_opens_no_expiry_at_the_counter(conn, write
     go(conn, "2026-02-15")
     undo_import(conn, middle.import_id, dt.date(2026, 3, 1))
     assert _counter_and_run_agree(conn, "C1", "2026-03-01") == 130
+
+
+def test_undoing_a_sale_that_earned_nothing_lets_the_run_post_the_expiry(conn, write):
+    """The undo reverses nothing (the sale was below min_order), yet the customer's
+    inactivity clock moved back: the next run revisits them and posts the expiry
+    the counter already counts."""
+    from loyalty_cli.importing import import_files, undo_import
+    from loyalty_cli.program import apply_program
+
+    apply_program(
+        conn,
+        write("p.yaml", "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1, min_order: 5}\n"
+              "expiry: {policy: inactivity, months: 3}\n"),
+        effective=dt.date(2025, 1, 1),
+    )  # fmt: skip
+    head = "transaction_id,customer_id,date,amount\n"
+    import_files(conn, "purchases", [write("a.csv", head + "T1,C1,2026-01-10,100.00\n")])
+    [small] = import_files(conn, "purchases", [write("b.csv", head + "T2,C1,2026-03-01,1.00\n")])
+    go(conn, "2026-05-01")
+    assert points(conn, "C1") == 100  # T2 kept the points alive
+    undo_import(conn, small.import_id, dt.date(2026, 5, 2))
+    assert _counter_and_run_agree(conn, "C1", "2026-05-05") == 0
+    assert entries(conn, "C1")[-1][:4] == ("2026-04-10", "C1", "expire", -100)

@@ -381,8 +381,11 @@ def test_a_reader_process_that_dies_fails_the_file_and_imports_nothing(conn, wri
     started = _fork_every_file(monkeypatch)
     monkeypatch.setattr(service, "_read_aside", lambda *a: os._exit(1))
     p = write("p.csv", HEAD + FIRST)
-    with pytest.raises(RuntimeError, match="reader process ended unexpectedly"):
+    from loyalty_cli.errors import LoyaltyError
+
+    with pytest.raises(LoyaltyError, match="process reading the file ended unexpectedly") as err:
         import_files(conn, "purchases", [p])
+    assert err.value.file == str(p)
     assert len(started) == 1
     assert conn.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM imports").fetchone()[0] == 0

@@ -76,8 +76,11 @@ def test_undoing_part_of_a_receipt_scores_what_is_left(conn, write):
     assert ledger.balance(conn, "C1") == 150
     undo_import(conn, second, dt.date(2026, 3, 3))
     assert ledger.balance(conn, "C1") == 0 and ledger.balance(conn, "C2") == 0
-    queued = conn.execute("SELECT transaction_id, queued_on FROM rescore_receipts").fetchall()
-    assert [tuple(r) for r in queued] == [("T1", "2026-03-03")]  # T9 has no line left
+    queued = conn.execute(
+        "SELECT transaction_id, queued_on FROM rescore_receipts ORDER BY transaction_id"
+    ).fetchall()
+    # T1's line 1 is scored afresh; T9 has no line left, its customer is revisited
+    assert [tuple(r) for r in queued] == [("T1", "2026-03-03"), ("T9", "2026-03-03")]
 
     run(conn, dt.date(2026, 3, 4))
     assert ledger.balance(conn, "C1") == 100  # line 1 only
@@ -234,3 +237,18 @@ def test_an_undo_may_not_be_dated_before_the_points_it_reverses(conn, write):
     later = write("c.csv", "transaction_id,customer_id,date,amount\nT9,C1,2026-06-01,10.00\n")
     [unscored] = import_files(conn, "purchases", [later])
     undo_import(conn, unscored.import_id, dt.date(2026, 5, 1))
+
+
+def test_an_undo_date_counts_only_the_undone_imports_own_entries(conn, write):
+    """After undo and a corrected re-import of the same receipt, undoing the second
+    import looks at its own earn, not at the first import's earn and reversal."""
+    apply_program(conn, write("p.yaml", PROGRAM))
+    head = "transaction_id,customer_id,date,amount\n"
+    [first] = import_files(conn, "purchases", [write("a.csv", head + "T1,C1,2026-01-10,10.00\n")])
+    run(conn, dt.date(2026, 1, 31))
+    undo_import(conn, first.import_id, dt.date(2026, 3, 1))
+    [again] = import_files(conn, "purchases", [write("b.csv", head + "T1,C1,2026-01-10,12.00\n")])
+    run(conn, dt.date(2026, 3, 31))
+    assert ledger.balance(conn, "C1") == 12
+    undo_import(conn, again.import_id, dt.date(2026, 2, 15))
+    assert ledger.balance(conn, "C1") == 0

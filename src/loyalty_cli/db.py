@@ -268,9 +268,11 @@ CREATE TABLE IF NOT EXISTS run_state (
 # key: a run reads only states of this format, and `check` compares only those.
 RUN_STATE_FORMAT = 3
 
-# Receipts `import undo` left with some of their lines: the undo reversed all the
-# receipt's points and forgot its scoring, and the next run that reaches the
-# receipt's date scores what is left of it afresh (engine/run.py), then removes it.
+# Receipts `import undo` forgot: the undo reversed all the receipt's points and
+# forgot its scoring, and the next run that reaches the receipt's date revisits its
+# customer and scores what is left of it (lines of another import) afresh
+# (engine/run.py), then removes it. A receipt with no line left is queued too, so
+# that a customer whose undo reversed nothing is revisited.
 RESCORE_V4 = """
 CREATE TABLE IF NOT EXISTS rescore_receipts (
     transaction_id TEXT PRIMARY KEY,

@@ -216,10 +216,12 @@ def forget_receipts(conn: sqlite3.Connection, transaction_ids: Iterable[str], on
         removed += conn.execute(
             f"DELETE FROM scored_receipts WHERE transaction_id IN ({marks})", chunk
         ).rowcount
+        # Queued whole or not: the next run revisits their customers (rebuilt, their
+        # states being gone) even when the undo reversed nothing (a receipt that
+        # earned nothing), and scores what is left of a split receipt afresh.
         conn.execute(
             "INSERT OR IGNORE INTO rescore_receipts (transaction_id, queued_on) "
-            "SELECT DISTINCT transaction_id, ? FROM purchases "
-            f"WHERE transaction_id IN ({marks}) AND undone = 0",
+            f"SELECT DISTINCT transaction_id, ? FROM purchases WHERE transaction_id IN ({marks})",
             [on.isoformat(), *chunk],
         )
     return removed
@@ -276,12 +278,14 @@ def _affected(
         "SELECT c.customer_id FROM claims c WHERE c.rowid > ?",
         (marks.last["claim_rowid"],),
     )
-    # What `import undo` left of receipts split across imports (rescore_receipts).
+    # The customers of receipts `import undo` forgot (rescore_receipts): what is left
+    # of a receipt split across imports, and a customer whose undone receipt posted
+    # no reversal (their inactivity clock may have moved back).
     add(
         "SELECT DISTINCT COALESCE(c.customer_id, p.customer_id) FROM rescore_receipts q "
         "CROSS JOIN purchases p ON p.transaction_id = q.transaction_id "
         "LEFT JOIN claims c ON c.transaction_id = p.transaction_id "
-        "WHERE p.undone = 0 AND p.date <= ?",
+        "WHERE p.date <= ?",
         (day,),
     )
     event_sql = "SELECT DISTINCT customer_id FROM events WHERE undone = 0 AND date <= ? AND "

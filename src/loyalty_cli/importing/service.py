@@ -231,7 +231,7 @@ def _import_file(
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while the rows stream through: they
-    are millions of short-lived dicts and tuples in no cycle, freed as they go,
+    are millions of short-lived tuples and lists in no cycle, freed as they go,
     and the collections they set off were a tenth of a 1M-line import."""
     enabled = gc.isenabled()
     gc.disable()
@@ -285,7 +285,7 @@ def _read_rows(
         chunks = _parsed_chunks(reader, handler, header, index, fmt)
         # The reader is forked before the progress bar starts its thread.
         with (
-            _reader_process(chunks, handler, reader.size) as stream,
+            _reader_process(chunks, handler, reader.size, name) as stream,
             _progress(progress, reader) as tick,
         ):
             next_tick = 1000
@@ -421,7 +421,9 @@ ChunkStream = Iterator[tuple[Chunk, LoyaltyError | None, int]]
 
 
 @contextmanager
-def _reader_process(chunks: ChunkStream, handler: KindHandler, size: int) -> Iterator[ChunkStream]:
+def _reader_process(
+    chunks: ChunkStream, handler: KindHandler, size: int, name: str
+) -> Iterator[ChunkStream]:
     """`chunks`, produced by a forked process for a large file of a kind that
     parses without the database (`chunk_rows` > 1) on a machine with two CPUs or
     more; else `chunks` itself. The reader gets the same handler and dialect (they
@@ -440,7 +442,10 @@ def _reader_process(chunks: ChunkStream, handler: KindHandler, size: int) -> Ite
             try:
                 message = receive.recv()
             except EOFError:
-                raise RuntimeError("the import's reader process ended unexpectedly") from None
+                raise LoyaltyError(
+                    "the process reading the file ended unexpectedly; nothing was imported from it",
+                    file=name,
+                ) from None
             if message[0] == "error":
                 raise message[1]
             if message[0] == "end":
