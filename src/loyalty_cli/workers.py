@@ -23,7 +23,7 @@ except ImportError:  # not POSIX: no fork either
 
 def cpus() -> int:
     """CPUs this process may use (1 where it cannot fork a worker)."""
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if not can_fork():
         return 1
     try:
         return len(os.sched_getaffinity(0))
