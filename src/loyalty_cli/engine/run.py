@@ -880,9 +880,14 @@ def _write(
         scored,
     )
     conn.executemany("INSERT OR REPLACE INTO tier_history VALUES (?, ?, ?)", tiers)
+    # A voucher id is its receipt's and reward's: one withdrawn by `import undo` is
+    # issued again, open, when the receipt comes back (the same file imported again).
     conn.executemany(
-        "INSERT OR IGNORE INTO vouchers (voucher_id, customer_id, reward_id, issued, "
-        "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?)",
+        "INSERT INTO vouchers (voucher_id, customer_id, reward_id, issued, "
+        "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?) "
+        "ON CONFLICT (voucher_id) DO UPDATE SET customer_id = excluded.customer_id, "
+        "issued = excluded.issued, status = 'open', expires_on = excluded.expires_on, "
+        "closed_on = NULL, redemption_id = NULL WHERE vouchers.status = 'withdrawn'",
         vouchers,
     )
     cursor = conn.executemany(

@@ -108,45 +108,50 @@ def display_names(conn: sqlite3.Connection, on: dt.date) -> dict[str, str]:
     return names
 
 
-def unposted_inactivity(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> dt.date | None:
-    """The day an inactivity expiry fell on, when it is due by `on` but no run has
-    posted it yet (the counter between runs): every point available then is gone,
-    and a statement or a redemption must not count it. None otherwise.
-
-    This is the expiry the next run will post, found as the run finds it
-    (engine/run.py): from the last sale receipt it has scored, then through the
-    sale receipts (total 0 or more) it has not scored yet, the customer's own or
-    claimed, in date order. An expiry falls N months after a sale when no other
-    sale comes before that day (a sale on the day itself comes after it). A sale
-    not scored yet that is dated before the last scored one (a late export, a
-    claimed old receipt) starts no expiry of its own, nor does a gap an undone sale
-    leaves behind the last scored one: the run posts neither, so neither counts."""
+def _run_sales(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> list[dt.date] | None:
+    """The sale days the next run goes through for the inactivity clock, in order
+    (engine/run.py): the last sale receipt it has scored, then the sale receipts
+    (total 0 or more) it has not scored yet, the customer's own or claimed, dated
+    after that one and by `on`. A sale not scored yet dated before the last scored
+    one (a late export, a claimed old receipt) starts no clock of its own, nor does
+    a gap an undone sale leaves behind the last scored one: the run sees neither.
+    None when the runs have scored a sale after `on` (what fell by then is posted)."""
     last = conn.execute(
         "SELECT MAX(date) FROM scored_receipts WHERE customer_id = ? AND amount >= 0",
         (customer_id,),
     ).fetchone()[0]
     if last is not None and last > on.isoformat():
-        return None  # the runs went past `on`: what fell by then is posted
-    after = last or ""
+        return None
     unscored = (
         "AND NOT EXISTS (SELECT 1 FROM scored_receipts s "
         "WHERE s.transaction_id = p.transaction_id) "
         "GROUP BY p.transaction_id HAVING SUM(p.amount) >= 0"
     )
-    sales = sorted(
-        {dt.date.fromisoformat(d) for d in ([last] if last else [])}
-        | {
-            dt.date.fromisoformat(d)
-            for (d,) in conn.execute(
-                "SELECT MIN(p.date) FROM purchases p WHERE p.customer_id = :c AND p.undone = 0 "
-                f"AND p.date > :a AND p.date <= :d {unscored} "
-                "UNION SELECT MIN(p.date) FROM claims k JOIN purchases p "
-                "ON p.transaction_id = k.transaction_id WHERE k.customer_id = :c "
-                f"AND p.undone = 0 AND p.date > :a AND p.date <= :d {unscored}",
-                {"c": customer_id, "a": after, "d": on.isoformat()},
-            )
-        }
-    )
+    days = {
+        d
+        for (d,) in conn.execute(
+            "SELECT MIN(p.date) FROM purchases p WHERE p.customer_id = :c AND p.undone = 0 "
+            f"AND p.date > :a AND p.date <= :d {unscored} "
+            "UNION SELECT MIN(p.date) FROM claims k JOIN purchases p "
+            "ON p.transaction_id = k.transaction_id WHERE k.customer_id = :c "
+            f"AND p.undone = 0 AND p.date > :a AND p.date <= :d {unscored}",
+            {"c": customer_id, "a": last or "", "d": on.isoformat()},
+        )
+    }
+    if last is not None:
+        days.add(last)
+    return sorted(dt.date.fromisoformat(d) for d in days)
+
+
+def unposted_inactivity(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> dt.date | None:
+    """The day an inactivity expiry fell on, when it is due by `on` but no run has
+    posted it yet (the counter between runs): every point available then is gone,
+    and a statement or a redemption must not count it. None otherwise.
+
+    This is the expiry the next run will post, found as the run finds it: through
+    `_run_sales`, an expiry falls N months after a sale when no other sale comes
+    before that day (a sale on the day itself comes after it)."""
+    sales = _run_sales(conn, customer_id, on) or []
     fell: tuple[dt.date, dt.date] | None = None
     for i, sale in enumerate(sales):
         due = _inactivity_due(conn, sale)
@@ -164,12 +169,17 @@ def unposted_inactivity(conn: sqlite3.Connection, customer_id: str, on: dt.date)
 
 def inactivity_expiry(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dt.date | None:
     """The day all available points expire for inactivity (policy of the version in
-    force on the last sale receipt), or None."""
-    last = conn.execute(
-        "SELECT MAX(date) FROM scored_receipts WHERE customer_id = ? AND amount >= 0 AND date <= ?",
-        (customer_id, as_of.isoformat()),
-    ).fetchone()[0]
-    return _inactivity_due(conn, dt.date.fromisoformat(last)) if last is not None else None
+    force on the last sale receipt, a sale the next run will score included), or
+    None."""
+    sales = _run_sales(conn, customer_id, as_of)
+    if sales is None:  # the runs went past `as_of`: the last sale by then counts
+        last = conn.execute(
+            "SELECT MAX(date) FROM scored_receipts WHERE customer_id = ? AND amount >= 0 "
+            "AND date <= ?",
+            (customer_id, as_of.isoformat()),
+        ).fetchone()[0]
+        sales = [dt.date.fromisoformat(last)] if last is not None else []
+    return _inactivity_due(conn, sales[-1]) if sales else None
 
 
 def _inactivity_due(conn: sqlite3.Connection, sale: dt.date) -> dt.date | None:

@@ -236,10 +236,15 @@ def cancel_redemption(conn: sqlite3.Connection, redemption_id: str, on: dt.date)
             returned = -net
             expired = _expire_returned(conn, customer_id, taken, on, redemption_id)
         if row["voucher_id"]:
+            withdrawn_on = _voucher_gone_since(conn, row["voucher_id"])
             conn.execute(
-                "UPDATE vouchers SET status = 'open', closed_on = NULL, redemption_id = NULL "
+                "UPDATE vouchers SET status = ?, closed_on = ?, redemption_id = NULL "
                 "WHERE voucher_id = ?",
-                (row["voucher_id"],),
+                (
+                    "open" if withdrawn_on is None else "withdrawn",
+                    None if withdrawn_on is None else max(withdrawn_on, on.isoformat()),
+                    row["voucher_id"],
+                ),
             )
         conn.execute(
             "UPDATE redemptions SET status = 'cancelled', cancelled_on = ? WHERE redemption_id = ?",
@@ -301,3 +306,30 @@ def _expire_returned(
         )
     ledger.post(conn, entries)
     return sum(-e.points for e in entries)
+
+
+def _voucher_gone_since(conn: sqlite3.Connection, voucher_id: str) -> str | None:
+    """The day the receipt that earned a punch-card voucher stopped earning it, or
+    None: its import was undone, or a refund of it was scored. Both withdraw an
+    open voucher; one in use then escaped, so a cancelled redemption gives it back
+    withdrawn, not open (the customer would get the reward for a receipt that no
+    longer counts)."""
+    row = conn.execute(
+        """
+        SELECT
+          (SELECT MAX(i.undone_on) FROM purchases p JOIN imports i ON i.import_id = p.import_id
+           WHERE p.transaction_id = v.transaction_id AND p.undone = 1
+             AND NOT EXISTS (SELECT 1 FROM purchases q
+                             WHERE q.transaction_id = v.transaction_id AND q.undone = 0)),
+          (SELECT MIN(p.date) FROM purchases p
+           WHERE p.refund_of = v.transaction_id AND p.undone = 0
+             AND EXISTS (SELECT 1 FROM scored_receipts s
+                         WHERE s.transaction_id = p.transaction_id))
+        FROM vouchers v WHERE v.voucher_id = ? AND v.transaction_id IS NOT NULL
+        """,
+        (voucher_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    days = [d for d in row if d is not None]
+    return min(days) if days else None

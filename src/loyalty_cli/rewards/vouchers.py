@@ -47,10 +47,12 @@ def vouchers_of(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> l
 def open_voucher_counts(
     conn: sqlite3.Connection, customer_id: str | None, on: dt.date
 ) -> dict[tuple[str, str], int]:
-    """(customer, reward) -> number of vouchers usable on a date."""
+    """(customer, reward) -> number of vouchers usable on a date: open then, as
+    `voucher_status` sees it (one used or withdrawn after the date was open on it)."""
     sql = (
         "SELECT customer_id, reward_id, COUNT(*) FROM vouchers "
-        "WHERE status = 'open' AND issued <= :on AND (expires_on IS NULL OR expires_on > :on)"
+        "WHERE (status = 'open' OR closed_on > :on) AND issued <= :on "
+        "AND (expires_on IS NULL OR expires_on > :on)"
     )
     args = {"on": on.isoformat(), "c": customer_id}
     if customer_id is not None:
