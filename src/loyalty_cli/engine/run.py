@@ -1334,18 +1334,29 @@ class _Customer:
         """Lines arrived for a scored receipt: score all active lines, post the difference."""
         self.e.result.receipts += 1
         points = old.points
-        if version is not None and old.amount >= 0 and not receipt.is_refund:
+        # (A sale turned into a refund of another receipt is left as it was scored.)
+        named_refund = receipt.is_refund and receipt.refund_of is not None
+        if version is not None and old.amount >= 0 and not named_refund:
             program = version.program
             level = program.level(old.tier) if old.tier else None
-            score = score_receipt(program, receipt, old.tier, tiermod.multiplier(level))
+            score = None
+            if receipt.is_refund:
+                # Lines that came later turned a scored sale into a refund: it takes
+                # back the refund amount at the base rate and the tier it was scored
+                # at (DESIGN.md's refund without refund_of), less what it earned.
+                total = -base_refund_points(program, receipt, tiermod.multiplier(level))
+                partner, _ = partner_multiplier(program, receipt.store)
+            else:
+                score = score_receipt(program, receipt, old.tier, tiermod.multiplier(level))
+                total, partner = score.total, score.partner
             posted = sum(
                 e.points
                 for e in self.by_source.get(("purchase", receipt.transaction_id), [])
                 if e.kind in ("earn", "bonus", "reversal")
                 or (e.kind == "clawback" and e.note == "receipt corrected")
             )
-            diff = score.total - posted
-            if diff > 0:
+            diff = total - posted
+            if diff > 0 and score is not None:
                 earn, bonuses = self._more(receipt.transaction_id, diff, score.bonuses)
                 self._post_score(receipt, version, earn, score.rule_ids, bonuses, score.partner)
             elif diff < 0:
@@ -1361,11 +1372,11 @@ class _Customer:
                         source_id=receipt.transaction_id,
                         program_version=version.version,
                         lot_id=lots[0].entry_id if lots else None,
-                        partner=score.partner,
+                        partner=partner,
                         note="receipt corrected",
                     )
                 )
-            points = score.total
+            points = total
         self._remember(receipt, points, old.tier, old.version, old.punches)
         for q in self.history.items:
             if q.transaction_id == receipt.transaction_id:
