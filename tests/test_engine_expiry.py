@@ -173,22 +173,33 @@ def test_a_late_receipt_before_the_last_sale_starts_no_expiry_at_the_counter(con
     assert _counter_and_run_agree(conn, "C1", "2025-08-01") == 130
 
 
-def test_undoing_a_sale_in_the_middle_opens_no_expiry_at_the_counter(conn, write):
-    from loyalty_cli.importing import import_files, undo_import
+def _imports_each(conn, write, earn: str, months: int, *rows: str) -> list[int]:
+    """An inactivity program from 2025, then each purchases row as its own import;
+    the import ids."""
+    from loyalty_cli.importing import import_files
     from loyalty_cli.program import apply_program
 
-    apply_program(
-        conn,
-        write("p.yaml", "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
-              "expiry: {policy: inactivity, months: 2}\n"),
-        effective=dt.date(2025, 1, 1),
-    )  # fmt: skip
+    text = (
+        f"program: T\ncurrency: EUR\nearn: {earn}\n"
+        f"expiry: {{policy: inactivity, months: {months}}}\n"
+    )
+    apply_program(conn, write("p.yaml", text), effective=dt.date(2025, 1, 1))
     head = "transaction_id,customer_id,date,amount\n"
-    import_files(conn, "purchases", [write("a.csv", head + "T1,C1,2025-11-03,100.00\n")])
-    [middle] = import_files(conn, "purchases", [write("b.csv", head + "T2,C1,2025-12-02,50.00\n")])
-    import_files(conn, "purchases", [write("c.csv", head + "T3,C1,2026-01-29,30.00\n")])
+    return [
+        import_files(conn, "purchases", [write(f"{i}.csv", head + row + "\n")])[0].import_id
+        for i, row in enumerate(rows)
+    ]
+
+
+def test_undoing_a_sale_in_the_middle_opens_no_expiry_at_the_counter(conn, write):
+    from loyalty_cli.importing import undo_import
+
+    ids = _imports_each(
+        conn, write, "{per_currency_unit: 1}", 2,
+        "T1,C1,2025-11-03,100.00", "T2,C1,2025-12-02,50.00", "T3,C1,2026-01-29,30.00",
+    )  # fmt: skip
     go(conn, "2026-02-15")
-    undo_import(conn, middle.import_id, dt.date(2026, 3, 1))
+    undo_import(conn, ids[1], dt.date(2026, 3, 1))
     assert _counter_and_run_agree(conn, "C1", "2026-03-01") == 130
 
 
@@ -196,20 +207,14 @@ def test_undoing_a_sale_that_earned_nothing_lets_the_run_post_the_expiry(conn, w
     """The undo reverses nothing (the sale was below min_order), yet the customer's
     inactivity clock moved back: the next run revisits them and posts the expiry
     the counter already counts."""
-    from loyalty_cli.importing import import_files, undo_import
-    from loyalty_cli.program import apply_program
+    from loyalty_cli.importing import undo_import
 
-    apply_program(
-        conn,
-        write("p.yaml", "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1, min_order: 5}\n"
-              "expiry: {policy: inactivity, months: 3}\n"),
-        effective=dt.date(2025, 1, 1),
+    ids = _imports_each(
+        conn, write, "{per_currency_unit: 1, min_order: 5}", 3,
+        "T1,C1,2026-01-10,100.00", "T2,C1,2026-03-01,1.00",
     )  # fmt: skip
-    head = "transaction_id,customer_id,date,amount\n"
-    import_files(conn, "purchases", [write("a.csv", head + "T1,C1,2026-01-10,100.00\n")])
-    [small] = import_files(conn, "purchases", [write("b.csv", head + "T2,C1,2026-03-01,1.00\n")])
     go(conn, "2026-05-01")
     assert points(conn, "C1") == 100  # T2 kept the points alive
-    undo_import(conn, small.import_id, dt.date(2026, 5, 2))
+    undo_import(conn, ids[1], dt.date(2026, 5, 2))
     assert _counter_and_run_agree(conn, "C1", "2026-05-05") == 0
     assert entries(conn, "C1")[-1][:4] == ("2026-04-10", "C1", "expire", -100)
