@@ -135,22 +135,6 @@ def test_new_lines_of_scored_receipt_post_difference(conn, tmp_path):
     assert [r[3] for r in entries(conn)] == [10, 11]
 
 
-def test_a_new_line_that_turns_a_scored_sale_into_a_refund_takes_back_as_a_refund(conn, tmp_path):
-    """10.00 scored (10 points), then a line of -30.00: the receipt is now a refund
-    of 20.00 without refund_of, which takes back 20 at the base rate; what it earned
-    is taken back too, so the balance is what the rows imported at once give."""
-    program(conn, tmp_path)
-    buy(conn, "T0", "C1", "2026-01-04", 5000)
-    buy(conn, "T1", "C1", "2026-01-05", 1000)
-    go(conn, "2026-01-31")
-    buy(conn, "T1", "C1", "2026-01-05", -3000)
-    go(conn, "2026-01-31")
-    assert ledger.balance(conn, "C1") == 30  # 50 - 20, as in one import
-    assert [(r[2], r[3]) for r in entries(conn)][-1] == ("clawback", -30)
-    go(conn, "2026-02-28")
-    assert ledger.balance(conn, "C1") == 30  # posted once
-
-
 def test_a_new_line_that_meets_a_bonus_rule_posts_the_bonus_with_its_rule(conn, tmp_path):
     """90.00 then a line of 20.00: the receipt now reaches min_amount 100.00, so the
     difference is 20 earned and the rule's 50 as a `bonus` naming `big`."""

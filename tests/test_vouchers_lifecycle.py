@@ -103,3 +103,46 @@ def test_the_expiring_line_counts_a_sale_the_next_run_will_score(cli, write):
     assert shown["points"]["available"] == 150
     assert shown["expiring"] == [{"date": "2026-02-27", "points": 150}]
     assert _show(cli, "2026-02-01")["expiring"] == [{"date": "2026-02-27", "points": 150}]
+
+
+def test_a_voucher_a_scored_refund_withdrew_is_not_reopened_by_a_reimport(cli, write):
+    path = _shop(cli, write)
+    refund = write(
+        "r.csv", "transaction_id,customer_id,date,amount,refund_of\nR3,C1,2026-01-05,-3.00,P3\n"
+    )
+    assert cli("import", "purchases", refund).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-05").exit_code == 0
+    assert cli("import", "undo", "1", "--date", "2026-01-06").exit_code == 0
+    assert cli("import", "purchases", path).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-07").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-07")["vouchers"]] == ["withdrawn"]
+    assert cli("redeem", "C1", "stamp", "--date", "2026-01-07").exit_code == 1
+
+
+def test_cancelling_after_the_punched_line_was_undone_gives_the_voucher_back_withdrawn(cli, write):
+    """P3's coffee line came in a second import; undoing it leaves P3 a cake, which
+    punches nothing: the voucher it had earned does not come back open."""
+    program = write("p.yaml", PROGRAM)
+    assert cli("program", "apply", program, "--effective", "2026-01-01").exit_code == 0
+    head = "transaction_id,line_no,customer_id,date,amount,category\n"
+    first = (
+        "P1,1,C1,2026-01-01,3.00,coffee\nP2,1,C1,2026-01-02,3.00,coffee\n"
+        "P3,1,C1,2026-01-03,3.00,cake\n"
+    )
+    assert cli("import", "purchases", write("a.csv", head + first)).exit_code == 0
+    second = write("b.csv", head + "P3,2,C1,2026-01-03,3.00,coffee\n")
+    assert cli("import", "purchases", second).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-04").exit_code == 0
+    assert cli("redeem", "C1", "stamp", "--date", "2026-01-05").exit_code == 0
+    assert cli("import", "undo", "2", "--date", "2026-01-06").exit_code == 0
+    assert cli("run", "--as-of", "2026-01-06").exit_code == 0
+    assert cli("redemption", "cancel", "R000001", "--date", "2026-01-07").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-07")["vouchers"]] == ["withdrawn"]
+
+
+def test_a_redemption_dated_before_a_later_use_is_refused_with_the_reason(cli, write):
+    _shop(cli, write)
+    assert cli("redeem", "C1", "stamp", "--date", "2026-01-12").exit_code == 0
+    result = cli("redeem", "C1", "stamp", "--date", "2026-01-10")
+    assert result.exit_code == 1
+    assert "no open voucher: C1 has no open voucher for" in result.stderr

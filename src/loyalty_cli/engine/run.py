@@ -881,13 +881,17 @@ def _write(
     )
     conn.executemany("INSERT OR REPLACE INTO tier_history VALUES (?, ?, ?)", tiers)
     # A voucher id is its receipt's and reward's: one withdrawn by `import undo` is
-    # issued again, open, when the receipt comes back (the same file imported again).
+    # issued again, open, when the receipt comes back (the same file imported again),
+    # unless a refund of the receipt already scored withdrew it.
+    from loyalty_cli.rewards.redeem import REFUND_SCORED
+
     conn.executemany(
-        "INSERT INTO vouchers (voucher_id, customer_id, reward_id, issued, "
+        "INSERT INTO vouchers AS v (voucher_id, customer_id, reward_id, issued, "
         "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?) "
         "ON CONFLICT (voucher_id) DO UPDATE SET customer_id = excluded.customer_id, "
         "issued = excluded.issued, status = 'open', expires_on = excluded.expires_on, "
-        "closed_on = NULL, redemption_id = NULL WHERE vouchers.status = 'withdrawn'",
+        f"closed_on = NULL, redemption_id = NULL WHERE v.status = 'withdrawn' "
+        f"AND NOT {REFUND_SCORED}",
         vouchers,
     )
     cursor = conn.executemany(
@@ -1334,29 +1338,18 @@ class _Customer:
         """Lines arrived for a scored receipt: score all active lines, post the difference."""
         self.e.result.receipts += 1
         points = old.points
-        # (A sale turned into a refund of another receipt is left as it was scored.)
-        named_refund = receipt.is_refund and receipt.refund_of is not None
-        if version is not None and old.amount >= 0 and not named_refund:
+        if version is not None and old.amount >= 0 and not receipt.is_refund:
             program = version.program
             level = program.level(old.tier) if old.tier else None
-            score = None
-            if receipt.is_refund:
-                # Lines that came later turned a scored sale into a refund: it takes
-                # back the refund amount at the base rate and the tier it was scored
-                # at (DESIGN.md's refund without refund_of), less what it earned.
-                total = -base_refund_points(program, receipt, tiermod.multiplier(level))
-                partner, _ = partner_multiplier(program, receipt.store)
-            else:
-                score = score_receipt(program, receipt, old.tier, tiermod.multiplier(level))
-                total, partner = score.total, score.partner
+            score = score_receipt(program, receipt, old.tier, tiermod.multiplier(level))
             posted = sum(
                 e.points
                 for e in self.by_source.get(("purchase", receipt.transaction_id), [])
                 if e.kind in ("earn", "bonus", "reversal")
                 or (e.kind == "clawback" and e.note == "receipt corrected")
             )
-            diff = total - posted
-            if diff > 0 and score is not None:
+            diff = score.total - posted
+            if diff > 0:
                 earn, bonuses = self._more(receipt.transaction_id, diff, score.bonuses)
                 self._post_score(receipt, version, earn, score.rule_ids, bonuses, score.partner)
             elif diff < 0:
@@ -1372,11 +1365,11 @@ class _Customer:
                         source_id=receipt.transaction_id,
                         program_version=version.version,
                         lot_id=lots[0].entry_id if lots else None,
-                        partner=partner,
+                        partner=score.partner,
                         note="receipt corrected",
                     )
                 )
-            points = total
+            points = score.total
         self._remember(receipt, points, old.tier, old.version, old.punches)
         for q in self.history.items:
             if q.transaction_id == receipt.transaction_id:

@@ -144,7 +144,8 @@ def load_facts(
     appended last, so this is exactly what it will be able to consume, and it can
     never create debt. posting=False (listings): the statement's view as of `on`
     (entries dated after `on` ignored), the same number `customer show` gives."""
-    vouchers = open_voucher_counts(conn, customer_id, on)
+    # A redemption takes a voucher open now; a statement counts those open on `on`.
+    vouchers = open_voucher_counts(conn, customer_id, on, as_of=not posting)
     if customer_id is not None:
         from loyalty_cli.engine.statement import unposted_inactivity
 

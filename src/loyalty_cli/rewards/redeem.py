@@ -236,13 +236,13 @@ def cancel_redemption(conn: sqlite3.Connection, redemption_id: str, on: dt.date)
             returned = -net
             expired = _expire_returned(conn, customer_id, taken, on, redemption_id)
         if row["voucher_id"]:
-            withdrawn_on = _voucher_gone_since(conn, row["voucher_id"])
+            gone = _voucher_gone(conn, row["voucher_id"])
             conn.execute(
                 "UPDATE vouchers SET status = ?, closed_on = ?, redemption_id = NULL "
                 "WHERE voucher_id = ?",
                 (
-                    "open" if withdrawn_on is None else "withdrawn",
-                    None if withdrawn_on is None else max(withdrawn_on, on.isoformat()),
+                    "withdrawn" if gone else "open",
+                    on.isoformat() if gone else None,
                     row["voucher_id"],
                 ),
             )
@@ -308,28 +308,32 @@ def _expire_returned(
     return sum(-e.points for e in entries)
 
 
-def _voucher_gone_since(conn: sqlite3.Connection, voucher_id: str) -> str | None:
-    """The day the receipt that earned a punch-card voucher stopped earning it, or
-    None: its import was undone, or a refund of it was scored. Both withdraw an
-    open voucher; one in use then escaped, so a cancelled redemption gives it back
-    withdrawn, not open (the customer would get the reward for a receipt that no
-    longer counts)."""
+def _voucher_gone(conn: sqlite3.Connection, voucher_id: str) -> bool:
+    """Whether the receipt that earned a punch-card voucher no longer earns it for
+    its customer: it is not scored for them with that punch (its import undone, its
+    punched lines undone, the receipt now someone else's), or a refund of it has
+    been scored. Either withdraws an open voucher; one in use then escaped, so a
+    cancelled redemption gives it back withdrawn, not open (the run that scores
+    the receipt again reopens it if it earns it again)."""
     row = conn.execute(
-        """
-        SELECT
-          (SELECT MAX(i.undone_on) FROM purchases p JOIN imports i ON i.import_id = p.import_id
-           WHERE p.transaction_id = v.transaction_id AND p.undone = 1
-             AND NOT EXISTS (SELECT 1 FROM purchases q
-                             WHERE q.transaction_id = v.transaction_id AND q.undone = 0)),
-          (SELECT MIN(p.date) FROM purchases p
-           WHERE p.refund_of = v.transaction_id AND p.undone = 0
-             AND EXISTS (SELECT 1 FROM scored_receipts s
-                         WHERE s.transaction_id = p.transaction_id))
+        f"""
+        SELECT NOT EXISTS (SELECT 1 FROM scored_receipts s
+                           WHERE s.transaction_id = v.transaction_id
+                             AND s.customer_id = v.customer_id
+                             AND ',' || COALESCE(s.punches, '') || ',' LIKE
+                                 '%,' || v.reward_id || ',%')
+               OR {REFUND_SCORED}
         FROM vouchers v WHERE v.voucher_id = ? AND v.transaction_id IS NOT NULL
         """,
         (voucher_id,),
     ).fetchone()
-    if row is None:
-        return None
-    days = [d for d in row if d is not None]
-    return min(days) if days else None
+    return bool(row and row[0])
+
+
+# A live refund of the voucher's receipt (v.transaction_id) that a run has scored:
+# it withdrew the voucher if it was open then (engine/run.py).
+REFUND_SCORED = (
+    "EXISTS (SELECT 1 FROM purchases p WHERE p.refund_of = v.transaction_id "
+    "AND p.undone = 0 AND EXISTS (SELECT 1 FROM scored_receipts r "
+    "WHERE r.transaction_id = p.transaction_id))"
+)

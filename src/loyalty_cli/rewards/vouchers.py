@@ -45,14 +45,15 @@ def vouchers_of(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> l
 
 
 def open_voucher_counts(
-    conn: sqlite3.Connection, customer_id: str | None, on: dt.date
+    conn: sqlite3.Connection, customer_id: str | None, on: dt.date, as_of: bool = True
 ) -> dict[tuple[str, str], int]:
-    """(customer, reward) -> number of vouchers usable on a date: open then, as
-    `voucher_status` sees it (one used or withdrawn after the date was open on it)."""
+    """(customer, reward) -> number of vouchers usable on a date. as_of: open then,
+    as `voucher_status` sees it (one used or withdrawn after the date was open on
+    it: a statement's view); else open now (what a redemption can take)."""
+    still_open = "(status = 'open' OR closed_on > :on)" if as_of else "status = 'open'"
     sql = (
         "SELECT customer_id, reward_id, COUNT(*) FROM vouchers "
-        "WHERE (status = 'open' OR closed_on > :on) AND issued <= :on "
-        "AND (expires_on IS NULL OR expires_on > :on)"
+        f"WHERE {still_open} AND issued <= :on AND (expires_on IS NULL OR expires_on > :on)"
     )
     args = {"on": on.isoformat(), "c": customer_id}
     if customer_id is not None:
