@@ -883,7 +883,7 @@ def _write(
     # A voucher id is its receipt's and reward's: one withdrawn by `import undo` is
     # issued again, open, when the receipt comes back (the same file imported again),
     # unless a refund of the receipt already scored withdrew it.
-    from loyalty_cli.rewards.redeem import REFUND_SCORED
+    from loyalty_cli.rewards.vouchers import REFUND_SCORED
 
     conn.executemany(
         "INSERT INTO vouchers AS v (voucher_id, customer_id, reward_id, issued, "

@@ -23,7 +23,7 @@ from loyalty_cli.rewards.common import (
     version_or_none,
 )
 from loyalty_cli.rewards.eligibility import load_facts
-from loyalty_cli.rewards.vouchers import oldest_open_voucher
+from loyalty_cli.rewards.vouchers import REFUND_SCORED, oldest_open_voucher
 
 # No 0/O, 1/I/L, 2/Z, 5/S, 8/B: a code a person reads off a screen and types.
 CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
@@ -328,12 +328,3 @@ def _voucher_gone(conn: sqlite3.Connection, voucher_id: str) -> bool:
         (voucher_id,),
     ).fetchone()
     return bool(row and row[0])
-
-
-# A live refund of the voucher's receipt (v.transaction_id) that a run has scored:
-# it withdrew the voucher if it was open then (engine/run.py).
-REFUND_SCORED = (
-    "EXISTS (SELECT 1 FROM purchases p WHERE p.refund_of = v.transaction_id "
-    "AND p.undone = 0 AND EXISTS (SELECT 1 FROM scored_receipts r "
-    "WHERE r.transaction_id = p.transaction_id))"
-)

@@ -72,3 +72,12 @@ def oldest_open_voucher(
         {"c": customer_id, "r": reward_id, "on": on.isoformat()},
     ).fetchone()
     return row[0] if row else None
+
+
+# A live refund of the voucher's receipt (v.transaction_id) that a run has scored:
+# it withdrew the voucher if it was open then (engine/run.py).
+REFUND_SCORED = (
+    "EXISTS (SELECT 1 FROM purchases p WHERE p.refund_of = v.transaction_id "
+    "AND p.undone = 0 AND EXISTS (SELECT 1 FROM scored_receipts r "
+    "WHERE r.transaction_id = p.transaction_id))"
+)
