@@ -890,7 +890,7 @@ def _write(
         "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?) "
         "ON CONFLICT (voucher_id) DO UPDATE SET customer_id = excluded.customer_id, "
         "issued = excluded.issued, status = 'open', expires_on = excluded.expires_on, "
-        f"closed_on = NULL, redemption_id = NULL WHERE v.status = 'withdrawn' "
+        "closed_on = NULL, redemption_id = NULL WHERE v.status = 'withdrawn' "
         f"AND NOT {REFUND_SCORED}",
         vouchers,
     )
