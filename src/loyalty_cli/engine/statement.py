@@ -116,10 +116,7 @@ def _run_sales(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> list[
     one (a late export, a claimed old receipt) starts no clock of its own, nor does
     a gap an undone sale leaves behind the last scored one: the run sees neither.
     None when the runs have scored a sale after `on` (what fell by then is posted)."""
-    last = conn.execute(
-        "SELECT MAX(date) FROM scored_receipts WHERE customer_id = ? AND amount >= 0",
-        (customer_id,),
-    ).fetchone()[0]
+    last = _last_scored_sale(conn, customer_id)
     if last is not None and last > on.isoformat():
         return None
     unscored = (
@@ -173,13 +170,19 @@ def inactivity_expiry(conn: sqlite3.Connection, customer_id: str, as_of: dt.date
     None."""
     sales = _run_sales(conn, customer_id, as_of)
     if sales is None:  # the runs went past `as_of`: the last sale by then counts
-        last = conn.execute(
-            "SELECT MAX(date) FROM scored_receipts WHERE customer_id = ? AND amount >= 0 "
-            "AND date <= ?",
-            (customer_id, as_of.isoformat()),
-        ).fetchone()[0]
+        last = _last_scored_sale(conn, customer_id, as_of)
         sales = [dt.date.fromisoformat(last)] if last is not None else []
     return _inactivity_due(conn, sales[-1]) if sales else None
+
+
+def _last_scored_sale(
+    conn: sqlite3.Connection, customer_id: str, by: dt.date | None = None
+) -> str | None:
+    """The date (ISO) of the customer's latest scored sale receipt (by a date)."""
+    return conn.execute(
+        "SELECT MAX(date) FROM scored_receipts WHERE customer_id = ? AND amount >= 0 AND date <= ?",
+        (customer_id, (by or dt.date.max).isoformat()),
+    ).fetchone()[0]
 
 
 def _inactivity_due(conn: sqlite3.Connection, sale: dt.date) -> dt.date | None:
