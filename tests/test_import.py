@@ -281,6 +281,7 @@ def test_sniffed_delimiters(conn, write):
     assert count(conn, "SELECT amount FROM purchases") == 123450
 
 
+PLAIN = "program: Plain\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
 PROGRAM = """\
 program: Coalition
 currency: EUR
@@ -308,6 +309,80 @@ def test_currency_and_partner_store_checked_against_program(conn, write):
         (4, "currency", "currency 'USD' is not the program's currency EUR"),
         (5, "store", "store 'X9' belongs to no partner"),
         (6, "store", "store '' belongs to no partner"),
+    ]
+
+
+def test_currency_checked_before_the_first_version_starts(conn, write):
+    """A program applied ahead of its date already says the shop's export and currency."""
+    later = PLAIN.replace(
+        "currency: EUR", "currency: EUR\ncsv: {delimiter: ';', columns: {amount: Summa}}"
+    )
+    apply_program(conn, write("p.yaml", later), effective=dt.date(2027, 1, 1))
+    p = write(
+        "p.csv",
+        "transaction_id;customer_id;date;Summa;currency\n"
+        "U1;C1;2027-01-05;10.00;USD\nU2;C1;2027-01-05;10.00;EUR\n",
+    )
+    [res] = import_files(conn, "purchases", [p], today=dt.date(2026, 12, 6))
+    assert (res.inserted, res.rejected) == (1, 1)
+    assert rejects(conn) == [(2, "currency", "currency 'USD' is not the program's currency EUR")]
+
+
+@pytest.mark.parametrize(
+    ("rows", "program_currency", "refused"),
+    [
+        ("U1,C1,2026-01-05,10.005,KWD\n", "EUR", "KWD"),  # named in the file
+        ("U1,C1,2026-01-05,1000,\n", "JPY", "EUR"),  # read as EUR cents: 100 x off
+        ("U1,C1,2026-01-05,10.00,\n", "SEK", None),  # the default, same decimals
+        ("U1,C1,2026-01-05,10.00,sek\n", "SEK", None),
+    ],
+)
+def test_first_program_must_count_the_purchases_imported_before_it(
+    conn, write, rows, program_currency, refused
+):
+    p = write("p.csv", "transaction_id,customer_id,date,amount,currency\n" + rows)
+    import_files(conn, "purchases", [p])
+    yaml = write("p.yaml", PLAIN.replace("currency: EUR", f"currency: {program_currency}"))
+    if refused is None:
+        assert apply_program(conn, yaml).version == 1
+        return
+    with pytest.raises(ConflictError) as err:
+        apply_program(conn, yaml)
+    assert str(err.value) == (
+        f"{yaml}: currency: purchases in {refused} were imported before any program (import 1) "
+        f"and cannot be counted in {program_currency}: undo that import (loyalty import undo 1), "
+        "apply the program, then import the file again"
+    )
+    assert count(conn, "SELECT COUNT(*) FROM program_versions") == 0
+    undo_import(conn, 1, on=dt.date(2026, 2, 1))
+    assert apply_program(conn, yaml).version == 1
+
+
+def test_tax_is_a_share_of_the_amount_with_its_sign(conn, write):
+    apply_program(conn, write("p.yaml", PLAIN))
+    p = write(
+        "p.csv",
+        "transaction_id,customer_id,date,amount,tax\n"
+        "X1,C9,2026-02-05,10.00,20.00\n"
+        "X2,C9,2026-02-05,10.00,-5.00\n"
+        "X3,C9,2026-02-05,-10.00,2.00\n"
+        "X4,C9,2026-02-05,-10.00,-2.00\n"
+        "X5,C9,2026-02-05,10.00,2.00\n"
+        "X6,C9,2026-02-05,0.00,0.01\n"
+        "X7,C9,2026-02-05,-1.00,-1.50\n",
+    )
+    [res] = import_files(conn, "purchases", [p])
+    assert rejects(conn) == [
+        (2, "tax", "tax 20.00 is more than the amount 10.00, which includes it"),
+        (3, "tax", "tax -5.00 is negative on a sale"),
+        (7, "tax", "tax 0.01 is more than the amount 0.00, which includes it"),
+        (8, "tax", "tax -1.50 is more than the amount -1.00, which includes it"),
+    ]
+    stored = conn.execute("SELECT transaction_id, amount, tax FROM purchases ORDER BY id")
+    assert [tuple(r) for r in stored] == [
+        ("X3", -1000, -200),
+        ("X4", -1000, -200),
+        ("X5", 1000, 200),
     ]
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from loyalty_cli import db
-from loyalty_cli.errors import NoProgramError, ProgramError
+from loyalty_cli.errors import ConflictError, NoProgramError, ProgramError
+from loyalty_cli.money import exponent
 from loyalty_cli.program import FIRST_DAY, Program, parse_program, read_program_file
 
 
@@ -164,6 +165,32 @@ def same_currency(versions: list[ProgramVersion], program: Program, text: str, s
             )
 
 
+def _history_currency(conn: sqlite3.Connection, program: Program, source: str) -> None:
+    """Purchases imported before any program were read as written, or as EUR when the
+    file named no currency. The first program must be able to count them: refused
+    when a row named another currency, or its amounts were read with another number
+    of decimals than the program's currency has (a file without a currency column
+    read as EUR cents for a JPY shop). A row stored as EUR in another 2-decimal
+    shop is taken as the file's default, not its statement."""
+    from loyalty_cli.importing.dialect import DEFAULT_CURRENCY
+
+    currency = program.currency.upper()
+    for other, import_id in conn.execute(
+        "SELECT currency, MIN(import_id) FROM purchases WHERE undone = 0 AND currency IS NOT NULL "
+        "AND upper(currency) != ? GROUP BY currency ORDER BY MIN(id)",
+        (currency,),
+    ):
+        if other.upper() == DEFAULT_CURRENCY and exponent(other) == exponent(currency):
+            continue
+        raise ConflictError(
+            f"purchases in {other.upper()} were imported before any program "
+            f"(import {import_id}) and cannot be counted in {currency}: undo that import "
+            f"(loyalty import undo {import_id}), apply the program, then import the file again",
+            file=source,
+            field="currency",
+        )
+
+
 def apply_program(
     conn: sqlite3.Connection,
     path: str | Path,
@@ -186,6 +213,8 @@ def apply_program(
     with db.transaction(conn):
         versions = list_versions(conn)
         same_currency(versions, program, text, str(path))
+        if not versions:
+            _history_currency(conn, program, str(path))
         latest = versions[-1] if versions else None
         in_force = VersionTimeline(versions).get(today)
         if explicit is None:

@@ -92,10 +92,11 @@ def resolve(
     """The dialect for an import: program `csv:` section overridden by flags."""
     from loyalty_cli import program as program_mod  # program.py owns the model
 
-    # One read of the versions: today's gives the csv: section and currency; all of
-    # them, in force order, the partner stores by row date.
+    # One read of the versions: today's gives the csv: section and currency (before
+    # the first one starts, the first: the shop's export and currency all the same);
+    # all of them, in force order, the partner stores by row date.
     timeline = program_mod.versions_timeline(conn)
-    version = timeline.get(today or dt.date.today())
+    version = timeline.get(today or dt.date.today()) or next(iter(timeline), None)
     prog = version.program if version is not None else None
     o = overrides or DialectOverrides()
     csv_cfg = getattr(prog, "csv", None) if prog is not None else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from loyalty_cli import db, money
@@ -193,6 +193,10 @@ class PurchasesKind(KindHandler):
                 text = row[i_tax].strip()
                 if text:
                     tax = money.parse_minor(text, currency, decimal)
+                    if tax > 0 > amount:
+                        tax = -tax  # a refund's tax written as a positive share
+                    if (tax < 0) != (amount < 0) or abs(tax) > abs(amount):
+                        return None
         except money.AmountError:
             return None
         store = (row[i_store].strip() or None) if i_store >= 0 else None
@@ -249,7 +253,7 @@ class PurchasesKind(KindHandler):
         if currency != cells.fmt.currency:
             cells.fmt = type(cells.fmt)(cells.fmt.decimal, cells.fmt.date_format, currency)
         amount = cells.amount("amount")
-        tax = cells.amount("tax", required=False) or 0
+        tax = _tax_share(cells.amount("tax", required=False) or 0, amount, self.show)
         store = cells.text("store")
         stores = d.stores_on(date.isoformat()) if date is not None else None
         if stores is not None and (store or "") not in stores:
@@ -418,3 +422,20 @@ class PurchasesKind(KindHandler):
 
 
 KIND = PurchasesKind
+
+
+def _tax_share(tax: int, amount: int, show: Callable[[str, Any], str]) -> int:
+    """The tax within a line's amount, with the amount's sign: tills write a refund's
+    tax either way (-2.00 or 2.00 of a -10.00 refund), both read as -2.00. A sale's
+    negative tax, or more tax than the amount (which includes it), is rejected."""
+    if tax > 0 > amount:
+        tax = -tax
+    if tax < 0 <= amount:
+        raise RowRejected("tax", f"tax {show('tax', tax)} is negative on a sale")
+    if abs(tax) > abs(amount):
+        raise RowRejected(
+            "tax",
+            f"tax {show('tax', tax)} is more than the amount {show('amount', amount)}, "
+            "which includes it",
+        )
+    return tax
