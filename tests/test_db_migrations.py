@@ -28,3 +28,36 @@ def test_a_version_1_file_without_the_report_indexes_gets_them(tmp_path):
 def test_a_new_file_is_at_the_latest_version(db_file):
     conn = db.connect(db_file)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+
+
+def _bytes(path):
+    return path.read_bytes(), sorted(p.name for p in path.parent.iterdir())
+
+
+def test_a_file_from_a_newer_version_is_neither_read_nor_written(tmp_path, cli):
+    path = tmp_path / "newer.db"
+    db.connect(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
+    raw.close()
+    before = _bytes(path)
+    result = cli("--db", str(path), "customer", "list")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {path} was made by a newer loyalty (schema {db.SCHEMA_VERSION + 1}; this one "
+        f"knows up to {db.SCHEMA_VERSION}): upgrade loyalty to use it"
+    )
+    assert _bytes(path) == before
+
+
+def test_another_programs_database_is_left_alone(tmp_path, cli):
+    path = tmp_path / "notes.db"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE notes (x)")
+    raw.commit()
+    raw.close()
+    before = _bytes(path)
+    result = cli("--db", str(path), "init")
+    assert result.exit_code == 1
+    assert "is an SQLite database of something else, not a loyalty database" in result.stderr
+    assert _bytes(path) == before

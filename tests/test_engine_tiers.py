@@ -101,6 +101,24 @@ def test_refund_reduces_qualifying_spend(conn, tmp_path):
     assert earned(conn, "T2") == 10
 
 
+def test_a_refund_below_zero_spend_keeps_the_base_level(conn, tmp_path):
+    """The refund of a sale that left the window takes spend below zero: the customer
+    stands on the min-0 level (statement, listing and a bronze rule alike)."""
+    program(
+        conn,
+        tmp_path,
+        tiers(window="{rolling_days: 30}")
+        + "rules:\n  - {id: bronze-bonus, when: {tier: bronze}, bonus: 7}\n",
+    )
+    buy(conn, "A1", "C1", "2026-01-01", 40000)
+    buy(conn, "R1", "C1", "2026-02-05", -20000)  # A1 left the window: spend -200.00
+    buy(conn, "A2", "C1", "2026-02-06", 1000)
+    go(conn, "2026-02-28")
+    assert earned(conn, "A2") == 10 + 7
+    assert tier_on(conn, "C1", dt.date(2026, 2, 6)) == "bronze"
+    assert tiers_on(conn, dt.date(2026, 2, 5)) == {"C1": "bronze"}
+
+
 def test_receipts_basis(conn, tmp_path):
     program(
         conn,

@@ -85,6 +85,18 @@ def test_report_tiers(shop, cli):
     assert [r["tier"] for r in got][:3] == ["bronze", "silver", "gold"]
 
 
+def test_report_tiers_share_is_null_when_nobody_holds_a_tier(conn, cli, tmp_path):
+    path = tmp_path / "program.yaml"
+    path.write_text(PROGRAM.replace("{id: bronze, min: 0}", "{id: bronze, min: 10}"))
+    program.apply_program(conn, path)
+    got = ok(cli("report", "tiers", "--to", "2026-03-31", "--format", "json"))
+    assert got == [
+        {"tier": "bronze", "customers": 0, "share": None},
+        {"tier": "silver", "customers": 0, "share": None},
+        {"tier": "gold", "customers": 0, "share": None},
+    ]
+
+
 def test_customer_list_filters_and_json(shop, cli):
     rows = ok(cli("customer", "list", "--as-of", "2026-03-31", "--format", "json"))
     assert [r["customer_id"] for r in rows] == ["A", "B", "C", "Z"]

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from loyalty_cli.errors import LoyaltyError
+
 DEFAULT_DB = "loyalty.db"
 # How long a writer waits for another's transaction. The longest are a first
 # import or run over years of history (minutes on a big shop); a redeem or an
@@ -327,6 +329,11 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
     conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    try:
+        _check_ours(conn)  # before WAL mode: that would write to a file not ours
+    except BaseException:
+        conn.close()
+        raise
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -338,7 +345,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     """Bring the schema to SCHEMA_VERSION, one recorded step at a time."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current >= SCHEMA_VERSION:
-        return
+        return  # newer: `connect` has refused it
     with transaction(conn):
         # Re-read under the write lock: another process may have migrated.
         current = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -346,6 +353,27 @@ def migrate(conn: sqlite3.Connection) -> None:
             for statement in _statements(MIGRATIONS[step]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {step + 1}")
+
+
+def _check_ours(conn: sqlite3.Connection) -> None:
+    """A database this version of loyalty can read and write, or a new one."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > SCHEMA_VERSION:
+        # Its tables may mean what this version cannot know: no read, no write.
+        raise LoyaltyError(
+            f"{_file_of(conn)} was made by a newer loyalty (schema {current}; this one "
+            f"knows up to {SCHEMA_VERSION}): upgrade loyalty to use it"
+        )
+    if current == 0 and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+        raise LoyaltyError(
+            f"{_file_of(conn)} is an SQLite database of something else, not a loyalty "
+            "database: give --db a new file or a loyalty one"
+        )
+
+
+def _file_of(conn: sqlite3.Connection) -> str:
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return (row[2] if row is not None else "") or "the database"
 
 
 def set_aside_indexes(conn: sqlite3.Connection, names: tuple[str, ...]) -> list[str]:

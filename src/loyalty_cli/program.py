@@ -618,7 +618,11 @@ class Program(Strict):
         return [(self.tier_threshold(lv), lv) for lv in self.tiers.levels]
 
     def level_for(self, qualifying: int) -> Level | None:
-        """The highest level whose min <= qualifying (minor units for spend); None below all."""
+        """The highest level whose min <= qualifying (minor units for spend); None below all.
+
+        A value below zero (the refund of a sale that has left the window) stands no
+        lower than buying nothing: a base level of min 0 holds everyone."""
+        qualifying = max(qualifying, 0)
         found = None
         for threshold, level in self._thresholds:
             if threshold <= qualifying:

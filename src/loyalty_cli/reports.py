@@ -694,7 +694,7 @@ def tier_report(conn: sqlite3.Connection, on: dt.date) -> list[dict[str, Any]]:
         counts[tier] = counts.get(tier, 0) + 1
     total = sum(counts.values())
     return [
-        {"tier": tier, "customers": n, "share": rate_json(rate(n, total)) if total else 0.0}
+        {"tier": tier, "customers": n, "share": rate_json(rate(n, total))}  # 0/0: null
         for tier, n in counts.items()
     ]
 
