@@ -164,3 +164,65 @@ def test_a_refund_alone_at_a_partner_does_not_make_a_shared_customer(shop, write
     assert data["shared_customers"] == 2  # C1 and C2, not C4
     assert data["customers"]["bakery"] == 1  # C1
     assert data["revenue"]["bakery"] == "15.00"  # 30 - 10 - 5: refunds count in revenue
+
+
+def _settled(conn, date_from, date_to):
+    return {
+        r["partner"]: (r["points_issued"], r["value_issued"], r["points_redeemed"], r["net"])
+        for r in settlement(conn, date_from, date_to)
+    }
+
+
+def test_a_claw_back_from_pending_lots_is_the_refunded_partners(conn, write):
+    """The bakery receipt's points were spent; the claw-back of its refund comes out
+    of the café receipt's pending lot, but the bakery funded what is taken back."""
+    apply_program(
+        conn,
+        write(
+            "k.yaml",
+            PROGRAM.replace("bonuses: {signup: 50}", "pending_days: 14").replace(
+                "cost: 100, value: 2.00", "cost: 200, value: 4.00"
+            ),
+        ),
+        effective=dt.date(2026, 1, 1),
+    )
+    head = "transaction_id,customer_id,date,amount,store,refund_of\n"
+    import_files(conn, "purchases", [write("p1.csv", head + "T1,C1,2026-01-01,100.00,B1,\n")])
+    run(conn, dt.date(2026, 1, 15))
+    rewards.redeem(conn, "C1", "free-bun", dt.date(2026, 1, 15))
+    import_files(
+        conn,
+        "purchases",
+        [
+            write(
+                "p2.csv",
+                head + "T2,C1,2026-01-16,100.00,S1,\nT3,C1,2026-01-17,-100.00,B1,T1\n",
+            )
+        ],
+    )
+    run(conn, dt.date(2026, 1, 31))
+    assert _settled(conn, dt.date(2026, 1, 1), dt.date(2026, 1, 31)) == {
+        "cafe": (100, "1.00", 0, "1.00"),
+        "bakery": (0, "0.00", 200, "-2.00"),
+        "books": (0, "0.00", 0, "0.00"),
+        "pool": (0, "0.00", 0, "1.00"),
+    }
+    assert customer_statement(conn, "C1", dt.date(2026, 1, 31))["by_partner"] == {
+        "bakery": 0,
+        "cafe": 100,
+    }
+
+
+def test_settlement_values_are_points_times_point_value(conn, write):
+    apply_program(
+        conn,
+        write("k.yaml", PROGRAM.replace("point_value: 0.01", "point_value: 0.005")),
+        effective=dt.date(2026, 1, 1),
+    )
+    head = "transaction_id,customer_id,date,amount,store\n"
+    rows = "T1,C1,2026-01-02,1.00,S1\nT2,C1,2026-01-03,1.00,S1\nT3,C1,2026-01-04,1.00,S1\n"
+    import_files(conn, "purchases", [write("p.csv", head + rows)])
+    run(conn, dt.date(2026, 1, 31))
+    settled = _settled(conn, dt.date(2026, 1, 1), dt.date(2026, 1, 31))
+    assert settled["cafe"] == (3, "0.02", 0, "0.02")  # 3 x 0.005 = 0.015, rounded once
+    assert settled["pool"][-1] == "-0.02"

@@ -23,8 +23,9 @@ import sqlite3
 from typing import Any
 
 from loyalty_cli.exports import Export
+from loyalty_cli.ledger import points_value
 from loyalty_cli.money import format_minor
-from loyalty_cli.program import require_program
+from loyalty_cli.program import require_program, versions_timeline
 
 COALITION = "coalition"
 POOL = "pool"
@@ -33,31 +34,63 @@ COLUMNS = ("partner", "points_issued", "value_issued", "points_redeemed", "value
 
 def _issued(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) -> dict[str, tuple]:
     rows = conn.execute(
-        """
-        SELECT COALESCE(l.partner, lot.partner, '') AS partner,
-               SUM(l.points), SUM(l.value)
+        f"""
+        SELECT COALESCE(l.partner, lot.partner, '') AS partner, {_PRICE_KEY}, SUM(l.points)
         FROM ledger l LEFT JOIN ledger lot ON lot.entry_id = l.lot_id
         WHERE l.kind IN ('earn', 'bonus', 'clawback', 'reversal', 'adjust')
           AND l.date BETWEEN ? AND ?
-        GROUP BY 1
+        GROUP BY 1, 2, 3
         """,
         (date_from.isoformat(), date_to.isoformat()),
     )
-    return {partner or COALITION: (points, value) for partner, points, value in rows}
+    return _priced(conn, rows)
 
 
 def _redeemed(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) -> dict[str, tuple]:
     rows = conn.execute(
-        """
-        SELECT COALESCE(r.partner, l.partner, '') AS partner,
-               -SUM(l.points), -SUM(l.value)
+        f"""
+        SELECT COALESCE(r.partner, l.partner, '') AS partner, {_PRICE_KEY}, -SUM(l.points)
         FROM ledger l LEFT JOIN redemptions r ON r.redemption_id = l.source_id
         WHERE l.kind IN ('redeem', 'redemption_reversed') AND l.date BETWEEN ? AND ?
-        GROUP BY 1
+        GROUP BY 1, 2, 3
         """,
         (date_from.isoformat(), date_to.isoformat()),
     )
-    return {partner or COALITION: (points, value) for partner, points, value in rows}
+    return _priced(conn, rows)
+
+
+# The program version whose point_value prices an entry: its own, else (a manual
+# adjustment, an opening balance) the one in force on its date.
+_PRICE_KEY = "l.program_version, CASE WHEN l.program_version IS NULL THEN l.date END"
+
+
+def _priced(conn: sqlite3.Connection, rows: Any) -> dict[str, tuple[int, int]]:
+    """{partner: (points, value)} from (partner, version, date, points) groups: each
+    partner's points priced once per point_value, so that a value is its points x
+    point_value (as the journal's and the balances' values are), not a sum of every
+    entry's rounded value (2 points at 0.005 are 0.01, not 2 x 0.01)."""
+    timeline = versions_timeline(conn)
+    first = next(iter(timeline), None)
+    points_at: dict[tuple[str, int | None], int] = {}
+    for partner, version_no, day, points in rows:
+        version = (
+            timeline.by_number.get(version_no)
+            if version_no is not None
+            else timeline.get(dt.date.fromisoformat(day))
+        ) or first
+        key = (partner or COALITION, version.version if version is not None else None)
+        points_at[key] = points_at.get(key, 0) + points
+    out: dict[str, tuple[int, int]] = {}
+    for (partner, number), points in points_at.items():
+        version = timeline.by_number.get(number) if number is not None else None
+        value = (
+            points_value(points, version.program.point_value, version.program.currency)
+            if version is not None
+            else 0
+        )
+        total = out.get(partner, (0, 0))
+        out[partner] = (total[0] + points, total[1] + value)
+    return out
 
 
 def settlement(

@@ -1446,13 +1446,15 @@ class _Customer:
             # (the receipt's bonus lot; all of them for a refund without refund_of):
             # those parts are aimed at the pending lots, one entry each. Left to the
             # first entry they would be a debt beside lots that later expire in full.
+            # Every part is the refunded receipt's partner's (the one whose store
+            # took the refund without refund_of): it funded the points taken back,
+            # whichever lots they come out of.
             parts = self._pending_parts(claw, receipt.date, lot_id)
-            pieces = [(claw - sum(n for _, n, _ in parts), lot_id, partner, note)] + [
-                (n, pid, lot_partner, f"{note}, points still pending")
-                for pid, n, lot_partner in parts
+            pieces = [(claw - sum(n for _, n in parts), lot_id, note)] + [
+                (n, pid, f"{note}, points still pending") for pid, n in parts
             ]
             left = value
-            for i, (n, aimed, by, text) in enumerate(pieces):
+            for i, (n, aimed, text) in enumerate(pieces):
                 if n <= 0:
                     continue
                 money = left if i == len(pieces) - 1 else ledger.share(value, n, claw)
@@ -1469,24 +1471,22 @@ class _Customer:
                         rule_id=None,
                         program_version=made_by,
                         lot_id=aimed,
-                        partner=by,
+                        partner=partner,
                         note=text,
                     )
                 )
         return claw
 
-    def _pending_parts(
-        self, claw: int, on: dt.date, lot_id: int | None
-    ) -> list[tuple[int, int, str | None]]:
-        """(pending lot, points, its partner) for what of a claw-back of `claw` points
-        neither its aimed lot nor the available lots would cover."""
+    def _pending_parts(self, claw: int, on: dt.date, lot_id: int | None) -> list[tuple[int, int]]:
+        """(pending lot, points) for what of a claw-back of `claw` points neither its
+        aimed lot nor the available lots would cover."""
         rest = ledger.uncovered(self.state, claw, on, lot_id)
         parts = []
         for lot in ledger.pending_fifo(self.state, on) if rest else []:
             if lot.entry_id == lot_id:
                 continue
             take = min(lot.remaining, rest)
-            parts.append((lot.entry_id, take, lot.partner))
+            parts.append((lot.entry_id, take))
             rest -= take
             if not rest:
                 break
