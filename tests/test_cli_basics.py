@@ -39,6 +39,7 @@ def test_hoist_db_leaves_everything_else_in_place():
         "adjust", "C1", "5", "--", "--db", "y",
     ]  # fmt: skip
     assert hoist_db(["demo", "--db"]) == ["demo", "--db"]  # no value: click says so
+    assert hoist_db(["customer", "show", "X", "--debug"]) == ["--debug", "customer", "show", "X"]
 
 
 def test_a_table_into_a_pipe_is_printed_whole_not_cut_to_80_columns():

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -225,6 +226,27 @@ def test_every_export_takes_format_csv_or_json(shop, cli, name):
     assert [[_cell(v) for v in r.values()] for r in records] == rows
     table = cli("export", name, *period, "--format", "table")
     assert table.exit_code == 2 and "is not csv or json" in table.stderr
+
+
+def test_output_dash_is_stdout_and_an_unwritable_file_is_one_sentence(
+    shop, cli, tmp_path, monkeypatch
+):
+    plain = cli("export", "balances", "--to", "2026-03-31")
+    dash = cli("export", "balances", "--to", "2026-03-31", "-o", "-")
+    assert dash.exit_code == 0 and dash.stdout == plain.stdout
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
+    empty = cli("export", "balances", "-o", "")
+    assert empty.exit_code == 2 and "an empty file name" in empty.stderr
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", refuse)
+    denied = cli("export", "balances", "--to", "2026-03-31", "-o", str(tmp_path / "b.csv"))
+    assert denied.exit_code == 1
+    assert denied.stderr.strip() == (
+        f"Error: {tmp_path / 'b.csv'}: cannot write the export: Permission denied"
+    )
 
 
 def _cell(value) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from loyalty_cli import reports
-from loyalty_cli.errors import UsageError
+from loyalty_cli.errors import LoyaltyError, UsageError
 from loyalty_cli.money import from_minor, round_money
 from loyalty_cli.render import to_json, write_csv
 
@@ -52,8 +52,11 @@ def write(export: Export, out: IO[str] | str | Path | None = None, fmt: str = "c
     """CSV (header first) or JSON (a list of objects keyed by the CSV header) to a
     stream (default stdout) or a file path, UTF-8."""
     if isinstance(out, (str, Path)):
-        with open(out, "w", encoding="utf-8", newline="") as fh:
-            _write(export, fh, fmt)
+        try:
+            with open(out, "w", encoding="utf-8", newline="") as fh:
+                _write(export, fh, fmt)
+        except OSError as exc:
+            raise LoyaltyError(f"{out}: cannot write the export: {exc.strerror or exc}") from None
     else:
         _write(export, out, fmt)
 

@@ -114,9 +114,9 @@ class LoyaltyGroup(TyperGroup):
 
 
 def hoist_db(args: list[str]) -> list[str]:
-    """`--db PATH` anywhere before `--` moved to the front, where the global option
-    is parsed: `loyalty demo --db demo.db` (DESIGN.md's form) is `loyalty --db
-    demo.db demo`. Given twice, the later one wins, as for any option."""
+    """`--db PATH` (and `--debug`) anywhere before `--` moved to the front, where the
+    global options are parsed: `loyalty demo --db demo.db` (DESIGN.md's form) is
+    `loyalty --db demo.db demo`. Given twice, the later one wins, as for any option."""
     front: list[str] = []
     rest: list[str] = []
     i = 0
@@ -129,7 +129,7 @@ def hoist_db(args: list[str]) -> list[str]:
             front.extend(args[i : i + 2])
             i += 2
             continue
-        if arg.startswith("--db="):
+        if arg.startswith("--db=") or arg == "--debug":
             front.append(arg)
         else:
             rest.append(arg)

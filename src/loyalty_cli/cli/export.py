@@ -29,6 +29,10 @@ def _check_output(ctx: typer.Context, param: typer.CallbackParam, value: str | N
     """Refuse an -o path that cannot be written before any query runs (exit 2, one sentence)."""
     if value is None or ctx.resilient_parsing:
         return value
+    if value == "-":
+        return None  # the usual name of stdout
+    if not value.strip():
+        raise typer.BadParameter("an empty file name", ctx=ctx, param=param)
     path = Path(value)
     if path.is_dir():
         raise typer.BadParameter(f"{value}: is a directory, not a file", ctx=ctx, param=param)
@@ -62,7 +66,7 @@ OutOpt = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="Write to this file instead of stdout.",
+        help="Write to this file instead of stdout (`-` is stdout).",
         callback=_check_output,
     ),
 ]
