@@ -40,7 +40,12 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "tab.csv": ("purchases", (), 0, '"inserted": 1'),
     "mixed_delimiter.csv": ("purchases", (), 3, "3:None:the row has 1 fields, the header has 4"),
     "ragged.csv": ("purchases", (), 3, "4:None:the row has 5 fields, the header has 4"),
-    "unterminated_quote.csv": ("purchases", (), 3, "3:None:the row has 2 fields"),
+    "unterminated_quote.csv": (
+        "purchases",
+        (),
+        3,
+        "3:None:a quote opened on line 3 is never closed: lines 3-4 were read as one row of 2 fields",
+    ),
     "crlf.csv": ("purchases", (), 0, '"inserted": 1'),
     "cr_only.csv": ("purchases", (), 2, "cr_only.csv:1: the file ends its lines with CR only"),
     "quoted_newline.csv": ("purchases", (), 3, "4:amount:not an amount: 'abc'"),

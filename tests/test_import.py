@@ -156,6 +156,34 @@ def test_bad_rows_rejected_with_physical_line_and_field(conn, write):
     assert [r[0] for r in stored] == ["two\nlines", "ok"]
 
 
+def test_an_unclosed_quote_is_named_with_the_lines_it_swallowed(conn, write):
+    p = write(
+        "q.csv",
+        HEAD
+        + 'Q1,C1,2026-01-05,1,\nQ2,C1,"2026-01-05,1,\nQ3,C1,2026-01-05,1,\nQ4,C1,2026-01-05,1,\n',
+    )
+    [res] = import_files(conn, "purchases", [p])
+    assert (res.inserted, res.rejected) == (1, 1)
+    assert rejects(conn) == [
+        (
+            3,
+            None,
+            "a quote opened on line 3 is never closed: lines 3-5 were read as one row of 3 fields",
+        )
+    ]
+
+
+def test_header_errors_name_the_header_line_after_blank_lines(conn, tmp_path):
+    missing = tmp_path / "m.csv"
+    missing.write_text("\n\ntransaction_id,customer,date,amount\nT1,C1,2026-01-01,1\n")
+    with pytest.raises(InputFileError, match=r"m.csv:3: column 'customer_id' not found"):
+        import_files(conn, "purchases", [missing])
+    twice = tmp_path / "t.csv"
+    twice.write_text("\n\ntransaction_id,customer_id,date,amount,amount\n")
+    with pytest.raises(InputFileError, match=r"t.csv:3: column 'amount' appears twice"):
+        import_files(conn, "purchases", [twice])
+
+
 def test_strict_writes_nothing(conn, write):
     p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00,1\nT2,C1,2026-01-05,x,1\n")
     with pytest.raises(StrictImportError) as exc:

@@ -39,7 +39,10 @@ def test_quiet_prints_nothing_and_second_run_skips(cli, write):
     assert (first.exit_code, first.stdout, first.stderr) == (0, "", "")
     again = cli("import", "purchases", p)
     assert again.exit_code == 0
-    assert again.stdout == f"{p}: skipped, already imported (import 1)\n"
+    assert again.stdout == (
+        f"{p}: skipped, already imported (import 1; to import it again, "
+        "`loyalty import undo 1` first)\n"
+    )
 
 
 def test_table_line_per_file(cli, write):

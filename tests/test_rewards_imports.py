@@ -64,6 +64,22 @@ def test_import_redemptions_checks_each_row_in_order(conn, tmp_path, cli, write)
     assert ledger.state_of(conn, "C1").available(D) == 50
 
 
+def test_a_till_row_taking_the_id_of_a_counter_redemption_says_so(conn, tmp_path, cli, write):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 250, D)
+    made = load_json(cli("redeem", "C1", "coffee", "--date", "2026-03-10", "--format", "json"))
+    rid = made["redemption_id"]
+    path = write(
+        "till.csv", f"redemption_id,customer_id,reward_id,date\n{rid},C1,ten-off,2026-03-10\n"
+    )
+    assert cli("import", "redemptions", str(path)).exit_code == 3
+    [reject] = load_json(cli("import", "rejects", "--format", "json"))
+    assert reject["reason"] == (
+        f"conflict: redemption_id '{rid}' was made at the counter with reward_id 'coffee', "
+        "this row has 'ten-off'"
+    )
+
+
 def test_import_balances_posts_lots_and_undo_reverses_them(conn, tmp_path, cli, write):
     apply(conn, tmp_path)
     path = write(

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from loyalty_cli.importing import ImportResult
 
 import_app = typer.Typer(
-    help="Import CSV files (purchases, customers, events), list imports, "
+    help="Import CSV files (purchases, customers, events, redemptions, balances), list "
+    "imports, "
     "show rejected rows, undo an import.\n\nExample: loyalty import purchases day.csv",
     no_args_is_help=True,
 )
@@ -174,7 +175,10 @@ def _rows(n: int) -> str:
 
 def _summary(r: ImportResult) -> str:
     if r.skipped_file:
-        return f"{r.file}: skipped, already imported (import {r.import_id})"
+        return (
+            f"{r.file}: skipped, already imported (import {r.import_id}; to import it "
+            f"again, `loyalty import undo {r.import_id}` first)"
+        )
     dup = f"{r.duplicates} duplicate" + ("" if r.duplicates == 1 else "s")
     if r.dry_run:
         return (

@@ -109,10 +109,12 @@ class KindHandler:
     def finish(self) -> None:
         """Called once inside the file's transaction after the last batch is written."""
 
-    def where(self, import_id: int) -> str:
+    def where(self, import_id: int | None) -> str:
+        if import_id is None:
+            return "made at the counter"  # a redemption by `loyalty redeem`
         if import_id == self.ctx.import_id:
-            return "by an earlier line of this file"
-        return f"by import {import_id}"
+            return "imported by an earlier line of this file"
+        return f"imported by import {import_id}"
 
     def accept(self, record: Record, line: int) -> bool:
         """True: new row (queued); False: duplicate. RowRejected: conflict."""
@@ -120,7 +122,7 @@ class KindHandler:
         old: Record | None = None
         if key in self.pending:
             old, old_line = self.pending[key]
-            where = f"by line {old_line} of this file"
+            where = f"imported by line {old_line} of this file"
         else:
             found = self.find_existing(record)
             if found is not None:
@@ -138,7 +140,7 @@ class KindHandler:
             if old[f] != record[f]:
                 raise RowRejected(
                     f,
-                    f"conflict: {self.describe_key(record)} was imported {where} "
+                    f"conflict: {self.describe_key(record)} was {where} "
                     f"with {f} {self.show(f, old[f])}, this row has {self.show(f, record[f])}",
                 )
 

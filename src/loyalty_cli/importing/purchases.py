@@ -111,7 +111,7 @@ class PurchasesKind(KindHandler):
             if old[i] != record[i]:
                 raise RowRejected(
                     f,
-                    f"conflict: {self.describe_key(record)} was imported {where} "
+                    f"conflict: {self.describe_key(record)} was {where} "
                     f"with {f} {self.show(f, old[i])}, this row has {self.show(f, record[i])}",
                 )
 
@@ -285,7 +285,7 @@ class PurchasesKind(KindHandler):
         key = (tid, record[1])
         seen = self.pending.get(key)
         if seen is not None:
-            self.check_same(record, seen[0], f"by line {seen[1]} of this file")
+            self.check_same(record, seen[0], f"imported by line {seen[1]} of this file")
             return False
         found = self._known.get(key) if tid in self._tids else self.find_existing(record)
         if found is not None:
@@ -305,7 +305,7 @@ class PurchasesKind(KindHandler):
         else:
             row = self._first_line(tid)
             if row is not None and (row[0] != customer or row[1] != date):
-                where = self.where(row[2]).removeprefix("by ")
+                where = self.where(row[2]).removeprefix("imported by ")
                 self._receipt_conflict(record, row[0], row[1], where)
         self.receipts[tid] = (customer, date, line)
 

@@ -45,6 +45,7 @@ class CsvReader:
         self.dialect = dialect
         self.delimiter = dialect.delimiter or ","
         self.header: list[str] = []
+        self.header_line = 1  # the physical line of the header (after blank lines)
         self.size = 0
         self._fh: BinaryIO | None = None
         self._lines_out = 0  # physical lines decoded so far
@@ -179,7 +180,7 @@ class CsvReader:
                 "the file ends its lines with CR only (old Mac style); "
                 "save it with LF or CRLF line ends",
                 file=self.name,
-                line=1,
+                line=header_start,
             )
         if self.dialect.delimiter is None:
             self.delimiter = sniff_delimiter(first)
@@ -225,7 +226,9 @@ class CsvReader:
         assert self._rows is not None
         next(self._rows)
         if not any(self.header):
-            raise InputFileError("the file has no header line", file=self.name, line=1)
+            raise InputFileError(
+                "the file has no header line", file=self.name, line=self.header_line
+            )
         return self.header
 
     def rows(self) -> Iterator[RawRow]:
@@ -259,15 +262,19 @@ def resolve_header(
     required: tuple[str, ...],
     mapping: dict[str, str],
     file: str,
+    line: int = 1,
 ) -> dict[str, int]:
     """Standard column name -> index in the row. A mapped name is looked up
-    first, then the standard name; both exactly, then case-insensitively."""
+    first, then the standard name; both exactly, then case-insensitively.
+    `line` is the header's (after any blank lines)."""
     seen: dict[str, int] = {}
     for i, name in enumerate(header):
         if not name:
             continue
         if name in seen:
-            raise InputFileError(f"column '{name}' appears twice in the header", file=file, line=1)
+            raise InputFileError(
+                f"column '{name}' appears twice in the header", file=file, line=line
+            )
         seen[name] = i
     folded = {name.casefold(): i for name, i in seen.items()}
 
@@ -292,7 +299,7 @@ def resolve_header(
                 f"column '{std}'{mapped} not found; the file has {has}; "
                 f"map it with csv.columns.{std} or --columns {std}=...",
                 file=file,
-                line=1,
+                line=line,
             )
     return index
 

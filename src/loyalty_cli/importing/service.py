@@ -156,7 +156,14 @@ def _check_header(handler: type[KindHandler], path: Path, dialect: Dialect) -> N
         raise InputFileError("no such file", file=str(path))
     with CsvReader(path, dialect) as reader:
         header = reader.read_header()
-        resolve_header(header, handler.columns, handler.required, dialect.columns, str(path))
+        resolve_header(
+            header,
+            handler.columns,
+            handler.required,
+            dialect.columns,
+            str(path),
+            reader.header_line,
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -280,7 +287,9 @@ def _read_rows(
 
     with CsvReader(path, dialect) as reader:
         header = reader.read_header()
-        index = resolve_header(header, handler.columns, handler.required, dialect.columns, name)
+        index = resolve_header(
+            header, handler.columns, handler.required, dialect.columns, name, reader.header_line
+        )
         handler.use_columns(index)
         chunks = _parsed_chunks(reader, handler, header, index, fmt)
         # The reader is forked before the progress bar starts its thread.
@@ -372,6 +381,14 @@ def _cells(
     if raw.fields is None:
         raise RowRejected(None, raw.error or "unreadable row")
     if len(raw.fields) != width:
+        lines = raw.raw.count("\n")
+        if lines and raw.raw.count('"') % 2:
+            # The csv module reads an unclosed quote to the end of the file.
+            raise RowRejected(
+                None,
+                f"a quote opened on line {raw.line} is never closed: lines {raw.line}-"
+                f"{raw.line + lines} were read as one row of {len(raw.fields)} fields",
+            )
         raise RowRejected(None, f"the row has {len(raw.fields)} fields, the header has {width}")
     if len(raw.raw) <= MAX_FIELD:  # no cell is longer than its row's text
         return Cells(index, raw.fields, fmt)
