@@ -77,6 +77,12 @@ def test_the_current_program_reproduces_the_real_ledger(shop, write):
     assert result["top_changes"] == []
 
 
+def test_to_defaults_to_today_or_the_last_run_when_later(shop, write):
+    proposal = program_file(write, "same.yaml")
+    assert simulate(shop, proposal, today=dt.date(2026, 12, 6))["to"] == "2026-12-06"
+    assert simulate(shop, proposal, today=dt.date(2026, 5, 1))["to"] == "2026-06-30"
+
+
 def test_a_doubled_rate_doubles_points_issued(shop, write):
     result = simulate(shop, program_file(write, "double.yaml", rate="2"), dt.date(2026, 1, 1))
     # Whole-euro receipts, floor rounding: no rounding effects, so exactly double.

@@ -69,8 +69,11 @@ def simulate(
     proposed: str | Path,
     date_from: dt.date | None = None,
     date_to: dt.date | None = None,
+    today: dt.date | None = None,
 ) -> dict[str, Any]:
-    """Side by side KPIs of the real ledger and of a replay under the program file."""
+    """Side by side KPIs of the real ledger and of a replay under the program file,
+    from the first purchase (or `date_from`) to today (or `date_to`; the last run's
+    as-of date when it is later than today)."""
     yaml_text, raw = read_program_file(proposed)
     program = parse_program(yaml_text, source=str(proposed))
     # The history's amounts are in the shop's currency: another one would read 100.00
@@ -81,7 +84,7 @@ def simulate(
         raise LoyaltyError("nothing to simulate: no purchases imported yet")
     first_day, last_run = horizon
     date_from = date_from or first_day
-    date_to = date_to or last_run
+    date_to = date_to or max(today or dt.date.today(), last_run)
     if date_from > date_to:
         raise UsageError(f"--from {date_from} is after --to {date_to}")
 

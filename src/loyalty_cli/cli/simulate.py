@@ -22,7 +22,7 @@ SimToOpt = Annotated[
     str | None,
     typer.Option(
         "--to",
-        help="Last day (YYYY-MM-DD); default the as-of date of the last run.",
+        help="Last day (YYYY-MM-DD); default today (the last run's as-of if later).",
         callback=check_date,
     ),
 ]
@@ -42,7 +42,7 @@ def simulate(
     """Replay the stored history under a proposed program, side by side with the current one.
 
     Nothing in the database changes: the replay runs on a copy in memory.
-    --to defaults to the as-of date of the last run.
+    --to defaults to today (the as-of date of the last run when that is later).
 
     Example: loyalty simulate programs/cashback.yaml --from 2026-06-01 --to 2026-06-30
     """
