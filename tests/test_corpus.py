@@ -44,7 +44,8 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
         "purchases",
         (),
         3,
-        "3:None:a quote opened on line 3 is never closed: lines 3-4 were read as one row of 2 fields",
+        "3:None:a quote opened on line 3 is never closed: "
+        "lines 3-4 were read as one row of 2 fields",
     ),
     "crlf.csv": ("purchases", (), 0, '"inserted": 1'),
     "cr_only.csv": ("purchases", (), 2, "cr_only.csv:1: the file ends its lines with CR only"),

@@ -120,6 +120,11 @@ def test_import_balances_posts_lots_and_undo_reverses_them(conn, tmp_path, cli, 
     )
     (second,) = load_json(cli("import", "balances", str(edited), "--format", "json"))
     assert (second["duplicates"], second["rejected"], second["inserted"]) == (1, 1, 0)
+    conflict = load_json(cli("import", "rejects", "--import", second["import_id"], "-f", "json"))
+    assert conflict[0]["reason"] == (
+        "conflict: customer_id 'NEW' date '2026-01-15' expires_on '2027-01-15' was imported "
+        f"by import {iid} with points '50', this row has '60'"
+    )
 
     undo = cli("import", "undo", str(iid), "--date", "2026-03-01")
     assert undo.exit_code == 0, undo.stderr

@@ -84,7 +84,7 @@ class KindHandler:
         return tuple(record[f] for f in self.key_fields)
 
     def describe_key(self, record: Record) -> str:
-        return " ".join(f"{f} '{record[f]}'" for f in self.key_fields)
+        return " ".join(f"{f} {self.show(f, record[f])}" for f in self.key_fields)
 
     def show(self, field: str, value: Any) -> str:
         """A stored value as a person reads it (money kinds override)."""
