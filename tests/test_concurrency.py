@@ -151,3 +151,30 @@ def test_two_nightlies_never_run_at_once(shop, tmp_path):
         assert len(runs) == 2 and runs[0][1] <= runs[1][0]
     finally:
         conn.close()
+
+
+def _open_new(path: str, errors: object) -> None:
+    try:
+        db.connect(path).close()
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        errors.put(repr(exc))  # type: ignore[attr-defined]
+
+
+def test_processes_opening_a_new_file_at_once_all_get_it(tmp_path: Path) -> None:
+    """Each one creates or finds the schema; none takes a half-made file for another
+    program's, none fails to switch it to WAL while another one does."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    for trial in range(40):
+        path = str(tmp_path / f"new{trial}.db")
+        procs = [ctx.Process(target=_open_new, args=(path, errors)) for _ in range(5)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(30)
+        conn = db.connect(path)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+        conn.close()
+    assert errors.empty(), errors.get()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -334,7 +335,7 @@ def connect(path: str | os.PathLike[str] | None = None) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
-    conn.execute("PRAGMA journal_mode = WAL")
+    _wal(conn)
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     migrate(conn)
@@ -355,16 +356,38 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute(f"PRAGMA user_version = {step + 1}")
 
 
+def _wal(conn: sqlite3.Connection) -> None:
+    """WAL mode. Switching needs the file to itself, and SQLite does not wait for
+    that on the busy timeout: another process opening a new file at the same moment
+    makes it fail at once, so it is retried within the timeout."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _check_ours(conn: sqlite3.Connection) -> None:
     """A database this version of loyalty can read and write, or a new one."""
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    # One statement, one snapshot: a process creating the file may commit its
+    # whole schema between two reads (then: tables, but user_version still 0).
+    current, has_tables = conn.execute(
+        "SELECT (SELECT user_version FROM pragma_user_version), "
+        "EXISTS (SELECT 1 FROM sqlite_master)"
+    ).fetchone()
     if current > SCHEMA_VERSION:
         # Its tables may mean what this version cannot know: no read, no write.
         raise LoyaltyError(
             f"{_file_of(conn)} was made by a newer loyalty (schema {current}; this one "
             f"knows up to {SCHEMA_VERSION}): upgrade loyalty to use it"
         )
-    if current == 0 and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+    if current == 0 and has_tables:
         raise LoyaltyError(
             f"{_file_of(conn)} is an SQLite database of something else, not a loyalty "
             "database: give --db a new file or a loyalty one"
