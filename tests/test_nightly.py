@@ -211,12 +211,83 @@ def test_an_empty_file_fails_the_night(cli, program, inbox):
     assert result.stderr.startswith(f"Error: {inbox / 'day.csv'}: the file is empty")
 
 
-def test_run_failure_keeps_the_imported_files(cli, inbox, db_file):
+def test_without_a_program_nothing_is_imported_and_the_inbox_is_untouched(cli, inbox, db_file):
+    """A mistyped --db is a new, empty database: the files must stay for the real one."""
     put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
     result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: run as of 2026-11-23 failed: no program applied yet")
+    assert result.stderr.startswith("Error: no program applied yet")
+    assert result.stderr.rstrip().endswith("nothing was imported, the inbox is untouched")
+    assert listing(inbox) == ["day.csv"]
+    assert points(db_file) == {}
+
+
+def test_run_failure_keeps_the_imported_files(cli, program, inbox, monkeypatch):
+    from loyalty_cli import nightly as nightly_mod
+    from loyalty_cli.errors import LoyaltyError
+
+    def broken(*args, **kwargs):
+        raise LoyaltyError("the disk is full")
+
+    monkeypatch.setattr(nightly_mod, "_run_engine", broken)
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: run as of 2026-11-23 failed: the disk is full")
     assert listing(inbox / "done") == ["day.csv"]
+
+
+def test_till_redemptions_spend_what_tonights_purchases_earned(cli, tmp_path, inbox, db_file):
+    """A missed night: the purchases and the redemptions of two days arrive together;
+    the purchases are posted before the redemptions are checked."""
+    yaml = tmp_path / "program.yaml"
+    yaml.write_text(PROGRAM + "rewards:\n  - {id: coffee, name: Coffee, cost: 100, value: 3.00}\n")
+    assert cli("program", "apply", yaml, "--effective", "2026-01-01").exit_code == 0
+    put(inbox, "2026-11-21.csv", HEADER + "T1,K1,2026-11-21,200.00\n")
+    put(
+        inbox,
+        "redemptions-2026-11-22.csv",
+        "redemption_id,customer_id,reward_id,date\nR1,K1,coffee,2026-11-22\n",
+    )
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 0, result.stderr
+    assert points(db_file) == {"K1": 100}
+    assert result.stdout.splitlines()[-1].startswith("run as of 2026-11-23: ")
+
+
+def test_rejects_are_named_after_the_name_the_file_gets_in_done(cli, program, inbox):
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    assert cli("nightly", "--inbox", inbox, "--as-of", AS_OF).exit_code == 0
+    put(inbox, "day.csv", HEADER + "T2,C1,2026-11-02,5.00\nT3,C1,2026-11-02,x\n")
+    assert cli("nightly", "--inbox", inbox, "--as-of", AS_OF).exit_code == 3
+    assert listing(inbox / "done") == ["day-1.csv", "day-1.rejects.csv", "day.csv"]
+
+
+def test_office_lock_files_are_left_alone_and_names_pick_the_kind(inbox):
+    for name in ("~$day.csv", "customers.csv", "events_2026.csv", "customerservice.csv"):
+        put(inbox, name, HEADER)
+    assert [(k, p.name) for k, p in inbox_files(inbox)] == [
+        ("customers", "customers.csv"),
+        ("purchases", "customerservice.csv"),
+        ("events", "events_2026.csv"),
+    ]
+
+
+def test_a_done_folder_that_cannot_be_written_stops_the_night_in_a_sentence(
+    cli, program, inbox, monkeypatch
+):
+    from loyalty_cli import nightly as nightly_mod
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(nightly_mod, "move_no_clobber", refuse)
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert "day.csv is imported (import 1) but could not be moved" in result.stderr
+    assert "Permission denied" in result.stderr and "internal error" not in result.stderr
+    assert listing(inbox) == ["day.csv", "done"]
 
 
 def test_missing_inbox_is_a_usage_error(cli, tmp_path):

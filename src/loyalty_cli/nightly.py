@@ -37,11 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from loyalty_cli import db
-from loyalty_cli.errors import LoyaltyError, UsageError
+from loyalty_cli.errors import LoyaltyError, NoProgramError, UsageError
 from loyalty_cli.ops import hold_lock
 
 # Name prefix -> kind, in processing order; any other *.csv is purchases.
-PREFIXES = (("customers-", "customers"), ("events-", "events"), ("redemptions-", "redemptions"))
+# A name starting with one of these words, then `-`, `_` or `.` (customers.csv,
+# customers-2026-11-22.csv, events_1.csv), is that kind; any other is purchases.
+PREFIXES = ("customers", "events", "redemptions")
 KIND_ORDER = ("customers", "purchases", "events", "redemptions")
 DONE = "done"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -160,21 +162,22 @@ def _run_line(as_of: dt.date, run: dict[str, Any]) -> str:
 def kind_of(path: Path) -> str:
     """The import kind a file's name asks for (prefix, else purchases)."""
     lower = path.name.lower()
-    for prefix, kind in PREFIXES:
-        if lower.startswith(prefix):
+    for kind in PREFIXES:
+        if lower.startswith(kind) and lower[len(kind) : len(kind) + 1] in ("-", "_", "."):
             return kind
     return "purchases"
 
 
 def inbox_files(inbox: Path) -> list[tuple[str, Path]]:
     """(kind, path) of the inbox's *.csv files in processing order. Hidden files
-    (`.day.csv`, a copy still being written) are left alone."""
+    (`.day.csv`, a copy still being written) and lock files (`~$day.csv`, Excel's
+    while someone has the file open) are left alone."""
     found = [
         p
         for p in inbox.iterdir()
         if p.is_file()
         and p.suffix.lower() == ".csv"
-        and not p.name.startswith(".")
+        and not p.name.startswith((".", "~"))
         and not p.name.endswith(".rejects.csv")
     ]
     return sorted(
@@ -224,10 +227,27 @@ def _nightly(
     conn: sqlite3.Connection, inbox: Path, as_of: dt.date, progress: bool
 ) -> NightlyResult:
     from loyalty_cli.importing import import_files
+    from loyalty_cli.program import require_program
 
     result = NightlyResult(str(inbox), as_of)
     done = inbox / DONE
+    try:
+        # Before anything is imported or moved: a mistyped --db (a new, empty file)
+        # must not swallow the inbox into a database nobody reads.
+        require_program(conn, as_of)
+    except NoProgramError as exc:
+        result.error = NightlyError(f"{exc}: nothing was imported, the inbox is untouched")
+        return result
+    early_run = None
     for kind, path in inbox_files(inbox):
+        if kind == "redemptions" and early_run is None and result.files:
+            # Till redemptions spend points: tonight's purchases (a missed night's
+            # too) are posted first, so the points they earned are there to spend.
+            try:
+                early_run = _run_engine(conn, as_of, progress)
+            except (LoyaltyError, ImportError) as exc:
+                result.error = _run_failed(exc, as_of)
+                return result
         try:
             (imported,) = import_files(conn, kind, [path], progress=progress, today=as_of)
         except LoyaltyError as exc:
@@ -243,7 +263,6 @@ def _nightly(
             imported.rejected,
             imported.skipped_file,
         )
-        done.mkdir(exist_ok=True)
         if outcome.skipped and outcome.import_id is not None:
             # Imported before but still here: an earlier nightly stopped between the
             # file's commit and its report (or it was imported by hand). Its rejected
@@ -251,18 +270,67 @@ def _nightly(
             outcome.rejected = conn.execute(
                 "SELECT rejected FROM imports WHERE import_id = ?", (outcome.import_id,)
             ).fetchone()[0]
-        if outcome.rejected and outcome.import_id is not None:
-            outcome.rejects_file = str(_write_rejects(conn, outcome.import_id, path, done))
-        outcome.moved_to = str(move_no_clobber(path, done))
+        try:
+            done.mkdir(exist_ok=True)
+            # The rejects are named after the name the file gets in done/ (NAME-1.csv
+            # when NAME.csv is there already), and written before the move: a nightly
+            # killed in between finds the file again and reports them again.
+            name = _free_name(done, path.name)
+            if outcome.rejected and outcome.import_id is not None:
+                outcome.rejects_file = str(
+                    _write_rejects(conn, outcome.import_id, Path(name).stem, done)
+                )
+            outcome.moved_to = str(move_no_clobber(path, done, name))
+        except OSError as exc:
+            result.files.append(outcome)
+            result.error = NightlyError(
+                f"{path.name} is imported (import {outcome.import_id}) but could not be moved "
+                f"to {done}: {exc.strerror or exc}; nightly stopped, the run was not started "
+                "(the next nightly skips the file as imported and moves it)"
+            )
+            return result
         result.files.append(outcome)
     try:
-        result.run = _run_engine(conn, as_of, progress)
+        result.run = _merged(early_run, _run_engine(conn, as_of, progress))
     except (LoyaltyError, ImportError) as exc:
-        result.error = NightlyError(
-            f"run as of {as_of.isoformat()} failed: {exc}; the imported files are committed "
-            "and in done/, rerun `loyalty run` or the nightly once fixed"
-        )
+        result.error = _run_failed(exc, as_of)
     return result
+
+
+def _run_failed(exc: BaseException, as_of: dt.date) -> NightlyError:
+    return NightlyError(
+        f"run as of {as_of.isoformat()} failed: {exc}; the imported files are committed "
+        "and in done/, rerun `loyalty run` or the nightly once fixed"
+    )
+
+
+def _merged(early: dict[str, Any] | None, late: dict[str, Any]) -> dict[str, Any]:
+    """The night's two runs (before the till redemptions and after) as one summary:
+    counts added, the later run's id."""
+    if early is None:
+        return late
+    out = dict(late)
+    for key, value in early.items():
+        if isinstance(value, int) and key != "run_id":
+            out[key] = value + late.get(key, 0)
+        elif isinstance(value, dict):
+            merged = dict(late.get(key, {}))
+            for k, n in value.items():
+                merged[k] = merged.get(k, 0) + n
+            out[key] = dict(sorted(merged.items()))
+    return out
+
+
+def _free_name(directory: Path, name: str) -> str:
+    """`name`, else `stem-1.ext`, ...: the first free for the file and its rejects."""
+    ext = os.path.splitext(name)[1]
+    stem = name[: len(name) - len(ext)]
+    for n in range(10_000):
+        candidate = name if n == 0 else f"{stem}-{n}{ext}"
+        rejects = f"{candidate[: len(candidate) - len(ext)]}.rejects.csv"
+        if not (directory / candidate).exists() and not (directory / rejects).exists():
+            return candidate
+    raise NightlyError(f"no free name for {name}", file=str(directory))
 
 
 def _stopped(exc: LoyaltyError, path: Path, result: NightlyResult) -> NightlyError:
@@ -284,11 +352,11 @@ def _run_engine(conn: sqlite3.Connection, as_of: dt.date, progress: bool) -> dic
     return to_dict() if callable(to_dict) else {"as_of": as_of.isoformat()}
 
 
-def _write_rejects(conn: sqlite3.Connection, import_id: int, path: Path, done: Path) -> Path:
+def _write_rejects(conn: sqlite3.Connection, import_id: int, stem: str, done: Path) -> Path:
     """done/<stem>.rejects.csv with line, field, reason, raw (formula-safe)."""
     from loyalty_cli.importing import list_rejects
 
-    tmp = done / f".{path.stem}.rejects.csv.tmp-{os.getpid()}"
+    tmp = done / f".{stem}.rejects.csv.tmp-{os.getpid()}"
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
@@ -297,7 +365,7 @@ def _write_rejects(conn: sqlite3.Connection, import_id: int, path: Path, done: P
                 writer.writerow(
                     [rej["line"], rej["field"] or "", _safe(rej["reason"]), _safe(rej["raw"])]
                 )
-        return move_no_clobber(tmp, done, f"{path.stem}.rejects.csv")
+        return move_no_clobber(tmp, done, f"{stem}.rejects.csv")
     finally:
         if tmp.exists():
             tmp.unlink()
