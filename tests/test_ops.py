@@ -69,9 +69,24 @@ def test_check_passes_on_a_clean_database(conn, cli):
 
 
 def test_check_passes_on_an_empty_database(cli):
+    assert cli("init").exit_code == 0
     result = cli("check")
     assert result.exit_code == 0
     assert result.stdout == "ok: 0 entries, 0 customers checked\n"
+
+
+@pytest.mark.parametrize(
+    "command", [("check",), ("backup", "copy.db"), ("nightly", "--inbox", ".")]
+)
+def test_the_cron_commands_refuse_a_database_that_is_not_there(cli, db_file, command):
+    """A mistyped --db: no new, empty shop checked as ok, backed up or imported into."""
+    result = cli(*command)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {db_file}: no such database (create one with `loyalty init`, or check "
+        "--db and LOYALTY_DB)"
+    )
+    assert not db_file.exists()
 
 
 def test_check_finds_a_lot_of_another_customer_and_a_missing_lot(conn, cli):
@@ -251,6 +266,72 @@ def _dump(path: Path) -> list[tuple]:
         ).fetchall()
     finally:
         other.close()
+
+
+def test_check_finds_a_redemption_that_overdrew_the_points(conn, cli):
+    """C1 has 10 points; a redeem entry of 30 leaves 24 owed: redemptions never
+    make the balance negative (a claw-back may)."""
+    _clean_ledger(conn)
+    with db.transaction(conn):
+        conn.execute("UPDATE ledger SET points = -30 WHERE entry_id = 3")
+        ledger.post(conn, [NewEntry(D, "C2", "clawback", -25, "purchase", "T2", lot_id=2)])
+    assert [(f.code, f.entry_id, f.message) for f in check_database(conn)] == [
+        (
+            "redeem",
+            3,
+            "customer C1: redemption R1 (entry 3, 2026-03-01) took 20 points more than "
+            "were available",
+        )
+    ]
+    assert cli("check").exit_code == 1
+
+
+def test_check_names_an_unreadable_cell_and_goes_on(conn, cli):
+    _clean_ledger(conn)
+    with db.transaction(conn):
+        conn.execute("UPDATE ledger SET date = '2027-!1-15' WHERE entry_id = 2")
+    result = cli("check")
+    assert result.exit_code == 1
+    assert "ledger entry 2 cannot be read: Invalid isoformat string: '2027-!1-15'" in result.stdout
+    assert "internal error" not in result.stderr
+
+
+def test_check_reports_a_database_too_broken_to_read(conn, db_file):
+    """A ledger page whose header is garbage: one finding per problem, no crash."""
+    _clean_ledger(conn)
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'ledger'").fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with open(db_file, "r+b") as fh:
+        fh.seek((root - 1) * size)
+        fh.write(b"\xff" * 12)
+    broken = db.connect(db_file)
+    try:
+        findings = run_check(broken).findings
+    finally:
+        broken.close()
+    assert findings and all(f.code == "integrity" for f in findings)
+    assert any("malformed" in f.message or "btree" in f.message.lower() for f in findings)
+
+
+def test_backup_refuses_a_directory_a_side_file_and_drops_held_locks(conn, cli, tmp_path):
+    _clean_ledger(conn)
+    source = conn.execute("PRAGMA database_list").fetchone()[2]
+    result = cli("backup", tmp_path)
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"Error: {tmp_path}: is a directory; name a file in it\n",
+    )
+    result = cli("backup", source + "-wal", "--force")
+    assert result.exit_code == 2
+    assert "is a file SQLite keeps beside the database" in result.stderr
+    assert cli("backup", "").exit_code == 2
+    with hold_lock(conn, "nightly", wait=0):
+        assert cli("backup", tmp_path / "copy.db").exit_code == 0
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    assert copy.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0
+    copy.close()
 
 
 def test_backup_copy_opens_and_has_the_same_rows(conn, cli, tmp_path):

@@ -158,6 +158,22 @@ def replay(entries: Iterable[Entry | Row], as_of: dt.date | None = None) -> LotS
     return state
 
 
+def replay_overdrafts(
+    entries: Iterable[Entry | Row],
+) -> tuple[LotState, list[tuple[Entry | Row, int]]]:
+    """`replay`, plus each redeem entry that took more than the lots held and by how
+    much (posting order): a redemption never makes the balance negative, so each one
+    is a broken ledger (`loyalty check`)."""
+    state = LotState()
+    found = []
+    for entry in sorted(entries, key=lambda e: e.entry_id):
+        debt = state.debt
+        _apply(state, entry)
+        if entry.kind == "redeem" and state.debt > debt:
+            found.append((entry, state.debt - debt))
+    return state, found
+
+
 def _apply(state: LotState, entry: Entry | Row) -> None:
     state.balance += entry.points
     if entry.kind == "redemption_reversed":

@@ -28,7 +28,15 @@ from typing import Any
 
 from loyalty_cli import db
 from loyalty_cli.errors import ConflictError, LockedError, UsageError
-from loyalty_cli.ledger import _COLUMNS, KINDS, LotState, Row, replay, row_from_db
+from loyalty_cli.ledger import (
+    _COLUMNS,
+    KINDS,
+    LotState,
+    Row,
+    replay,
+    replay_overdrafts,
+    row_from_db,
+)
 
 # --- check ---------------------------------------------------------------------
 
@@ -99,9 +107,20 @@ def run_check(conn: sqlite3.Connection) -> CheckReport:
     """Integrity check and ledger invariants, read in one snapshot (a read
     transaction), so an import committing meanwhile cannot cause a false alarm."""
     findings: list[Finding] = []
-    for (message,) in conn.execute("PRAGMA integrity_check").fetchall():
-        if message != "ok":
-            findings.append(Finding("integrity", f"sqlite integrity_check: {message}"))
+    try:
+        for (message,) in conn.execute("PRAGMA integrity_check").fetchall():
+            if message != "ok":
+                findings.append(Finding("integrity", f"sqlite integrity_check: {message}"))
+    except sqlite3.DatabaseError as exc:  # a page too broken for the check to walk
+        findings.append(Finding("integrity", f"sqlite integrity_check: {exc}"))
+    try:
+        return _ledger_check(conn, findings)
+    except sqlite3.DatabaseError as exc:
+        findings.append(Finding("integrity", f"the ledger cannot be read to the end: {exc}"))
+        return CheckReport(findings, 0, 0)
+
+
+def _ledger_check(conn: sqlite3.Connection, findings: list[Finding]) -> CheckReport:
     with db.transaction(conn, immediate=False):
         for row in conn.execute("PRAGMA foreign_key_check").fetchall():
             findings.append(
@@ -228,7 +247,13 @@ def _replay_all(conn: sqlite3.Connection) -> tuple[list[Finding], int]:
     batch: list[Row] = []
     rows = conn.execute(f"SELECT {_COLUMNS} FROM ledger ORDER BY customer_id, entry_id")
     for row in rows:
-        entry = row_from_db(row)
+        try:
+            entry = row_from_db(row)
+        except (ValueError, TypeError) as exc:  # a damaged cell (a date 2027-!1-15)
+            findings.append(
+                Finding("entry", f"ledger entry {row[0]} cannot be read: {exc}", row[0])
+            )
+            continue
         if entry.customer_id != current:
             if current is not None:
                 findings += _check_customer(current, batch, sums.get(current, 0), states)
@@ -248,10 +273,20 @@ def _check_customer(
 ) -> list[Finding]:
     out = []
     try:
-        state = replay(entries)
+        state, overdrawn = replay_overdrafts(entries)
     except Exception as exc:  # noqa: BLE001 - a replay that crashes is itself a finding
         return [Finding("replay", f"customer {customer}: ledger cannot be replayed: {exc}")]
     out += _check_state(customer, entries, state, states)
+    for entry, beyond in overdrawn:
+        out.append(
+            Finding(
+                "redeem",
+                f"customer {customer}: redemption {entry.source_id} (entry {entry.entry_id}, "
+                f"{entry.date.isoformat()}) took {beyond} points more than were available",
+                entry.entry_id,
+                customer,
+            )
+        )
     if state.balance != sql_sum:
         out.append(
             Finding(
@@ -340,8 +375,18 @@ def backup_database(conn: sqlite3.Connection, dest: Path, *, force: bool = False
     backup is only replaced (with force) by a complete new one. The copy is a
     single self-contained file (journal mode DELETE, no -wal beside it).
     """
+    if not str(dest).strip():
+        raise UsageError("an empty file name; name the backup file")
     dest = Path(dest)
     source = conn.execute("PRAGMA database_list").fetchone()[2]
+    if dest.is_dir():
+        raise UsageError("is a directory; name a file in it", file=str(dest))
+    if source and any(
+        dest.absolute() == Path(source + side).absolute() for side in ("-wal", "-shm", "-journal")
+    ):
+        raise UsageError(
+            "is a file SQLite keeps beside the database; choose another", file=str(dest)
+        )
     if dest.exists() and not force:
         raise ConflictError("already exists; use --force to overwrite it", file=str(dest))
     if source and dest.exists() and os.path.samefile(source, dest):
@@ -353,6 +398,10 @@ def backup_database(conn: sqlite3.Connection, dest: Path, *, force: bool = False
         target = sqlite3.connect(tmp)
         try:
             conn.backup(target)
+            # A lock held now (the nightly during which this runs) is this host's
+            # process's: in a restored copy it would stop every nightly until cleared.
+            target.execute("DELETE FROM locks")
+            target.commit()
             target.execute("PRAGMA journal_mode = DELETE")
         finally:
             target.close()

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from loyalty_cli import db
+from loyalty_cli.errors import NotFoundError
 
 
 class OutputFormat(StrEnum):
@@ -90,10 +91,19 @@ def today() -> dt.date:
     return dt.date.today()
 
 
-def get_conn(ctx: typer.Context) -> sqlite3.Connection:
-    """The connection for this invocation, opened once on first use."""
+def get_conn(ctx: typer.Context, *, existing: bool = False) -> sqlite3.Connection:
+    """The connection for this invocation, opened once on first use. `existing`: the
+    file must be there already (the cron commands: a mistyped --db is an error, not
+    a new, empty shop to check, back up or import into)."""
     root = ctx.find_root()
     state: dict[str, Any] = root.obj
+    if existing and state.get("conn") is None:
+        path = db.db_path(state.get("db"))
+        if not path.exists():
+            raise NotFoundError(
+                f"{path}: no such database (create one with `loyalty init`, or check "
+                "--db and LOYALTY_DB)"
+            )
     if state.get("conn") is None:
         state["conn"] = db.connect(state.get("db"))
         root.call_on_close(state["conn"].close)

@@ -41,7 +41,7 @@ def check(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
     from loyalty_cli.ops import run_check
 
     with render.working("checking the database and the ledger ..."):
-        report = run_check(get_conn(ctx))
+        report = run_check(get_conn(ctx, existing=True))
     if fmt is OutputFormat.json:
         echo_json(report.as_json())
     elif fmt is OutputFormat.csv:
@@ -79,7 +79,7 @@ def backup(
     from loyalty_cli.ops import backup_database
 
     with render.working(f"copying the database to {file} ..."):
-        result = backup_database(get_conn(ctx), file, force=force)
+        result = backup_database(get_conn(ctx, existing=True), file, force=force)
     if fmt is OutputFormat.json:
         echo_json(result.as_json())
     else:
@@ -110,7 +110,9 @@ def nightly(
     """
     from loyalty_cli.nightly import nightly as run_nightly
 
-    result = run_nightly(get_conn(ctx), inbox, as_of=date_or_today(as_of), wait=wait, quiet=quiet)
+    result = run_nightly(
+        get_conn(ctx, existing=True), inbox, as_of=date_or_today(as_of), wait=wait, quiet=quiet
+    )
     if fmt is OutputFormat.json:
         echo_json(result.as_json())
     elif fmt is OutputFormat.csv:
