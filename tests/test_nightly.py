@@ -213,6 +213,7 @@ def test_an_empty_file_fails_the_night(cli, program, inbox):
 
 def test_without_a_program_nothing_is_imported_and_the_inbox_is_untouched(cli, inbox, db_file):
     """A mistyped --db is a new, empty database: the files must stay for the real one."""
+    assert cli("init").exit_code == 0
     put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
     result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
     assert result.exit_code == 1

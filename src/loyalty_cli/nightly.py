@@ -185,6 +185,18 @@ def inbox_files(inbox: Path) -> list[tuple[str, Path]]:
     )
 
 
+def check_inbox(inbox: Path) -> None:
+    """UsageError unless `inbox` is a directory whose `done` is not a file."""
+    if not inbox.is_dir():
+        raise UsageError("the inbox is not a directory", file=str(inbox))
+    if (inbox / DONE).exists() and not (inbox / DONE).is_dir():
+        raise UsageError(
+            f"{DONE} in the inbox is a file, not a folder; move it away (imported files go "
+            f"to {inbox / DONE}/)",
+            file=str(inbox / DONE),
+        )
+
+
 def nightly(
     conn_or_path: sqlite3.Connection | str | os.PathLike[str],
     inbox: Path,
@@ -202,14 +214,7 @@ def nightly(
     """
     inbox = Path(inbox)
     as_of = as_of or dt.date.today()
-    if not inbox.is_dir():
-        raise UsageError("the inbox is not a directory", file=str(inbox))
-    if (inbox / DONE).exists() and not (inbox / DONE).is_dir():
-        raise UsageError(
-            f"{DONE} in the inbox is a file, not a folder; move it away (imported files go "
-            f"to {inbox / DONE}/)",
-            file=str(inbox / DONE),
-        )
+    check_inbox(inbox)
     own = not isinstance(conn_or_path, sqlite3.Connection)
     conn = db.connect(conn_or_path) if own else conn_or_path  # type: ignore[arg-type]
     try:

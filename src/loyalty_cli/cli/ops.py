@@ -108,8 +108,10 @@ def nightly(
 
     Example: loyalty --db shop.db nightly --inbox /srv/shop/inbox --quiet
     """
+    from loyalty_cli.nightly import check_inbox
     from loyalty_cli.nightly import nightly as run_nightly
 
+    check_inbox(inbox)  # a usage error (exit 2) before the database is looked at
     result = run_nightly(
         get_conn(ctx, existing=True), inbox, as_of=date_or_today(as_of), wait=wait, quiet=quiet
     )
