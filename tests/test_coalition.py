@@ -226,3 +226,43 @@ def test_settlement_values_are_points_times_point_value(conn, write):
     settled = _settled(conn, dt.date(2026, 1, 1), dt.date(2026, 1, 31))
     assert settled["cafe"] == (3, "0.02", 0, "0.02")  # 3 x 0.005 = 0.015, rounded once
     assert settled["pool"][-1] == "-0.02"
+
+
+def test_versions_keeping_the_point_value_are_priced_together(conn, write):
+    cheap = PROGRAM.replace("point_value: 0.01", "point_value: 0.005")
+    apply_program(conn, write("a.yaml", cheap), effective=dt.date(2026, 1, 1))
+    apply_program(
+        conn,
+        write("b.yaml", cheap.replace("program: Kortteli", "program: Kortteli 2")),
+        effective=dt.date(2026, 2, 1),
+    )
+    head = "transaction_id,customer_id,date,amount,store\n"
+    rows = "T1,C1,2026-01-20,1.00,S1\nT2,C1,2026-02-20,1.00,S1\n"
+    import_files(conn, "purchases", [write("p.csv", head + rows)])
+    run(conn, dt.date(2026, 2, 28))
+    assert _settled(conn, dt.date(2026, 1, 1), dt.date(2026, 2, 28))["cafe"][:2] == (2, "0.01")
+
+
+def test_a_claw_back_of_a_coalition_receipt_stays_the_coalitions(conn, write):
+    """T1 was scored before partners existed (the coalition's); its refund takes
+    back from the café's pending lot, yet the café's issue is untouched."""
+    plain = "program: K\ncurrency: EUR\npoint_value: 0.01\npending_days: 14\n"
+    plain += "earn: {per_currency_unit: 1, rounding: floor}\n"
+    plain += "rewards:\n  - {id: tote, name: Tote, cost: 10, value: 1.00}\n"
+    apply_program(conn, write("a.yaml", plain), effective=dt.date(2026, 1, 1))
+    apply_program(
+        conn,
+        write("b.yaml", plain + "partners:\n  - {id: cafe, name: Cafe, stores: [S1]}\n"),
+        effective=dt.date(2026, 2, 1),
+    )
+    head = "transaction_id,customer_id,date,amount,store,refund_of\n"
+    import_files(conn, "purchases", [write("p1.csv", head + "T1,C1,2026-01-02,10.00,B1,\n")])
+    run(conn, dt.date(2026, 1, 31))
+    rewards.redeem(conn, "C1", "tote", dt.date(2026, 1, 31))
+    rows = "T2,C1,2026-02-05,20.00,S1,\nR1,C1,2026-02-06,-10.00,S1,T1\n"
+    import_files(conn, "purchases", [write("p2.csv", head + rows)])
+    run(conn, dt.date(2026, 2, 28))
+    settled = _settled(conn, dt.date(2026, 2, 1), dt.date(2026, 2, 28))
+    assert settled["cafe"][0] == 20 and settled["coalition"][0] == -10
+    statement = customer_statement(conn, "C1", dt.date(2026, 2, 28))
+    assert statement["by_partner"] == {"cafe": 20, "coalition": 0}

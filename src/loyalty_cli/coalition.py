@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from decimal import Decimal
 from typing import Any
 
 from loyalty_cli.exports import Export
@@ -35,7 +36,7 @@ COLUMNS = ("partner", "points_issued", "value_issued", "points_redeemed", "value
 def _issued(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) -> dict[str, tuple]:
     rows = conn.execute(
         f"""
-        SELECT COALESCE(l.partner, lot.partner, '') AS partner, {_PRICE_KEY}, SUM(l.points)
+        SELECT {_PARTNER} AS partner, {_PRICE_KEY}, SUM(l.points)
         FROM ledger l LEFT JOIN ledger lot ON lot.entry_id = l.lot_id
         WHERE l.kind IN ('earn', 'bonus', 'clawback', 'reversal', 'adjust')
           AND l.date BETWEEN ? AND ?
@@ -59,6 +60,14 @@ def _redeemed(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) ->
     return _priced(conn, rows)
 
 
+# Who funded an entry's points: its own partner; an entry without one takes its lot's
+# (a reversal of a partner's lot), except a claw-back, which is always the refunded
+# receipt's (the coalition's when NULL) whichever lot paid it.
+_PARTNER = (
+    "CASE WHEN l.kind = 'clawback' THEN COALESCE(l.partner, '') "
+    "ELSE COALESCE(l.partner, lot.partner, '') END"
+)
+
 # The program version whose point_value prices an entry: its own, else (a manual
 # adjustment, an opening balance) the one in force on its date.
 _PRICE_KEY = "l.program_version, CASE WHEN l.program_version IS NULL THEN l.date END"
@@ -66,30 +75,27 @@ _PRICE_KEY = "l.program_version, CASE WHEN l.program_version IS NULL THEN l.date
 
 def _priced(conn: sqlite3.Connection, rows: Any) -> dict[str, tuple[int, int]]:
     """{partner: (points, value)} from (partner, version, date, points) groups: each
-    partner's points priced once per point_value, so that a value is its points x
-    point_value (as the journal's and the balances' values are), not a sum of every
-    entry's rounded value (2 points at 0.005 are 0.01, not 2 x 0.01)."""
+    partner's points priced once per point_value (versions that keep it share it),
+    so that a value is its points x point_value (as the journal's and the balances'
+    values are), not a sum of every entry's rounded value (2 points at 0.005 are
+    0.01, not 2 x 0.01)."""
     timeline = versions_timeline(conn)
     first = next(iter(timeline), None)
-    points_at: dict[tuple[str, int | None], int] = {}
+    currency = first.program.currency if first is not None else "EUR"
+    points_at: dict[tuple[str, Decimal], int] = {}
     for partner, version_no, day, points in rows:
         version = (
             timeline.by_number.get(version_no)
             if version_no is not None
             else timeline.get(dt.date.fromisoformat(day))
         ) or first
-        key = (partner or COALITION, version.version if version is not None else None)
+        price = version.program.point_value if version is not None else Decimal(0)
+        key = (partner or COALITION, price)
         points_at[key] = points_at.get(key, 0) + points
     out: dict[str, tuple[int, int]] = {}
-    for (partner, number), points in points_at.items():
-        version = timeline.by_number.get(number) if number is not None else None
-        value = (
-            points_value(points, version.program.point_value, version.program.currency)
-            if version is not None
-            else 0
-        )
+    for (partner, price), points in points_at.items():
         total = out.get(partner, (0, 0))
-        out[partner] = (total[0] + points, total[1] + value)
+        out[partner] = (total[0] + points, total[1] + points_value(points, price, currency))
     return out
 
 
@@ -175,8 +181,8 @@ def partner_report(
 def points_by_partner(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dict[str, int]:
     """Net points a customer earned at each partner (for the statement)."""
     rows = conn.execute(
-        """
-        SELECT COALESCE(l.partner, lot.partner, '') AS partner, SUM(l.points)
+        f"""
+        SELECT {_PARTNER} AS partner, SUM(l.points)
         FROM ledger l LEFT JOIN ledger lot ON lot.entry_id = l.lot_id
         WHERE l.customer_id = ? AND l.date <= ?
           AND l.kind IN ('earn', 'bonus', 'clawback', 'reversal', 'adjust')
