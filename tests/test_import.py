@@ -171,6 +171,10 @@ def test_an_unclosed_quote_is_named_with_the_lines_it_swallowed(conn, write):
             "a quote opened on line 3 is never closed: lines 3-5 were read as one row of 3 fields",
         )
     ]
+    inch = write("i.csv", HEAD + 'Q9,C1,2026-02-01,1,5" bag,"x\ny"\nQ10,C1,2026-02-01,1,\n')
+    [res] = import_files(conn, "purchases", [inch])
+    assert res.inserted == 1
+    assert rejects(conn, res.import_id) == [(2, None, "the row has 6 fields, the header has 5")]
 
 
 def test_header_errors_name_the_header_line_after_blank_lines(conn, tmp_path):

@@ -382,8 +382,15 @@ def _cells(
         raise RowRejected(None, raw.error or "unreadable row")
     if len(raw.fields) != width:
         lines = raw.raw.count("\n")
-        if lines and raw.raw.count('"') % 2:
-            # The csv module reads an unclosed quote to the end of the file.
+        if (
+            lines
+            and raw.raw.count('"') % 2
+            and "\n" in raw.fields[-1]
+            and not raw.raw.endswith('"')
+        ):
+            # The csv module reads an unclosed quote to the end of the file: the last
+            # field holds the rest of it (an odd count alone may be a 5" bag beside
+            # a closed multi-line field).
             raise RowRejected(
                 None,
                 f"a quote opened on line {raw.line} is never closed: lines {raw.line}-"
