@@ -61,3 +61,38 @@ def test_another_programs_database_is_left_alone(tmp_path, cli):
     assert result.exit_code == 1
     assert "is an SQLite database of something else, not a loyalty database" in result.stderr
     assert _bytes(path) == before
+
+
+def test_version_7_gives_a_refunds_positive_tax_the_amounts_sign(tmp_path):
+    """A refund stored with its tax as the till wrote it (2.00 of -10.00): the line and
+    the remembered score both turn to -2.00, so the next run sees the receipt as it
+    scored it; the customer's cached state goes."""
+    path = tmp_path / "v6.db"
+    old = sqlite3.connect(path)
+    for step in db.MIGRATIONS[:6]:
+        for statement in db._statements(step):
+            old.execute(statement)
+    old.execute("PRAGMA user_version = 6")
+    old.executemany(
+        "INSERT INTO purchases (transaction_id, line_no, customer_id, date, amount, tax, "
+        "import_id) VALUES (?, ?, 'C1', '2026-01-05', ?, ?, 1)",
+        [("S1", 1, 1000, 200), ("R1", 1, -1000, 200), ("R1", 2, -500, -100)],
+    )
+    old.executemany(
+        "INSERT INTO scored_receipts (transaction_id, customer_id, date, amount, tax, lines, "
+        "points) VALUES (?, 'C1', '2026-01-05', ?, ?, ?, ?)",
+        [("S1", 1000, 200, 1, 10), ("R1", -1500, 100, 2, -12)],
+    )
+    old.execute(
+        "INSERT INTO run_state (customer_id, entry_id, as_of, since, timeline, state) "
+        "VALUES ('C1', 1, '2026-01-31', '', '', '{}')"
+    )
+    old.commit()
+    old.close()
+
+    conn = db.connect(path)
+    taxes = conn.execute("SELECT transaction_id, line_no, tax FROM purchases ORDER BY id")
+    assert [tuple(r) for r in taxes] == [("S1", 1, 200), ("R1", 1, -200), ("R1", 2, -100)]
+    scored = conn.execute("SELECT transaction_id, tax FROM scored_receipts ORDER BY 1")
+    assert [tuple(r) for r in scored] == [("R1", -300), ("S1", 200)]
+    assert conn.execute("SELECT COUNT(*) FROM run_state").fetchone()[0] == 0

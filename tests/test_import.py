@@ -401,7 +401,8 @@ def test_tax_is_a_share_of_the_amount_with_its_sign(conn, write):
         "X4,C9,2026-02-05,-10.00,-2.00\n"
         "X5,C9,2026-02-05,10.00,2.00\n"
         "X6,C9,2026-02-05,0.00,0.01\n"
-        "X7,C9,2026-02-05,-1.00,-1.50\n",
+        "X7,C9,2026-02-05,-1.00,-1.50\n"
+        "X8,C9,2026-02-05,-5.00,6.00\n",
     )
     [res] = import_files(conn, "purchases", [p])
     assert rejects(conn) == [
@@ -409,6 +410,7 @@ def test_tax_is_a_share_of_the_amount_with_its_sign(conn, write):
         (3, "tax", "tax -5.00 is negative on a sale"),
         (7, "tax", "tax 0.01 is more than the amount 0.00, which includes it"),
         (8, "tax", "tax -1.50 is more than the amount -1.00, which includes it"),
+        (9, "tax", "tax 6.00 is more than the amount -5.00, which includes it"),
     ]
     stored = conn.execute("SELECT transaction_id, amount, tax FROM purchases ORDER BY id")
     assert [tuple(r) for r in stored] == [

@@ -303,6 +303,21 @@ CLAIMED_REFUNDS_V6 = """
 ALTER TABLE claims ADD COLUMN refund_of TEXT;
 """
 
+# A refund's tax takes the amount's sign (-2.00 of a -10.00 refund) since version 7;
+# before, a till's positive refund tax was stored as written. The remembered scores
+# follow, so the next run sees no change in those receipts; the states of their
+# customers (a cache) are rebuilt.
+REFUND_TAX_SIGN_V7 = """
+DELETE FROM run_state WHERE customer_id IN (SELECT customer_id FROM scored_receipts
+    WHERE transaction_id IN (SELECT transaction_id FROM purchases WHERE amount < 0 AND tax > 0));
+UPDATE scored_receipts SET tax = tax - 2 * (SELECT SUM(p.tax) FROM purchases p
+        WHERE p.transaction_id = scored_receipts.transaction_id AND p.amount < 0 AND p.tax > 0
+          AND p.undone = 0)
+    WHERE transaction_id IN (SELECT transaction_id FROM purchases
+        WHERE amount < 0 AND tax > 0 AND undone = 0);
+UPDATE purchases SET tax = -tax WHERE amount < 0 AND tax > 0;
+"""
+
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
@@ -311,6 +326,7 @@ MIGRATIONS: list[str] = [
     RESCORE_V4,
     ANON_REFUNDS_V5,
     CLAIMED_REFUNDS_V6,
+    REFUND_TAX_SIGN_V7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -428,14 +428,15 @@ def _tax_share(tax: int, amount: int, show: Callable[[str, Any], str]) -> int:
     """The tax within a line's amount, with the amount's sign: tills write a refund's
     tax either way (-2.00 or 2.00 of a -10.00 refund), both read as -2.00. A sale's
     negative tax, or more tax than the amount (which includes it), is rejected."""
+    written = tax
     if tax > 0 > amount:
         tax = -tax
     if tax < 0 <= amount:
-        raise RowRejected("tax", f"tax {show('tax', tax)} is negative on a sale")
+        raise RowRejected("tax", f"tax {show('tax', written)} is negative on a sale")
     if abs(tax) > abs(amount):
         raise RowRejected(
             "tax",
-            f"tax {show('tax', tax)} is more than the amount {show('amount', amount)}, "
+            f"tax {show('tax', written)} is more than the amount {show('amount', amount)}, "
             "which includes it",
         )
     return tax
