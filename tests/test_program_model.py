@@ -572,3 +572,62 @@ def test_a_stored_version_from_before_a_rule_still_loads(tmp_path):
     path.write_text(inactive.replace("pending_days: 14", "pending_days: 7"))
     apply_program(conn, path, effective=dt.date(2026, 2, 1))
     assert [v.program.pending_days for v in versions_timeline(conn)] == [30, 7]
+
+
+def _as_json(value):
+    """A program as an editor's YAML 1.2 language server sees it: dates as text."""
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _schema_errors(text: str) -> list[str]:
+    import jsonschema
+    import yaml
+
+    from loyalty_cli.program import _Loader
+
+    validator = jsonschema.Draft202012Validator(json.loads(json.dumps(program_schema())))
+    return [e.message for e in validator.iter_errors(_as_json(yaml.load(text, Loader=_Loader)))]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*sorted(PROGRAMS.glob("*.yaml")), Path(__file__).parent / "data" / "design-example.yaml"],
+    ids=lambda p: p.name,
+)
+def test_the_schema_accepts_every_shipped_program_and_the_contracts_example(path):
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(program_schema())
+    assert _schema_errors(path.read_text()) == []
+
+
+def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
+    good = (
+        "program: X\ncurrency: EUR\nearn: {per_currency_unit: '0.5'}\n"
+        "accounting: {expected_breakage: historical}\nrules:\nsegments:\n"
+        "rewards: [{id: 7, name: Seven, cost: 5, active: {from: 2026-01-01}}]\n"
+        "offers: [{id: o, favourite_category: true, text: t}]\n"
+    )
+    parse_program(good)
+    assert _schema_errors(good) == []
+    for bad, loader_says in [
+        ("currency: eur", "currency: 'eur' is not a currency code"),
+        ("rules: [{id: a, when: {weekday: funday}, bonus: 2}]", "'funday' is not a weekday"),
+        ("accounting: {expected_breakage: sometimes}", "expected_breakage"),
+        ("offers: [{id: o, favourite_category: yes, text: t}]", "favourite_category"),
+        ("rewards: [{id: s, name: S, cost: 5, active: {from_: 2026-03-01}}]", "from_"),
+    ]:
+        base = "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+        text = base.replace("currency: EUR", bad) if bad.startswith("currency") else base + bad
+        with pytest.raises(ProgramError) as err:
+            parse_program(text)
+        assert loader_says in str(err.value)
+        assert _schema_errors(text), bad

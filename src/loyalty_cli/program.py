@@ -38,6 +38,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
     Tag,
     ValidationError,
     field_validator,
@@ -230,27 +231,36 @@ def _currency(value: Any) -> Any:
     return value
 
 
-Text = Annotated[str, BeforeValidator(_to_text), Field(min_length=1)]
+# What the JSON Schema says a field takes (editors check the YAML against it), where
+# that is not the stored type: codes may be numbers, weekdays are names.
+_TextInput = str | int
+_WeekdayName = Literal[tuple(sorted(_WEEKDAYS))]  # type: ignore[valid-type]
+Text = Annotated[
+    str, BeforeValidator(_to_text, json_schema_input_type=_TextInput), Field(min_length=1)
+]
 TextList = Annotated[
     list[Text],
-    BeforeValidator(_one_or_many, json_schema_input_type=str | list[str]),
+    BeforeValidator(_one_or_many, json_schema_input_type=_TextInput | list[_TextInput]),
     Field(min_length=1),
 ]
 Weekdays = Annotated[
     list[int],
-    BeforeValidator(_weekdays, json_schema_input_type=str | list[str]),
+    BeforeValidator(_weekdays, json_schema_input_type=_WeekdayName | list[_WeekdayName]),
     Field(min_length=1),
 ]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 # Upper bounds keep every product of amounts and rates far inside SQLite integers.
 Rate = Annotated[Decimal, Field(gt=0, le=1000, allow_inf_nan=False)]
-Currency = Annotated[str, BeforeValidator(_currency)]
+Currency = Annotated[
+    str, BeforeValidator(_currency), Field(json_schema_extra={"pattern": "^[A-Z]{3}$"})
+]
 
 
 class Strict(BaseModel):
     """Every section: unknown keys are errors; an explicit `key:` (null) means the default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Keys by their YAML names only: `from_` (the field behind `from`) is an unknown key.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -469,7 +479,7 @@ class Offer(Strict):
     id: Text
     segment: Literal["new", "one_time", "repeat", "loyal", "at_risk", "lapsed"] | None = None
     tier: Text | None = None
-    favourite_category: bool = False
+    favourite_category: StrictBool = False  # only true / false, as docs/program.md says
     discount_percent: Decimal | None = Field(None, gt=0, le=100, allow_inf_nan=False)
     bonus_points: int | None = Field(None, ge=1, le=MAX_POINTS)
     reward: Text | None = None
@@ -1037,6 +1047,9 @@ def load_program(path: str | Path) -> Program:
 def program_schema() -> dict[str, Any]:
     """The JSON Schema of the program YAML (for editors: yaml-language-server etc.)."""
     schema = Program.model_json_schema(by_alias=True)
+    _decimal_strings(schema)
+    for section in [schema, *schema.get("$defs", {}).values()]:
+        _null_is_default_schema(section)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "loyalty program"
     schema["description"] = (
@@ -1044,6 +1057,45 @@ def program_schema() -> dict[str, Any]:
         "required. Reference: docs/program.md."
     )
     return schema
+
+
+_DECIMAL_TEXT = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
+
+
+def _decimal_strings(node: Any) -> None:
+    """A number field also takes its digits as a string ("0.20"): say which strings,
+    so that `expected_breakage: historical` matches only the `historical` branch."""
+    if isinstance(node, dict):
+        branches = node.get("anyOf")
+        if isinstance(branches, list) and any(b.get("type") == "number" for b in branches):
+            for branch in branches:
+                if branch == {"type": "string"}:
+                    branch["pattern"] = _DECIMAL_TEXT
+        for value in node.values():
+            _decimal_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            _decimal_strings(value)
+
+
+_KEEP = ("title", "description", "default")
+
+
+def _null_is_default_schema(section: dict[str, Any]) -> None:
+    """`rules:` with no value means the default (Strict drops nulls): an optional
+    key of a section also takes null."""
+    required = set(section.get("required", ()))
+    for name, prop in section.get("properties", {}).items():
+        if name in required or not isinstance(prop, dict):
+            continue
+        branches = prop.get("anyOf")
+        if isinstance(branches, list):
+            if {"type": "null"} not in branches:
+                branches.append({"type": "null"})
+            continue
+        inner = {k: v for k, v in prop.items() if k not in _KEEP}
+        kept = {k: v for k, v in prop.items() if k in _KEEP}
+        section["properties"][name] = {**kept, "anyOf": [inner, {"type": "null"}]}
 
 
 # Version storage, re-exported so callers only import loyalty_cli.program. Looked
