@@ -631,3 +631,34 @@ def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
             parse_program(text)
         assert loader_says in str(err.value)
         assert _schema_errors(text), bad
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "currency: EUE",
+            "currency: 'EUE' is not an ISO 4217 currency code (such as EUR, USD, SEK)",
+        ),
+        ("rules: [{id: '', bonus: 1}]", "rules[0].id: must not be empty"),
+    ],
+)
+def test_a_currency_code_must_exist_and_an_id_must_not_be_empty(line, message):
+    base = "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+    text = base.replace("currency: EUR", line) if line.startswith("currency") else base + line
+    with pytest.raises(ProgramError) as err:
+        parse_program(text, source="p.yaml")
+    assert str(err.value).endswith(message)
+
+
+def test_weekdays_are_shown_by_the_names_the_yaml_takes():
+    text = (
+        "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+        "rules: [{id: we, when: {weekday: [sunday, sat]}, multiplier: 2}]\n"
+    )
+    program = parse_program(text)
+    assert program.rules[0].when.weekday == [5, 6]
+    assert program.model_dump(mode="json", by_alias=True)["rules"][0]["when"]["weekday"] == [
+        "sat",
+        "sun",
+    ]

@@ -38,6 +38,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
     StrictBool,
     Tag,
     ValidationError,
@@ -228,6 +229,8 @@ def _weekdays(value: Any) -> Any:
 def _currency(value: Any) -> Any:
     if not (isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value)):
         raise ValueError(f"'{value}' is not a currency code; use 3 upper-case letters such as EUR")
+    if value not in money.ISO_4217:
+        raise ValueError(f"'{value}' is not an ISO 4217 currency code (such as EUR, USD, SEK)")
     return value
 
 
@@ -243,9 +246,12 @@ TextList = Annotated[
     BeforeValidator(_one_or_many, json_schema_input_type=_TextInput | list[_TextInput]),
     Field(min_length=1),
 ]
+_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekdays = Annotated[
     list[int],
     BeforeValidator(_weekdays, json_schema_input_type=_WeekdayName | list[_WeekdayName]),
+    # Shown (program show --format json) as the names the YAML takes back.
+    PlainSerializer(lambda days: [_DAY_NAMES[d] for d in days], when_used="json"),
     Field(min_length=1),
 ]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
@@ -922,7 +928,7 @@ def _message(err: dict[str, Any]) -> str:
         return "must be true or false"
     if kind == "string_type":
         return "must be text"
-    if kind == "string_too_short":
+    if kind == "string_too_short" or (kind == "too_short" and isinstance(given, str)):
         return "must not be empty"
     if kind == "too_short":
         n = ctx.get("min_length", 1)
