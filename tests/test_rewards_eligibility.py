@@ -59,6 +59,25 @@ def test_limit_counts_redemptions_in_the_same_month(conn, tmp_path):
     assert "ten-off" in eligible_reward_ids(conn, "C1", D)
 
 
+def test_a_past_view_counts_a_redemption_cancelled_after_it(conn, tmp_path):
+    """As of D the month's ten-off was used (cancelled on the 25th): not eligible then,
+    eligible from the cancellation on; a redemption posted now for D may be made."""
+    from loyalty_cli.rewards import redeem
+
+    apply(conn, tmp_path)
+    earn(conn, "C1", 2000, D)
+    set_tier(conn, "C1", "silver", D)
+    with db.transaction(conn):
+        conn.execute(
+            "INSERT INTO redemptions (redemption_id, customer_id, reward_id, date, points, "
+            "value, created_at, status, cancelled_on) VALUES ('X1', 'C1', 'ten-off', "
+            "'2026-03-01', 500, 1000, 'now', 'cancelled', '2026-03-25')"
+        )
+    assert "ten-off" not in eligible_reward_ids(conn, "C1", dt.date(2026, 3, 24))
+    assert "ten-off" in eligible_reward_ids(conn, "C1", dt.date(2026, 3, 25))
+    assert redeem(conn, "C1", "ten-off", dt.date(2026, 3, 24))["reward_id"] == "ten-off"
+
+
 def test_period_bounds():
     assert period_bounds("day", D) == (D, D)
     # 2026-03-10 is a Tuesday: ISO week Monday 9th .. Sunday 15th.

@@ -173,13 +173,20 @@ def load_facts(
         bounds = [period_bounds(r.limit.per, on) for r in limited if r.limit]
         lo = min(b[0] for b in bounds).isoformat()
         hi = max(b[1] for b in bounds).isoformat()
+        # A view as of a past day counts a redemption cancelled after that day, as it
+        # shows a voucher used later as open then; a redemption being posted now
+        # sees only the ones not cancelled (a cancelled one gave its reward back).
+        alive = (
+            "status != 'cancelled'" if posting else "(status != 'cancelled' OR cancelled_on > :on)"
+        )
         sql = (
             "SELECT customer_id, reward_id, date FROM redemptions "
-            "WHERE status != 'cancelled' AND date BETWEEN :lo AND :hi"
+            f"WHERE {alive} AND date BETWEEN :lo AND :hi"
         )
         if customer_id is not None:
             sql += " AND customer_id = :c"
-        for c, r, d in conn.execute(sql, {"lo": lo, "hi": hi, "c": customer_id}):
+        args = {"lo": lo, "hi": hi, "c": customer_id, "on": on.isoformat()}
+        for c, r, d in conn.execute(sql, args):
             facts.redeemed.setdefault((c, r), []).append(d)
     return facts
 
