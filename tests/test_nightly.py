@@ -256,6 +256,49 @@ def test_till_redemptions_spend_what_tonights_purchases_earned(cli, tmp_path, in
     assert result.stdout.splitlines()[-1].startswith("run as of 2026-11-23: ")
 
 
+def test_a_redemption_on_the_last_day_of_its_points_is_not_beaten_by_their_expiry(
+    cli, tmp_path, inbox, db_file
+):
+    """Cron runs the morning after: the early run goes up to the redemption's day, so
+    the lot expiring that morning still pays for it; the rest expires after."""
+    yaml = tmp_path / "program.yaml"
+    yaml.write_text(
+        PROGRAM
+        + "expiry: {policy: fixed, months: 1}\n"
+        + "rewards:\n  - {id: r100, name: R, cost: 100, value: 1.00}\n"
+    )
+    assert cli("program", "apply", yaml, "--effective", "2026-01-01").exit_code == 0
+    put(inbox, "2026-01-10.csv", HEADER + "T1,C3,2026-01-10,120.00\n")
+    assert cli("nightly", "--inbox", inbox, "--as-of", "2026-01-10").exit_code == 0
+    put(inbox, "2026-02-09.csv", HEADER + "T2,C4,2026-02-09,5.00\n")
+    put(
+        inbox,
+        "redemptions-2026-02-09.csv",
+        "redemption_id,customer_id,reward_id,date\nTILL1,C3,r100,2026-02-09\n",
+    )
+    result = cli("nightly", "--inbox", inbox, "--as-of", "2026-02-10")
+    assert result.exit_code == 0, result.stderr
+    conn = db.connect(db_file)
+    try:
+        kinds = conn.execute(
+            "SELECT kind, points FROM ledger WHERE customer_id = 'C3' ORDER BY entry_id"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert [tuple(k) for k in kinds] == [("earn", 120), ("redeem", -100), ("expire", -20)]
+
+
+def test_a_program_starting_later_takes_the_files_in(cli, tmp_path, inbox, db_file):
+    """Before the launch the receipts wait for the program, as `run` keeps them."""
+    yaml = tmp_path / "program.yaml"
+    yaml.write_text(PROGRAM)
+    assert cli("program", "apply", yaml, "--effective", "2026-12-01").exit_code == 0
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 0, result.stderr
+    assert listing(inbox / "done") == ["day.csv"]
+
+
 def test_rejects_are_named_after_the_name_the_file_gets_in_done(cli, program, inbox):
     put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
     assert cli("nightly", "--inbox", inbox, "--as-of", AS_OF).exit_code == 0

@@ -615,6 +615,11 @@ def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
         "accounting: {expected_breakage: historical}\nrules:\nsegments:\n"
         "rewards: [{id: 7, name: Seven, cost: 5, active: {from: 2026-01-01}}]\n"
         "offers: [{id: o, favourite_category: true, text: t}]\n"
+        "bonuses: {signup: 5}\n"
+        "pending_days: 0\n"
+        "expiry: {policy: fixed, months: 12}\n"
+    ).replace(
+        "rules:\n", "rules: [{id: we, when: {weekday: [Sat, SUNDAY], sku: 12.5}, multiplier: 2}]\n"
     )
     parse_program(good)
     assert _schema_errors(good) == []
@@ -662,3 +667,20 @@ def test_weekdays_are_shown_by_the_names_the_yaml_takes():
         "sat",
         "sun",
     ]
+
+
+def test_rules_for_new_versions_do_not_lock_out_a_stored_one():
+    """A version applied before the ISO list and the true/false rule still loads
+    from the database; a file with the same text is refused."""
+    text = (
+        "program: X\ncurrency: RMB\nearn: {per_currency_unit: 1}\n"
+        "offers: [{id: o, favourite_category: yes, text: t}]\n"
+    )
+    stored = parse_program(text, source="program version 1", stored=True)
+    assert (stored.currency, stored.offers[0].favourite_category) == ("RMB", True)
+    with pytest.raises(ProgramError) as err:
+        parse_program(text, source="p.yaml")
+    assert "favourite_category: must be true or false" in str(err.value)
+    with pytest.raises(ProgramError) as err:
+        parse_program(text.replace("favourite_category: yes", "favourite_category: true"))
+    assert "'RMB' is not an ISO 4217 currency code" in str(err.value)

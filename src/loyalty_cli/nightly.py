@@ -232,26 +232,29 @@ def _nightly(
     conn: sqlite3.Connection, inbox: Path, as_of: dt.date, progress: bool
 ) -> NightlyResult:
     from loyalty_cli.importing import import_files
-    from loyalty_cli.program import require_program
 
     result = NightlyResult(str(inbox), as_of)
     done = inbox / DONE
-    try:
+    if conn.execute("SELECT 1 FROM program_versions LIMIT 1").fetchone() is None:
         # Before anything is imported or moved: a mistyped --db (a new, empty file)
-        # must not swallow the inbox into a database nobody reads.
-        require_program(conn, as_of)
-    except NoProgramError as exc:
-        result.error = NightlyError(f"{exc}: nothing was imported, the inbox is untouched")
+        # must not swallow the inbox into a database nobody reads. (A program that
+        # starts later is fine: its receipts wait for it, as `run` says.)
+        result.error = NightlyError(
+            f"{NoProgramError()}: nothing was imported, the inbox is untouched"
+        )
         return result
+    files = inbox_files(inbox)
     early_run = None
-    for kind, path in inbox_files(inbox):
+    for kind, path in files:
         if kind == "redemptions" and early_run is None and result.files:
             # Till redemptions spend points: tonight's purchases (a missed night's
-            # too) are posted first, so the points they earned are there to spend.
+            # too) are posted first, up to the first redemption's day (not later: a
+            # lot expiring the next morning still paid for that day's redemption).
+            day = _first_day(conn, [p for k, p in files if k == "redemptions"], as_of)
             try:
-                early_run = _run_engine(conn, as_of, progress)
+                early_run = _run_engine(conn, day, progress)
             except (LoyaltyError, ImportError) as exc:
-                result.error = _run_failed(exc, as_of)
+                result.error = _run_failed(exc, day)
                 return result
         try:
             (imported,) = import_files(conn, kind, [path], progress=progress, today=as_of)
@@ -300,6 +303,37 @@ def _nightly(
     except (LoyaltyError, ImportError) as exc:
         result.error = _run_failed(exc, as_of)
     return result
+
+
+def _first_day(conn: sqlite3.Connection, paths: list[Path], as_of: dt.date) -> dt.date:
+    """The earliest date of the rows of these redemptions files (as the import will
+    read them), at most `as_of`; rows it cannot read are the import's to reject."""
+    from loyalty_cli.importing.dialect import resolve
+    from loyalty_cli.importing.parsing import RowRejected, parse_date
+    from loyalty_cli.importing.reader import CsvReader, resolve_header
+    from loyalty_cli.importing.redemptions import RedemptionsKind as kind
+
+    dialect = resolve(conn, None, as_of)
+    first = as_of
+    for path in paths:
+        try:
+            with CsvReader(path, dialect) as reader:
+                header = reader.read_header()
+                index = resolve_header(
+                    header, kind.columns, kind.required, dialect.columns, path.name
+                )
+                at = index["date"]
+                for row in reader.rows():
+                    if row.fields is None or len(row.fields) <= at:
+                        continue
+                    try:
+                        day = parse_date(row.fields[at].strip(), dialect.date_format, "date")
+                    except RowRejected:
+                        continue
+                    first = min(first, day)
+        except (LoyaltyError, OSError, UnicodeError):
+            continue  # the import says what is wrong with the file
+    return first
 
 
 def _run_failed(exc: BaseException, as_of: dt.date) -> NightlyError:

@@ -39,9 +39,9 @@ from pydantic import (
     Discriminator,
     Field,
     PlainSerializer,
-    StrictBool,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -229,15 +229,25 @@ def _weekdays(value: Any) -> Any:
 def _currency(value: Any) -> Any:
     if not (isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value)):
         raise ValueError(f"'{value}' is not a currency code; use 3 upper-case letters such as EUR")
-    if value not in money.ISO_4217:
-        raise ValueError(f"'{value}' is not an ISO 4217 currency code (such as EUR, USD, SEK)")
     return value
 
 
 # What the JSON Schema says a field takes (editors check the YAML against it), where
 # that is not the stored type: codes may be numbers, weekdays are names.
-_TextInput = str | int
-_WeekdayName = Literal[tuple(sorted(_WEEKDAYS))]  # type: ignore[valid-type]
+_TextInput = str | float  # a number: JSON Schema's number takes integers too
+# Any case, as the loader reads them; spelled [Mm][Oo][Nn]: JSON Schema patterns are
+# ECMA-262 regular expressions, which have no inline (?i).
+_WeekdayName = Annotated[
+    str,
+    Field(
+        pattern="^("
+        + "|".join(
+            "".join(f"[{c.upper()}{c}]" for c in name)
+            for name in sorted(_WEEKDAYS, key=len, reverse=True)
+        )
+        + ")$"
+    ),
+]
 Text = Annotated[
     str, BeforeValidator(_to_text, json_schema_input_type=_TextInput), Field(min_length=1)
 ]
@@ -485,7 +495,18 @@ class Offer(Strict):
     id: Text
     segment: Literal["new", "one_time", "repeat", "loyal", "at_risk", "lapsed"] | None = None
     tier: Text | None = None
-    favourite_category: StrictBool = False  # only true / false, as docs/program.md says
+    favourite_category: bool = False
+
+    @field_validator("favourite_category", mode="before")
+    @classmethod
+    def _only_true_or_false(cls, value: Any, info: ValidationInfo) -> Any:
+        # Only true / false, as docs/program.md says (pydantic would read yes, on, 1);
+        # a stored version from before the rule still loads.
+        stored = bool(info.context and info.context.get("stored"))
+        if not stored and not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
     discount_percent: Decimal | None = Field(None, gt=0, le=100, allow_inf_nan=False)
     bonus_points: int | None = Field(None, ge=1, le=MAX_POINTS)
     reward: Text | None = None
@@ -686,6 +707,13 @@ def _new_version_checks(p: Program) -> list[tuple[Loc, str]]:
                     "points still pending when it comes would never expire",
                 )
             )
+    if p.currency not in money.ISO_4217:
+        errs.append(
+            (
+                ("currency",),
+                f"'{p.currency}' is not an ISO 4217 currency code (such as EUR, USD, SEK)",
+            )
+        )
     return errs
 
 
@@ -1013,7 +1041,7 @@ def parse_program(text: str, source: str = "<program>", stored: bool = False) ->
             root.start_mark.line + 1,
         )
     try:
-        program = Program.model_validate(data)
+        program = Program.model_validate(data, context={"stored": stored})
     except ValidationError as exc:
         found = []
         for err in exc.errors():
@@ -1073,10 +1101,15 @@ def _decimal_strings(node: Any) -> None:
     so that `expected_breakage: historical` matches only the `historical` branch."""
     if isinstance(node, dict):
         branches = node.get("anyOf")
-        if isinstance(branches, list) and any(b.get("type") == "number" for b in branches):
-            for branch in branches:
-                if branch == {"type": "string"}:
-                    branch["pattern"] = _DECIMAL_TEXT
+        # pydantic writes a Decimal as [number, string]; a code (Text), which takes
+        # any text or a number, is [string, number] and keeps its plain string.
+        if (
+            isinstance(branches, list)
+            and len(branches) == 2
+            and branches[0].get("type") == "number"
+            and branches[1] == {"type": "string"}
+        ):
+            branches[1]["pattern"] = _DECIMAL_TEXT
         for value in node.values():
             _decimal_strings(value)
     elif isinstance(node, list):
