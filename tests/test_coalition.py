@@ -213,33 +213,30 @@ def test_a_claw_back_from_pending_lots_is_the_refunded_partners(conn, write):
     }
 
 
-def test_settlement_values_are_points_times_point_value(conn, write):
-    apply_program(
-        conn,
-        write("k.yaml", PROGRAM.replace("point_value: 0.01", "point_value: 0.005")),
-        effective=dt.date(2026, 1, 1),
-    )
+def _cafe_at_half_a_cent(conn, write, days: list[str], as_of: dt.date, versions: int = 1):
+    """Program versions at point_value 0.005 from Jan, Feb, ...; one 1.00 café sale
+    on each of `days`; run as of `as_of`."""
+    cheap = PROGRAM.replace("point_value: 0.01", "point_value: 0.005")
+    for n in range(versions):
+        text = cheap.replace("program: Kortteli", f"program: Kortteli {n + 1}")
+        apply_program(conn, write(f"v{n}.yaml", text), effective=dt.date(2026, n + 1, 1))
+    rows = "".join(f"T{i},C1,{day},1.00,S1\n" for i, day in enumerate(days, 1))
     head = "transaction_id,customer_id,date,amount,store\n"
-    rows = "T1,C1,2026-01-02,1.00,S1\nT2,C1,2026-01-03,1.00,S1\nT3,C1,2026-01-04,1.00,S1\n"
     import_files(conn, "purchases", [write("p.csv", head + rows)])
-    run(conn, dt.date(2026, 1, 31))
+    run(conn, as_of)
+
+
+def test_settlement_values_are_points_times_point_value(conn, write):
+    _cafe_at_half_a_cent(
+        conn, write, ["2026-01-02", "2026-01-03", "2026-01-04"], dt.date(2026, 1, 31)
+    )
     settled = _settled(conn, dt.date(2026, 1, 1), dt.date(2026, 1, 31))
     assert settled["cafe"] == (3, "0.02", 0, "0.02")  # 3 x 0.005 = 0.015, rounded once
     assert settled["pool"][-1] == "-0.02"
 
 
 def test_versions_keeping_the_point_value_are_priced_together(conn, write):
-    cheap = PROGRAM.replace("point_value: 0.01", "point_value: 0.005")
-    apply_program(conn, write("a.yaml", cheap), effective=dt.date(2026, 1, 1))
-    apply_program(
-        conn,
-        write("b.yaml", cheap.replace("program: Kortteli", "program: Kortteli 2")),
-        effective=dt.date(2026, 2, 1),
-    )
-    head = "transaction_id,customer_id,date,amount,store\n"
-    rows = "T1,C1,2026-01-20,1.00,S1\nT2,C1,2026-02-20,1.00,S1\n"
-    import_files(conn, "purchases", [write("p.csv", head + rows)])
-    run(conn, dt.date(2026, 2, 28))
+    _cafe_at_half_a_cent(conn, write, ["2026-01-20", "2026-02-20"], dt.date(2026, 2, 28), 2)
     assert _settled(conn, dt.date(2026, 1, 1), dt.date(2026, 2, 28))["cafe"][:2] == (2, "0.01")
 
 

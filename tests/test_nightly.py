@@ -238,18 +238,24 @@ def test_run_failure_keeps_the_imported_files(cli, program, inbox, monkeypatch):
     assert listing(inbox / "done") == ["day.csv"]
 
 
+def _with_reward(cli, tmp_path: Path, more: str = "") -> None:
+    """The test program plus `more` and a reward r100 of 100 points, from 2026-01-01."""
+    yaml = tmp_path / "program.yaml"
+    yaml.write_text(PROGRAM + more + "rewards:\n  - {id: r100, name: R, cost: 100, value: 1.00}\n")
+    assert cli("program", "apply", yaml, "--effective", "2026-01-01").exit_code == 0
+
+
+def _till(inbox: Path, day: str, *rows: str) -> None:
+    body = "".join(f"{r}\n" for r in rows)
+    put(inbox, f"redemptions-{day}.csv", "redemption_id,customer_id,reward_id,date\n" + body)
+
+
 def test_till_redemptions_spend_what_tonights_purchases_earned(cli, tmp_path, inbox, db_file):
     """A missed night: the purchases and the redemptions of two days arrive together;
     the purchases are posted before the redemptions are checked."""
-    yaml = tmp_path / "program.yaml"
-    yaml.write_text(PROGRAM + "rewards:\n  - {id: coffee, name: Coffee, cost: 100, value: 3.00}\n")
-    assert cli("program", "apply", yaml, "--effective", "2026-01-01").exit_code == 0
+    _with_reward(cli, tmp_path)
     put(inbox, "2026-11-21.csv", HEADER + "T1,K1,2026-11-21,200.00\n")
-    put(
-        inbox,
-        "redemptions-2026-11-22.csv",
-        "redemption_id,customer_id,reward_id,date\nR1,K1,coffee,2026-11-22\n",
-    )
+    _till(inbox, "2026-11-22", "R1,K1,r100,2026-11-22")
     result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
     assert result.exit_code == 0, result.stderr
     assert points(db_file) == {"K1": 100}
@@ -261,21 +267,11 @@ def test_a_redemption_on_the_last_day_of_its_points_is_not_beaten_by_their_expir
 ):
     """Cron runs the morning after: the early run goes up to the redemption's day, so
     the lot expiring that morning still pays for it; the rest expires after."""
-    yaml = tmp_path / "program.yaml"
-    yaml.write_text(
-        PROGRAM
-        + "expiry: {policy: fixed, months: 1}\n"
-        + "rewards:\n  - {id: r100, name: R, cost: 100, value: 1.00}\n"
-    )
-    assert cli("program", "apply", yaml, "--effective", "2026-01-01").exit_code == 0
+    _with_reward(cli, tmp_path, "expiry: {policy: fixed, months: 1}\n")
     put(inbox, "2026-01-10.csv", HEADER + "T1,C3,2026-01-10,120.00\n")
     assert cli("nightly", "--inbox", inbox, "--as-of", "2026-01-10").exit_code == 0
     put(inbox, "2026-02-09.csv", HEADER + "T2,C4,2026-02-09,5.00\n")
-    put(
-        inbox,
-        "redemptions-2026-02-09.csv",
-        "redemption_id,customer_id,reward_id,date\nTILL1,C3,r100,2026-02-09\n",
-    )
+    _till(inbox, "2026-02-09", "TILL1,C3,r100,2026-02-09")
     result = cli("nightly", "--inbox", inbox, "--as-of", "2026-02-10")
     assert result.exit_code == 0, result.stderr
     conn = db.connect(db_file)

@@ -43,15 +43,23 @@ def test_inactive_after_the_end_date(conn, tmp_path):
     assert eligible_reward_ids(conn, "C1", dt.date(2026, 12, 31)) == ["coffee", "ten-off"]
 
 
-def test_limit_counts_redemptions_in_the_same_month(conn, tmp_path):
+def _silver_with_a_ten_off(conn, tmp_path, cancelled_on: str | None = None) -> None:
+    """C1 silver with 2000 points, a ten-off redeemed on 2026-03-01 (cancelled on
+    `cancelled_on` when given)."""
     apply(conn, tmp_path)
     earn(conn, "C1", 2000, D)
     set_tier(conn, "C1", "silver", D)
     with db.transaction(conn):
         conn.execute(
             "INSERT INTO redemptions (redemption_id, customer_id, reward_id, date, points, "
-            "value, created_at) VALUES ('X1', 'C1', 'ten-off', '2026-03-01', 500, 1000, 'now')"
+            "value, created_at, status, cancelled_on) VALUES ('X1', 'C1', 'ten-off', "
+            "'2026-03-01', 500, 1000, 'now', ?, ?)",
+            ("cancelled" if cancelled_on else "active", cancelled_on),
         )
+
+
+def test_limit_counts_redemptions_in_the_same_month(conn, tmp_path):
+    _silver_with_a_ten_off(conn, tmp_path)
     assert "ten-off" not in eligible_reward_ids(conn, "C1", D)
     assert "ten-off" in eligible_reward_ids(conn, "C1", dt.date(2026, 4, 1))
     with db.transaction(conn):
@@ -64,15 +72,7 @@ def test_a_past_view_counts_a_redemption_cancelled_after_it(conn, tmp_path):
     eligible from the cancellation on; a redemption posted now for D may be made."""
     from loyalty_cli.rewards import redeem
 
-    apply(conn, tmp_path)
-    earn(conn, "C1", 2000, D)
-    set_tier(conn, "C1", "silver", D)
-    with db.transaction(conn):
-        conn.execute(
-            "INSERT INTO redemptions (redemption_id, customer_id, reward_id, date, points, "
-            "value, created_at, status, cancelled_on) VALUES ('X1', 'C1', 'ten-off', "
-            "'2026-03-01', 500, 1000, 'now', 'cancelled', '2026-03-25')"
-        )
+    _silver_with_a_ten_off(conn, tmp_path, cancelled_on="2026-03-25")
     assert "ten-off" not in eligible_reward_ids(conn, "C1", dt.date(2026, 3, 24))
     assert "ten-off" in eligible_reward_ids(conn, "C1", dt.date(2026, 3, 25))
     assert redeem(conn, "C1", "ten-off", dt.date(2026, 3, 24))["reward_id"] == "ten-off"
