@@ -284,6 +284,23 @@ def test_a_redemption_on_the_last_day_of_its_points_is_not_beaten_by_their_expir
     assert [tuple(k) for k in kinds] == [("earn", 120), ("redeem", -100), ("expire", -20)]
 
 
+def test_an_old_or_mistyped_redemption_date_does_not_take_the_early_run_back(
+    cli, tmp_path, inbox, db_file
+):
+    """A till file imported before and dropped in again, and a row dated 2016 by a
+    typo: tonight's purchase is still posted before tonight's redemption."""
+    _with_reward(cli, tmp_path)
+    put(inbox, "n1.csv", HEADER + "T0,C1,2026-11-01,150.00\n")
+    _till(inbox, "a", "A1,C1,r100,2026-11-01")
+    assert cli("nightly", "--inbox", inbox, "--as-of", "2026-11-01").exit_code == 0
+    put(inbox, "redemptions-a.csv", (inbox / "done" / "redemptions-a.csv").read_text())
+    put(inbox, "n2.csv", HEADER + "T1,C2,2026-11-23,150.00\n")
+    _till(inbox, "b", "B0,C9,r100,2016-11-23", "B1,C2,r100,2026-11-23")
+    result = cli("nightly", "--inbox", inbox, "--as-of", "2026-11-23")
+    assert result.exit_code == 3  # B0 only: C9 is unknown
+    assert points(db_file) == {"C1": 50, "C2": 50}
+
+
 def test_a_program_starting_later_takes_the_files_in(cli, tmp_path, inbox, db_file):
     """Before the launch the receipts wait for the program, as `run` keeps them."""
     yaml = tmp_path / "program.yaml"

@@ -627,6 +627,7 @@ def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
         ("currency: eur", "currency: 'eur' is not a currency code"),
         ("rules: [{id: a, when: {weekday: funday}, bonus: 2}]", "'funday' is not a weekday"),
         ("accounting: {expected_breakage: sometimes}", "expected_breakage"),
+        ("offers: [{id: o, discount_percent: lots, text: t}]", "discount_percent"),
         ("offers: [{id: o, favourite_category: yes, text: t}]", "favourite_category"),
         ("rewards: [{id: s, name: S, cost: 5, active: {from_: 2026-03-01}}]", "from_"),
     ]:

@@ -78,6 +78,25 @@ def test_a_past_view_counts_a_redemption_cancelled_after_it(conn, tmp_path):
     assert redeem(conn, "C1", "ten-off", dt.date(2026, 3, 24))["reward_id"] == "ten-off"
 
 
+def test_a_past_view_ignores_a_redemption_made_after_it_and_cancelled(conn, tmp_path):
+    """Redeemed on the 20th and cancelled the same day: a view of the 15th, in the
+    same month, never saw it in force."""
+    _silver_with_a_ten_off(conn, tmp_path, cancelled_on="2026-03-20")
+    conn.execute("UPDATE redemptions SET date = '2026-03-20'")
+    assert "ten-off" in eligible_reward_ids(conn, "C1", dt.date(2026, 3, 15))
+    assert "ten-off" in eligible_reward_ids(conn, "C1", dt.date(2026, 3, 24))
+
+
+def test_a_cancellation_dated_ahead_counts_today_as_redeem_does(conn, tmp_path):
+    from loyalty_cli.rewards import redeem
+
+    today = dt.date.today()
+    _silver_with_a_ten_off(conn, tmp_path, cancelled_on=(today + dt.timedelta(days=2)).isoformat())
+    conn.execute("UPDATE redemptions SET date = ?", (today.isoformat(),))
+    assert "ten-off" in eligible_reward_ids(conn, "C1", today)
+    assert redeem(conn, "C1", "ten-off", today)["reward_id"] == "ten-off"
+
+
 def test_period_bounds():
     assert period_bounds("day", D) == (D, D)
     # 2026-03-10 is a Tuesday: ISO week Monday 9th .. Sunday 15th.

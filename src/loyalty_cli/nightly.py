@@ -243,16 +243,15 @@ def _nightly(
             f"{NoProgramError()}: nothing was imported, the inbox is untouched"
         )
         return result
-    files = inbox_files(inbox)
-    early_run = None
-    for kind, path in files:
-        if kind == "redemptions" and early_run is None and result.files:
-            # Till redemptions spend points: tonight's purchases (a missed night's
-            # too) are posted first, up to the first redemption's day (not later: a
-            # lot expiring the next morning still paid for that day's redemption).
-            day = _first_day(conn, [p for k, p in files if k == "redemptions"], as_of)
+    early_run: dict[str, Any] | None = None
+    for kind, path in inbox_files(inbox):
+        day = _till_day(conn, path, as_of) if kind == "redemptions" and result.files else None
+        if day is not None:
+            # Till redemptions spend points: the purchases up to the file's day (this
+            # night's, a missed night's) are posted first, not later ones: a lot
+            # expiring the morning after still paid for that day's redemptions.
             try:
-                early_run = _run_engine(conn, day, progress)
+                early_run = _merged(early_run, _run_engine(conn, day, progress))
             except (LoyaltyError, ImportError) as exc:
                 result.error = _run_failed(exc, day)
                 return result
@@ -305,35 +304,43 @@ def _nightly(
     return result
 
 
-def _first_day(conn: sqlite3.Connection, paths: list[Path], as_of: dt.date) -> dt.date:
-    """The earliest date of the rows of these redemptions files (as the import will
-    read them), at most `as_of`; rows it cannot read are the import's to reject."""
+def _till_day(conn: sqlite3.Connection, path: Path, as_of: dt.date) -> dt.date | None:
+    """The last date of a redemptions file's rows (as the import will read them),
+    between the last run's as-of date (everything up to it is posted) and `as_of`;
+    None for a file imported already or that cannot be read (the import says why).
+    The last, not the first: a row with a mistyped year must not hold back the
+    purchases the rest of the file spends."""
     from loyalty_cli.importing.dialect import resolve
     from loyalty_cli.importing.parsing import RowRejected, parse_date
     from loyalty_cli.importing.reader import CsvReader, resolve_header
     from loyalty_cli.importing.redemptions import RedemptionsKind as kind
+    from loyalty_cli.importing.service import already_imported
 
+    if already_imported(conn, "redemptions", path) is not None:
+        return None
     dialect = resolve(conn, None, as_of)
-    first = as_of
-    for path in paths:
-        try:
-            with CsvReader(path, dialect) as reader:
-                header = reader.read_header()
-                index = resolve_header(
-                    header, kind.columns, kind.required, dialect.columns, path.name
-                )
-                at = index["date"]
-                for row in reader.rows():
-                    if row.fields is None or len(row.fields) <= at:
-                        continue
-                    try:
-                        day = parse_date(row.fields[at].strip(), dialect.date_format, "date")
-                    except RowRejected:
-                        continue
-                    first = min(first, day)
-        except (LoyaltyError, OSError, UnicodeError):
-            continue  # the import says what is wrong with the file
-    return first
+    last: dt.date | None = None
+    try:
+        with CsvReader(path, dialect) as reader:
+            header = reader.read_header()
+            at = resolve_header(header, kind.columns, kind.required, dialect.columns, path.name)[
+                "date"
+            ]
+            for row in reader.rows():
+                if row.fields is None or len(row.fields) <= at:
+                    continue
+                try:
+                    day = parse_date(row.fields[at].strip(), dialect.date_format, "date")
+                except RowRejected:
+                    continue
+                last = day if last is None else max(last, day)
+    except (LoyaltyError, OSError, UnicodeError):
+        return None
+    if last is None:
+        return None
+    ran = db.get_meta(conn, "run.as_of")
+    floor = dt.date.fromisoformat(ran) if ran else dt.date.min
+    return min(max(last, floor), as_of)
 
 
 def _run_failed(exc: BaseException, as_of: dt.date) -> NightlyError:
@@ -344,8 +351,8 @@ def _run_failed(exc: BaseException, as_of: dt.date) -> NightlyError:
 
 
 def _merged(early: dict[str, Any] | None, late: dict[str, Any]) -> dict[str, Any]:
-    """The night's two runs (before the till redemptions and after) as one summary:
-    counts added, the later run's id."""
+    """The night's runs (before till redemptions and after) as one summary: counts
+    added, the later run's id."""
     if early is None:
         return late
     out = dict(late)

@@ -1101,13 +1101,15 @@ def _decimal_strings(node: Any) -> None:
     so that `expected_breakage: historical` matches only the `historical` branch."""
     if isinstance(node, dict):
         branches = node.get("anyOf")
-        # pydantic writes a Decimal as [number, string]; a code (Text), which takes
-        # any text or a number, is [string, number] and keeps its plain string.
+        # pydantic writes a Decimal as [number, string] (then null when optional); a
+        # code (Text), which takes any text or a number, is [string, number] and
+        # keeps its plain string.
         if (
             isinstance(branches, list)
-            and len(branches) == 2
+            and len(branches) >= 2
             and branches[0].get("type") == "number"
             and branches[1] == {"type": "string"}
+            and all(b == {"type": "null"} for b in branches[2:])
         ):
             branches[1]["pattern"] = _DECIMAL_TEXT
         for value in node.values():

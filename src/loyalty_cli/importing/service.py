@@ -166,6 +166,20 @@ def _check_header(handler: type[KindHandler], path: Path, dialect: Dialect) -> N
         )
 
 
+def already_imported(conn: sqlite3.Connection, kind: str, path: Path) -> int | None:
+    """The import (not undone) of a file of this kind with this file's content."""
+    return _import_of(conn, kind, _sha256(path))
+
+
+def _import_of(conn: sqlite3.Connection, kind: str, digest: str) -> int | None:
+    row = conn.execute(
+        "SELECT import_id FROM imports WHERE sha256 = ? AND kind = ? "
+        "AND status != 'undone' ORDER BY import_id LIMIT 1",
+        (digest, kind),
+    ).fetchone()
+    return int(row[0]) if row is not None else None
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -200,13 +214,9 @@ def _import_file(
     conn.execute(f"PRAGMA cache_size = {-IMPORT_CACHE_KIB}")
     try:
         with db.transaction(conn):
-            prev = conn.execute(
-                "SELECT import_id FROM imports WHERE sha256 = ? AND kind = ? "
-                "AND status != 'undone' ORDER BY import_id LIMIT 1",
-                (digest, kind),
-            ).fetchone()
+            prev = _import_of(conn, kind, digest)
             if prev is not None:
-                result.import_id = prev[0]
+                result.import_id = prev
                 result.skipped_file = True
                 return result
             import_id = conn.execute(

@@ -173,12 +173,14 @@ def load_facts(
         bounds = [period_bounds(r.limit.per, on) for r in limited if r.limit]
         lo = min(b[0] for b in bounds).isoformat()
         hi = max(b[1] for b in bounds).isoformat()
-        # A view as of a past day counts a redemption cancelled after that day, as it
-        # shows a voucher used later as open then; a redemption being posted now
-        # sees only the ones not cancelled (a cancelled one gave its reward back).
-        alive = (
-            "status != 'cancelled'" if posting else "(status != 'cancelled' OR cancelled_on > :on)"
-        )
+        # A view as of a past day counts a redemption that was in force on that day
+        # and cancelled after it, as it shows a voucher used later as open then. A
+        # redemption being posted sees only the ones not cancelled (a cancelled one
+        # gave its reward back), and so does a view of today or later (a cancellation
+        # dated ahead of today already counts as made, as `redeem` counts it).
+        alive = "status != 'cancelled'"
+        if not posting and on < dt.date.today():
+            alive = f"({alive} OR (date <= :on AND cancelled_on > :on))"
         sql = (
             "SELECT customer_id, reward_id, date FROM redemptions "
             f"WHERE {alive} AND date BETWEEN :lo AND :hi"
