@@ -196,21 +196,18 @@ def _one_or_many(value: Any) -> Any:
     return [value]
 
 
-_WEEKDAYS = {
-    name: i
-    for i, names in enumerate(
-        [
-            ("mon", "monday"),
-            ("tue", "tues", "tuesday"),
-            ("wed", "wednesday"),
-            ("thu", "thur", "thurs", "thursday"),
-            ("fri", "friday"),
-            ("sat", "saturday"),
-            ("sun", "sunday"),
-        ]
-    )
-    for name in names
-}
+# Monday first (date.weekday()); the first spelling is the one shown.
+_WEEKDAY_SPELLINGS = (
+    ("mon", "monday"),
+    ("tue", "tues", "tuesday"),
+    ("wed", "wednesday"),
+    ("thu", "thur", "thurs", "thursday"),
+    ("fri", "friday"),
+    ("sat", "saturday"),
+    ("sun", "sunday"),
+)
+_WEEKDAYS = {name: i for i, names in enumerate(_WEEKDAY_SPELLINGS) for name in names}
+_DAY_NAMES = tuple(names[0] for names in _WEEKDAY_SPELLINGS)
 
 
 def _weekdays(value: Any) -> Any:
@@ -256,7 +253,6 @@ TextList = Annotated[
     BeforeValidator(_one_or_many, json_schema_input_type=_TextInput | list[_TextInput]),
     Field(min_length=1),
 ]
-_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekdays = Annotated[
     list[int],
     BeforeValidator(_weekdays, json_schema_input_type=_WeekdayName | list[_WeekdayName]),
