@@ -274,14 +274,19 @@ def test_a_redemption_on_the_last_day_of_its_points_is_not_beaten_by_their_expir
     _till(inbox, "2026-02-09", "TILL1,C3,r100,2026-02-09")
     result = cli("nightly", "--inbox", inbox, "--as-of", "2026-02-10")
     assert result.exit_code == 0, result.stderr
+    assert _kinds(db_file, "C3") == [("earn", 120), ("redeem", -100), ("expire", -20)]
+
+
+def _kinds(db_file: Path, customer: str) -> list[tuple[str, int]]:
     conn = db.connect(db_file)
     try:
-        kinds = conn.execute(
-            "SELECT kind, points FROM ledger WHERE customer_id = 'C3' ORDER BY entry_id"
+        rows = conn.execute(
+            "SELECT kind, points FROM ledger WHERE customer_id = ? ORDER BY entry_id",
+            (customer,),
         ).fetchall()
     finally:
         conn.close()
-    assert [tuple(k) for k in kinds] == [("earn", 120), ("redeem", -100), ("expire", -20)]
+    return [tuple(r) for r in rows]
 
 
 def test_an_old_or_mistyped_redemption_date_does_not_take_the_early_run_back(
@@ -299,6 +304,33 @@ def test_an_old_or_mistyped_redemption_date_does_not_take_the_early_run_back(
     result = cli("nightly", "--inbox", inbox, "--as-of", "2026-11-23")
     assert result.exit_code == 3  # B0 only: C9 is unknown
     assert points(db_file) == {"C1": 50, "C2": 50}
+
+
+@pytest.mark.parametrize("case", ["names against days", "till file alone", "typo 2027"])
+def test_till_files_are_taken_day_by_day_whatever_their_names(cli, tmp_path, inbox, db_file, case):
+    """C3's 120 points expire on the morning of 02-10; C4 buys 150 on 02-09 or 02-10.
+    Each till file is checked after the purchases up to its own day, before a later
+    day's expiry: whatever the file names, a purchases file imported by hand before
+    the night, or a row dated a year ahead by a typo."""
+    _with_reward(cli, tmp_path, "expiry: {policy: fixed, months: 1}\n")
+    put(inbox, "2026-01-10.csv", HEADER + "T1,C3,2026-01-10,120.00\n")
+    assert cli("nightly", "--inbox", inbox, "--as-of", "2026-01-10").exit_code == 0
+    if case == "names against days":
+        put(inbox, "2026-02-10.csv", HEADER + "T2,C4,2026-02-10,150.00\n")
+        _till(inbox, "a", "A1,C4,r100,2026-02-10")
+        _till(inbox, "b", "B1,C3,r100,2026-02-09")
+    elif case == "till file alone":
+        by_hand = put(tmp_path, "by-hand.csv", HEADER + "T2,C4,2026-02-09,150.00\n")
+        assert cli("import", "purchases", by_hand).exit_code == 0
+        _till(inbox, "2026-02-09", "B1,C3,r100,2026-02-09", "A1,C4,r100,2026-02-09")
+    else:
+        put(inbox, "2026-02-09.csv", HEADER + "T2,C4,2026-02-09,150.00\n")
+        _till(inbox, "2026-02-09", "B1,C3,r100,2026-02-09", "A1,C4,r100,2027-02-09")
+    result = cli("nightly", "--inbox", inbox, "--as-of", "2026-02-11")
+    typo = case == "typo 2027"  # the 2027 row itself is rejected (a date to come)
+    assert result.exit_code == (3 if typo else 0), result.stdout + result.stderr
+    assert points(db_file) == {"C3": 0, "C4": 150 if typo else 50}
+    assert _kinds(db_file, "C3") == [("earn", 120), ("redeem", -100), ("expire", -20)]
 
 
 def test_a_program_starting_later_takes_the_files_in(cli, tmp_path, inbox, db_file):

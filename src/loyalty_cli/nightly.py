@@ -244,12 +244,21 @@ def _nightly(
         )
         return result
     early_run: dict[str, Any] | None = None
-    for kind, path in inbox_files(inbox):
-        day = _till_day(conn, path, as_of) if kind == "redemptions" and result.files else None
+    files = inbox_files(inbox)
+    till_days = {p: _till_day(conn, p, as_of) for k, p in files if k == "redemptions"}
+    # Till files by their day (then name): a later day's run would expire points an
+    # earlier day's redemptions spent, whatever the files are called.
+    files.sort(key=lambda kp: (KIND_ORDER.index(kp[0]), till_days.get(kp[1]) or as_of))
+    for kind, path in files:
+        day = till_days.get(path)
         if day is not None:
             # Till redemptions spend points: the purchases up to the file's day (this
-            # night's, a missed night's) are posted first, not later ones: a lot
-            # expiring the morning after still paid for that day's redemptions.
+            # night's, a missed night's, one imported by hand) are posted first, not
+            # later ones: a lot expiring the morning after still paid for that day's
+            # redemptions. Never before the last run: all up to it is posted.
+            ran = db.get_meta(conn, "run.as_of")
+            if ran is not None:
+                day = min(max(day, dt.date.fromisoformat(ran)), as_of)
             try:
                 early_run = _merged(early_run, _run_engine(conn, day, progress))
             except (LoyaltyError, ImportError) as exc:
@@ -305,11 +314,11 @@ def _nightly(
 
 
 def _till_day(conn: sqlite3.Connection, path: Path, as_of: dt.date) -> dt.date | None:
-    """The last date of a redemptions file's rows (as the import will read them),
-    between the last run's as-of date (everything up to it is posted) and `as_of`;
-    None for a file imported already or that cannot be read (the import says why).
-    The last, not the first: a row with a mistyped year must not hold back the
-    purchases the rest of the file spends."""
+    """The last date up to `as_of` of a redemptions file's rows, as the import will
+    read them (`as_of` when all are later: a mistyped year 2027 must not take the
+    early run past tonight's redemptions, nor 2016 hold it back, see the floor in
+    `_nightly`); None for a file imported already or without a readable row (the
+    import says why): no run is needed before it."""
     from loyalty_cli.importing.dialect import resolve
     from loyalty_cli.importing.parsing import RowRejected, parse_date
     from loyalty_cli.importing.reader import CsvReader, resolve_header
@@ -319,7 +328,7 @@ def _till_day(conn: sqlite3.Connection, path: Path, as_of: dt.date) -> dt.date |
     if already_imported(conn, "redemptions", path) is not None:
         return None
     dialect = resolve(conn, None, as_of)
-    last: dt.date | None = None
+    days: list[dt.date] = []
     try:
         with CsvReader(path, dialect) as reader:
             header = reader.read_header()
@@ -330,17 +339,14 @@ def _till_day(conn: sqlite3.Connection, path: Path, as_of: dt.date) -> dt.date |
                 if row.fields is None or len(row.fields) <= at:
                     continue
                 try:
-                    day = parse_date(row.fields[at].strip(), dialect.date_format, "date")
+                    days.append(parse_date(row.fields[at].strip(), dialect.date_format, "date"))
                 except RowRejected:
                     continue
-                last = day if last is None else max(last, day)
     except (LoyaltyError, OSError, UnicodeError):
         return None
-    if last is None:
+    if not days:
         return None
-    ran = db.get_meta(conn, "run.as_of")
-    floor = dt.date.fromisoformat(ran) if ran else dt.date.min
-    return min(max(last, floor), as_of)
+    return max((d for d in days if d <= as_of), default=as_of)
 
 
 def _run_failed(exc: BaseException, as_of: dt.date) -> NightlyError:

@@ -173,22 +173,16 @@ def load_facts(
         bounds = [period_bounds(r.limit.per, on) for r in limited if r.limit]
         lo = min(b[0] for b in bounds).isoformat()
         hi = max(b[1] for b in bounds).isoformat()
-        # A view as of a past day counts a redemption that was in force on that day
-        # and cancelled after it, as it shows a voucher used later as open then. A
-        # redemption being posted sees only the ones not cancelled (a cancelled one
-        # gave its reward back), and so does a view of today or later (a cancellation
-        # dated ahead of today already counts as made, as `redeem` counts it).
-        alive = "status != 'cancelled'"
-        if not posting and on < dt.date.today():
-            alive = f"({alive} OR (date <= :on AND cancelled_on > :on))"
+        # The limit on a date is what `redeem --date` would decide for it now, in a
+        # view of a past date too: the period's redemptions not cancelled, dated
+        # before or after it (a back-dated redemption cannot exceed the limit).
         sql = (
             "SELECT customer_id, reward_id, date FROM redemptions "
-            f"WHERE {alive} AND date BETWEEN :lo AND :hi"
+            "WHERE status != 'cancelled' AND date BETWEEN :lo AND :hi"
         )
         if customer_id is not None:
             sql += " AND customer_id = :c"
-        args = {"lo": lo, "hi": hi, "c": customer_id, "on": on.isoformat()}
-        for c, r, d in conn.execute(sql, args):
+        for c, r, d in conn.execute(sql, {"lo": lo, "hi": hi, "c": customer_id}):
             facts.redeemed.setdefault((c, r), []).append(d)
     return facts
 
