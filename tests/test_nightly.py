@@ -333,6 +333,21 @@ def test_till_files_are_taken_day_by_day_whatever_their_names(cli, tmp_path, inb
     assert _kinds(db_file, "C3") == [("earn", 120), ("redeem", -100), ("expire", -20)]
 
 
+def test_a_till_file_that_cannot_be_read_comes_last_and_stops_no_other(
+    cli, tmp_path, inbox, db_file
+):
+    _with_reward(cli, tmp_path)
+    put(inbox, "2026-11-23.csv", HEADER + "T1,C1,2026-11-23,300.00\n")
+    put(inbox, "redemptions-a.csv", "redemption_id,customer_id,reward\nX1,C1,r100\n")
+    _till(inbox, "b", "B1,C1,r100,2026-11-23")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert "redemptions-a.csv" in result.stderr
+    assert "the run as of 2026-11-23 before the till files was done" in result.stderr
+    assert listing(inbox / "done") == ["2026-11-23.csv", "redemptions-b.csv"]
+    assert points(db_file) == {"C1": 200}
+
+
 def test_a_program_starting_later_takes_the_files_in(cli, tmp_path, inbox, db_file):
     """Before the launch the receipts wait for the program, as `run` keeps them."""
     yaml = tmp_path / "program.yaml"

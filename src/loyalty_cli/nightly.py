@@ -247,8 +247,15 @@ def _nightly(
     files = inbox_files(inbox)
     till_days = {p: _till_day(conn, p, as_of) for k, p in files if k == "redemptions"}
     # Till files by their day (then name): a later day's run would expire points an
-    # earlier day's redemptions spent, whatever the files are called.
-    files.sort(key=lambda kp: (KIND_ORDER.index(kp[0]), till_days.get(kp[1]) or as_of))
+    # earlier day's redemptions spent, whatever the files are called. Files without
+    # a day (imported before, unreadable) last: one that fails stops no other.
+    files.sort(
+        key=lambda kp: (
+            KIND_ORDER.index(kp[0]),
+            till_days.get(kp[1]) is None,
+            till_days.get(kp[1]) or as_of,
+        )
+    )
     for kind, path in files:
         day = till_days.get(path)
         if day is not None:
@@ -267,7 +274,8 @@ def _nightly(
         try:
             (imported,) = import_files(conn, kind, [path], progress=progress, today=as_of)
         except LoyaltyError as exc:
-            result.error = _stopped(exc, path, result)
+            result.error = _stopped(exc, path, result, early_run)
+            result.run = early_run
             return result
         outcome = FileOutcome(
             path.name,
@@ -385,14 +393,22 @@ def _free_name(directory: Path, name: str) -> str:
     raise NightlyError(f"no free name for {name}", file=str(directory))
 
 
-def _stopped(exc: LoyaltyError, path: Path, result: NightlyResult) -> NightlyError:
+def _stopped(
+    exc: LoyaltyError, path: Path, result: NightlyResult, early_run: dict[str, Any] | None
+) -> NightlyError:
     text = str(exc)
     if str(path) not in text and path.name not in text:
         text = f"{path}: {text}"
     done = len(result.files)
+    run = (
+        f"the run as of {early_run['as_of']} before the till files was done, the final one "
+        "was not started"
+        if early_run is not None
+        else "the run was not started"
+    )
     return NightlyError(
         f"{text}; nightly stopped: {path.name} stays in the inbox, {done} earlier "
-        f"file{'s' if done != 1 else ''} imported and moved to {DONE}/, the run was not started"
+        f"file{'s' if done != 1 else ''} imported and moved to {DONE}/, {run}"
     )
 
 
