@@ -238,7 +238,8 @@ def _nightly(
     if conn.execute("SELECT 1 FROM program_versions LIMIT 1").fetchone() is None:
         # Before anything is imported or moved: a mistyped --db (a new, empty file)
         # must not swallow the inbox into a database nobody reads. (A program that
-        # starts later is fine: its receipts wait for it, as `run` says.)
+        # starts later is no reason to stop: the receipts are kept, and those dated
+        # before it earn nothing, as `run` says.)
         result.error = NightlyError(
             f"{NoProgramError()}: nothing was imported, the inbox is untouched"
         )
@@ -307,6 +308,7 @@ def _nightly(
             outcome.moved_to = str(move_no_clobber(path, done, name))
         except OSError as exc:
             result.files.append(outcome)
+            result.run = early_run
             result.error = NightlyError(
                 f"{path.name} is imported (import {outcome.import_id}) but could not be moved "
                 f"to {done}: {exc.strerror or exc}; nightly stopped, the run was not started "
