@@ -138,11 +138,15 @@ class KindHandler:
         """A row whose key is taken must repeat the stored row (a duplicate)."""
         for f in self.compare_fields:
             if old[f] != record[f]:
-                raise RowRejected(
-                    f,
-                    f"conflict: {self.describe_key(record)} was {where} "
-                    f"with {f} {self.show(f, old[f])}, this row has {self.show(f, record[f])}",
-                )
+                raise self.conflict(record, f, where, old[f], record[f])
+
+    def conflict(self, record: Record, f: str, where: str, old: Any, new: Any) -> RowRejected:
+        """The rejection of a row whose key is taken by a row with another `f`."""
+        return RowRejected(
+            f,
+            f"conflict: {self.describe_key(record)} was {where} "
+            f"with {f} {self.show(f, old)}, this row has {self.show(f, new)}",
+        )
 
     def queue(self, key: Hashable, record: Record, line: int) -> None:
         """A new row: into the batch (written when the batch is full)."""

@@ -109,11 +109,7 @@ class PurchasesKind(KindHandler):
             return
         for i, f in enumerate(self.compare_fields, 2):
             if old[i] != record[i]:
-                raise RowRejected(
-                    f,
-                    f"conflict: {self.describe_key(record)} was {where} "
-                    f"with {f} {self.show(f, old[i])}, this row has {self.show(f, record[i])}",
-                )
+                raise self.conflict(record, f, where, old[i], record[i])
 
     def use_columns(self, index: dict[str, int]) -> None:
         self._plan = tuple(index.get(c, -1) for c in _PLAN)

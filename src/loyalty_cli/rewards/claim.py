@@ -72,9 +72,8 @@ def claim(
 
 def receipt_owner(conn: sqlite3.Connection, transaction_id: str) -> str | None:
     """The member a receipt belongs to: the customer on its lines, else its claimer."""
-    return conn.execute(f"SELECT {_OWNER.format(tid=':tid')}", {"tid": transaction_id}).fetchone()[
-        0
-    ]
+    sql = f"SELECT {_OWNER.format(tid=':tid')}"
+    return conn.execute(sql, {"tid": transaction_id}).fetchone()[0]
 
 
 def _check_refund(conn: sqlite3.Connection, transaction_id: str, customer_id: str) -> None:
