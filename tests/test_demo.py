@@ -2,6 +2,10 @@
 
 import sqlite3
 
+from typer.testing import CliRunner
+
+from loyalty_cli.cli.app import app
+
 
 def test_demo_builds_both_shops(cli, db_file):
     result = cli("demo")
@@ -20,3 +24,22 @@ def test_demo_refuses_a_used_database(cli):
     again = cli("demo")
     assert again.exit_code == 2
     assert "empty database" in again.stderr
+
+
+def test_demo_checks_the_coalition_file_before_writing_anything(cli, db_file):
+    # A used NAME-coalition.db is found first: the boutique is not built, so a
+    # second try with a fresh coalition file works.
+    coalition = db_file.with_name("loyalty-coalition.db")
+    assert (
+        CliRunner()
+        .invoke(app, ["--db", str(coalition), "program", "apply", "programs/cashback.yaml"])
+        .exit_code
+        == 0
+    )
+    refused = cli("demo")
+    assert refused.exit_code == 2
+    assert "loyalty-coalition.db already holds a shop" in refused.stderr
+    boutique = sqlite3.connect(db_file)
+    assert boutique.execute("SELECT COUNT(*) FROM program_versions").fetchone()[0] == 0
+    coalition.unlink()
+    assert cli("demo").exit_code == 0

@@ -226,3 +226,11 @@ def test_a_member_met_only_on_a_later_receipt_is_not_listed_before_it(conn, tmp_
     assert sorted(reports.known_customers(conn, dt.date(2025, 3, 1))) == ["C1", "C2", "C3"]
     listed = [r["customer_id"] for r in reports.customer_list(conn, dt.date(2025, 2, 1))]
     assert listed == ["C1", "C3"]
+
+
+def test_reports_taken_on_one_day_say_their_from_is_not_used(cli):
+    for args in (["report", "tiers"], ["report", "segments"], ["report", "offers"],
+                 ["export", "balances"], ["export", "offers"], ["export", "rfm"]):  # fmt: skip
+        out = cli(*args, "--help")
+        assert "Not used: this is taken as of --to" in " ".join(out.stdout.split()), args
+    assert "Not used" not in cli("report", "kpi", "--help").stdout

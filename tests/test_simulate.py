@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -120,6 +121,10 @@ def test_cli_leaves_the_database_file_byte_identical(shop, cli, write, db_file):
     assert hashlib.sha256(db_file.read_bytes()).hexdigest() == before
     table = cli("simulate", program_file(write, "double.yaml", rate="2"))
     assert "points_issued" in table.stdout
+    # Rates to 4 decimals in the table, as in `report kpi` (json keeps them whole).
+    rate_row = next(line for line in table.stdout.splitlines() if "redemption_rate" in line)
+    cells = rate_row.replace("│", " ").split()[1:]
+    assert len(cells) == 3 and all(re.fullmatch(r"-|-?\d+\.\d{4}", c) for c in cells), rate_row
 
 
 def test_the_real_side_measured_by_a_worker_equals_measuring_it_here(shop, write, monkeypatch):

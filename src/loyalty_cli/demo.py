@@ -45,9 +45,13 @@ def find_repo_file(name: str, start: Path | None = None) -> Path:
     raise UsageError(f"cannot find '{name}'; run `loyalty demo` from the project folder")
 
 
-def _require_empty(conn: sqlite3.Connection) -> None:
+def require_empty(conn: sqlite3.Connection, name: str = "the database") -> None:
+    """The demo writes a whole shop: only into a file that holds none yet."""
     if conn.execute("SELECT COUNT(*) FROM program_versions").fetchone()[0]:
-        raise UsageError("the demo needs an empty database; use --db with a new file")
+        raise UsageError(
+            f"the demo needs an empty database, and {name} already holds a shop; "
+            "use --db with a new file"
+        )
 
 
 def build_demo(conn: sqlite3.Connection, base: Path | None = None) -> DemoShop:
@@ -59,7 +63,7 @@ def build_demo(conn: sqlite3.Connection, base: Path | None = None) -> DemoShop:
     from loyalty_cli.program import apply_program
     from loyalty_cli.rewards import redeem
 
-    _require_empty(conn)
+    require_empty(conn)
     programs = find_repo_file("programs", base)
     samples = find_repo_file("sample_data", base)
     # The sample history starts in 2025: the program is in force from then on.
@@ -94,7 +98,7 @@ def build_coalition_demo(conn: sqlite3.Connection, base: Path | None = None) -> 
     from loyalty_cli.program import apply_program
     from loyalty_cli.rewards import redeem
 
-    _require_empty(conn)
+    require_empty(conn)
     programs = find_repo_file("programs", base)
     samples = find_repo_file("sample_data", base)
     apply_program(conn, programs / COALITION_PROGRAM, effective=dt.date(2026, 1, 1))

@@ -94,7 +94,7 @@ def _layout(
         and all(_is_number(r.get(col)) or _NUMBER.match(str(r.get(col) or "")) for r in rows)
         for col in cols
     ]
-    return cols, right, [[_display(row.get(c)) for c in cols] for row in rows]
+    return cols, right, [[table_text(row.get(c)) for c in cols] for row in rows]
 
 
 def table(
@@ -179,7 +179,7 @@ def _plain_table(
     return "\n".join(out) + "\n"
 
 
-def _display(value: Any) -> str:
+def table_text(value: Any) -> str:
     """Table text: rates (floats) to 4 decimals for the eye; csv and json keep them whole."""
     if isinstance(value, float):
         return f"{value:.4f}"

@@ -73,6 +73,16 @@ DateOpt = Annotated[
 FromOpt = Annotated[
     str | None, typer.Option("--from", help="First day (YYYY-MM-DD).", callback=check_date)
 ]
+# Reports and exports taken on one day (tiers, segments, offers, balances, rfm) accept
+# --from so one command line serves every report, and say that they do not use it.
+UnusedFromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        help="Not used: this is taken as of --to (accepted like the other reports' --from).",
+        callback=check_date,
+    ),
+]
 ToOpt = Annotated[
     str | None,
     typer.Option(

@@ -29,7 +29,7 @@ def show_cmd(
 
     JSON: {customer_id, name, tier, segment, points {available, pending, total},
     qualifying, next_tier {id, remaining} | null, expiring [{date, points}],
-    eligible_rewards [ids], vouchers [{voucher_id, reward_id, issued, status}]}.
+    eligible_rewards \\[ids], vouchers [{voucher_id, reward_id, issued, status}]}.
 
     Example: loyalty customer show C0001 --as-of 2026-06-30 --format json
     """

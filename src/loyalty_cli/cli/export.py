@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from loyalty_cli.cli.common import ToOpt, check_date, get_conn, parse_date, today
+from loyalty_cli.cli.common import (
+    ToOpt,
+    UnusedFromOpt,
+    check_date,
+    get_conn,
+    parse_date,
+    today,
+)
 
 if TYPE_CHECKING:
     from loyalty_cli.exports import Export
@@ -111,7 +118,7 @@ def ledger(
 @group.command("balances")
 def balances(
     ctx: typer.Context,
-    start: FromOpt = None,
+    start: UnusedFromOpt = None,
     end: ToOpt = None,
     output: OutOpt = None,
     fmt: ExportFormatOpt = "csv",
@@ -208,7 +215,7 @@ def redemptions(
 @group.command("offers")
 def offers(
     ctx: typer.Context,
-    start: FromOpt = None,
+    start: UnusedFromOpt = None,
     end: ToOpt = None,
     output: OutOpt = None,
     fmt: ExportFormatOpt = "csv",
@@ -230,7 +237,7 @@ def offers(
 @group.command("rfm")
 def rfm(
     ctx: typer.Context,
-    start: FromOpt = None,
+    start: UnusedFromOpt = None,
     end: ToOpt = None,
     output: OutOpt = None,
     fmt: ExportFormatOpt = "csv",

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 import_app = typer.Typer(
     help="Import CSV files (purchases, customers, events, redemptions, balances), list "
-    "imports, "
-    "show rejected rows, undo an import.\n\nExample: loyalty import purchases day.csv",
+    "imports, show rejected rows, undo an import."
+    "\n\nExample: loyalty import purchases sample_data/purchases.csv",
     no_args_is_help=True,
 )
 
@@ -37,12 +37,12 @@ _LIST_KEYS = (
 _HELP = {
     "purchases": "Import purchase rows (one per receipt line): transaction_id, customer_id, "
     "date, amount; optional line_no, sku, category, quantity, store, currency, tax, refund_of."
-    "\n\nExample: loyalty import purchases exports/2026-10-31.csv --quiet",
+    "\n\nExample: loyalty import purchases sample_data/purchases.csv --quiet",
     "customers": "Import customers: customer_id; optional name, email, birthday, joined_on, "
     "referred_by. An existing customer is updated (non-empty values win)."
-    "\n\nExample: loyalty import customers customers.csv",
+    "\n\nExample: loyalty import customers sample_data/customers.csv",
     "events": "Import events (signup, newsletter, review, ...): event_id, customer_id, "
-    "type, date.\n\nExample: loyalty import events events.csv --format json",
+    "type, date.\n\nExample: loyalty import events sample_data/events.csv --format json",
 }
 
 

@@ -12,6 +12,7 @@ from loyalty_cli.cli.common import (
     FormatOpt,
     OutputFormat,
     ToOpt,
+    UnusedFromOpt,
     check_date,
     get_conn,
     parse_date,
@@ -62,7 +63,7 @@ def kpi(
 @group.command("tiers")
 def tiers(
     ctx: typer.Context,
-    start: FromOpt = None,
+    start: UnusedFromOpt = None,
     end: ToOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
@@ -81,7 +82,7 @@ def tiers(
 @group.command("segments")
 def segments(
     ctx: typer.Context,
-    start: FromOpt = None,
+    start: UnusedFromOpt = None,
     end: ToOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
@@ -104,7 +105,7 @@ def segments(
 @group.command("offers")
 def offers(
     ctx: typer.Context,
-    start: FromOpt = None,
+    start: UnusedFromOpt = None,
     end: ToOpt = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:

@@ -26,7 +26,7 @@ rewards_app = typer.Typer(
     no_args_is_help=True,
 )
 redemption_app = typer.Typer(
-    help="Redemptions already made.\n\nExample: loyalty redemption cancel R000012",
+    help="Redemptions already made.\n\nExample: loyalty redemption cancel R000001",
     no_args_is_help=True,
 )
 
@@ -135,7 +135,7 @@ def cancel_cmd(
     Posts a redemption_reversed entry dated --date (default today); points
     whose lot has expired meanwhile expire again at once. A voucher reopens.
 
-    Example: loyalty redemption cancel R000012 --date 2026-11-02
+    Example: loyalty redemption cancel R000001 --date 2026-11-02
     """
     from loyalty_cli import rewards as lib
 
@@ -177,7 +177,7 @@ def claim_cmd(
     Its anonymous refunds (refund_of) go with it ("refunds" lists them).
     A refund of a receipt someone holds cannot be claimed for anyone else.
 
-    Example: loyalty claim T-20261031-0042 C0001
+    Example: loyalty claim R000001 C0001
     """
     from loyalty_cli import rewards as lib
 

@@ -36,12 +36,24 @@ def demo(ctx: typer.Context) -> None:
     """
     from loyalty_cli import db
     from loyalty_cli.cli.customer import _panel
-    from loyalty_cli.demo import build_coalition_demo, build_demo
+    from loyalty_cli.demo import build_coalition_demo, build_demo, require_empty
     from loyalty_cli.engine.statement import display_names
+    from loyalty_cli.errors import LoyaltyError
     from loyalty_cli.reports import summary
 
     out = render.console()
     conn = get_conn(ctx)
+    path = Path(db_file(ctx))
+    coalition_path = path.with_name(f"{path.stem}-coalition{path.suffix or '.db'}")
+    # Both files are checked before either is written: a used coalition file
+    # must not leave the boutique half a demo that a second try refuses.
+    require_empty(conn, str(path))
+    coalition_conn = db.connect(coalition_path)
+    try:
+        require_empty(coalition_conn, str(coalition_path))
+    except LoyaltyError:
+        coalition_conn.close()
+        raise
     with render.working("building the demo shop ..."):
         shop = build_demo(conn)
     out.rule(f"Demo Boutique in {db_file(ctx)}, as of {shop.as_of.isoformat()}")
@@ -69,9 +81,6 @@ def demo(ctx: typer.Context) -> None:
         _panel(statement, names)
     render.render_summary(summary(conn, None, shop.as_of).as_json(), "table")
 
-    path = Path(db_file(ctx))
-    coalition_path = path.with_name(f"{path.stem}-coalition{path.suffix or '.db'}")
-    coalition_conn = db.connect(coalition_path)
     try:
         with render.working("building the coalition ..."):
             report = build_coalition_demo(coalition_conn)

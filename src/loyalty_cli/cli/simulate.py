@@ -91,7 +91,8 @@ def _table(result: dict[str, Any]) -> None:
     for column in ("metric", "current", "proposed", "delta"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for metric, current, proposed, delta in _metrics(result):
-        table.add_row(metric, *("-" if v is None else str(v) for v in (current, proposed, delta)))
+        values = (current, proposed, delta)
+        table.add_row(metric, *("-" if v is None else render.table_text(v) for v in values))
     render.print_table(table)
     if result["redemptions_skipped"]:
         console.print(
