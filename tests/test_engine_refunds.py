@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from engine_helpers import buy, entries, go, points, program
 from loyalty_cli.engine.statement import customer_statement
+from loyalty_cli.importing import import_files, undo_import
 
 
 def test_clawback_proportional(conn, tmp_path):
@@ -191,3 +194,64 @@ def test_a_same_day_refund_comes_after_its_receipt_whatever_their_ids(conn, tmp_
     buy(conn, "F1", "C1", "2025-01-10", (-1000, "pastry"), refund_of="T9")
     go(conn, "2025-01-31")
     assert [r[2:5] for r in entries(conn)] == [("earn", 30, "T9"), ("clawback", -30, "F1")]
+
+
+STEPS = [["2026-03-31"], ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05", "2026-03-31"]]
+
+
+@pytest.mark.parametrize("as_of", STEPS)
+def test_refunds_take_back_at_most_what_their_receipt_earned(conn, tmp_path, as_of):
+    # T1 earned 110 (its bonus lot still pending): R1 takes all of it, part of it
+    # from the pending bonus lot; later refunds of T1 find nothing left.
+    program(conn, tmp_path, "rules:\n  - {id: thanks, bonus: 10}\npending_days: 14\n")
+    buy(conn, "T0", "C1", "2026-03-01", 1000)  # 10 + 10
+    buy(conn, "T1", "C1", "2026-03-02", 10000)  # 100 + 10
+    buy(conn, "R1", "C1", "2026-03-03", -10000, refund_of="T1")
+    buy(conn, "R2", "C1", "2026-03-04", -5000, refund_of="T1")
+    buy(conn, "R3", "C1", "2026-03-05", -5000, refund_of="T1")
+    for day in as_of:
+        go(conn, day)
+    claws = "SELECT source_id, points, lot_id FROM ledger WHERE kind = 'clawback'"
+    assert [tuple(r) for r in conn.execute(claws)] == [("R1", -100, 3), ("R1", -10, 4)]
+    assert points(conn, "C1") == 20
+
+
+@pytest.mark.parametrize("as_of", STEPS)
+def test_a_refund_without_refund_of_is_not_counted_against_a_receipt(conn, tmp_path, as_of):
+    # R0 names no receipt: what it took from T1's lot is not "T1 clawed back", so
+    # the full refund of T1 still takes T1's 100 (the balance may go negative).
+    program(conn, tmp_path, "pending_days: 14\n")
+    buy(conn, "T1", "C1", "2026-03-01", 10000)
+    buy(conn, "T2", "C1", "2026-03-02", 10000)
+    buy(conn, "R0", "C1", "2026-03-03", -15000)
+    buy(conn, "R1", "C1", "2026-03-04", -10000, refund_of="T1")
+    for day in as_of:
+        go(conn, day)
+    by_refund = (
+        "SELECT source_id, SUM(points) FROM ledger WHERE kind = 'clawback' GROUP BY source_id"
+    )
+    assert dict(conn.execute(by_refund).fetchall()) == {"R0": -150, "R1": -100}
+    assert points(conn, "C1") == -50
+
+
+def test_an_undone_refund_leaves_its_receipt_to_be_refunded_again(conn, tmp_path):
+    program(conn, tmp_path)
+    buy(conn, "T1", "C1", "2026-03-01", 10000)
+    go(conn, "2026-03-10")
+    refund = tmp_path / "refund.csv"
+    refund.write_text(
+        "transaction_id,customer_id,date,amount,refund_of\nR1,C1,2026-03-11,-100.00,T1\n"
+    )
+    [result] = import_files(conn, "purchases", [refund])
+    go(conn, "2026-03-12")
+    undo_import(conn, result.import_id, dt.date(2026, 3, 13))
+    buy(conn, "R2", "C1", "2026-03-14", -10000, refund_of="T1")
+    go(conn, "2026-03-31")
+    by_refund = "SELECT source_id, kind, SUM(points) FROM ledger GROUP BY source_id, kind"
+    assert [tuple(r) for r in conn.execute(by_refund)] == [
+        ("R1", "clawback", -100),
+        ("R1", "reversal", 100),
+        ("R2", "clawback", -100),
+        ("T1", "earn", 100),
+    ]
+    assert points(conn, "C1") == 0

@@ -20,7 +20,7 @@ import queue
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, NamedTuple
@@ -915,6 +915,10 @@ def _write(
 # What a restored state holds for a source already paid: a stand-in entry worth
 # nothing, so that membership tests see it and any sum over it adds zero.
 _PAID = Row(0, dt.date.min, "", "paid", 0, 0, "")
+# The notes of a refund's claw-back entries: "refund of T1" (", points still pending"
+# on the parts aimed at pending lots). The run reads the original back from them.
+_REFUND_OF = "refund of "
+_STILL_PENDING = ", points still pending"
 
 # Item classes within a day: expiries (handled before items), receipts, events,
 # birthdays, referral payouts to the referrer.
@@ -935,6 +939,8 @@ class _Customer:
         self.by_source: dict[tuple[str, str | None], list[Row]] = {}
         self.by_lot: dict[int, list[Row]] = {}
         self.event_bonus: dict[str, list[dt.date]] = {}
+        # original receipt -> the refunds that clawed points back from it (see _refund)
+        self.refunds_of: dict[str, set[str]] = {}
         self.lot_version: dict[int, int | None] = {}  # lot entry id -> its program version
         self.heap: list[tuple[dt.date, int]] = []
         self.last_scored: tuple[dt.date, Program] | None = None
@@ -1041,6 +1047,11 @@ class _Customer:
                 found.append(entry)
         if entry.lot_id is not None:
             self.by_lot.setdefault(entry.lot_id, []).append(entry)
+            if entry.kind == "clawback" and entry.note and entry.note.startswith(_REFUND_OF):
+                # Every claw-back of a refund naming its original says so in its note
+                # (_refund), also the parts aimed at other receipts' pending lots.
+                original = entry.note[len(_REFUND_OF) :].removesuffix(_STILL_PENDING)
+                self.refunds_of.setdefault(original, set()).add(entry.source_id)  # type: ignore[arg-type]
         if entry.source_type == "event" and entry.kind == "bonus" and entry.rule_id:
             self.event_bonus.setdefault(entry.rule_id, []).append(entry.date)
         if entry.points > 0 and entry.kind != "redemption_reversed":  # a lot
@@ -1410,17 +1421,22 @@ class _Customer:
         # A claw-back of a known receipt is that receipt's version's arithmetic,
         # so it carries that version (and its point value).
         made_by = version.version
+        own: set[int] = set()
         if original is not None and original.amount >= 0 and original.version is not None:
             oprog = self.e.timeline.by_number[original.version].program
             made_by, program = original.version, oprog
             lots = self._lots_of(original.transaction_id)
+            own = {e.entry_id for e in lots}
             earned = sum(e.points for e in lots)
-            lot_ids = {e.entry_id for e in lots}
+            # What earlier refunds of this receipt took back, whichever lots paid it
+            # (their own receipt's, or others' pending lots), net of undone refunds.
+            # Counted by the lots instead, a part paid by another lot was missed and
+            # a refund without refund_of that took from this receipt's lot was counted.
             clawed = -sum(
                 e.points
-                for lid in lot_ids
-                for e in self.by_lot.get(lid, [])
-                if e.kind == "clawback" and e.source_id != original.transaction_id
+                for refund in self.refunds_of.get(original.transaction_id, ())
+                for e in self.by_source.get(("purchase", refund), [])
+                if e.kind in ("clawback", "reversal")
             )
             net = oprog.earn.on == "net"
             original_amount = original.amount - original.tax if net else original.amount
@@ -1441,7 +1457,7 @@ class _Customer:
             claw = base_refund_points(program, receipt, tiermod.multiplier(level))
         if claw > 0:
             value = ledger.points_value(claw, program.point_value, program.currency)
-            note = f"refund of {receipt.refund_of}" if lot_id else "refund"
+            note = f"{_REFUND_OF}{receipt.refund_of}" if lot_id else "refund"
             # Inside the return window the points to take back may still be pending
             # (the receipt's bonus lot; all of them for a refund without refund_of):
             # those parts are aimed at the pending lots, one entry each. Left to the
@@ -1449,9 +1465,9 @@ class _Customer:
             # Every part is the refunded receipt's partner's (the one whose store
             # took the refund without refund_of): it funded the points taken back,
             # whichever lots they come out of.
-            parts = self._pending_parts(claw, receipt.date, lot_id)
+            parts = self._pending_parts(claw, receipt.date, lot_id, own)
             pieces = [(claw - sum(n for _, n in parts), lot_id, note)] + [
-                (n, pid, f"{note}, points still pending") for pid, n in parts
+                (n, pid, f"{note}{_STILL_PENDING}") for pid, n in parts
             ]
             left = value
             for i, (n, aimed, text) in enumerate(pieces):
@@ -1477,12 +1493,18 @@ class _Customer:
                 )
         return claw
 
-    def _pending_parts(self, claw: int, on: dt.date, lot_id: int | None) -> list[tuple[int, int]]:
+    def _pending_parts(
+        self, claw: int, on: dt.date, lot_id: int | None, own: Collection[int] = ()
+    ) -> list[tuple[int, int]]:
         """(pending lot, points) for what of a claw-back of `claw` points neither its
-        aimed lot nor the available lots would cover."""
+        aimed lot nor the available lots would cover: the refunded receipt's `own`
+        pending lots first (its bonus lot), then the others oldest first."""
         rest = ledger.uncovered(self.state, claw, on, lot_id)
+        pending = ledger.pending_fifo(self.state, on) if rest else []
+        if own:
+            pending = sorted(pending, key=lambda lot: lot.entry_id not in own)  # stable
         parts = []
-        for lot in ledger.pending_fifo(self.state, on) if rest else []:
+        for lot in pending:
             if lot.entry_id == lot_id:
                 continue
             take = min(lot.remaining, rest)
