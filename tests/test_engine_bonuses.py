@@ -85,6 +85,21 @@ def test_referral_paid_on_first_qualifying_purchase(conn, tmp_path):
     assert len([r for r in entries(conn) if r[5] == "referral"]) == 2
 
 
+def test_a_referral_by_an_unknown_customer_waits_until_they_are_known(conn, tmp_path):
+    # C9 is not a customer: no points for a customer nobody knows, and the referral
+    # is not used up; once C9 is known the next qualifying purchase pays both.
+    program(conn, tmp_path, BONUSES)
+    customer(conn, "C2", referred_by="C9")
+    buy(conn, "T1", "C2", "2026-01-05", 2500)
+    go(conn, "2026-01-31")
+    assert [r for r in entries(conn) if r[5] == "referral" or r[1] == "C9"] == []
+    customer(conn, "C9")
+    buy(conn, "T2", "C2", "2026-02-03", 2500)
+    go(conn, "2026-02-28")
+    ref = [(r[0], r[1], r[3]) for r in entries(conn) if r[5] == "referral"]
+    assert sorted(ref) == [("2026-02-03", "C2", 50), ("2026-02-03", "C9", 200)]
+
+
 INACTIVE_REFERRAL = """
 bonuses:
   referral: {referrer: 200, referee: 50}

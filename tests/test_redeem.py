@@ -106,6 +106,19 @@ def test_ref_twice_is_once(conn, tmp_path):
     assert ledger.state_of(conn, "C1").available(D) == 400
 
 
+def test_a_ref_used_for_another_customer_is_refused(conn, tmp_path):
+    apply(conn, tmp_path)
+    earn(conn, "C1", 500, D)
+    earn(conn, "C2", 500, D)
+    first = redeem(conn, "C1", "coffee", D, ref="K1")
+    with pytest.raises(ConflictError) as exc:
+        redeem(conn, "C2", "coffee", D, ref="K1")
+    assert str(exc.value) == (
+        f"ref K1 is redemption {first['redemption_id']} of customer C1, not of C2; use a new key"
+    )
+    assert ledger.state_of(conn, "C2").available(D) == 500
+
+
 def test_cancel_restores_the_exact_lots(conn, tmp_path):
     apply(conn, tmp_path)
     old = earn(conn, "C1", 60, D - dt.timedelta(days=30), expires_on=dt.date(2027, 1, 1))

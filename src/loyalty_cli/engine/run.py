@@ -546,9 +546,12 @@ class _Engine:
             f"SELECT {_LEDGER_COLS} FROM {scope} b "
             "CROSS JOIN ledger l ON l.customer_id = b.customer_id"
         ).fetchall()
+        # A referrer the shop does not know (a typo, a member not exported yet) is
+        # paid nothing, nor is the referee: the referral waits until they are known.
         customers = conn.execute(
-            "SELECT c.customer_id, c.birthday, c.joined_on, c.referred_by FROM _batch b CROSS "
-            "JOIN customers c ON c.customer_id = b.customer_id"
+            "SELECT c.customer_id, c.birthday, c.joined_on, CASE WHEN EXISTS (SELECT 1 "
+            "FROM customers r WHERE r.customer_id = c.referred_by) THEN c.referred_by END "
+            "FROM _batch b CROSS JOIN customers c ON c.customer_id = b.customer_id"
         ).fetchall()
         events = conn.execute(
             "SELECT e.event_id, e.customer_id, e.type, e.date FROM _batch b CROSS "

@@ -99,15 +99,22 @@ def redeem(
     """Redeem a reward for a customer on a date; RedemptionError says why not.
 
     `ref`: an idempotency key from the till; the same key again returns the
-    first redemption unchanged (whatever the other arguments) and posts
-    nothing. `redemption_id`: use this id (imports from the till) instead of
-    the next generated one.
+    first redemption unchanged (whatever the reward or date) and posts
+    nothing; for another customer it is refused. `redemption_id`: use this id
+    (imports from the till) instead of the next generated one.
     """
     with db.transaction(conn):
         if ref is not None:
             row = conn.execute(f"SELECT {_COLUMNS} FROM redemptions WHERE ref = ?", (ref,))
             first = row.fetchone()
             if first is not None:
+                if first["customer_id"] != customer_id:
+                    # A retry is the same customer's: another customer's redemption
+                    # under this key would tell the till a redemption was made for them.
+                    raise ConflictError(
+                        f"ref {ref} is redemption {first['redemption_id']} of customer "
+                        f"{first['customer_id']}, not of {customer_id}; use a new key"
+                    )
                 return redemption_dict(conn, first)
         if redemption_id is not None:
             exists = conn.execute(
