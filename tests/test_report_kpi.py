@@ -173,6 +173,22 @@ def test_historical_breakage(conn, tmp_path):
     assert reports.kpi_report(conn, START, END)["liability"] == "1.59"
 
 
+def test_historical_breakage_counts_an_expiry_no_run_has_posted_yet(conn, tmp_path):
+    # D's 60 expired on 2026-03-01 but no run has posted it: they are not
+    # outstanding, so they count as expired in the breakage too, and posting the
+    # expire entry changes neither figure.
+    apply(conn, tmp_path, breakage="historical")
+    lot = post(conn, "2025-12-01", "D", "earn", 60, expires_on=d("2026-03-01"))
+    post(conn, "2026-03-02", "A", "earn", 400)
+    post(conn, "2026-03-03", "A", "redeem", -50, source_type="redemption", source_id="R")
+    before = reports.kpi_report(conn, START, END)
+    assert (before["outstanding_points"], before["liability"]) == (350, "1.59")
+    assert before["points_expired"] == 0
+    post(conn, "2026-03-01", "D", "expire", -60, lot_id=lot)
+    after = reports.kpi_report(conn, START, END)
+    assert (after["outstanding_points"], after["liability"]) == (350, "1.59")
+
+
 def test_no_previous_activity_gives_null_retention_and_empty_period_nulls(conn, tmp_path):
     apply(conn, tmp_path)
     buy(conn, "T1", "A", "2026-03-05", 1000)

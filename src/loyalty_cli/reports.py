@@ -278,15 +278,23 @@ def points_flows(conn: sqlite3.Connection, start: dt.date | None, end: dt.date) 
     }
 
 
-def breakage(conn: sqlite3.Connection, program: Any, on: dt.date) -> Decimal:
-    """expected_breakage, or with `historical` expired / (expired + redeemed) up to `on`."""
+def breakage(
+    conn: sqlite3.Connection, program: Any, on: dt.date, unposted_expired: int = 0
+) -> Decimal:
+    """expected_breakage, or with `historical` expired / (expired + redeemed) up to `on`.
+
+    `unposted_expired`: points of lots past their expiry by `on` that no run has
+    expired yet; they count as expired here as they are left out of the outstanding
+    points, so one report reads them one way (and a run posting them changes nothing).
+    """
     accounting = getattr(program, "accounting", None)
     fixed = getattr(accounting, "breakage", Decimal(0)) if accounting is not None else Decimal(0)
     if fixed is not None:
         return Decimal(fixed)
     flows = points_flows(conn, None, on)
-    total = flows["expired"] + flows["redeemed"]
-    return Decimal(flows["expired"]) / Decimal(total) if total else Decimal(0)
+    expired = flows["expired"] + unposted_expired
+    total = expired + flows["redeemed"]
+    return Decimal(expired) / Decimal(total) if total else Decimal(0)
 
 
 def liability_minor(points: int, point_value: Decimal, brk: Decimal, currency: str) -> int:
@@ -308,11 +316,15 @@ def ledger_total(conn: sqlite3.Connection, on: dt.date) -> int:
 
 
 def outstanding_points(conn: sqlite3.Connection, on: dt.date) -> int:
-    """Σ over customers of (available + pending) at the end of `on`, exactly.
+    """Σ over customers of (available + pending) at the end of `on`, exactly."""
+    balance, held = balance_and_unposted_expiry(conn, on)
+    return balance - held
 
-    available + pending = balance − points still held by lots that expired on
-    or before `on` without their `expire` entry yet. Only customers whose lots
-    might hold such points are replayed; for everyone else the balance is it.
+
+def balance_and_unposted_expiry(conn: sqlite3.Connection, on: dt.date) -> tuple[int, int]:
+    """(sum of the ledger up to `on`, points still held by lots that expired on or
+    before `on` without their `expire` entry yet): outstanding = the first less the
+    second. Only customers whose lots might hold such points are replayed.
     """
     total = ledger_total(conn, on)
     # A lot past expiry holds nothing once an expire aimed at it is posted,
@@ -321,12 +333,12 @@ def outstanding_points(conn: sqlite3.Connection, on: dt.date) -> int:
     # differ from what the poster saw). Those customers are replayed.
     candidates = sorted(_held_candidates(conn, on))
     if not candidates:
-        return total
+        return total, 0
     held = 0
     for entries in ledger.entries_by_customer(conn, candidates).values():
         state = ledger.replay(entries, on)
         held += sum(lot.remaining for lot in state.lots.values() if _expired_held(lot, on))
-    return total - held
+    return total, held
 
 
 def _held_candidates(conn: sqlite3.Connection, on: dt.date) -> set[str]:
@@ -619,7 +631,8 @@ def _history_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> dic
 def _liability_kpis(conn: sqlite3.Connection, end: dt.date) -> tuple[Any, int, Decimal]:
     """(program in force, outstanding points, breakage) at `end`."""
     program = program_on(conn, end)
-    return program, outstanding_points(conn, end), breakage(conn, program, end)
+    balance, held = balance_and_unposted_expiry(conn, end)
+    return program, balance - held, breakage(conn, program, end, unposted_expired=held)
 
 
 def compute_kpis(conn: sqlite3.Connection, start: dt.date, end: dt.date) -> Kpis:
