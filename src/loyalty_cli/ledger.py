@@ -32,6 +32,12 @@ KINDS = (
 # Outgoing entries aimed at one lot first (lot_id), then FIFO.
 _TARGETED = {"expire", "clawback", "reversal"}
 
+# The notes of a refund's claw-back entries: "refund of T1", with ", points still
+# pending" on the parts aimed at pending lots. They are how a claw-back names the
+# receipt it was taken back for (the entry's source is the refund itself).
+REFUND_OF = "refund of "
+STILL_PENDING = ", points still pending"
+
 _COLUMNS = (
     "entry_id, date, customer_id, kind, points, value, source_type, source_id, rule_id, "
     "program_version, lot_id, available_on, expires_on, partner, note"
@@ -513,6 +519,48 @@ def _inactivity_expired(
     return out
 
 
+def refunded_receipt(note: str | None) -> str | None:
+    """The receipt a refund's claw-back entry was taken back for (from its note)."""
+    if note is None or not note.startswith(REFUND_OF):
+        return None
+    return note[len(REFUND_OF) :].removesuffix(STILL_PENDING)
+
+
+def refund_took(entries: Iterable[tuple[str, int, str | None]], original: str) -> int:
+    """Points a refund took back for `original`: its (kind, points, note) entries in
+    posting order. An undo of the refund reverses all it had posted, so a `reversal`
+    starts the count again (a refund imported again after an undo, even naming
+    another receipt, counts only from then on)."""
+    took = 0
+    for kind, points, note in entries:
+        if kind == "reversal":
+            took = 0
+        elif kind == "clawback" and refunded_receipt(note) == original:
+            took -= points
+    return took
+
+
+def _refunds_took(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """(customer, original receipt) -> the points its refunds took back, net of undo."""
+    by_refund: dict[tuple[str, str], list[tuple[str, int, str | None]]] = {}
+    originals: dict[tuple[str, str], set[str]] = {}
+    for cid, refund, kind, points, note in conn.execute(
+        "SELECT customer_id, source_id, kind, points, note FROM ledger "
+        "WHERE source_type = 'purchase' AND (kind = 'reversal' "
+        f"OR (kind = 'clawback' AND note LIKE '{REFUND_OF}%')) ORDER BY entry_id"
+    ):
+        by_refund.setdefault((cid, refund), []).append((kind, points, note))
+        original = refunded_receipt(note) if kind == "clawback" else None
+        if original is not None:
+            originals.setdefault((cid, refund), set()).add(original)
+    out: dict[tuple[str, str], int] = {}
+    for (cid, refund), names in originals.items():
+        for original in names:
+            took = refund_took(by_refund[(cid, refund)], original)
+            out[(cid, original)] = out.get((cid, original), 0) + took
+    return out
+
+
 def reverse_sources(
     conn: sqlite3.Connection,
     source_type: str,
@@ -526,8 +574,9 @@ def reverse_sources(
     aimed at the source's first lot. Points an `expire` entry already took from
     the source's lots are not reversed again: they left the balance when they
     expired (reversing them too would leave the customer owing points they never
-    had the use of); nor are points a claw-back of another receipt (a refund of
-    this one) took back from them. Points spent from the lots are reversed: the
+    had the use of); nor are the points this receipt's refunds took back, whichever
+    lots paid them (a refund without refund_of that happened to take from its lot
+    is not one of them). Points spent from the lots are reversed: the
     balance may go negative, as for a claw-back. Used by `import undo`. Returns
     the number of entries posted.
     """
@@ -546,12 +595,6 @@ def reverse_sources(
                          WHERE x.kind = 'expire' AND x.lot_id IN (
                            SELECT s.entry_id FROM ledger s
                            WHERE s.source_type = l.source_type AND s.source_id = l.source_id
-                             AND s.customer_id = l.customer_id AND s.points > 0)), 0),
-               COALESCE((SELECT -SUM(x.points) FROM ledger x
-                         WHERE x.kind = 'clawback' AND x.source_id != l.source_id
-                           AND x.lot_id IN (
-                           SELECT s.entry_id FROM ledger s
-                           WHERE s.source_type = l.source_type AND s.source_id = l.source_id
                              AND s.customer_id = l.customer_id AND s.points > 0)), 0)
         FROM ledger l JOIN _rev_ids r ON r.source_id = l.source_id
         WHERE l.source_type = ?
@@ -562,10 +605,12 @@ def reverse_sources(
         (source_type,),
     ).fetchall()
     expired_by_replay = _inactivity_expired(conn, source_type, rows)
+    took = _refunds_took(conn) if source_type == "purchase" and rows else {}
     rows = [
         (cid, sid, kept, share(value, kept, net), lot, version, partner)
-        for cid, sid, net, value, lot, version, partner, expired, clawed in rows
-        if (gone := expired_by_replay.get((cid, sid), expired) + clawed) is not None
+        for cid, sid, net, value, lot, version, partner, expired in rows
+        if (gone := expired_by_replay.get((cid, sid), expired) + took.get((cid, sid), 0))
+        is not None
         and (kept := net - min(max(gone, 0), max(net, 0))) != 0
     ]
     new = [

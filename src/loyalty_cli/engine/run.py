@@ -918,10 +918,6 @@ def _write(
 # What a restored state holds for a source already paid: a stand-in entry worth
 # nothing, so that membership tests see it and any sum over it adds zero.
 _PAID = Row(0, dt.date.min, "", "paid", 0, 0, "")
-# The notes of a refund's claw-back entries: "refund of T1" (", points still pending"
-# on the parts aimed at pending lots). The run reads the original back from them.
-_REFUND_OF = "refund of "
-_STILL_PENDING = ", points still pending"
 
 # Item classes within a day: expiries (handled before items), receipts, events,
 # birthdays, referral payouts to the referrer.
@@ -1050,11 +1046,12 @@ class _Customer:
                 found.append(entry)
         if entry.lot_id is not None:
             self.by_lot.setdefault(entry.lot_id, []).append(entry)
-            if entry.kind == "clawback" and entry.note and entry.note.startswith(_REFUND_OF):
+            if entry.kind == "clawback" and entry.note:
                 # Every claw-back of a refund naming its original says so in its note
                 # (_refund), also the parts aimed at other receipts' pending lots.
-                original = entry.note[len(_REFUND_OF) :].removesuffix(_STILL_PENDING)
-                self.refunds_of.setdefault(original, set()).add(entry.source_id)  # type: ignore[arg-type]
+                original = ledger.refunded_receipt(entry.note)
+                if original is not None:
+                    self.refunds_of.setdefault(original, set()).add(entry.source_id)  # type: ignore[arg-type]
         if entry.source_type == "event" and entry.kind == "bonus" and entry.rule_id:
             self.event_bonus.setdefault(entry.rule_id, []).append(entry.date)
         if entry.points > 0 and entry.kind != "redemption_reversed":  # a lot
@@ -1420,6 +1417,7 @@ class _Customer:
         program = version.program
         original = self.scored.get(receipt.refund_of or "")
         lot_id = None
+        of = None  # the receipt the points are taken back for, named in the note
         partner, _ = partner_multiplier(program, receipt.store)
         # A claw-back of a known receipt is that receipt's version's arithmetic,
         # so it carries that version (and its point value).
@@ -1428,18 +1426,22 @@ class _Customer:
         if original is not None and original.amount >= 0 and original.version is not None:
             oprog = self.e.timeline.by_number[original.version].program
             made_by, program = original.version, oprog
-            lots = self._lots_of(original.transaction_id)
+            tid = of = original.transaction_id
+            lots = self._lots_of(tid)
             own = {e.entry_id for e in lots}
-            earned = sum(e.points for e in lots)
+            # The receipt's points as last scored (a correction, or an import undone
+            # and made again, leaves lots that no longer count).
+            earned = original.points
             # What earlier refunds of this receipt took back, whichever lots paid it
             # (their own receipt's, or others' pending lots), net of undone refunds.
             # Counted by the lots instead, a part paid by another lot was missed and
             # a refund without refund_of that took from this receipt's lot was counted.
-            clawed = -sum(
-                e.points
-                for refund in self.refunds_of.get(original.transaction_id, ())
-                for e in self.by_source.get(("purchase", refund), [])
-                if e.kind in ("clawback", "reversal")
+            clawed = sum(
+                ledger.refund_took(
+                    [(e.kind, e.points, e.note) for e in self.by_source[("purchase", refund)]],
+                    tid,
+                )
+                for refund in self.refunds_of.get(tid, ())
             )
             net = oprog.earn.on == "net"
             original_amount = original.amount - original.tax if net else original.amount
@@ -1460,7 +1462,7 @@ class _Customer:
             claw = base_refund_points(program, receipt, tiermod.multiplier(level))
         if claw > 0:
             value = ledger.points_value(claw, program.point_value, program.currency)
-            note = f"{_REFUND_OF}{receipt.refund_of}" if lot_id else "refund"
+            note = f"{ledger.REFUND_OF}{of}" if of is not None else "refund"
             # Inside the return window the points to take back may still be pending
             # (the receipt's bonus lot; all of them for a refund without refund_of):
             # those parts are aimed at the pending lots, one entry each. Left to the
@@ -1470,7 +1472,7 @@ class _Customer:
             # whichever lots they come out of.
             parts = self._pending_parts(claw, receipt.date, lot_id, own)
             pieces = [(claw - sum(n for _, n in parts), lot_id, note)] + [
-                (n, pid, f"{note}{_STILL_PENDING}") for pid, n in parts
+                (n, pid, f"{note}{ledger.STILL_PENDING}") for pid, n in parts
             ]
             left = value
             for i, (n, aimed, text) in enumerate(pieces):

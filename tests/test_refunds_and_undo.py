@@ -1,0 +1,144 @@
+"""Refunds and `import undo` agree on what a refund took back for its receipt:
+the claw-backs of the refunds naming it, whichever lots paid them, net of undo.
+Each case is one member (C1) and imports made and undone in order."""
+
+from __future__ import annotations
+
+import datetime as dt
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+from loyalty_cli import ledger
+from loyalty_cli.engine.run import run
+from loyalty_cli.importing import import_files, undo_import
+from loyalty_cli.program import apply_program
+from loyalty_cli.rewards import redeem
+
+PROGRAM = """\
+program: T
+currency: EUR
+effective_from: 2025-01-01
+earn: {per_currency_unit: 1, rounding: floor}
+pending_days: 14
+rewards:
+  - {id: coffee, name: Coffee, cost: 100, value: 3.50}
+"""
+
+
+class Shop:
+    def __init__(self, conn, folder: Path) -> None:
+        self.conn, self.folder, self.n = conn, folder, count()
+        (folder / "p.yaml").write_text(PROGRAM)
+        apply_program(conn, folder / "p.yaml")
+
+    def rows(self, *rows: str) -> int:
+        """Import purchase rows 'tid,date,amount,refund_of[,line_no]'; the import id."""
+        path = self.folder / f"f{next(self.n)}.csv"
+        lines = [r if r.count(",") == 4 else r + ",1" for r in rows]
+        body = "".join(f"{r.split(',')[0]},C1,{r.split(',', 1)[1]}\n" for r in lines)
+        path.write_text("transaction_id,customer_id,date,amount,refund_of,line_no\n" + body)
+        [result] = import_files(self.conn, "purchases", [path])
+        assert result.rejected == 0
+        return result.import_id
+
+    def run(self, day: str) -> None:
+        run(self.conn, dt.date.fromisoformat(day))
+
+    def undo(self, import_id: int, day: str) -> None:
+        undo_import(self.conn, import_id, dt.date.fromisoformat(day))
+
+    def balance(self) -> int:
+        return ledger.balance(self.conn, "C1")
+
+    def took(self, refund: str) -> int:
+        return -self.conn.execute(
+            "SELECT COALESCE(SUM(points), 0) FROM ledger WHERE kind = 'clawback' AND source_id = ?",
+            (refund,),
+        ).fetchone()[0]
+
+
+@pytest.fixture
+def shop(conn, tmp_path) -> Shop:
+    return Shop(conn, tmp_path)
+
+
+def test_undoing_a_receipt_spares_what_its_refund_took_from_another_lot(shop):
+    # T1's 100 bought a coffee; its refund U1 took 100 from T2's pending lot. T1
+    # and U1 net to nothing, so undoing T1 reverses nothing: C1 keeps T2's 0.
+    t1 = shop.rows("T1,2026-01-01,100.00,")
+    shop.run("2026-01-19")
+    redeem(shop.conn, "C1", "coffee", dt.date(2026, 1, 20))
+    shop.rows("T2,2026-02-01,100.00,", "U1,2026-02-02,-100.00,T1")
+    shop.run("2026-02-02")
+    shop.undo(t1, "2026-02-03")
+    assert shop.balance() == 0
+
+
+def test_undoing_the_receipt_whose_lot_paid_another_receipts_refund(shop):
+    # Same history; T2 is undone instead: U1's 100 were T1's, so T2's 100 go.
+    shop.rows("T1,2026-01-01,100.00,")
+    shop.run("2026-01-19")
+    redeem(shop.conn, "C1", "coffee", dt.date(2026, 1, 20))
+    t2 = shop.rows("T2,2026-02-01,100.00,")
+    shop.rows("U1,2026-02-02,-100.00,T1")
+    shop.run("2026-02-02")
+    shop.undo(t2, "2026-02-03")
+    assert shop.balance() == -100
+
+
+def test_a_refund_without_refund_of_does_not_shrink_a_receipts_undo(shop):
+    # U0 names no receipt: it took 40 at the base rate (from T1's pending lot).
+    # Without T1, C1 is left with U0's -40, as with no pending days.
+    t1 = shop.rows("T1,2026-01-01,100.00,")
+    shop.rows("U0,2026-01-02,-40.00,")
+    shop.run("2026-01-31")
+    shop.undo(t1, "2026-02-01")
+    assert shop.balance() == -40
+
+
+def test_undoing_a_refund_then_its_receipt_leaves_nothing(shop):
+    t1 = shop.rows("T1,2026-01-01,100.00,")
+    u1 = shop.rows("U1,2026-01-10,-100.00,T1")
+    shop.run("2026-01-31")
+    shop.undo(u1, "2026-02-01")
+    shop.undo(t1, "2026-02-02")
+    assert shop.balance() == 0
+
+
+def test_a_refund_imported_again_for_another_receipt_no_longer_counts_for_the_first(shop):
+    shop.rows("T1,2026-01-01,100.00,", "T2,2026-01-01,100.00,")
+    u1 = shop.rows("U1,2026-01-05,-100.00,T1")
+    shop.run("2026-01-06")
+    shop.undo(u1, "2026-01-07")
+    shop.rows("U1,2026-01-05,-100.00,T2")
+    shop.run("2026-01-08")
+    shop.rows("U2,2026-01-10,-100.00,T1")
+    shop.run("2026-01-31")
+    assert shop.took("U2") == 100
+    assert shop.balance() == 0
+
+
+def test_a_receipt_imported_again_after_an_undo_is_taken_back_once(shop):
+    t1 = shop.rows("T1,2026-01-01,100.00,")
+    shop.run("2026-01-05")
+    shop.undo(t1, "2026-01-06")
+    shop.rows("T1,2026-01-01,100.00,")
+    shop.run("2026-01-07")
+    shop.rows("U1,2026-01-10,-100.00,T1")
+    shop.run("2026-01-31")
+    assert shop.took("U1") == 100
+    assert shop.balance() == 0
+
+
+def test_a_corrected_receipt_is_taken_back_as_corrected(shop):
+    # T1 was 100.00, then a second line of -40.00 corrected it to 60 points.
+    shop.rows("T1,2026-01-01,100.00,")
+    shop.run("2026-01-05")
+    shop.rows("T1,2026-01-01,-40.00,,2")
+    shop.run("2026-01-06")
+    shop.rows("U1,2026-01-10,-60.00,T1")
+    shop.run("2026-01-31")
+    assert shop.took("U1") == 60
+    assert shop.balance() == 0
