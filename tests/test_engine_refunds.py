@@ -255,3 +255,17 @@ def test_an_undone_refund_leaves_its_receipt_to_be_refunded_again(conn, tmp_path
         ("T1", "earn", 100),
     ]
     assert points(conn, "C1") == 0
+
+
+def test_a_refund_of_items_from_two_receipts_takes_back_from_each(conn, tmp_path):
+    # One return, two lines, each naming the sale it takes back: T1 (30 points on
+    # 30.00) gives back ceil(30 x 10/30) = 10, T2 (10 on 10.00) ceil(10 x 5/10) = 5.
+    program(conn, tmp_path, earn="{per_currency_unit: 1, rounding: ceil}")
+    buy(conn, "T1", "C1", "2026-01-05", (2500, "shoes"), (500, "socks"))
+    buy(conn, "T2", "C1", "2026-01-06", 1000)
+    buy(conn, "R1", "C1", "2026-01-08", -1000, refund_of="T1")
+    buy(conn, "R1", "C1", "2026-01-08", -500, refund_of="T2")
+    go(conn, "2026-01-31")
+    claws = "SELECT points, note FROM ledger WHERE kind = 'clawback' ORDER BY entry_id"
+    assert [tuple(r) for r in conn.execute(claws)] == [(-10, "refund of T1"), (-5, "refund of T2")]
+    assert points(conn, "C1") == 25

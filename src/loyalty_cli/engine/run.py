@@ -1256,7 +1256,7 @@ class _Customer:
         level = tiermod.level_for_receipt(program, self.history, q)
         tier = level.id if level is not None else None
         if receipt.amount < 0:  # a refund
-            q.points = -self._refund(receipt, version, level)
+            q.points = -sum(self._refund(part, version, level) for part in _by_original(receipt))
             self._remember(receipt, q.points, tier, version.version, None)
             self.history.add(q)
             return
@@ -1679,6 +1679,21 @@ class _Customer:
         self._bonus(
             date, version, points, "referral", referee, "referral", note=f"referred {referee}"
         )
+
+
+def _by_original(refund: Receipt) -> list[Receipt]:
+    """A refund's lines per receipt they name: a till may take back items of two
+    sales in one return, and each sale gives back what its own lines earned. Lines
+    naming none go with the first named (as the whole refund did before)."""
+    named = list(dict.fromkeys(line.refund_of for line in refund.lines if line.refund_of))
+    if len(named) < 2:
+        return [refund]
+    parts = {
+        name: Receipt(refund.transaction_id, refund.customer_id, refund.date) for name in named
+    }
+    for line in refund.lines:
+        parts[line.refund_of or named[0]].add(line)
+    return [part for part in parts.values() if part.amount < 0]
 
 
 def _progress(total: int) -> Callable[..., None]:
