@@ -236,7 +236,9 @@ def test_a_refund_without_refund_of_is_not_counted_against_a_receipt(conn, tmp_p
 
 def test_an_undone_refund_leaves_its_receipt_to_be_refunded_again(conn, tmp_path):
     program(conn, tmp_path)
-    buy(conn, "T1", "C1", "2026-03-01", 10000)
+    sale = tmp_path / "sale.csv"
+    sale.write_text("transaction_id,customer_id,date,amount\nT1,C1,2026-03-01,100.00\n")
+    import_files(conn, "purchases", [sale])
     go(conn, "2026-03-10")
     refund = tmp_path / "refund.csv"
     refund.write_text(

@@ -59,8 +59,11 @@ class Shop:
         ).fetchone()[0]
 
 
-@pytest.fixture
-def shop(conn, tmp_path) -> Shop:
+@pytest.fixture(params=["by customer", "one pass"])
+def shop(conn, tmp_path, request, monkeypatch) -> Shop:
+    # An undo reads the refunds of a few customers by customer, of many in one pass.
+    if request.param == "one pass":
+        monkeypatch.setattr(ledger, "_FEW_CUSTOMERS", 0)
     return Shop(conn, tmp_path)
 
 
@@ -142,3 +145,30 @@ def test_a_corrected_receipt_is_taken_back_as_corrected(shop):
     shop.run("2026-01-31")
     assert shop.took("U1") == 60
     assert shop.balance() == 0
+
+
+def test_undoing_a_receipt_and_its_refund_in_one_import_leaves_nothing(shop):
+    both = shop.rows("T1,2026-01-01,100.00,", "U1,2026-01-10,-40.00,T1")
+    shop.run("2026-01-31")
+    shop.undo(both, "2026-02-01")
+    assert shop.balance() == 0
+
+
+def test_a_refund_of_a_receipt_imported_again_takes_from_its_new_lot(shop):
+    # T1's first lot was emptied by the undo; U1 (after the return window) takes
+    # from T1's new lot, not first-in-first-out from T0's.
+    shop.rows("T0,2026-01-01,100.00,")
+    t1 = shop.rows("T1,2026-01-02,100.00,")
+    shop.run("2026-01-05")
+    shop.undo(t1, "2026-01-06")
+    shop.rows("T1,2026-01-02,100.00,")
+    shop.rows("U1,2026-01-20,-50.00,T1")
+    shop.run("2026-01-31")
+    aimed = shop.conn.execute(
+        "SELECT l.source_id, l.entry_id > r.entry_id FROM ledger c "
+        "JOIN ledger l ON l.entry_id = c.lot_id "
+        "JOIN ledger r ON r.kind = 'reversal' AND r.source_id = 'T1' "
+        "WHERE c.kind = 'clawback'"
+    ).fetchall()
+    assert [tuple(r) for r in aimed] == [("T1", 1)]  # T1's lot made after the undo
+    assert shop.balance() == 150

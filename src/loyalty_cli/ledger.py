@@ -540,15 +540,35 @@ def refund_took(entries: Iterable[tuple[str, int, str | None]], original: str) -
     return took
 
 
-def _refunds_took(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
-    """(customer, original receipt) -> the points its refunds took back, net of undo."""
+# Up to this many customers an undo reads their entries one customer at a time.
+_FEW_CUSTOMERS = 2000
+
+
+def _refunds_took(
+    conn: sqlite3.Connection, customers: Iterable[str], reversing: set[str]
+) -> dict[tuple[str, str], int]:
+    """(customer, original receipt) -> the points its refunds took back, net of undo,
+    for these customers. A refund among the sources being `reversing` now gives its
+    points back in the same undo, so it spares its receipt nothing."""
     by_refund: dict[tuple[str, str], list[tuple[str, int, str | None]]] = {}
     originals: dict[tuple[str, str], set[str]] = {}
-    for cid, refund, kind, points, note in conn.execute(
-        "SELECT customer_id, source_id, kind, points, note FROM ledger "
-        "WHERE source_type = 'purchase' AND (kind = 'reversal' "
-        f"OR (kind = 'clawback' AND note LIKE '{REFUND_OF}%')) ORDER BY entry_id"
-    ):
+    wanted = sorted(set(customers))
+    select = (
+        "SELECT customer_id, source_id, kind, points, note FROM ledger {} "
+        "WHERE {} source_type = 'purchase' "
+        f"AND (kind = 'reversal' OR (kind = 'clawback' AND note LIKE '{REFUND_OF}%')) "
+        "ORDER BY entry_id"
+    )
+    rows: list[tuple[str, str, str, int, str | None]] = []
+    if len(wanted) > _FEW_CUSTOMERS:  # a big undo: one pass over the ledger
+        rows = conn.execute(select.format("", "")).fetchall()
+    for cid in wanted if len(wanted) <= _FEW_CUSTOMERS else ():
+        rows += conn.execute(
+            select.format("INDEXED BY ledger_customer", "customer_id = ? AND"), (cid,)
+        ).fetchall()
+    for cid, refund, kind, points, note in rows:
+        if refund in reversing:
+            continue
         by_refund.setdefault((cid, refund), []).append((kind, points, note))
         original = refunded_receipt(note) if kind == "clawback" else None
         if original is not None:
@@ -605,7 +625,11 @@ def reverse_sources(
         (source_type,),
     ).fetchall()
     expired_by_replay = _inactivity_expired(conn, source_type, rows)
-    took = _refunds_took(conn) if source_type == "purchase" and rows else {}
+    took = (
+        _refunds_took(conn, (row[0] for row in rows), set(source_ids))
+        if source_type == "purchase" and rows
+        else {}
+    )
     rows = [
         (cid, sid, kept, share(value, kept, net), lot, version, partner)
         for cid, sid, net, value, lot, version, partner, expired in rows

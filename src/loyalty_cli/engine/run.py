@@ -1405,11 +1405,15 @@ class _Customer:
         return (earn, extra) if earn >= 0 else (diff, [])
 
     def _lots_of(self, tid: str) -> list[Row]:
-        lots = [
-            e
-            for e in self.by_source.get(("purchase", tid), [])
-            if e.kind in ("earn", "bonus") and e.points > 0
-        ]
+        """The receipt's lots, earn first: those of its current scoring (an import
+        undo's reversal emptied the lots before it; the receipt imported again
+        earned new ones, which a claw-back must aim at)."""
+        lots: list[Row] = []
+        for e in self.by_source.get(("purchase", tid), []):
+            if e.kind == "reversal":
+                lots = []
+            elif e.kind in ("earn", "bonus") and e.points > 0:
+                lots.append(e)
         return sorted(lots, key=lambda e: (e.kind != "earn", e.entry_id))
 
     # ---- refunds
