@@ -271,3 +271,20 @@ def test_a_refund_of_items_from_two_receipts_takes_back_from_each(conn, tmp_path
     claws = "SELECT points, note FROM ledger WHERE kind = 'clawback' ORDER BY entry_id"
     assert [tuple(r) for r in conn.execute(claws)] == [(-10, "refund of T1"), (-5, "refund of T2")]
     assert points(conn, "C1") == 25
+
+
+@pytest.mark.parametrize("rate, corrected", [("0.1", 15), ("2", 15)])
+def test_lines_added_to_a_receipt_are_scored_by_the_version_that_scored_it(
+    conn, tmp_path, rate, corrected
+):
+    # T1 earned 10 under version 1; a version applied later, back-dated over T1's
+    # date, does not rewrite it: its second line earns under version 1 too.
+    program(conn, tmp_path)
+    buy(conn, "T1", "C1", "2025-01-10", 1000)
+    go(conn, "2025-01-31")
+    later = "{per_currency_unit: " + rate + ", rounding: floor}"
+    program(conn, tmp_path, effective="2025-01-01", name="v2.yaml", earn=later)
+    buy(conn, "T1", "C1", "2025-01-10", 500)
+    go(conn, "2025-01-31")
+    rows = conn.execute("SELECT kind, points, program_version FROM ledger ORDER BY entry_id")
+    assert [tuple(r) for r in rows] == [("earn", 10, 1), ("earn", corrected - 10, 1)]

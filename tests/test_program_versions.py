@@ -146,6 +146,19 @@ def test_cli_apply_show_versions(cli, write):
     assert cli("program", "versions").exit_code == 0
 
 
+def test_cli_apply_before_the_last_run_says_posted_points_stay(cli, write):
+    assert cli("program", "apply", write("a.yaml", A)).exit_code == 0
+    assert cli("run", "--as-of", "2026-03-31").exit_code == 0
+    later = cli("program", "apply", write("b.yaml", B), "--effective", "2026-04-01")
+    assert later.exit_code == 0 and later.stderr == ""
+    back = cli(
+        "program", "apply", write("c.yaml", B + "point_value: 0.02\n"), "--effective", "2026-02-01"
+    )
+    assert back.exit_code == 0
+    assert back.stdout.strip() == "applied program version 3 (Plan B), effective 2026-02-01"
+    assert "before the last run (as of 2026-03-31): what was posted stays" in back.stderr
+
+
 def test_cli_apply_invalid_exit_2(cli, write):
     result = cli("program", "apply", write("bad.yaml", "program: x\n"))
     assert result.exit_code == 2

@@ -191,6 +191,12 @@ def _history_currency(conn: sqlite3.Connection, program: Program, source: str) -
         )
 
 
+def posted_through(conn: sqlite3.Connection) -> dt.date | None:
+    """The as-of date of the latest run: what is posted up to it stays as posted."""
+    day = conn.execute("SELECT MAX(as_of) FROM runs").fetchone()[0]
+    return dt.date.fromisoformat(day) if day else None
+
+
 def apply_program(
     conn: sqlite3.Connection,
     path: str | Path,

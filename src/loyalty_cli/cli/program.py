@@ -79,6 +79,7 @@ def apply(
     Example: loyalty program apply programs/boutique.yaml --effective 2026-07-01
     """
     from loyalty_cli import program as programs
+    from loyalty_cli import programs_store
 
     when = parse_date(effective)
     conn = get_conn(ctx)
@@ -96,6 +97,14 @@ def apply(
         f"{what} program version {version.version} ({version.name}), "
         f"effective {_effective(version)}"
     )
+    posted = programs_store.posted_through(conn)
+    if version.created and posted is not None and version.effective_from <= posted:
+        typer.echo(
+            f"note: it takes effect before the last run (as of {posted.isoformat()}): "
+            "what was posted stays as it is; receipts imported later and dated since "
+            f"{version.effective_from.isoformat()} are scored by it",
+            err=True,
+        )
 
 
 @group.command("diff")

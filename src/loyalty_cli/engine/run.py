@@ -1234,7 +1234,6 @@ class _Customer:
         return available, expires
 
     def _receipt(self, receipt: Receipt) -> None:
-        version = self.e.version_on(receipt.date)
         old = self.scored.get(receipt.transaction_id)
         if old is not None:
             if (
@@ -1242,8 +1241,9 @@ class _Customer:
                 or old.amount != receipt.amount
                 or old.tax != receipt.tax
             ):
-                self._rescore(receipt, old, version)
+                self._rescore(receipt, old)
             return
+        version = self.e.version_on(receipt.date)
         self.e.result.receipts += 1
         q = tiermod.Qualifier(receipt.date, receipt.transaction_id, receipt.amount, 0)
         if version is None:
@@ -1345,10 +1345,13 @@ class _Customer:
             )
         )
 
-    def _rescore(self, receipt: Receipt, old: Scored, version: ProgramVersion | None) -> None:
-        """Lines arrived for a scored receipt: score all active lines, post the difference."""
+    def _rescore(self, receipt: Receipt, old: Scored) -> None:
+        """Lines arrived for a scored receipt: score all active lines by the version
+        that scored it (a version applied later does not rewrite it), post the
+        difference."""
         self.e.result.receipts += 1
         points = old.points
+        version = self.e.timeline.by_number[old.version] if old.version is not None else None
         if version is not None and old.amount >= 0 and not receipt.is_refund:
             program = version.program
             level = program.level(old.tier) if old.tier else None
