@@ -29,8 +29,6 @@ if TYPE_CHECKING:  # Rich is imported where a table is drawn: JSON and CSV never
 # A cell a spreadsheet would run as a formula starts with one of these.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
-# Cells kept on one line in a narrow table: numbers, ISO dates, empty.
-_COMPACT = re.compile(r"^([+-]?\d+(\.\d+)?|\d{4}-\d{2}-\d{2}|)$")
 
 
 def safe_cell(value: Any) -> Any:
@@ -112,12 +110,8 @@ def _rich_table(
     from rich.table import Table
 
     tbl = Table(title=title, show_lines=False, header_style="bold")
-    for i, (col, is_right) in enumerate(zip(cols, right, strict=True)):
-        # On a narrow terminal nothing is cut off with an ellipsis (an id or a date
-        # cut short is no use at the counter): numbers and dates keep their width,
-        # other text wraps inside its column.
-        whole = all(_COMPACT.match(row[i]) for row in cells)
-        tbl.add_column(col, justify="right" if is_right else "left", overflow="fold", no_wrap=whole)
+    for col, is_right in zip(cols, right, strict=True):
+        tbl.add_column(col, justify="right" if is_right else "left")
     for row in cells:
         tbl.add_row(*row)
     return tbl
