@@ -288,3 +288,19 @@ def test_lines_added_to_a_receipt_are_scored_by_the_version_that_scored_it(
     go(conn, "2025-01-31")
     rows = conn.execute("SELECT kind, points, program_version FROM ledger ORDER BY entry_id")
     assert [tuple(r) for r in rows] == [("earn", 10, 1), ("earn", corrected - 10, 1)]
+
+
+@pytest.mark.parametrize("as_of", [["2026-01-31"], ["2026-01-05", "2026-01-31"]])
+def test_a_refund_naming_two_receipts_one_of_the_same_day_comes_after_both(conn, tmp_path, as_of):
+    # R1 names T1 and Z2, Z2 of the same day and sorting after R1: R1 waits for Z2,
+    # so each part takes back from its own sale (13 of T1's 40, 20 of Z2's 20).
+    program(conn, tmp_path, "rules:\n  - {id: thanks, bonus: 10}\n")
+    buy(conn, "T1", "C1", "2026-01-05", 3000)  # 30 + 10
+    buy(conn, "Z2", "C1", "2026-01-08", 1000)  # 10 + 10
+    buy(conn, "R1", "C1", "2026-01-08", -1000, refund_of="T1")
+    buy(conn, "R1", "C1", "2026-01-08", -1000, refund_of="Z2")
+    for day in as_of:
+        go(conn, day)
+    claws = "SELECT points, note FROM ledger WHERE kind = 'clawback' ORDER BY entry_id"
+    assert [tuple(r) for r in conn.execute(claws)] == [(-13, "refund of T1"), (-20, "refund of Z2")]
+    assert points(conn, "C1") == 27

@@ -1096,10 +1096,12 @@ class _Customer:
         same_day = {(r.date, r.transaction_id) for r in self.receipts}
         for receipt in self.receipts:
             order = receipt.transaction_id
-            if receipt.refund_of and (receipt.date, receipt.refund_of) in same_day:
-                # A refund of a receipt of the same day comes right after it, whatever
-                # its id: before, it found nothing scored and clawed back at the base rate.
-                order = f"{receipt.refund_of}\x00{order}"
+            named = [n for n in _named(receipt) if (receipt.date, n) in same_day]
+            if named:
+                # A refund of a receipt of the same day comes right after it (the last
+                # of them, if it names several), whatever its id: before, it found
+                # nothing scored and clawed back at the base rate.
+                order = f"{max(named)}\x00{order}"
             items.append((receipt.date, _RECEIPT, order, receipt))
         for event_id, etype, date in self.events:
             items.append((date, _EVENT, event_id, etype))
@@ -1688,11 +1690,16 @@ class _Customer:
         )
 
 
+def _named(refund: Receipt) -> list[str]:
+    """The receipts a refund's lines name, in id order (the lines come in no order)."""
+    return sorted({line.refund_of for line in refund.lines if line.refund_of})
+
+
 def _by_original(refund: Receipt) -> list[Receipt]:
     """A refund's lines per receipt they name: a till may take back items of two
     sales in one return, and each sale gives back what its own lines earned. Lines
-    naming none go with the first named (as the whole refund did before)."""
-    named = list(dict.fromkeys(line.refund_of for line in refund.lines if line.refund_of))
+    naming none go with the first named in id order."""
+    named = _named(refund)
     if len(named) < 2:
         return [refund]
     parts = {
