@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loyalty_cli import exports, ledger, program
+from loyalty_cli import exports, ledger, program, reports
 from loyalty_cli.ledger import NewEntry
 
 PROGRAM = """\
@@ -304,3 +304,39 @@ def test_rfm_purchase_days_are_days_with_a_sale_receipt(conn, write):
     import_files(conn, "purchases", [write("p.csv", rows)])
     out = [[str(v) for v in row] for row in rfm_export(conn, dt.date(2025, 1, 31)).rows]
     assert out == [["C1", "1", "19", "30", "30.00"], ["C2", "1", "14", "28", "0.00"]]
+
+
+def test_exports_to_stdout_are_utf8_whatever_the_locale(conn, tmp_path, db_file):
+    import os
+    import subprocess
+    import sys
+
+    from loyalty_cli.importing import import_files
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "program: P\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+        "offers: [{id: hei, text: Hyvää päivää}]\n"
+    )
+    program.apply_program(conn, path)
+    people = tmp_path / "c.csv"
+    people.write_text("customer_id,name\nC1,Björn\n", encoding="utf-8")
+    sale = tmp_path / "s.csv"
+    sale.write_text("transaction_id,customer_id,date,amount\nT1,C1,2026-01-05,10.00\n")
+    import_files(conn, "customers", [people])
+    import_files(conn, "purchases", [sale])
+    for encoding in ("ascii", "latin-1"):
+        env = {**os.environ, "PYTHONIOENCODING": encoding}
+        done = subprocess.run(
+            [sys.executable, "-m", "loyalty_cli", "--db", str(db_file), "export", "offers",
+             "--to", "2026-01-31"],
+            capture_output=True, env=env, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "C1,Björn,,new,hei,Hyvää päivää" in done.stdout.decode("utf-8")
+
+
+def test_a_favourite_category_tie_goes_to_the_first_in_dictionary_order(shop):
+    buy(shop, "T1", "A", "2026-03-01", 2000, line=1, category="Banana")
+    buy(shop, "T1", "A", "2026-03-01", 2000, line=2, category="apple")
+    assert reports.favourite_categories(shop, d("2026-03-31")) == {"A": "apple"}

@@ -685,3 +685,24 @@ def test_rules_for_new_versions_do_not_lock_out_a_stored_one():
     with pytest.raises(ProgramError) as err:
         parse_program(text.replace("favourite_category: yes", "favourite_category: true"))
     assert "'RMB' is not an ISO 4217 currency code" in str(err.value)
+
+
+def test_counts_and_points_are_numbers_not_true_or_false():
+    text = (
+        "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\npending_days: true\n"
+        "bonuses: {signup: true, review: {points: true, limit: {count: true, per: month}}}\n"
+        "segments: {new_days: true, at_risk_min_days: false}\n"
+        "rewards:\n  - {id: c, name: C, cost: true}\n  - {id: v, name: V, punch_card: {every: true}}\n"
+        "offers: [{id: o, bonus_points: true}]\n"
+    )
+    with pytest.raises(ProgramError) as err:
+        parse_program(text, source="p.yaml")
+    found = {e.field for e in err.value.errors}
+    assert found == {
+        "pending_days", "bonuses.signup", "bonuses.review.points", "bonuses.review.limit.count",
+        "segments.new_days", "segments.at_risk_min_days", "rewards[0].cost",
+        "rewards[1].punch_card.every", "offers[0].bonus_points",
+    }  # fmt: skip
+    assert {e.message for e in err.value.errors} == {"must be a whole number, not true or false"}
+    stored = parse_program(text, source="program version 1", stored=True)  # still loads
+    assert (stored.pending_days, stored.offers[0].bonus_points) == (1, 1)

@@ -228,6 +228,25 @@ def test_a_member_met_only_on_a_later_receipt_is_not_listed_before_it(conn, tmp_
     assert listed == ["C1", "C3"]
 
 
+def test_an_id_only_row_of_the_customers_file_makes_a_member_whatever_the_order(
+    conn, tmp_path, write
+):
+    # Z was first met on a receipt; the customers file names it (no other field):
+    # from then on Z is a member from the start, as if the file had come first.
+    from loyalty_cli.importing import import_files
+
+    path = tmp_path / "program.yaml"
+    path.write_text(PROGRAM)
+    program.apply_program(conn, path, effective=dt.date(2025, 1, 1))
+    rows = "transaction_id,customer_id,date,amount\nT1,Z,2025-05-01,10.00\n"
+    import_files(conn, "purchases", [write("p.csv", rows)])
+    [result] = import_files(conn, "customers", [write("c.csv", "customer_id,name\nZ,\nX,\n")])
+    assert (result.inserted, result.duplicates) == (2, 0)
+    assert sorted(reports.known_customers(conn, dt.date(2025, 4, 1))) == ["X", "Z"]
+    [again] = import_files(conn, "customers", [write("c2.csv", "customer_id,name\nZ,\n")])
+    assert (again.inserted, again.duplicates) == (0, 1)
+
+
 def test_reports_taken_on_one_day_say_their_from_is_not_used(cli):
     for args in (["report", "tiers"], ["report", "segments"], ["report", "offers"],
                  ["export", "balances"], ["export", "offers"], ["export", "rfm"]):  # fmt: skip

@@ -58,7 +58,17 @@ def write(export: Export, out: IO[str] | str | Path | None = None, fmt: str = "c
         except OSError as exc:
             raise LoyaltyError(f"{out}: cannot write the export: {exc.strerror or exc}") from None
     else:
-        _write(export, out, fmt)
+        _write(export, out if out is not None else _utf8_stdout(), fmt)
+
+
+def _utf8_stdout() -> IO[str]:
+    """stdout, writing UTF-8 whatever the locale (exports are UTF-8 wherever they go:
+    a latin-1 terminal would write Björn in latin-1, an ASCII one fail on it)."""
+    stream = sys.stdout
+    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+    if encoding != "utf8" and hasattr(stream, "reconfigure"):
+        stream.reconfigure(encoding="utf-8")
+    return stream
 
 
 def _write(export: Export, out: IO[str] | None, fmt: str) -> None:

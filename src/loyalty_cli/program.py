@@ -25,6 +25,8 @@ import codecs
 import datetime as dt
 import difflib
 import re
+import types
+import typing
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -281,6 +283,25 @@ class Strict(BaseModel):
             return {k: v for k, v in data.items() if v is not None}
         return data
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yes_no_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML true/false is no count of days or points (pydantic reads them as 1/0);
+        # a stored version from before the rule still loads.
+        if info.field_name is not None and _whole_number(
+            cls.model_fields[info.field_name].annotation
+        ):
+            return _no_yes_no(value, info)
+        return value
+
+
+def _whole_number(annotation: Any) -> bool:
+    """`int` or `int | None`."""
+    return annotation is int or (
+        typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        and int in typing.get_args(annotation)
+    )
+
 
 class Limit(Strict):
     """At most `count` times per calendar day, ISO week, calendar month or year."""
@@ -339,8 +360,16 @@ def _bonus_tag(value: Any) -> str:
     return _T_MAP if isinstance(value, (dict, BaseModel)) else _T_INT
 
 
+def _no_yes_no(value: Any, info: ValidationInfo) -> Any:
+    """As Strict._no_yes_no_for_numbers, for a bonus given as a number."""
+    if isinstance(value, bool) and not (info.context and info.context.get("stored")):
+        raise ValueError("must be a whole number, not true or false")
+    return value
+
+
 BonusValue = Annotated[
-    Annotated[int, Field(ge=0, le=MAX_POINTS), Tag(_T_INT)] | Annotated[BonusDetail, Tag(_T_MAP)],
+    Annotated[int, BeforeValidator(_no_yes_no), Field(ge=0, le=MAX_POINTS), Tag(_T_INT)]
+    | Annotated[BonusDetail, Tag(_T_MAP)],
     Discriminator(_bonus_tag),
 ]
 

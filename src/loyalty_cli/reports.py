@@ -776,10 +776,19 @@ def favourite_categories(conn: sqlite3.Connection, on: dt.date) -> dict[str, str
     best: dict[str, tuple[int, str]] = {}
     for cid, category, net in rows:
         current = best.get(cid)
-        if current is None or net > current[0] or (net == current[0] and category < current[1]):
+        if (
+            current is None
+            or net > current[0]
+            or (net == current[0] and _alphabetical(category) < _alphabetical(current[1]))
+        ):
             best[cid] = (net, category)
     # Only a category the customer actually spent on counts as a favourite.
     return {cid: cat for cid, (net, cat) in best.items() if net > 0}
+
+
+def _alphabetical(text: str) -> tuple[str, str]:
+    """Dictionary order: apple before Banana (case aside; then by code point)."""
+    return (text.casefold(), text)
 
 
 def offer_detail(offer: Any, favourite: str | None, program: Any) -> str:

@@ -45,17 +45,19 @@ class CustomersKind(KindHandler):
         """Upsert: a row that changes nothing is a duplicate; else it is written."""
         key = record["customer_id"]
         queued = self.pending.get(key)
+        bare = False  # a row a purchase (or balance) made: this file makes it a member's
         if queued is not None:
             old = queued[0]
         else:
             found = self.find_existing(record)
             old = found[0] if found is not None else None
+            bare = found is not None and not self._from_customers(found[1])
         if old is None:
             self.pending[key] = (record, line)
             self.batch.append(record)
         else:
             merged = {f: record[f] if record[f] is not None else old[f] for f in _FIELDS}
-            if all(merged[f] == old[f] for f in _FIELDS):
+            if all(merged[f] == old[f] for f in _FIELDS) and not bare:
                 return False
             if queued is not None:
                 queued[0].update(merged)  # the queued row is written merged
@@ -66,12 +68,33 @@ class CustomersKind(KindHandler):
             self.flush()
         return True
 
+    def begin(self, size: int) -> None:
+        super().begin(size)
+        self._kinds: dict[int, bool] = {}  # import id -> a customers import's
+
+    def _from_customers(self, import_id: int | None) -> bool:
+        """Whether the stored row is a customers file's (or was made by hand)."""
+        if import_id is None:
+            return True
+        kinds = self._kinds
+        if import_id not in kinds:
+            row = self.conn.execute(
+                "SELECT kind FROM imports WHERE import_id = ?", (import_id,)
+            ).fetchone()
+            kinds[import_id] = row is None or row[0] == "customers"
+        return kinds[import_id]
+
     def write(self, records: list[Record]) -> None:
         # import_id: the import that created the customer or last changed a field the
         # run reads (a run looks again at the birthdays of those customers). A nightly
         # full customer export that changes nothing for them leaves them alone.
         changed = " OR ".join(
             f"(excluded.{f} IS NOT NULL AND excluded.{f} IS NOT customers.{f})" for f in _RUN_READS
+        )
+        # A row a purchase or balance import made becomes this file's (a member from
+        # the customers file counts from the start, not from the day the id was seen).
+        changed += (
+            " OR customers.import_id IN (SELECT import_id FROM imports WHERE kind != 'customers')"
         )
         updates = ", ".join(
             [
