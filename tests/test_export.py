@@ -306,7 +306,7 @@ def test_rfm_purchase_days_are_days_with_a_sale_receipt(conn, write):
     assert out == [["C1", "1", "19", "30", "30.00"], ["C2", "1", "14", "28", "0.00"]]
 
 
-def test_exports_to_stdout_are_utf8_whatever_the_locale(conn, tmp_path, db_file):
+def test_csv_and_json_to_stdout_are_utf8_whatever_the_locale(conn, tmp_path, db_file):
     import os
     import subprocess
     import sys
@@ -334,6 +334,13 @@ def test_exports_to_stdout_are_utf8_whatever_the_locale(conn, tmp_path, db_file)
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "C1,Björn,,new,hei,Hyvää päivää" in done.stdout.decode("utf-8")
+        listed = subprocess.run(
+            [sys.executable, "-m", "loyalty_cli", "--db", str(db_file), "customer", "list",
+             "--as-of", "2026-01-31", "--format", "csv"],
+            capture_output=True, env=env, check=False,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert "C1,Björn," in listed.stdout.decode("utf-8")  # listings too, when piped
 
 
 def test_a_favourite_category_tie_goes_to_the_first_in_dictionary_order(shop):

@@ -630,6 +630,9 @@ def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
         ("offers: [{id: o, discount_percent: lots, text: t}]", "discount_percent"),
         ("offers: [{id: o, favourite_category: yes, text: t}]", "favourite_category"),
         ("rewards: [{id: s, name: S, cost: 5, active: {from_: 2026-03-01}}]", "from_"),
+        ("bonuses: {signup: -1}", "must be at least 0"),
+        ("bonuses: {app: 10000000000}", "must be at most 1000000000"),
+        ("pending_days: true", "must be a whole number, not true or false"),
     ]:
         base = "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
         text = base.replace("currency: EUR", bad) if bad.startswith("currency") else base + bad

@@ -368,7 +368,8 @@ def _no_yes_no(value: Any, info: ValidationInfo) -> Any:
 
 
 BonusValue = Annotated[
-    Annotated[int, BeforeValidator(_no_yes_no), Field(ge=0, le=MAX_POINTS), Tag(_T_INT)]
+    # The bounds before the validator: so the JSON Schema says minimum / maximum.
+    Annotated[int, Field(ge=0, le=MAX_POINTS), BeforeValidator(_no_yes_no), Tag(_T_INT)]
     | Annotated[BonusDetail, Tag(_T_MAP)],
     Discriminator(_bonus_tag),
 ]

@@ -350,4 +350,14 @@ def root(
 def main() -> None:
     if os.environ.get("NO_COLOR") == "":
         os.environ.pop("NO_COLOR")
+    _utf8_when_piped()
     sys.exit(app())
+
+
+def _utf8_when_piped() -> None:
+    """Into a file or a pipe, CSV and JSON are UTF-8 whatever the locale (an ASCII
+    locale failed on a name like Björn); a terminal keeps its own encoding."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure") and not stream.isatty():
+            stream.reconfigure(encoding="utf-8")

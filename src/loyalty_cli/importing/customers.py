@@ -51,7 +51,11 @@ class CustomersKind(KindHandler):
         else:
             found = self.find_existing(record)
             old = found[0] if found is not None else None
-            bare = found is not None and not self._from_customers(found[1])
+            bare = (
+                found is not None
+                and not self._from_customers(found[1])
+                and all(found[0][f] is None for f in _FIELDS)
+            )
         if old is None:
             self.pending[key] = (record, line)
             self.batch.append(record)
@@ -93,8 +97,10 @@ class CustomersKind(KindHandler):
         )
         # A row a purchase or balance import made becomes this file's (a member from
         # the customers file counts from the start, not from the day the id was seen).
+        bare = " AND ".join(f"customers.{f} IS NULL" for f in _FIELDS)
         changed += (
-            " OR customers.import_id IN (SELECT import_id FROM imports WHERE kind != 'customers')"
+            f" OR ({bare} AND customers.import_id IN "
+            "(SELECT import_id FROM imports WHERE kind != 'customers'))"
         )
         updates = ", ".join(
             [
