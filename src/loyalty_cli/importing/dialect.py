@@ -11,7 +11,7 @@ import bisect
 import codecs
 import datetime as dt
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from loyalty_cli.engine.dates import is_date_format
 from loyalty_cli.errors import UsageError
@@ -48,6 +48,10 @@ class Dialect:
     # (effective_from ISO, store -> partner id or None: no coalition) per program
     # version, in force order; a row is checked against the version of its date.
     partner_versions: tuple[tuple[str, dict[str, str] | None], ...] = ()
+    # When the program's `csv:` section set the dialect (no import flag did): the
+    # standard dialect, for a file whose header is in it instead (see
+    # importing.service._dialect_for).
+    standard: Dialect | None = None
 
     def stores_on(self, day: str) -> dict[str, str] | None:
         """store -> partner id under the version in force on `day` (ISO); before the
@@ -142,7 +146,7 @@ def resolve(
         )
         partner_versions.append((each.effective_from.isoformat(), stores))
 
-    return Dialect(
+    dialect = Dialect(
         delimiter=delimiter,
         decimal=decimal,  # type: ignore[arg-type]
         date_format=date_format,  # type: ignore[arg-type]
@@ -156,3 +160,15 @@ def resolve(
             tuple(partner_versions) if any(s is not None for _, s in partner_versions) else ()
         ),
     )
+    flags = (o.delimiter, o.decimal, o.date_format, o.encoding, o.columns)
+    if csv_cfg is None or any(flag is not None for flag in flags):
+        return dialect
+    plain = replace(
+        dialect,
+        delimiter=None,
+        decimal=".",
+        date_format=DEFAULT_DATE_FORMAT,
+        encoding=DEFAULT_ENCODING,
+        columns={},
+    )
+    return dialect if plain == dialect else replace(dialect, standard=plain)

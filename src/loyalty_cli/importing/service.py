@@ -126,15 +126,16 @@ def import_files(
             + ", ".join(handler.columns)
         )
     paths = [Path(p) for p in paths]
-    for path in paths:
-        _check_header(handler, path, dialect)
+    dialects = {path: _dialect_for(handler, path, dialect) for path in paths}
     results: list[ImportResult] = []
     if strict and not dry_run and len(paths) > 1:
         try:
             with db.transaction(conn):
                 for path in paths:
                     results.append(
-                        _import_file(conn, handler, path, dialect, False, True, progress, today)
+                        _import_file(
+                            conn, handler, path, dialects[path], False, True, progress, today
+                        )
                     )
         except StrictImportError as exc:
             exc.message = exc.message.replace(_STRICT_NOTE, f"{_STRICT_NOTES} {len(paths)} files")
@@ -144,10 +145,32 @@ def import_files(
                 on_result(result)
         return results
     for path in paths:
-        results.append(_import_file(conn, handler, path, dialect, dry_run, strict, progress, today))
+        results.append(
+            _import_file(conn, handler, path, dialects[path], dry_run, strict, progress, today)
+        )
         if on_result is not None:
             on_result(results[-1])
     return results
+
+
+def _dialect_for(handler: type[KindHandler], path: Path, dialect: Dialect) -> Dialect:
+    """The dialect a file is read in: the shop's (the program's `csv:` section), or
+    the standard one when its header is in that instead: a customers or events file
+    from elsewhere than the till, or a standard export beside a till's own. Raises
+    what the header check of the shop's dialect raises when neither fits."""
+    try:
+        _check_header(handler, path, dialect)
+    except InputFileError:
+        if dialect.standard is None:
+            raise
+        try:
+            _check_header(handler, path, dialect.standard)
+        except LoyaltyError:
+            pass
+        else:
+            return dialect.standard
+        raise
+    return dialect
 
 
 def _check_header(handler: type[KindHandler], path: Path, dialect: Dialect) -> None:
