@@ -4,6 +4,7 @@ export) is read in that, as DESIGN.md's example program is applied as is."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,60 @@ def test_a_file_in_neither_dialect_gets_the_tills_error(shop, write):
         import_files(shop, "purchases", [bad])
 
 
-def test_import_flags_name_the_dialect_exactly(shop, write):
+def test_a_delimiter_flag_applies_to_the_standard_reading_too(shop, write):
     standard = write("p.csv", "transaction_id,customer_id,date,amount\nT1,C1,2026-02-01,10.00\n")
     with pytest.raises(InputFileError, match="not found"):
         import_files(shop, "purchases", [standard], overrides=DialectOverrides(delimiter=";"))
+
+
+def test_nightly_reads_a_standard_till_redemptions_file_after_the_days_run(shop, db_file, tmp_path):
+    from loyalty_cli.nightly import nightly
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "2026-03-01.csv").write_text("Kuitti;Asiakas;Pvm;Summa\nK1;C1;01.03.2026;500,00\n")
+    (inbox / "redemptions-1.csv").write_text(
+        "redemption_id,customer_id,reward_id,date\nR1,C1,coffee,2026-03-20\n"
+    )
+    result = nightly(db_file, inbox, dt.date(2026, 3, 25), wait=0, quiet=True)
+    assert result.exit_code == 0, result.error
+    assert shop.execute("SELECT COUNT(*) FROM redemptions").fetchone()[0] == 1
+
+
+def test_a_till_file_saved_in_another_encoding_is_not_read_as_standard(conn, write, tmp_path):
+    # Same delimiter, decimal ',': the standard reading would misread 12,50 as 1250.00.
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "program: P\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+        'csv: {delimiter: ";", decimal: ",", encoding: cp1252}\n'
+    )
+    program.apply_program(conn, path)
+    till = tmp_path / "till.csv"
+    till.write_text("transaction_id;customer_id;date;amount\nT1;C1;2026-03-01;12,50\n", "utf-8-sig")
+    with pytest.raises(InputFileError, match="column 'transaction_id' not found"):
+        import_files(conn, "purchases", [till])
+    assert conn.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 0
+
+
+def test_an_encoding_flag_keeps_the_standard_reading(shop, tmp_path):
+    people = tmp_path / "c.csv"
+    people.write_bytes("customer_id,name\nC1,Mäkelä\n".encode("latin-1"))
+    with pytest.raises(InputFileError, match="give the right encoding"):
+        import_files(shop, "customers", [people])
+    [result] = import_files(
+        shop, "customers", [people], overrides=DialectOverrides(encoding="latin-1")
+    )
+    assert result.inserted == 1
+    assert shop.execute("SELECT name FROM customers").fetchone()[0] == "Mäkelä"
+
+
+def test_a_utf16_section_and_a_standard_utf8_file(conn, write, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "program: P\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+        'csv: {delimiter: "\\t", encoding: utf-16}\n'
+    )
+    program.apply_program(conn, path)
+    standard = write("p.csv", "transaction_id,customer_id,date,amount\nT1,C1,2026-02-01,10.00\n")
+    [result] = import_files(conn, "purchases", [standard])
+    assert result.inserted == 1

@@ -333,13 +333,13 @@ def _till_day(conn: sqlite3.Connection, path: Path, as_of: dt.date) -> dt.date |
     from loyalty_cli.importing.parsing import RowRejected, parse_date
     from loyalty_cli.importing.reader import CsvReader, resolve_header
     from loyalty_cli.importing.redemptions import RedemptionsKind as kind
-    from loyalty_cli.importing.service import already_imported
+    from loyalty_cli.importing.service import already_imported, dialect_for
 
     if already_imported(conn, "redemptions", path) is not None:
         return None
-    dialect = resolve(conn, None, as_of)
     days: list[dt.date] = []
     try:
+        dialect = dialect_for(kind, path, resolve(conn, None, as_of))  # as the import will
         with CsvReader(path, dialect) as reader:
             header = reader.read_header()
             at = resolve_header(header, kind.columns, kind.required, dialect.columns, path.name)[

@@ -48,9 +48,8 @@ class Dialect:
     # (effective_from ISO, store -> partner id or None: no coalition) per program
     # version, in force order; a row is checked against the version of its date.
     partner_versions: tuple[tuple[str, dict[str, str] | None], ...] = ()
-    # When the program's `csv:` section set the dialect (no import flag did): the
-    # standard dialect, for a file whose header is in it instead (see
-    # importing.service._dialect_for).
+    # When the program has a `csv:` section: the standard dialect (with the import
+    # flags), for a file whose header is in it instead (importing.service.dialect_for).
     standard: Dialect | None = None
 
     def stores_on(self, day: str) -> dict[str, str] | None:
@@ -160,15 +159,16 @@ def resolve(
             tuple(partner_versions) if any(s is not None for _, s in partner_versions) else ()
         ),
     )
-    flags = (o.delimiter, o.decimal, o.date_format, o.encoding, o.columns)
-    if csv_cfg is None or any(flag is not None for flag in flags):
+    if csv_cfg is None:
         return dialect
+    # The standard dialect with the flags on top (an --encoding the error advised
+    # must not switch the standard reading off).
     plain = replace(
         dialect,
-        delimiter=None,
-        decimal=".",
-        date_format=DEFAULT_DATE_FORMAT,
-        encoding=DEFAULT_ENCODING,
-        columns={},
+        delimiter=normalise_delimiter(o.delimiter) if o.delimiter is not None else None,
+        decimal=o.decimal if o.decimal is not None else ".",
+        date_format=o.date_format if o.date_format is not None else DEFAULT_DATE_FORMAT,
+        encoding=o.encoding if o.encoding is not None else DEFAULT_ENCODING,
+        columns=dict(o.columns or {}),
     )
     return dialect if plain == dialect else replace(dialect, standard=plain)

@@ -85,7 +85,7 @@ class CsvReader:
             state = decoder.getstate()
             try:
                 text = decoder.decode(data, final=final)
-            except UnicodeDecodeError:
+            except UnicodeError:  # a bad byte, or no BOM where utf-16 needs one
                 # Again line by line, as the error must name its line and the
                 # lines before it are rows to import first.
                 decoder.setstate(state)
@@ -115,12 +115,16 @@ class CsvReader:
         for chunk in chunks:
             try:
                 text = decoder.decode(b"" if chunk is None else chunk, final=chunk is None)
-            except UnicodeDecodeError as exc:
+            except UnicodeError as exc:
                 if lines:
                     yield lines
+                what = (
+                    f"byte {exc.object[exc.start : exc.start + 1]!r}"
+                    if isinstance(exc, UnicodeDecodeError)
+                    else str(exc)
+                )
                 raise InputFileError(
-                    f"cannot be read as {self.dialect.encoding} "
-                    f"(byte {exc.object[exc.start : exc.start + 1]!r}); "
+                    f"cannot be read as {self.dialect.encoding} ({what}); "
                     "give the right encoding, e.g. --encoding latin-1",
                     file=self.name,
                     line=self._lines_out + 1,

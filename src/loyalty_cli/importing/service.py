@@ -126,7 +126,7 @@ def import_files(
             + ", ".join(handler.columns)
         )
     paths = [Path(p) for p in paths]
-    dialects = {path: _dialect_for(handler, path, dialect) for path in paths}
+    dialects = {path: dialect_for(handler, path, dialect) for path in paths}
     results: list[ImportResult] = []
     if strict and not dry_run and len(paths) > 1:
         try:
@@ -153,28 +153,33 @@ def import_files(
     return results
 
 
-def _dialect_for(handler: type[KindHandler], path: Path, dialect: Dialect) -> Dialect:
+def dialect_for(handler: type[KindHandler], path: Path, dialect: Dialect) -> Dialect:
     """The dialect a file is read in: the shop's (the program's `csv:` section), or
-    the standard one when its header is in that instead: a customers or events file
-    from elsewhere than the till, or a standard export beside a till's own. Raises
-    what the header check of the shop's dialect raises when neither fits."""
+    the standard one when the shop's cannot read its header and the standard one
+    can: a customers or events file from elsewhere than the till, a standard export.
+    Never when both split the header alike while the shop's decimal is ',' (a till
+    file saved in another encoding would have its amounts misread). Raises what the
+    header check of the shop's dialect raises when the standard one does not fit."""
     try:
         _check_header(handler, path, dialect)
     except InputFileError:
-        if dialect.standard is None:
+        standard = dialect.standard
+        if standard is None:
             raise
         try:
-            _check_header(handler, path, dialect.standard)
+            delimiter = _check_header(handler, path, standard)
         except LoyaltyError:
             pass
         else:
-            return dialect.standard
+            if dialect.decimal == "." or delimiter != dialect.delimiter:
+                return standard
         raise
     return dialect
 
 
-def _check_header(handler: type[KindHandler], path: Path, dialect: Dialect) -> None:
-    """Open the file and resolve its header as the import will; raise what it would."""
+def _check_header(handler: type[KindHandler], path: Path, dialect: Dialect) -> str:
+    """Open the file and resolve its header as the import will; raise what it would.
+    Returns the delimiter it was read with (sniffed when the dialect names none)."""
     if not path.is_file():
         raise InputFileError("no such file", file=str(path))
     with CsvReader(path, dialect) as reader:
@@ -187,6 +192,7 @@ def _check_header(handler: type[KindHandler], path: Path, dialect: Dialect) -> N
             str(path),
             reader.header_line,
         )
+        return reader.delimiter
 
 
 def already_imported(conn: sqlite3.Connection, kind: str, path: Path) -> int | None:
