@@ -21,7 +21,7 @@ from typing import IO, Any
 from loyalty_cli import reports
 from loyalty_cli.errors import LoyaltyError, UsageError
 from loyalty_cli.money import from_minor, round_money
-from loyalty_cli.render import to_json, write_csv
+from loyalty_cli.render import to_json, utf8, write_csv
 
 LEDGER_HEADER = [
     "entry_id", "date", "customer_id", "kind", "points", "value",
@@ -58,17 +58,8 @@ def write(export: Export, out: IO[str] | str | Path | None = None, fmt: str = "c
         except OSError as exc:
             raise LoyaltyError(f"{out}: cannot write the export: {exc.strerror or exc}") from None
     else:
-        _write(export, out if out is not None else _utf8_stdout(), fmt)
-
-
-def _utf8_stdout() -> IO[str]:
-    """stdout, writing UTF-8 whatever the locale (exports are UTF-8 wherever they go:
-    a latin-1 terminal would write Björn in latin-1, an ASCII one fail on it)."""
-    stream = sys.stdout
-    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
-    if encoding != "utf8" and hasattr(stream, "reconfigure"):
-        stream.reconfigure(encoding="utf-8")
-    return stream
+        # Exports are UTF-8 wherever they go, a terminal too.
+        _write(export, out if out is not None else utf8(sys.stdout), fmt)
 
 
 def _write(export: Export, out: IO[str] | None, fmt: str) -> None:

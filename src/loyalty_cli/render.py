@@ -57,6 +57,15 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+def utf8(stream: IO[str]) -> IO[str]:
+    """The stream, writing UTF-8 (reconfigured when the locale gave it another
+    encoding: a latin-1 one would write Björn in latin-1, an ASCII one fail on it)."""
+    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+    if encoding != "utf8" and hasattr(stream, "reconfigure"):
+        stream.reconfigure(encoding="utf-8")
+    return stream
+
+
 def json_default(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()

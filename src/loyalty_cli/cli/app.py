@@ -357,7 +357,8 @@ def main() -> None:
 def _utf8_when_piped() -> None:
     """Into a file or a pipe, CSV and JSON are UTF-8 whatever the locale (an ASCII
     locale failed on a name like Björn); a terminal keeps its own encoding."""
+    from loyalty_cli import render
+
     for stream in (sys.stdout, sys.stderr):
-        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
-        if encoding != "utf8" and hasattr(stream, "reconfigure") and not stream.isatty():
-            stream.reconfigure(encoding="utf-8")
+        if not stream.isatty():
+            render.utf8(stream)
