@@ -56,6 +56,12 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "header_only_no_newline.csv": ("purchases", (), 0, '"rows": 0'),
     "header_case_spaces.csv": ("purchases", (), 0, '"inserted": 1'),
     "duplicate_header.csv": ("purchases", (), 2, ":1: column 'amount' appears twice in the header"),
+    "duplicate_header_case.csv": (
+        "purchases",
+        (),
+        2,
+        ":1: column 'amount' appears twice in the header (as 'Amount' and 'AMOUNT')",
+    ),
     "missing_column.csv": ("purchases", (), 2, ":1: column 'amount' not found"),
     "header_newline.csv": ("purchases", (), 2, "the file has 'transaction_id', 'customer\\nid'"),
     "nul_byte.csv": ("purchases", (), 3, "3:customer_id:'C\\x002' contains a control character"),

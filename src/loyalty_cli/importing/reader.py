@@ -280,12 +280,21 @@ def resolve_header(
                 f"column '{name}' appears twice in the header", file=file, line=line
             )
         seen[name] = i
-    folded = {name.casefold(): i for name, i in seen.items()}
+    folded: dict[str, list[str]] = {}
+    for name in seen:
+        folded.setdefault(name.casefold(), []).append(name)
 
     def find(name: str) -> int | None:
+        alike = folded.get(name.casefold(), [])
+        if len(alike) > 1:
+            # Amount and AMOUNT: which one holds the amounts is a guess; say so.
+            shown = " and ".join(f"'{_one_line(n)}'" for n in alike)
+            raise InputFileError(
+                f"column '{name}' appears twice in the header (as {shown})", file=file, line=line
+            )
         if name in seen:
             return seen[name]
-        return folded.get(name.casefold())
+        return seen[alike[0]] if alike else None
 
     index: dict[str, int] = {}
     for std in columns:
