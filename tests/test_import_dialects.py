@@ -16,6 +16,13 @@ from loyalty_cli.importing import DialectOverrides, import_files
 EXAMPLE = Path(__file__).parent / "data" / "design-example.yaml"
 
 
+def _apply(conn, tmp_path: Path, csv: str) -> None:
+    """A small program in EUR with this `csv:` line."""
+    path = tmp_path / "p.yaml"
+    path.write_text(f"program: P\ncurrency: EUR\nearn: {{per_currency_unit: 1}}\n{csv}\n")
+    program.apply_program(conn, path)
+
+
 @pytest.fixture
 def shop(conn):
     program.apply_program(conn, EXAMPLE)  # csv: ";", ",", %d.%m.%Y, Kuitti/Asiakas/Pvm/Summa
@@ -69,12 +76,7 @@ def test_nightly_reads_a_standard_till_redemptions_file_after_the_days_run(shop,
 
 def test_a_till_file_saved_in_another_encoding_is_not_read_as_standard(conn, write, tmp_path):
     # Same delimiter, decimal ',': the standard reading would misread 12,50 as 1250.00.
-    path = tmp_path / "p.yaml"
-    path.write_text(
-        "program: P\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
-        'csv: {delimiter: ";", decimal: ",", encoding: cp1252}\n'
-    )
-    program.apply_program(conn, path)
+    _apply(conn, tmp_path, 'csv: {delimiter: ";", decimal: ",", encoding: cp1252}')
     till = tmp_path / "till.csv"
     till.write_text("transaction_id;customer_id;date;amount\nT1;C1;2026-03-01;12,50\n", "utf-8-sig")
     with pytest.raises(InputFileError, match="column 'transaction_id' not found"):
@@ -95,12 +97,7 @@ def test_an_encoding_flag_keeps_the_standard_reading(shop, tmp_path):
 
 
 def test_a_utf16_section_and_a_standard_utf8_file(conn, write, tmp_path):
-    path = tmp_path / "p.yaml"
-    path.write_text(
-        "program: P\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
-        'csv: {delimiter: "\\t", encoding: utf-16}\n'
-    )
-    program.apply_program(conn, path)
+    _apply(conn, tmp_path, 'csv: {delimiter: "\\t", encoding: utf-16}')
     standard = write("p.csv", "transaction_id,customer_id,date,amount\nT1,C1,2026-02-01,10.00\n")
     [result] = import_files(conn, "purchases", [standard])
     assert result.inserted == 1

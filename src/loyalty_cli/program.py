@@ -360,9 +360,14 @@ def _bonus_tag(value: Any) -> str:
     return _T_MAP if isinstance(value, (dict, BaseModel)) else _T_INT
 
 
+def _stored(info: ValidationInfo) -> bool:
+    """Whether a stored version is being loaded: rules added since judge only new ones."""
+    return bool(info.context and info.context.get("stored"))
+
+
 def _no_yes_no(value: Any, info: ValidationInfo) -> Any:
     """As Strict._no_yes_no_for_numbers, for a bonus given as a number."""
-    if isinstance(value, bool) and not (info.context and info.context.get("stored")):
+    if isinstance(value, bool) and not _stored(info):
         raise ValueError("must be a whole number, not true or false")
     return value
 
@@ -528,8 +533,7 @@ class Offer(Strict):
     def _only_true_or_false(cls, value: Any, info: ValidationInfo) -> Any:
         # Only true / false, as docs/program.md says (pydantic would read yes, on, 1);
         # a stored version from before the rule still loads.
-        stored = bool(info.context and info.context.get("stored"))
-        if not stored and not isinstance(value, bool):
+        if not _stored(info) and not isinstance(value, bool):
             raise ValueError("must be true or false")
         return value
 
