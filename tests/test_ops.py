@@ -561,3 +561,45 @@ def test_lock_naming_our_own_pid_but_not_held_is_from_an_earlier_life(conn):
         )
     with hold_lock(conn, "loyalty nightly", wait=0) as me:
         assert me.since != "2026-11-20T02:00:03Z"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("customer", "show", "C1"),
+        ("customer", "explain", "C1"),
+        ("customer", "list"),
+        ("rewards", "eligible"),
+        ("redeem", "C1", "coffee"),
+        ("adjust", "C1", "5", "--reason", "typo"),
+        ("report", "kpi"),
+        ("report", "segments"),
+        ("export", "ledger", "-o", "ledger.csv"),
+        ("export", "rfm"),
+        ("import", "list"),
+        ("import", "rejects"),
+        ("import", "undo", "1"),
+        ("program", "show"),
+        ("program", "versions"),
+        ("run",),
+    ],
+)
+def test_a_mistyped_db_is_not_created_by_the_commands_that_need_a_shop(
+    cli, db_file, tmp_path, monkeypatch, command
+):
+    """Before, these left an empty database file behind at the mistyped path."""
+    monkeypatch.chdir(tmp_path)
+    result = cli(*command)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: no program applied yet: there is no database at {db_file}; run `loyalty "
+        "program apply FILE` first, or check --db and LOYALTY_DB"
+    )
+    assert not db_file.exists()
+    assert not (tmp_path / "ledger.csv").exists()
+
+
+def test_the_commands_that_set_a_shop_up_still_create_the_database(cli, db_file, write):
+    program = write("p.yaml", "program: P\ncurrency: EUR\nearn: {per_currency_unit: 1}\n")
+    assert cli("program", "apply", str(program)).exit_code == 0
+    assert db_file.exists()

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from loyalty_cli import db
-from loyalty_cli.errors import NotFoundError
+from loyalty_cli.errors import NoProgramError, NotFoundError
 
 
 class OutputFormat(StrEnum):
@@ -118,6 +118,20 @@ def get_conn(ctx: typer.Context, *, existing: bool = False) -> sqlite3.Connectio
         state["conn"] = db.connect(state.get("db"))
         root.call_on_close(state["conn"].close)
     return state["conn"]
+
+
+def shop_conn(ctx: typer.Context) -> sqlite3.Connection:
+    """The connection for a command that reads or changes a shop already set up.
+    A --db that does not exist is not created (a mistyped path would leave an empty
+    file behind): nothing has been applied there, which is what the command says."""
+    if ctx.find_root().obj.get("conn") is None:
+        path = db.db_path(ctx.find_root().obj.get("db"))
+        if not path.exists():
+            raise NoProgramError(
+                f"no program applied yet: there is no database at {path}; run `loyalty "
+                "program apply FILE` first, or check --db and LOYALTY_DB"
+            )
+    return get_conn(ctx)
 
 
 def db_file(ctx: typer.Context) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from loyalty_cli import render
-from loyalty_cli.cli.common import AsOfOpt, FormatOpt, OutputFormat, date_or_today, get_conn
+from loyalty_cli.cli.common import AsOfOpt, FormatOpt, OutputFormat, date_or_today, shop_conn
 
 customer_app = typer.Typer(
     help="One customer: the statement and the ledger behind it.\n\n"
@@ -36,13 +36,13 @@ def show_cmd(
     from loyalty_cli.engine.statement import customer_statement, display_names
 
     day = date_or_today(as_of)
-    data = customer_statement(get_conn(ctx), customer_id, day)
+    data = customer_statement(shop_conn(ctx), customer_id, day)
     if fmt == OutputFormat.json:
         typer.echo(render.to_json(data))
     elif fmt == OutputFormat.csv:
         render.write_csv(list(_flat(data)), [list(_flat(data).values())])
     else:
-        _panel(data, display_names(get_conn(ctx), day))
+        _panel(data, display_names(shop_conn(ctx), day))
 
 
 def _flat(data: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def explain_cmd(
     """
     from loyalty_cli.engine.statement import EXPLAIN_COLUMNS, explain
 
-    rows = explain(get_conn(ctx), customer_id)
+    rows = explain(shop_conn(ctx), customer_id)
     # The counter screen is narrow: the table leaves out the lot dates and entry ids.
     columns = EXPLAIN_COLUMNS if fmt != OutputFormat.table else _TABLE_COLUMNS
     render.render_rows(rows, fmt, columns, title=f"Ledger of {customer_id}")

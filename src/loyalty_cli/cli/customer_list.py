@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from loyalty_cli import render
-from loyalty_cli.cli.common import AsOfOpt, FormatOpt, OutputFormat, date_or_today, get_conn
+from loyalty_cli.cli.common import AsOfOpt, FormatOpt, OutputFormat, date_or_today, shop_conn
 from loyalty_cli.cli.customer import customer_app
 
 LIST_COLUMNS = ["customer_id", "name", "tier", "segment", "available", "pending"]
@@ -37,7 +37,7 @@ def list_cmd(
 
     day = date_or_today(as_of)
     with render.working("reading every customer ..."):
-        rows = reports.customer_list(get_conn(ctx), day, segment=segment, tier=tier)
+        rows = reports.customer_list(shop_conn(ctx), day, segment=segment, tier=tier)
     render.render_rows(rows, fmt, LIST_COLUMNS, title=f"Customers on {day}")
 
 

@@ -13,8 +13,8 @@ from loyalty_cli.cli.common import (
     ToOpt,
     UnusedFromOpt,
     check_date,
-    get_conn,
     parse_date,
+    shop_conn,
     today,
 )
 
@@ -108,7 +108,7 @@ def ledger(
 
     last = parse_date(end) or today()
     _write(
-        lambda: exports.ledger_export(get_conn(ctx), parse_date(start), last),
+        lambda: exports.ledger_export(shop_conn(ctx), parse_date(start), last),
         output,
         fmt,
         "the ledger",
@@ -130,7 +130,7 @@ def balances(
     from loyalty_cli import exports
 
     _write(
-        lambda: exports.balances_export(get_conn(ctx), parse_date(end) or today()),
+        lambda: exports.balances_export(shop_conn(ctx), parse_date(end) or today()),
         output,
         fmt,
         "the balances",
@@ -157,7 +157,7 @@ def journal(
 
     _write(
         lambda: exports.journal_export(
-            get_conn(ctx), parse_date(start), parse_date(end) or today(), by=by
+            shop_conn(ctx), parse_date(start), parse_date(end) or today(), by=by
         ),
         output,
         fmt,
@@ -186,7 +186,7 @@ def settlement(
 
     last = parse_date(end) or today()
     first = parse_date(start) or last.replace(day=1)
-    _write(lambda: settlement_export(get_conn(ctx), first, last), output, fmt, "the settlement")
+    _write(lambda: settlement_export(shop_conn(ctx), first, last), output, fmt, "the settlement")
 
 
 @group.command("redemptions")
@@ -205,7 +205,7 @@ def redemptions(
 
     last = parse_date(end) or today()
     _write(
-        lambda: exports.redemptions_export(get_conn(ctx), parse_date(start), last),
+        lambda: exports.redemptions_export(shop_conn(ctx), parse_date(start), last),
         output,
         fmt,
         "the redemptions",
@@ -227,7 +227,7 @@ def offers(
     from loyalty_cli import exports
 
     _write(
-        lambda: exports.offers_export(get_conn(ctx), parse_date(end) or today()),
+        lambda: exports.offers_export(shop_conn(ctx), parse_date(end) or today()),
         output,
         fmt,
         "the offers",
@@ -249,7 +249,7 @@ def rfm(
     from loyalty_cli import exports
 
     _write(
-        lambda: exports.rfm_export(get_conn(ctx), parse_date(end) or today()),
+        lambda: exports.rfm_export(shop_conn(ctx), parse_date(end) or today()),
         output,
         fmt,
         "the RFM table",

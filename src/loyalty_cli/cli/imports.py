@@ -16,6 +16,7 @@ import typer
 from loyalty_cli import render
 from loyalty_cli.cli.common import DateOpt, FormatOpt, OutputFormat, date_or_today, echo_json
 from loyalty_cli.cli.common import get_conn as _get_conn
+from loyalty_cli.cli.common import shop_conn as _shop_conn
 
 if TYPE_CHECKING:
     from loyalty_cli.importing import ImportResult
@@ -238,7 +239,7 @@ def list_command(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> Non
     """
     from loyalty_cli.importing import list_imports
 
-    _render_rows(_LIST_KEYS, list_imports(_get_conn(ctx)), fmt, "Imports")
+    _render_rows(_LIST_KEYS, list_imports(_shop_conn(ctx)), fmt, "Imports")
 
 
 @import_app.command("rejects")
@@ -255,7 +256,7 @@ def rejects_command(
     """
     from loyalty_cli.importing import list_rejects
 
-    _render_rows(_REJECT_KEYS, list_rejects(_get_conn(ctx), import_id), fmt, "Rejected rows")
+    _render_rows(_REJECT_KEYS, list_rejects(_shop_conn(ctx), import_id), fmt, "Rejected rows")
 
 
 @import_app.command("undo")
@@ -272,7 +273,7 @@ def undo_command(
     """
     from loyalty_cli.importing import undo_import
 
-    result = undo_import(_get_conn(ctx), import_id, date_or_today(date))
+    result = undo_import(_shop_conn(ctx), import_id, date_or_today(date))
     if fmt is OutputFormat.json:
         echo_json(result.as_json())
     elif fmt is OutputFormat.csv:

@@ -17,6 +17,7 @@ from loyalty_cli.cli.common import (
     echo_json,
     get_conn,
     parse_date,
+    shop_conn,
     today,
 )
 from loyalty_cli.errors import ProgramError
@@ -164,7 +165,7 @@ def show(
     """
     from loyalty_cli import program as programs
 
-    version = programs.require_program(get_conn(ctx), parse_date(as_of) or today())
+    version = programs.require_program(shop_conn(ctx), parse_date(as_of) or today())
     if fmt == OutputFormat.json:
         echo_json(
             {
@@ -199,7 +200,7 @@ def versions(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
 
     from loyalty_cli import program as programs
 
-    conn = get_conn(ctx)
+    conn = shop_conn(ctx)
     rows = [_row(v) for v in programs.list_versions(conn)]
     current = programs.current_version(conn, today())
     for row in rows:

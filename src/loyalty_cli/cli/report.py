@@ -14,8 +14,8 @@ from loyalty_cli.cli.common import (
     ToOpt,
     UnusedFromOpt,
     check_date,
-    get_conn,
     parse_date,
+    shop_conn,
     today,
 )
 
@@ -56,7 +56,7 @@ def kpi(
 
     first, last = _period(start, end)
     with render.working("computing the KPIs ..."):
-        data = reports.kpi_report(get_conn(ctx), first or last.replace(day=1), last)
+        data = reports.kpi_report(shop_conn(ctx), first or last.replace(day=1), last)
     render.render_mapping(data, fmt, title="KPIs")
 
 
@@ -75,7 +75,7 @@ def tiers(
 
     _, last = _period(start, end)
     with render.working("reading every customer's tier ..."):
-        rows = reports.tier_report(get_conn(ctx), last)
+        rows = reports.tier_report(shop_conn(ctx), last)
     render.render_rows(rows, fmt, ["tier", "customers", "share"], title=f"Tiers on {last}")
 
 
@@ -94,7 +94,7 @@ def segments(
 
     _, last = _period(start, end)
     with render.working("sorting the customers into segments ..."):
-        counts = reports.segment_report(get_conn(ctx), last)
+        counts = reports.segment_report(shop_conn(ctx), last)
     if str(fmt) == "table":
         rows = [{"segment": k, "customers": v} for k, v in counts.items()]
         render.render_rows(rows, fmt, ["segment", "customers"], title=f"Segments on {last}")
@@ -117,7 +117,7 @@ def offers(
 
     _, last = _period(start, end)
     with render.working("choosing the offers ..."):
-        rows = reports.offers(get_conn(ctx), last)
+        rows = reports.offers(shop_conn(ctx), last)
     render.render_rows(rows, fmt, render.OFFER_COLUMNS, title=f"Offers on {last}")
 
 
@@ -138,7 +138,7 @@ def partners(
 
     first, last = _period(start, end)
     with render.working("reading the partners' figures ..."):
-        data = partner_report(get_conn(ctx), first or last.replace(day=1), last)
+        data = partner_report(shop_conn(ctx), first or last.replace(day=1), last)
     if fmt == OutputFormat.json:
         typer.echo(render.to_json(data))
         return
@@ -169,7 +169,7 @@ def summary(
 
     first, last = _period(start, end)
     with render.working("computing the summary ..."):
-        result = reports.summary(get_conn(ctx), first, last)
+        result = reports.summary(shop_conn(ctx), first, last)
     render.render_summary(result.as_json(), fmt)
 
 

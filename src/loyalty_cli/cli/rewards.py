@@ -17,7 +17,7 @@ from loyalty_cli.cli.common import (
     FormatOpt,
     OutputFormat,
     date_or_today,
-    get_conn,
+    shop_conn,
 )
 
 rewards_app = typer.Typer(
@@ -59,7 +59,7 @@ def list_cmd(ctx: typer.Context, as_of: AsOfOpt = None, fmt: FormatOpt = OutputF
     """
     from loyalty_cli import rewards as lib
 
-    rows = lib.list_rewards(get_conn(ctx), date_or_today(as_of))
+    rows = lib.list_rewards(shop_conn(ctx), date_or_today(as_of))
     if fmt == OutputFormat.json:
         render.render_rows(rows, fmt)
         return
@@ -88,7 +88,7 @@ def eligible_cmd(
     from loyalty_cli import rewards as lib
 
     with render.working("checking every customer against every reward ..."):
-        rows = lib.rewards_eligible(get_conn(ctx), customer, date_or_today(as_of))
+        rows = lib.rewards_eligible(shop_conn(ctx), customer, date_or_today(as_of))
     render.render_rows(
         rows, fmt, ("customer_id", "reward_id", "cost", "available"), "Eligible rewards"
     )
@@ -117,7 +117,7 @@ def redeem_cmd(
     """
     from loyalty_cli import rewards as lib
 
-    out = lib.redeem(get_conn(ctx), customer, reward, date_or_today(date), ref=ref)
+    out = lib.redeem(shop_conn(ctx), customer, reward, date_or_today(date), ref=ref)
     if fmt == OutputFormat.table:
         out = {**out, "code": lib.redemption_code(out["redemption_id"])}
     render.render_mapping(out, fmt, "Redeemed")
@@ -139,7 +139,7 @@ def cancel_cmd(
     """
     from loyalty_cli import rewards as lib
 
-    out = lib.cancel_redemption(get_conn(ctx), redemption_id, date_or_today(date))
+    out = lib.cancel_redemption(shop_conn(ctx), redemption_id, date_or_today(date))
     render.render_mapping(out, fmt, "Cancelled")
 
 
@@ -161,7 +161,7 @@ def adjust_cmd(
     """
     from loyalty_cli import rewards as lib
 
-    out = lib.adjust(get_conn(ctx), customer, points, reason, date_or_today(date), allow_negative)
+    out = lib.adjust(shop_conn(ctx), customer, points, reason, date_or_today(date), allow_negative)
     render.render_mapping(out, fmt, "Adjusted")
 
 
@@ -181,7 +181,7 @@ def claim_cmd(
     """
     from loyalty_cli import rewards as lib
 
-    out = lib.claim(get_conn(ctx), transaction, customer, date_or_today(date))
+    out = lib.claim(shop_conn(ctx), transaction, customer, date_or_today(date))
     render.render_mapping(out, fmt, "Claimed")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loyalty_cli.cli.common import AsOfOpt, date_or_today, get_conn
+from loyalty_cli.cli.common import AsOfOpt, date_or_today, shop_conn
 
 
 def run_cmd(
@@ -26,7 +26,7 @@ def run_cmd(
     from loyalty_cli.engine.run import run
 
     day = date_or_today(as_of)
-    conn = get_conn(ctx)
+    conn = shop_conn(ctx)
     result = run(conn, day, progress=not quiet and sys.stderr.isatty())
     if quiet:
         return

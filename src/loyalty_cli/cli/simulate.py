@@ -14,8 +14,8 @@ from loyalty_cli.cli.common import (
     OutputFormat,
     check_date,
     echo_json,
-    get_conn,
     parse_date,
+    shop_conn,
 )
 
 SimToOpt = Annotated[
@@ -49,7 +49,7 @@ def simulate(
     from loyalty_cli.simulate import simulate as run_simulation
 
     with render.working(f"replaying the history under {file} ..."):
-        result = run_simulation(get_conn(ctx), file, parse_date(date_from), parse_date(date_to))
+        result = run_simulation(shop_conn(ctx), file, parse_date(date_from), parse_date(date_to))
     if fmt is OutputFormat.json:
         echo_json(result)
     elif fmt is OutputFormat.csv:
