@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -231,3 +232,102 @@ def test_a_later_redemption_is_not_double_spent_by_a_back_dated_one(conn, tmp_pa
     assert ledger.replay(ledger.entries_for(conn, "C1"), D).available(D) == 150
     with pytest.raises(RedemptionError, match="C1 has 50 available"):
         redeem(conn, "C1", "coffee", D)
+
+
+def _shop(cli, write, expiry: str, purchases: str) -> None:
+    program = write(
+        "p.yaml",
+        f"""
+        program: P
+        currency: EUR
+        earn: {{per_currency_unit: 1}}
+        expiry: {expiry}
+        rewards:
+          - {{id: r60, name: R60, cost: 60, value: 1.00}}
+        """,
+    )
+    assert cli("program", "apply", program, "--effective", "2026-01-01").exit_code == 0
+    assert cli("import", "purchases", write("s.csv", purchases), "--quiet").exit_code == 0
+
+
+def _points(cli, on: str) -> dict:
+    return json.loads(cli("customer", "show", "C1", "--as-of", on, "--format", "json").stdout)
+
+
+def test_a_cancellation_while_the_customer_owes_points_pays_the_debt_first(cli, write, conn):
+    """Earn 100, redeem 60, a full refund claws 100 back (-60, owed), then the
+    redemption is cancelled: the 60 pay what is owed. Before, they went back into
+    the lot, which later expired them again (the customer ended at -60)."""
+    _shop(
+        cli,
+        write,
+        "{policy: fixed, months: 12}",
+        """
+        transaction_id,customer_id,date,amount,refund_of
+        T1,C1,2026-01-01,100.00,
+        F1,C1,2026-01-05,-100.00,T1
+        """,
+    )
+    assert cli("run", "--as-of", "2026-01-02").exit_code == 0
+    assert cli("redeem", "C1", "r60", "--date", "2026-01-02").exit_code == 0
+    assert cli("run", "--as-of", "2026-01-10").exit_code == 0
+    assert _points(cli, "2026-01-10")["points"]["available"] == -60
+    out = json.loads(cli("redemption", "cancel", "R000001", "--date", "2026-01-10",
+                         "--format", "json").stdout)  # fmt: skip
+    assert (out["points_returned"], out["points_expired"], out["available"]) == (60, 0, 0)
+    shown = _points(cli, "2026-01-10")
+    assert shown["points"]["total"] == 0 and shown["expiring"] == []
+    assert cli("run", "--as-of", "2027-01-05").exit_code == 0
+    assert _points(cli, "2027-01-05")["points"]["total"] == 0
+    assert conn.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'expire'").fetchone()[0] == 0
+    assert cli("check").exit_code == 0
+
+
+def test_a_cancellation_after_an_inactivity_expiry_expires_the_points_at_once(cli, write, conn):
+    """Had the redemption not been made, the inactivity expiry would have taken its
+    points too. Before, they came back for good: no purchase would ever start
+    another inactivity clock."""
+    _shop(
+        cli,
+        write,
+        "{policy: inactivity, months: 3}",
+        """
+        transaction_id,customer_id,date,amount
+        T1,C1,2026-01-10,100.00
+        """,
+    )
+    assert cli("run", "--as-of", "2026-02-01").exit_code == 0
+    assert cli("redeem", "C1", "r60", "--date", "2026-02-01").exit_code == 0
+    assert cli("run", "--as-of", "2026-05-01").exit_code == 0  # expires the 40 on 04-10
+    out = json.loads(cli("redemption", "cancel", "R000001", "--date", "2026-05-01",
+                         "--format", "json").stdout)  # fmt: skip
+    assert (out["points_returned"], out["points_expired"], out["available"]) == (60, 60, 0)
+    assert conn.execute(
+        "SELECT date, points, note FROM ledger WHERE kind = 'expire' ORDER BY entry_id"
+    ).fetchall()[-1][:] == (
+        "2026-05-01",
+        -60,
+        "expired by inactivity on 2026-04-10; returned by cancellation of R000001",
+    )
+    assert cli("run", "--as-of", "2026-11-01").exit_code == 0
+    assert _points(cli, "2026-11-01")["points"]["total"] == 0
+    assert cli("check").exit_code == 0
+
+
+def test_a_cancellation_before_the_inactivity_expiry_keeps_the_points(cli, write):
+    _shop(
+        cli,
+        write,
+        "{policy: inactivity, months: 3}",
+        """
+        transaction_id,customer_id,date,amount
+        T1,C1,2026-01-10,100.00
+        """,
+    )
+    assert cli("run", "--as-of", "2026-02-01").exit_code == 0
+    assert cli("redeem", "C1", "r60", "--date", "2026-02-01").exit_code == 0
+    out = json.loads(cli("redemption", "cancel", "R000001", "--date", "2026-03-01",
+                         "--format", "json").stdout)  # fmt: skip
+    assert (out["points_expired"], out["available"]) == (0, 100)
+    assert cli("run", "--as-of", "2026-05-01").exit_code == 0  # all 100 expire on 04-10
+    assert _points(cli, "2026-05-01")["points"]["total"] == 0

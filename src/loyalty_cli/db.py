@@ -269,7 +269,7 @@ CREATE TABLE IF NOT EXISTS run_state (
 
 # The layout and meaning of run_state.state (engine/state.py), first in its timeline
 # key: a run reads only states of this format, and `check` compares only those.
-RUN_STATE_FORMAT = 3
+RUN_STATE_FORMAT = 4
 
 # Receipts `import undo` forgot: the undo reversed all the receipt's points and
 # forgot its scoring, and the next run that reaches the receipt's date revisits its

@@ -196,10 +196,7 @@ def _apply(state: LotState, entry: Entry | Row) -> None:
             entry.points,
             entry.partner,
         )
-        if state.debt:
-            paid = min(state.debt, lot.remaining)
-            lot.remaining -= paid
-            state.debt -= paid
+        lot.remaining -= _pay_debt(state, lot.remaining)
         state.lots[entry.entry_id] = lot
         return
     if entry.points == 0:
@@ -270,17 +267,29 @@ def uncovered(state: LotState, need: int, on: dt.date, lot_id: int | None) -> in
 
 
 def _give_back(state: LotState, entry: Entry | Row) -> None:
+    """A cancelled redemption's points go back to the lots it took them from. What
+    the customer owes (a claw-back since) is paid from them first, oldest lot first,
+    as a new lot would pay it: otherwise the lot would hold points the balance does
+    not have, and its expiry would take them a second time."""
     taken = state.taken.pop(entry.source_id or "", {})
     left = entry.points
     for lot_id, amount in taken.items():
         back = min(amount, left)
-        state.lots[lot_id].remaining += back
         left -= back
+        state.lots[lot_id].remaining += back - _pay_debt(state, back)
     if left > 0:
         # Nothing recorded to give back to (should not happen): a fresh lot.
+        left -= _pay_debt(state, left)
         state.lots[entry.entry_id] = Lot(
             entry.entry_id, entry.date, entry.date, None, left, left, entry.partner
         )
+
+
+def _pay_debt(state: LotState, points: int) -> int:
+    """Pay what the customer owes from `points`; how much was paid."""
+    paid = min(state.debt, points)
+    state.debt -= paid
+    return paid
 
 
 # --- reading ---------------------------------------------------------------

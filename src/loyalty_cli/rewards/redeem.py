@@ -279,13 +279,22 @@ def _expire_returned(
     on: dt.date,
     redemption_id: str,
 ) -> int:
-    """Expire at once what came back into lots already expired by `on`."""
+    """Expire at once what came back into lots already expired by `on`: a lot past
+    its fixed expiry date, or any lot when an inactivity expiry has taken every
+    point since the redemption (it would have taken these too)."""
     state = ledger.replay(ledger.entries_for(conn, customer_id))
     version = version_or_none(conn, on)
+    inactive = _inactivity_expired_since(conn, customer_id, redemption_id, on)
     entries = []
     for lot_id, amount in sorted(taken.items()):
         lot = state.lots.get(lot_id)
-        if lot is None or lot.expires_on is None or lot.expires_on > on:
+        if lot is None:
+            continue
+        if lot.expires_on is not None and lot.expires_on <= on:
+            why = f"expired on {lot.expires_on.isoformat()}"
+        elif inactive is not None:
+            why = f"expired by inactivity on {inactive.isoformat()}"
+        else:
             continue
         points = min(amount, lot.remaining)
         if points <= 0:
@@ -307,12 +316,28 @@ def _expire_returned(
                 program_version=version.version if version else None,
                 lot_id=lot_id,
                 partner=lot.partner,
-                note=f"expired on {lot.expires_on.isoformat()}; returned by "
-                f"cancellation of {redemption_id}",
+                note=f"{why}; returned by cancellation of {redemption_id}",
             )
         )
     ledger.post(conn, entries)
     return sum(-e.points for e in entries)
+
+
+def _inactivity_expired_since(
+    conn: sqlite3.Connection, customer_id: str, redemption_id: str, on: dt.date
+) -> dt.date | None:
+    """The date of the last inactivity expiry posted after the redemption (and by
+    `on`), if any."""
+    row = conn.execute(
+        "SELECT MAX(x.date) FROM ledger x, "
+        "(SELECT MIN(entry_id) AS id, MIN(date) AS day FROM ledger WHERE customer_id = ? "
+        " AND kind = 'redeem' AND source_type = 'redemption' AND source_id = ?) r "
+        "WHERE x.customer_id = ? AND x.kind = 'expire' AND x.source_type = 'expiry' "
+        "AND x.source_id LIKE 'inactivity:%' AND x.date <= ? "
+        "AND (x.date > r.day OR (x.date = r.day AND x.entry_id > r.id))",
+        (customer_id, redemption_id, customer_id, on.isoformat()),
+    ).fetchone()
+    return dt.date.fromisoformat(row[0]) if row and row[0] else None
 
 
 def _voucher_gone(conn: sqlite3.Connection, voucher_id: str) -> bool:
