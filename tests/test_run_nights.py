@@ -211,3 +211,26 @@ def test_a_referral_worth_nothing_is_not_used_up(tmp_path):
     nightly, once = _both(tmp_path, text, build, ["2026-01-05"], "2026-04-04")
     assert nightly == once
     assert [e[:3] for e in once["R"]] == [("2026-04-04", "bonus", 30)]
+
+
+def test_a_receipts_store_is_its_first_lines_whatever_the_runs(tmp_path):
+    """Line 1 (10.00 at S1) and line 2 (1.00 at S2): the receipt's store is S1 and the
+    S1 rule doubles it. A first run used to read the lines by amount (the index
+    order), so the store was S2's and the receipt earned 11, a nightly run 22."""
+
+    def build(conn):
+        customer(conn, "C1", joined_on="2025-12-01")
+        customer(conn, "C9", joined_on="2025-12-01")
+        buy(conn, "E0", "C9", "2026-01-01", 100, store="S1")
+        with db.transaction(conn):
+            for line_no, amount, store in ((1, 1000, "S1"), (2, 100, "S2")):
+                conn.execute(
+                    "INSERT INTO purchases (transaction_id, line_no, customer_id, date, amount, "
+                    "tax, store, import_id) VALUES ('X1', ?, 'C1', '2026-02-01', ?, 0, ?, 1)",
+                    (line_no, amount, store),
+                )
+
+    text = "rules:\n  - {id: s1-double, when: {store: S1}, multiplier: 2}\n"
+    nightly, once = _both(tmp_path, text, build, ["2026-01-31"], "2026-03-01")
+    assert nightly == once
+    assert [e[2] for e in once["C1"] if e[1] == "earn"] == [22]
