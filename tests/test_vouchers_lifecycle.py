@@ -146,3 +146,55 @@ def test_a_redemption_dated_before_a_later_use_is_refused_with_the_reason(cli, w
     result = cli("redeem", "C1", "stamp", "--date", "2026-01-10")
     assert result.exit_code == 1
     assert "no open voucher: C1 has no open voucher for" in result.stderr
+
+
+def _card_shop(cli, write, card: str, extra: str = "") -> None:
+    program = write(
+        "card.yaml",
+        f"""
+        program: V
+        currency: EUR
+        earn: {{per_currency_unit: 1}}
+        {extra}
+        rewards:
+          - {{id: card, name: Card, value: 3.50, punch_card: {card}}}
+        """,
+    )
+    assert cli("program", "apply", program, "--effective", "2026-01-01").exit_code == 0
+
+
+def _vouchers(cli, day: str) -> list[str]:
+    return [v["voucher_id"] for v in _show(cli, day)["vouchers"]]
+
+
+def test_a_punch_card_for_one_tier_counts_the_receipts_earned_at_that_tier(cli, write):
+    """`when: {tier: gold}` never matched: the card was checked without the tier."""
+    _card_shop(
+        cli,
+        write,
+        "{every: 2, when: {category: coffee, tier: gold}}",
+        "tiers: {basis: receipts, window: lifetime, levels: "
+        "[{id: bronze, min: 0}, {id: gold, min: 2}]}",
+    )
+    rows = "".join(f"T{n},C1,2026-01-0{n},5.00,coffee\n" for n in range(1, 7))
+    assert cli("import", "purchases", write("c.csv", HEAD + rows)).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-10").exit_code == 0
+    # T1, T2 earn at bronze (T3 is the first after two receipts): T3..T6 count.
+    assert _vouchers(cli, "2026-01-10") == ["VT4-card", "VT6-card"]
+
+
+def test_a_line_added_later_counts_the_receipt_on_the_card(cli, write):
+    """T2 had only tea until its coffee line came in a later file: it counts, as it
+    does when both files come before one run (VT2, VT4). Before, only VT3."""
+    _card_shop(cli, write, "{every: 2, when: {category: coffee}}")
+    head = "transaction_id,customer_id,date,amount,line_no,category\n"
+    files = [
+        head + "T1,C1,2026-01-01,5.00,1,coffee\nT2,C1,2026-01-02,5.00,1,tea\n",
+        head + "T2,C1,2026-01-02,4.00,2,coffee\n",
+        head + "T3,C1,2026-01-05,5.00,1,coffee\nT4,C1,2026-01-06,5.00,1,coffee\n",
+    ]
+    days = ["2026-01-03", "2026-01-04", "2026-01-07"]
+    for n, (text, day) in enumerate(zip(files, days, strict=True)):
+        assert cli("import", "purchases", write(f"f{n}.csv", text)).exit_code == 0
+        assert cli("run", "--as-of", day).exit_code == 0
+    assert _vouchers(cli, "2026-01-07") == ["VT2-card", "VT4-card"]

@@ -1274,7 +1274,7 @@ class _Customer:
             score.earn + sum(points for _, points in score.bonuses) if score.bonuses else score.earn
         )
         self.history.add(q)
-        punches = self._punch(receipt, program)
+        punches = self._punch(receipt, program, tier)
         self._remember(receipt, q.points, tier, version.version, punches)
         if self.last_sale is None or receipt.date > self.last_sale:
             self.last_sale = receipt.date
@@ -1356,9 +1356,9 @@ class _Customer:
     def _rescore(self, receipt: Receipt, old: Scored) -> None:
         """Lines arrived for a scored receipt: score all active lines by the version
         that scored it (a version applied later does not rewrite it), post the
-        difference."""
+        difference; a punch card the receipt now matches counts it."""
         self.e.result.receipts += 1
-        points = old.points
+        points, punches = old.points, old.punches
         version = self.e.timeline.by_number[old.version] if old.version is not None else None
         if version is not None and old.amount >= 0 and not receipt.is_refund:
             program = version.program
@@ -1392,7 +1392,8 @@ class _Customer:
                     )
                 )
             points = score.total
-        self._remember(receipt, points, old.tier, old.version, old.punches)
+            punches = self._punch(receipt, program, old.tier, old.punches)
+        self._remember(receipt, points, old.tier, old.version, punches)
         for q in self.history.items:
             if q.transaction_id == receipt.transaction_id:
                 q.amount, q.points = receipt.amount, points
@@ -1535,7 +1536,12 @@ class _Customer:
         return parts
 
     # ---- punch cards
-    def _punch(self, receipt: Receipt, program: Program) -> str | None:
+    def _punch(
+        self, receipt: Receipt, program: Program, tier: str | None, already: str | None = None
+    ) -> str | None:
+        """Count the receipt on the punch cards it matches (at its tier), issuing a
+        voucher on every Nth; the card ids it counts on. `already`: the cards it
+        counted on when scored before lines were added, not counted again."""
         cached = self.e.punch_rewards.get(id(program))
         if cached is None or cached[0] is not program:
             cards = [
@@ -1546,12 +1552,12 @@ class _Customer:
             cached = self.e.punch_rewards[id(program)] = (program, cards)
         if not cached[1]:
             return None
-        punched: list[str] = []
+        punched = [rid for rid in (already or "").split(",") if rid]
         basis = receipt.basis_amount(program.earn.on)
         for reward, card, when in cached[1]:
-            if not reward.is_active(receipt.date):
+            if reward.id in punched or not reward.is_active(receipt.date):
                 continue
-            if not when.matches(receipt, basis, None):
+            if not when.matches(receipt, basis, tier):
                 continue
             if when.lines:
                 # when.line_matches over the lines, inlined (once per receipt and card).
