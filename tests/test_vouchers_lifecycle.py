@@ -198,3 +198,47 @@ def test_a_line_added_later_counts_the_receipt_on_the_card(cli, write):
         assert cli("import", "purchases", write(f"f{n}.csv", text)).exit_code == 0
         assert cli("run", "--as-of", day).exit_code == 0
     assert _vouchers(cli, "2026-01-07") == ["VT2-card", "VT4-card"]
+
+
+def test_a_voucher_stays_usable_when_a_later_version_drops_its_reward(cli, write):
+    """It showed `open` but `redeem` said "unknown reward" for good."""
+    _card_shop(cli, write, "{every: 2, when: {category: coffee}}")
+    later = write(
+        "v2.yaml",
+        """
+        program: V
+        currency: EUR
+        earn: {per_currency_unit: 1}
+        rewards:
+          - {id: coffee, name: Coffee, cost: 50, value: 3.50}
+        """,
+    )
+    assert cli("program", "apply", later, "--effective", "2026-06-01").exit_code == 0
+    rows = "T1,C1,2026-01-15,5.00,coffee\nT2,C1,2026-02-15,5.00,coffee\nT3,C2,2026-01-15,5.00,tea\n"
+    assert cli("import", "purchases", write("c.csv", HEAD + rows)).exit_code == 0
+    assert cli("run", "--as-of", "2026-12-01").exit_code == 0
+    assert _show(cli, "2026-12-01")["eligible_rewards"] == ["card"]
+    listed = json.loads(
+        cli("rewards", "eligible", "--as-of", "2026-12-01", "--format", "json").stdout
+    )
+    assert [(r["customer_id"], r["reward_id"]) for r in listed] == [("C1", "card")]
+    used = cli("redeem", "C1", "card", "--date", "2026-12-01", "--format", "json")
+    assert used.exit_code == 0, used.stderr
+    assert json.loads(used.stdout)["value"] == "3.50"
+    assert _show(cli, "2026-12-01")["vouchers"][0]["status"] == "used"
+    again = cli("redeem", "C1", "card", "--date", "2026-12-01")
+    assert again.exit_code == 1 and "no open voucher" in again.stderr
+    other = cli("redeem", "C2", "card", "--date", "2026-12-01")
+    assert other.exit_code == 1 and "unknown reward 'card'" in other.stderr
+
+
+def test_a_voucher_stays_usable_after_its_cards_active_dates(cli, write):
+    """The card's dates say which receipts count; a voucher issued is owed."""
+    _card_shop(cli, write, "{every: 2, when: {category: coffee}}, active: {to: 2026-03-31}")
+    rows = "T1,C1,2026-03-14,5.00,coffee\nT2,C1,2026-03-15,5.00,coffee\n"
+    rows += "T3,C1,2026-04-14,5.00,coffee\nT4,C1,2026-04-15,5.00,coffee\n"
+    assert cli("import", "purchases", write("c.csv", HEAD + rows)).exit_code == 0
+    assert cli("run", "--as-of", "2026-04-20").exit_code == 0
+    assert _vouchers(cli, "2026-04-20") == ["VT2-card"]  # T3, T4 after the card ended
+    assert _show(cli, "2026-04-20")["eligible_rewards"] == ["card"]
+    assert cli("redeem", "C1", "card", "--date", "2026-04-20").exit_code == 0

@@ -1,13 +1,17 @@
 """Who may have which reward on a date, and why not.
 
 A (customer, reward) pair is claimable on D when, in this order:
-1. the reward is active on D (inclusive dates);
+1. the reward is active on D (inclusive dates); a punch-card reward's dates
+   say which receipts count, and a voucher issued stays usable after them;
 2. the customer's tier on D is at or above `min_tier` (by level order);
 3. the per-customer limit is not reached: non-cancelled redemptions of that
    reward by that customer in the calendar day / ISO week / calendar month /
    calendar year of D;
 4. available points on D >= cost, or, for a punch-card reward, an open
-   voucher that has not expired.
+   voucher that has not expired. A voucher is owed once issued: when a later
+   program version drops its reward, the reward as the version that issued the
+   voucher had it stays claimable with it (`voucher_rewards`), on the voucher
+   alone (no tier, limit or dates).
 `refusal()` is the pure rule; redeem and the listings share it, so what the
 counter is offered and what it may do can never disagree.
 """
@@ -72,7 +76,7 @@ def refusal(
 ) -> str | None:
     """Why the customer cannot have the reward on `on` (None: they can)."""
     name = reward_label(reward)
-    if not reward.is_active(on):
+    if reward.punch_card is None and not reward.is_active(on):
         return f"reward not active on {on.isoformat()}: {name} runs {_active_text(reward)}"
     if reward.min_tier is not None:
         tier = effective_tier(program, tier)
@@ -205,9 +209,10 @@ def rewards_eligible(
         return []
     program = version.program
     facts = load_facts(conn, program, customer_id, on)
+    dropped = voucher_rewards(conn, program, facts)
     out: list[dict] = []
     for cid in facts.customers:
-        for reward in program.rewards:
+        for reward in [*program.rewards, *dropped.get(cid, [])]:
             if facts.refusal(program, reward, cid) is None:
                 out.append(
                     {
@@ -227,4 +232,36 @@ def eligible_reward_ids(conn: sqlite3.Connection, customer_id: str, as_of: dt.da
         return []
     program = version.program
     facts = load_facts(conn, program, customer_id, as_of)
-    return [r.id for r in program.rewards if facts.refusal(program, r, customer_id) is None]
+    rewards = [*program.rewards, *voucher_rewards(conn, program, facts).get(customer_id, [])]
+    return [r.id for r in rewards if facts.refusal(program, r, customer_id) is None]
+
+
+def voucher_rewards(
+    conn: sqlite3.Connection, program: Program, facts: Facts
+) -> dict[str, list[Reward]]:
+    """customer -> the punch-card rewards of their open vouchers that `program` no
+    longer has (see the module)."""
+    out: dict[str, list[Reward]] = {}
+    for (cid, rid), count in sorted(facts.vouchers.items()):
+        if count and program.reward(rid) is None:
+            reward = voucher_reward(conn, cid, rid, facts.on)
+            if reward is not None:
+                out.setdefault(cid, []).append(reward)
+    return out
+
+
+def voucher_reward(
+    conn: sqlite3.Connection, customer_id: str, reward_id: str, on: dt.date
+) -> Reward | None:
+    """A reward gone from the catalogue as the version that issued the customer's
+    first voucher for it had it, to be claimed on the voucher alone; None without
+    one."""
+    (issued,) = conn.execute(
+        "SELECT MIN(issued) FROM vouchers WHERE customer_id = ? AND reward_id = ? AND issued <= ?",
+        (customer_id, reward_id, on.isoformat()),
+    ).fetchone()
+    version = version_or_none(conn, dt.date.fromisoformat(issued)) if issued else None
+    reward = version.program.reward(reward_id) if version is not None else None
+    if reward is None or reward.punch_card is None:
+        return None
+    return reward.model_copy(update={"min_tier": None, "limit": None, "active": None})

@@ -22,7 +22,7 @@ from loyalty_cli.rewards.common import (
     version_on,
     version_or_none,
 )
-from loyalty_cli.rewards.eligibility import load_facts
+from loyalty_cli.rewards.eligibility import load_facts, voucher_reward
 from loyalty_cli.rewards.vouchers import REFUND_SCORED, oldest_open_voucher
 
 # No 0/O, 1/I/L, 2/Z, 5/S, 8/B: a code a person reads off a screen and types.
@@ -125,7 +125,9 @@ def redeem(
         require_customer(conn, customer_id)
         version = version_on(conn, on)
         program = version.program
-        reward = find_reward(program, reward_id)
+        reward = program.reward(reward_id) or voucher_reward(conn, customer_id, reward_id, on)
+        if reward is None:
+            reward = find_reward(program, reward_id)  # raises: unknown reward
         facts = load_facts(conn, program, customer_id, on, posting=True)
         reason = facts.refusal(program, reward, customer_id)
         if reason is not None:
