@@ -601,5 +601,8 @@ def test_a_mistyped_db_is_not_created_by_the_commands_that_need_a_shop(
 
 def test_the_commands_that_set_a_shop_up_still_create_the_database(cli, db_file, write):
     program = write("p.yaml", "program: P\ncurrency: EUR\nearn: {per_currency_unit: 1}\n")
+    diff = cli("program", "diff", str(program))
+    assert diff.stdout == "no program in force yet: everything is new\n"
+    assert not db_file.exists()  # a comparison changes nothing
     assert cli("program", "apply", str(program)).exit_code == 0
     assert db_file.exists()

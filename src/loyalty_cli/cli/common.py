@@ -107,13 +107,11 @@ def get_conn(ctx: typer.Context, *, existing: bool = False) -> sqlite3.Connectio
     a new, empty shop to check, back up or import into)."""
     root = ctx.find_root()
     state: dict[str, Any] = root.obj
-    if existing and state.get("conn") is None:
-        path = db.db_path(state.get("db"))
-        if not path.exists():
-            raise NotFoundError(
-                f"{path}: no such database (create one with `loyalty init`, or check "
-                "--db and LOYALTY_DB)"
-            )
+    if existing and not db_exists(ctx):
+        raise NotFoundError(
+            f"{db_file(ctx)}: no such database (create one with `loyalty init`, or check "
+            "--db and LOYALTY_DB)"
+        )
     if state.get("conn") is None:
         state["conn"] = db.connect(state.get("db"))
         root.call_on_close(state["conn"].close)
@@ -124,14 +122,18 @@ def shop_conn(ctx: typer.Context) -> sqlite3.Connection:
     """The connection for a command that reads or changes a shop already set up.
     A --db that does not exist is not created (a mistyped path would leave an empty
     file behind): nothing has been applied there, which is what the command says."""
-    if ctx.find_root().obj.get("conn") is None:
-        path = db.db_path(ctx.find_root().obj.get("db"))
-        if not path.exists():
-            raise NoProgramError(
-                f"no program applied yet: there is no database at {path}; run `loyalty "
-                "program apply FILE` first, or check --db and LOYALTY_DB"
-            )
+    if not db_exists(ctx):
+        raise NoProgramError(
+            f"no program applied yet: there is no database at {db_file(ctx)}; run `loyalty "
+            "program apply FILE` first, or check --db and LOYALTY_DB"
+        )
     return get_conn(ctx)
+
+
+def db_exists(ctx: typer.Context) -> bool:
+    """Whether this invocation's database is open already or its file is there."""
+    state = ctx.find_root().obj
+    return state.get("conn") is not None or db.db_path(state.get("db")).exists()
 
 
 def db_file(ctx: typer.Context) -> str:

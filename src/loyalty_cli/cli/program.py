@@ -14,6 +14,7 @@ from loyalty_cli.cli.common import (
     FormatOpt,
     OutputFormat,
     check_date,
+    db_exists,
     echo_json,
     get_conn,
     parse_date,
@@ -123,7 +124,8 @@ def diff(
     """
     from loyalty_cli import program as programs
 
-    changes = _changes(get_conn(ctx), file)
+    # A shop not set up yet has no version to compare with; nothing is created.
+    changes = _changes(get_conn(ctx), file) if db_exists(ctx) else None
     if changes is None:
         programs.load_program(file)  # still validate, so a bad file fails
         changes = ["no program in force yet: everything is new"]
