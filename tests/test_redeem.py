@@ -331,3 +331,40 @@ def test_a_cancellation_before_the_inactivity_expiry_keeps_the_points(cli, write
     assert (out["points_expired"], out["available"]) == (0, 100)
     assert cli("run", "--as-of", "2026-05-01").exit_code == 0  # all 100 expire on 04-10
     assert _points(cli, "2026-05-01")["points"]["total"] == 0
+
+
+def _inactive_shop(cli, write) -> None:
+    _shop(cli, write, "{policy: inactivity, months: 3}",
+          "transaction_id,customer_id,date,amount\nT1,C1,2026-01-10,100.00\n")  # fmt: skip
+    assert cli("run", "--as-of", "2026-02-01").exit_code == 0
+    assert cli("redeem", "C1", "r60", "--date", "2026-02-01").exit_code == 0
+
+
+def test_a_cancellation_dated_before_an_inactivity_expiry_already_posted_expires_too(cli, write):
+    """The expiry (04-10) was posted before the cancellation, dated 03-01, was
+    entered: it took every point then, and no run looks at it again."""
+    _inactive_shop(cli, write)
+    assert cli("run", "--as-of", "2026-05-01").exit_code == 0
+    out = json.loads(cli("redemption", "cancel", "R000001", "--date", "2026-03-01",
+                         "--format", "json").stdout)  # fmt: skip
+    assert (out["points_returned"], out["points_expired"]) == (60, 60)
+    assert cli("run", "--as-of", "2026-11-01").exit_code == 0
+    assert _points(cli, "2026-11-01")["points"]["total"] == 0
+
+
+def test_a_cancellation_after_an_undo_made_an_earlier_inactivity_expiry_due(cli, write):
+    """Undoing the last sale brings the inactivity expiry back to 04-10, before the
+    redemption of 05-01, posted after it: it took the customer's points then."""
+    _shop(cli, write, "{policy: inactivity, months: 3}",
+          "transaction_id,customer_id,date,amount\nT1,C1,2026-01-10,100.00\n")  # fmt: skip
+    later = write("t2.csv", "transaction_id,customer_id,date,amount\nT2,C1,2026-03-01,10.00\n")
+    assert cli("import", "purchases", later, "--quiet").exit_code == 0
+    assert cli("run", "--as-of", "2026-05-01").exit_code == 0
+    assert cli("redeem", "C1", "r60", "--date", "2026-05-01").exit_code == 0
+    assert cli("import", "undo", "2", "--date", "2026-05-05").exit_code == 0
+    assert cli("run", "--as-of", "2026-05-06").exit_code == 0  # expires 40 dated 04-10
+    out = json.loads(cli("redemption", "cancel", "R000001", "--date", "2026-05-10",
+                         "--format", "json").stdout)  # fmt: skip
+    assert (out["points_returned"], out["points_expired"], out["available"]) == (60, 60, 0)
+    assert cli("run", "--as-of", "2026-11-01").exit_code == 0
+    assert _points(cli, "2026-11-01")["points"]["total"] == 0

@@ -242,3 +242,16 @@ def test_a_voucher_stays_usable_after_its_cards_active_dates(cli, write):
     assert _vouchers(cli, "2026-04-20") == ["VT2-card"]  # T3, T4 after the card ended
     assert _show(cli, "2026-04-20")["eligible_rewards"] == ["card"]
     assert cli("redeem", "C1", "card", "--date", "2026-04-20").exit_code == 0
+
+
+def test_a_voucher_is_claimed_as_the_version_that_issued_it_had_its_reward(cli, write):
+    """A version applied later over the voucher's date (without the card) did not
+    issue it: the version that scored its receipt did."""
+    _card_shop(cli, write, "{every: 2, when: {category: coffee}}")
+    rows = "T1,C1,2026-01-15,5.00,coffee\nT2,C1,2026-02-15,5.00,coffee\n"
+    assert cli("import", "purchases", write("c.csv", HEAD + rows)).exit_code == 0
+    assert cli("run", "--as-of", "2026-03-01").exit_code == 0
+    later = write("v2.yaml", "program: V\ncurrency: EUR\nearn: {per_currency_unit: 1}\n")
+    assert cli("program", "apply", later, "--effective", "2026-02-01").exit_code == 0
+    assert _show(cli, "2026-12-01")["eligible_rewards"] == ["card"]
+    assert cli("redeem", "C1", "card", "--date", "2026-12-01").exit_code == 0

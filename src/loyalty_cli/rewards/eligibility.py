@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from loyalty_cli import ledger
+from loyalty_cli.programs_store import versions_by_number
 from loyalty_cli.rewards.common import (
     customer_tiers,
     effective_tier,
@@ -254,13 +255,27 @@ def voucher_reward(
     conn: sqlite3.Connection, customer_id: str, reward_id: str, on: dt.date
 ) -> Reward | None:
     """A reward gone from the catalogue as the version that issued the customer's
-    first voucher for it had it, to be claimed on the voucher alone; None without
-    one."""
-    (issued,) = conn.execute(
-        "SELECT MIN(issued) FROM vouchers WHERE customer_id = ? AND reward_id = ? AND issued <= ?",
-        (customer_id, reward_id, on.isoformat()),
+    next voucher for it (the oldest open on `on`, the one `redeem` takes) had it,
+    to be claimed on the voucher alone; None when they never had one."""
+    row = conn.execute(
+        "SELECT v.issued, (SELECT s.version FROM scored_receipts s WHERE "
+        "s.transaction_id = v.transaction_id AND s.customer_id = v.customer_id) "
+        "FROM vouchers v WHERE v.customer_id = ? AND v.reward_id = ? AND v.issued <= ? "
+        # The next one redeem takes; else any, so a refusal can say none is open.
+        "ORDER BY NOT ((v.status = 'open' OR v.closed_on > ?) "
+        "AND (v.expires_on IS NULL OR v.expires_on > ?)), v.issued, v.voucher_id LIMIT 1",
+        (customer_id, reward_id, *[on.isoformat()] * 3),
     ).fetchone()
-    version = version_or_none(conn, dt.date.fromisoformat(issued)) if issued else None
+    if row is None:
+        return None
+    issued, number = row
+    # The version that scored the voucher's receipt issued it (a version applied
+    # later over its date did not); the one in force on the day if that is unknown.
+    version = (
+        versions_by_number(conn).get(number)
+        if number is not None
+        else version_or_none(conn, dt.date.fromisoformat(issued))
+    )
     reward = version.program.reward(reward_id) if version is not None else None
     if reward is None or reward.punch_card is None:
         return None

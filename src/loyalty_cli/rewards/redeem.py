@@ -282,11 +282,11 @@ def _expire_returned(
     redemption_id: str,
 ) -> int:
     """Expire at once what came back into lots already expired by `on`: a lot past
-    its fixed expiry date, or any lot when an inactivity expiry has taken every
-    point since the redemption (it would have taken these too)."""
+    its fixed expiry date, or any lot when an inactivity expiry posted since the
+    redemption took every point (it would have taken these too)."""
     state = ledger.replay(ledger.entries_for(conn, customer_id))
     version = version_or_none(conn, on)
-    inactive = _inactivity_expired_since(conn, customer_id, redemption_id, on)
+    inactive = _inactivity_expired_since(conn, customer_id, redemption_id)
     entries = []
     for lot_id, amount in sorted(taken.items()):
         lot = state.lots.get(lot_id)
@@ -326,20 +326,22 @@ def _expire_returned(
 
 
 def _inactivity_expired_since(
-    conn: sqlite3.Connection, customer_id: str, redemption_id: str, on: dt.date
+    conn: sqlite3.Connection, customer_id: str, redemption_id: str
 ) -> dt.date | None:
-    """The date of the last inactivity expiry posted after the redemption (and by
-    `on`), if any."""
+    """The date of the last inactivity expiry posted after the redemption, if any.
+    By posting order, not by date: it took every point the customer held when it
+    was posted, these too had they not been redeemed, and a run never looks at a
+    posted inactivity expiry again (an undo can post one dated before the
+    redemption; a cancellation may be dated before one already posted)."""
     row = conn.execute(
-        "SELECT MAX(x.date) FROM ledger x, "
-        "(SELECT MIN(entry_id) AS id, MIN(date) AS day FROM ledger WHERE customer_id = ? "
-        " AND kind = 'redeem' AND source_type = 'redemption' AND source_id = ?) r "
-        "WHERE x.customer_id = ? AND x.kind = 'expire' AND x.source_type = 'expiry' "
-        "AND x.source_id LIKE 'inactivity:%' AND x.date <= ? "
-        "AND (x.date > r.day OR (x.date = r.day AND x.entry_id > r.id))",
-        (customer_id, redemption_id, customer_id, on.isoformat()),
+        "SELECT x.date FROM ledger x WHERE x.customer_id = ? AND x.kind = 'expire' "
+        "AND x.source_type = 'expiry' AND x.source_id LIKE 'inactivity:%' "
+        "AND x.entry_id > (SELECT MIN(entry_id) FROM ledger WHERE customer_id = ? "
+        "AND kind = 'redeem' AND source_type = 'redemption' AND source_id = ?) "
+        "ORDER BY x.entry_id DESC LIMIT 1",
+        (customer_id, customer_id, redemption_id),
     ).fetchone()
-    return dt.date.fromisoformat(row[0]) if row and row[0] else None
+    return dt.date.fromisoformat(row[0]) if row else None
 
 
 def _voucher_gone(conn: sqlite3.Connection, voucher_id: str) -> bool:
