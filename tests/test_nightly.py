@@ -471,3 +471,16 @@ def test_a_done_file_in_the_inbox_is_a_usage_error(cli, program, inbox):
     assert result.exit_code == 2
     assert "done in the inbox is a file, not a folder" in result.stderr
     assert (inbox / "day.csv").exists()
+
+
+def test_a_till_redemption_dated_after_the_night_is_rejected(cli, tmp_path, inbox, db_file):
+    """docs/cron.md: a date to come (a mistyped year). It used to be redeemed, dated a
+    year ahead, while its points stayed spendable at the counter until then."""
+    _with_reward(cli, tmp_path)
+    put(inbox, "2026-11-21.csv", HEADER + "T1,K1,2026-11-21,300.00\n")
+    _till(inbox, "2026-11-22", "R9,K1,r100,2027-11-22", "R1,K1,r100,2026-11-22")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 3, result.stderr
+    assert points(db_file) == {"K1": 200}
+    rejects = (inbox / "done" / "redemptions-2026-11-22.rejects.csv").read_text()
+    assert "2027-11-22 is after 2026-11-23: a date to come" in rejects

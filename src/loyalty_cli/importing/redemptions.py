@@ -4,7 +4,8 @@ Keyed by redemption_id: the same row again is a duplicate, the same id with
 other content a conflict. Each new row goes through the counter's own
 `rewards.redeem(... redemption_id=...)`, in file order, inside the file's
 transaction: a row the counter would refuse (not enough points, tier, limit,
-inactive, unknown customer or reward) is a rejected row with its reason.
+inactive, unknown customer or reward) is a rejected row with its reason, and so
+is a row dated after today (the nightly's --as-of).
 `import undo` cancels the import's redemptions (points return to their lots).
 """
 
@@ -40,6 +41,11 @@ class RedemptionsKind(KindHandler):
         # Redeem now, row by row: the next row's checks must see this one's debit.
         from loyalty_cli.rewards import redeem
 
+        today = self.ctx.today.isoformat()
+        if record["date"] > today:
+            # A mistyped year: the till cannot have served it yet, and its points
+            # would stay spendable until then.
+            raise RowRejected("date", f"{record['date']} is after {today}: a date to come")
         try:
             redeem(
                 self.conn,
