@@ -47,6 +47,15 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
         "3:None:a quote opened on line 3 is never closed: "
         "lines 3-4 were read as one row of 2 fields",
     ),
+    # In the last column the row has the header's width: the rows after it were
+    # lost inside its sku without a word.
+    "unterminated_quote_last_column.csv": (
+        "purchases",
+        (),
+        3,
+        "3:None:a quote opened on line 3 is never closed: "
+        "lines 3-5 were read as one row of 5 fields",
+    ),
     "crlf.csv": ("purchases", (), 0, '"inserted": 1'),
     "cr_only.csv": ("purchases", (), 2, "cr_only.csv:1: the file ends its lines with CR only"),
     "quoted_newline.csv": ("purchases", (), 3, "4:amount:not an amount: 'abc'"),

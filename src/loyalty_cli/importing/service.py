@@ -391,7 +391,12 @@ def _parsed_chunks(
             for raw in rows:
                 fields = raw.fields
                 parsed: Any = None
-                if fields is not None and len(fields) == width and len(raw.raw) <= MAX_FIELD:
+                if (
+                    fields is not None
+                    and len(fields) == width
+                    and len(raw.raw) <= MAX_FIELD
+                    and "\n" not in raw.raw  # a row over several lines: checked by _cells
+                ):
                     parsed = fast(fields)
                 if parsed is None:
                     try:
@@ -419,22 +424,19 @@ def _cells(
     """Row-shape checks every kind shares, then the typed view of the row."""
     if raw.fields is None:
         raise RowRejected(None, raw.error or "unreadable row")
+    lines = raw.raw.count("\n")
+    if lines and raw.raw.count('"') % 2 and "\n" in raw.fields[-1] and not raw.raw.endswith('"'):
+        # The csv module reads an unclosed quote to the end of the file: the last
+        # field holds the rest of it (an odd count alone may be a 5" bag beside
+        # a closed multi-line field). Also when that field is the header's last
+        # column, so that the row has as many fields as the header: the rows after
+        # it would be lost inside its text.
+        raise RowRejected(
+            None,
+            f"a quote opened on line {raw.line} is never closed: lines {raw.line}-"
+            f"{raw.line + lines} were read as one row of {len(raw.fields)} fields",
+        )
     if len(raw.fields) != width:
-        lines = raw.raw.count("\n")
-        if (
-            lines
-            and raw.raw.count('"') % 2
-            and "\n" in raw.fields[-1]
-            and not raw.raw.endswith('"')
-        ):
-            # The csv module reads an unclosed quote to the end of the file: the last
-            # field holds the rest of it (an odd count alone may be a 5" bag beside
-            # a closed multi-line field).
-            raise RowRejected(
-                None,
-                f"a quote opened on line {raw.line} is never closed: lines {raw.line}-"
-                f"{raw.line + lines} were read as one row of {len(raw.fields)} fields",
-            )
         raise RowRejected(None, f"the row has {len(raw.fields)} fields, the header has {width}")
     if len(raw.raw) <= MAX_FIELD:  # no cell is longer than its row's text
         return Cells(index, raw.fields, fmt)
