@@ -118,6 +118,19 @@ def test_check_finds_an_entry_whose_source_is_missing(conn):
     ]
 
 
+def test_check_finds_an_entry_of_the_wrong_sign_and_an_unknown_source_type(conn):
+    """An earn of -5 takes from the customer's lots like a redemption: the replay
+    agrees with the sums, so only its sign shows it. Both passed as ok."""
+    _clean_ledger(conn)
+    with db.transaction(conn):
+        conn.execute("UPDATE ledger SET points = -5 WHERE entry_id = 2")
+        conn.execute("UPDATE ledger SET source_type = 'bogus' WHERE entry_id = 1")
+    assert [(f.code, f.message) for f in check_database(conn)] == [
+        ("sign", "entry 2 (customer C2): earn of -5 points"),
+        ("source", "entry 1 (customer C1, earn): unknown source type 'bogus'"),
+    ]
+
+
 def test_check_counts_undone_purchases_as_existing_sources(conn):
     _clean_ledger(conn)
     with db.transaction(conn):
@@ -214,7 +227,7 @@ def test_check_compares_each_stored_run_state_with_the_ledger(conn, write):
     assert f"lots {{{lot}: 29}}, the ledger {{{lot}: 30}}" in found[0].message
     assert "debt 0 and balance 99, the ledger 0 and 7" in found[1].message
     # Out of date (a later entry): the next run rebuilds it, nothing to report.
-    ledger.post(conn, [NewEntry(D, "C1", "adjust", 5, "adjust", None)])
+    ledger.post(conn, [NewEntry(D, "C1", "adjust", 5, "adjustment", None)])
     assert [f.customer_id for f in check_database(conn)] == ["C2"]
     conn.execute("DELETE FROM run_state WHERE customer_id = 'C2'")
     assert check_database(conn) == []

@@ -53,6 +53,14 @@ SOURCE_TABLES: dict[str, tuple[str, str]] = {
 # Sources the engine derives itself and that have no row of their own: the
 # yearly birthday bonus is an `event` entry with source id birthday:<customer>:<year>.
 DERIVED_SOURCES = "(l.source_type = 'event' AND l.source_id LIKE 'birthday:%')"
+# Every source an entry can name: the ones above, expiries (a lot or an inactivity
+# date), manual adjustments and opening balances.
+SOURCE_TYPES = (*SOURCE_TABLES, "expiry", "adjustment", "balance")
+# The sign each kind's points must have (reversal and adjust go either way: an
+# undone refund gives its claw-back back).
+SIGNS = {
+    "earn": 1, "bonus": 1, "redemption_reversed": 1, "redeem": -1, "expire": -1, "clawback": -1,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,8 @@ def _ledger_check(conn: sqlite3.Connection, findings: list[Finding]) -> CheckRep
                 Finding("foreign_key", f"{row[0]} row {row[1]}: {row[2]} row does not exist")
             )
         findings += _bad_kinds(conn)
+        findings += _bad_signs(conn)
+        findings += _unknown_sources(conn)
         findings += _bad_lot_ids(conn)
         findings += _overexpired_lots(conn)
         findings += _missing_sources(conn)
@@ -145,6 +155,34 @@ def _bad_kinds(conn: sqlite3.Connection) -> list[Finding]:
     )
     return [
         Finding("kind", f"entry {e} (customer {c}): unknown kind {k!r}", e, c) for e, c, k in rows
+    ]
+
+
+def _bad_signs(conn: sqlite3.Connection) -> list[Finding]:
+    """An entry whose points have the wrong sign for its kind (an earn of -5 would
+    take from the customer's lots, and replay would not show it)."""
+    cases = " OR ".join(
+        f"(kind = '{kind}' AND points {'<=' if sign > 0 else '>='} 0)"
+        for kind, sign in SIGNS.items()
+    )
+    rows = conn.execute(
+        f"SELECT entry_id, customer_id, kind, points FROM ledger WHERE {cases} ORDER BY entry_id"
+    )
+    return [
+        Finding("sign", f"entry {e} (customer {c}): {k} of {p} points", e, c) for e, c, k, p in rows
+    ]
+
+
+def _unknown_sources(conn: sqlite3.Connection) -> list[Finding]:
+    marks = ",".join("?" * len(SOURCE_TYPES))
+    rows = conn.execute(
+        f"SELECT entry_id, customer_id, kind, source_type FROM ledger "
+        f"WHERE source_type NOT IN ({marks}) ORDER BY entry_id",
+        SOURCE_TYPES,
+    )
+    return [
+        Finding("source", f"entry {e} (customer {c}, {k}): unknown source type {t!r}", e, c)
+        for e, c, k, t in rows
     ]
 
 
