@@ -101,3 +101,24 @@ def test_a_utf16_section_and_a_standard_utf8_file(conn, write, tmp_path):
     standard = write("p.csv", "transaction_id,customer_id,date,amount\nT1,C1,2026-02-01,10.00\n")
     [result] = import_files(conn, "purchases", [standard])
     assert result.inserted == 1
+
+
+def test_a_mapped_column_the_file_lacks_is_said(conn, write, tmp_path, cli):
+    """`Myymälä` garbled by a wrong encoding, or renamed by the till: every row's
+    store was left empty without a word."""
+    _apply(conn, tmp_path, "csv: {columns: {store: Myymälä, category: Ryhmä}}")
+    path = write("p.csv", "transaction_id,customer_id,date,amount,Ryhmä\nT1,C1,2026-02-01,1.00,x\n")
+    [result] = import_files(conn, "purchases", [path])
+    assert result.notes == [
+        "column 'Myymälä' (mapped to store) is not in the file: store is empty on every row"
+    ]
+    assert "notes" not in result.as_json()
+    again = write("q.csv", "transaction_id,customer_id,date,amount\nT2,C1,2026-02-01,1.00\n")
+    shown = cli("import", "purchases", again, "--quiet")
+    assert shown.exit_code == 0
+    assert shown.stderr.splitlines() == [
+        f"Warning: {again}: column 'Myymälä' (mapped to store) is not in the file: store is "
+        "empty on every row",
+        f"Warning: {again}: column 'Ryhmä' (mapped to category) is not in the file: category "
+        "is empty on every row",
+    ]

@@ -484,3 +484,17 @@ def test_a_till_redemption_dated_after_the_night_is_rejected(cli, tmp_path, inbo
     assert points(db_file) == {"K1": 200}
     rejects = (inbox / "done" / "redemptions-2026-11-22.rejects.csv").read_text()
     assert "2027-11-22 is after 2026-11-23: a date to come" in rejects
+
+
+def test_a_mapped_column_a_file_lacks_is_said_with_quiet_too(cli, tmp_path, inbox):
+    yaml = tmp_path / "program.yaml"
+    yaml.write_text(PROGRAM + "csv: {columns: {store: Myymala}}\n")
+    assert cli("program", "apply", yaml, "--effective", "2026-01-01").exit_code == 0
+    put(inbox, "day.csv", HEADER + "T1,K1,2026-11-21,20.00\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--quiet")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Warning: day.csv: column 'Myymala' (mapped to store) is not in the file: store is "
+        "empty on every row\n"
+    )

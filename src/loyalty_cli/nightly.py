@@ -67,6 +67,7 @@ class FileOutcome:
     skipped: bool = False
     moved_to: str | None = None
     rejects_file: str | None = None
+    notes: list[str] = field(default_factory=list)  # said on stderr (import's notes)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +133,10 @@ class NightlyResult:
             for f in self.files
             if f.rejected
         ]
+
+    def warnings(self) -> list[str]:
+        """Said on stderr, with --quiet too: what a file lacked (see ImportResult)."""
+        return [f"Warning: {f.name}: {note}" for f in self.files for note in f.notes]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -287,6 +292,7 @@ def _nightly(
             imported.duplicates,
             imported.rejected,
             imported.skipped_file,
+            notes=imported.notes,
         )
         if outcome.skipped and outcome.import_id is not None:
             # Imported before but still here: an earlier nightly stopped between the

@@ -150,6 +150,9 @@ def _render_results(
     elif not quiet:
         for r in results:
             typer.echo(_summary(r))
+    for r in results:
+        for note in r.notes:
+            typer.echo(f"Warning: {r.file}: {note}", err=True)
     rejected = [r for r in results if r.rejected]
     for r in rejected:
         if r.dry_run:

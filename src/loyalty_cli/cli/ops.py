@@ -125,6 +125,8 @@ def nightly(
     elif not quiet:
         for line in result.lines():
             typer.echo(line)
+    for line in result.warnings():
+        typer.echo(line, err=True)
     if quiet:
         for line in result.reject_lines():
             typer.echo(line, err=True)

@@ -59,6 +59,8 @@ class ImportResult:
     skipped_file: bool = False
     dry_run: bool = False
     sample: list[dict[str, Any]] = field(default_factory=list)  # first rejected rows
+    # Said on stderr, not in the JSON: what the file lacks that the dialect expects.
+    notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -330,6 +332,7 @@ def _read_rows(
             header, handler.columns, handler.required, dialect.columns, name, reader.header_line
         )
         handler.use_columns(index)
+        result.notes += _unmapped(dialect, handler, index)
         chunks = _parsed_chunks(reader, handler, header, index, fmt)
         # The reader is forked before the progress bar starts its thread.
         with (
@@ -358,6 +361,17 @@ def _read_rows(
                     raise failure
         handler.flush()
         flush_rejects()
+
+
+def _unmapped(dialect: Dialect, handler: KindHandler, index: dict[str, int]) -> list[str]:
+    """The optional columns the dialect maps (csv.columns, --columns) that the file
+    has not: every row leaves them empty, which a wrong encoding (a garbled
+    `Myymälä`) or a renamed column would otherwise do without a word."""
+    return [
+        f"column '{name}' (mapped to {std}) is not in the file: {std} is empty on every row"
+        for std, name in dialect.columns.items()
+        if std in handler.columns and std not in index
+    ]
 
 
 # (physical line, the row's text as a rejected row keeps it, its record or
