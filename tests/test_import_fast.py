@@ -453,6 +453,17 @@ def test_grouped_amounts_are_read_exactly(text, decimal, minor):
     assert money.parse_minor(text, "EUR", decimal) == minor
 
 
+@pytest.mark.parametrize(
+    ("text", "decimal"),
+    [("0,500", "."), ("0.500", ","), ("00.500", ","), ("0 001,00", ","), ("0,500.00", ".")],
+)
+def test_a_first_group_of_zero_is_not_a_grouped_number(text, decimal):
+    """`0,500` is 0.50 written with the other decimal separator, not 500.00 (it was
+    read as 500.00: a thousand times the amount)."""
+    with pytest.raises(money.AmountError, match="is not a number with decimal"):
+        money.parse_minor(text, "EUR", decimal)
+
+
 def test_a_failure_inside_the_reader_process_is_raised_by_the_import(conn, write, monkeypatch):
     started = _fork_every_file(monkeypatch)
 

@@ -92,7 +92,13 @@ def _ungrouped(whole: str, text: str, decimal: str) -> str:
     if len(separators) != 1 or not separators <= allowed:
         raise AmountError(f"'{text}' is not a number")
     groups = whole.split(separators.pop())
-    if not 1 <= len(groups[0]) <= 3 or any(len(g) != 3 for g in groups[1:]):
+    # A first group of 0 (`0,500`, `00.500`) is no grouped number: most likely the
+    # other decimal separator (0.50), never guessed as 500.
+    if (
+        not 1 <= len(groups[0]) <= 3
+        or groups[0].startswith("0")
+        or any(len(g) != 3 for g in groups[1:])
+    ):
         name = "decimal comma" if decimal == "," else "decimal point"
         raise AmountError(f"'{text}' is not a number with {name}")
     return "".join(groups)
