@@ -122,3 +122,20 @@ def test_a_mapped_column_the_file_lacks_is_said(conn, write, tmp_path, cli):
         f"Warning: {again}: column 'Ryhmä' (mapped to category) is not in the file: category "
         "is empty on every row",
     ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("tax=Summa,amount=Summa", "header 'Summa' is mapped to both amount and tax"),
+        ("customer_id=Kuitti", "header 'Kuitti' is mapped to both transaction_id and customer_id"),
+    ],
+)
+def test_columns_may_not_map_one_header_twice(shop, write, cli, flag, message):
+    """The program's own map refuses it; with --columns on top it was read twice
+    (tax = the amount), or as two ids."""
+    till = write("f.csv", "Kuitti;Asiakas;Pvm;Summa\nK1;C1;02.02.2026;1 234,50\n")
+    result = cli("import", "purchases", till, "--columns", flag)
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: --columns: {message}\n"
+    assert shop.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 0
