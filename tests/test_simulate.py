@@ -235,3 +235,11 @@ def test_adjusted_and_opening_points_expire_as_the_proposal_says(shop, write):
     # Under the proposal only the named 70 expire; every other lot keeps its points.
     assert result["proposed"]["points_expired"] == 70
     assert result["current"]["points_expired"] > 70
+
+
+def test_simulate_to_before_the_history_names_the_first_purchase(shop, cli, write):
+    """It said `--from 2026-01-... is after --to`, naming a --from never given."""
+    first = shop.execute("SELECT MIN(date) FROM purchases").fetchone()[0]
+    result = cli("simulate", program_file(write, "same.yaml"), "--to", "2025-12-31")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: --to 2025-12-31 is before the first purchase, on {first}\n"

@@ -83,6 +83,8 @@ def simulate(
     if horizon is None:
         raise LoyaltyError("nothing to simulate: no purchases imported yet")
     first_day, last_run = horizon
+    if date_from is None and date_to is not None and date_to < first_day:
+        raise UsageError(f"--to {date_to} is before the first purchase, on {first_day}")
     date_from = date_from or first_day
     date_to = date_to or max(today or dt.date.today(), last_run)
     if date_from > date_to:

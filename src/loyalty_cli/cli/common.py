@@ -54,6 +54,13 @@ def check_date(ctx: typer.Context, param: typer.CallbackParam, value: str | None
     return value
 
 
+def check_seconds(value: float) -> float:
+    """Option callback: a wait is 0 seconds or more."""
+    if value < 0:
+        raise typer.BadParameter(f"{value:g} seconds: give 0 or more")
+    return value
+
+
 FormatOpt = Annotated[
     OutputFormat,
     typer.Option("--format", "-f", help="table (default, colour on a terminal), csv or json."),

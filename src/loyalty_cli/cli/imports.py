@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from loyalty_cli import render
-from loyalty_cli.cli.common import DateOpt, FormatOpt, OutputFormat, date_or_today, echo_json
+from loyalty_cli.cli.common import (
+    DateOpt,
+    FormatOpt,
+    OutputFormat,
+    check_seconds,
+    date_or_today,
+    echo_json,
+)
 from loyalty_cli.cli.common import get_conn as _get_conn
 from loyalty_cli.cli.common import shop_conn as _shop_conn
 
@@ -94,7 +101,11 @@ def add_kind_command(group: typer.Typer, kind: str, help_text: str) -> None:
         ] = None,
         wait: Annotated[
             float,
-            typer.Option("--wait", help="Seconds to wait while a nightly runs (default 600)."),
+            typer.Option(
+                "--wait",
+                callback=check_seconds,
+                help="Seconds to wait while a nightly runs (default 600).",
+            ),
         ] = 600.0,
     ) -> None:
         from contextlib import nullcontext

@@ -18,6 +18,7 @@ from loyalty_cli.cli.common import (
     AsOfOpt,
     FormatOpt,
     OutputFormat,
+    check_seconds,
     date_or_today,
     echo_json,
     get_conn,
@@ -97,7 +98,11 @@ def nightly(
     ] = False,
     wait: Annotated[
         float,
-        typer.Option("--wait", help="Seconds to wait for another nightly to finish (default 600)."),
+        typer.Option(
+            "--wait",
+            callback=check_seconds,
+            help="Seconds to wait for another nightly to finish (default 600).",
+        ),
     ] = 600.0,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
