@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from loyalty_cli import ledger
+from loyalty_cli import db, ledger
 from loyalty_cli.errors import ConflictError, NotFoundError, RedemptionError
+from loyalty_cli.ledger import NewEntry
 from loyalty_cli.rewards import cancel_redemption, redeem, redemption_code, vouchers_of
 from test_rewards_support import D, apply, earn, set_tier, voucher
 
@@ -234,6 +235,16 @@ def test_a_later_redemption_is_not_double_spent_by_a_back_dated_one(conn, tmp_pa
         redeem(conn, "C1", "coffee", D)
 
 
+INACTIVE = """
+program: P
+currency: EUR
+earn: {per_currency_unit: 1}
+expiry: {policy: inactivity, months: 3}
+rewards:
+  - {id: r150, name: R150, cost: 150, value: 1.50}
+"""
+
+
 def _shop(cli, write, expiry: str, purchases: str) -> None:
     program = write(
         "p.yaml",
@@ -368,3 +379,24 @@ def test_a_cancellation_after_an_undo_made_an_earlier_inactivity_expiry_due(cli,
     assert (out["points_returned"], out["points_expired"], out["available"]) == (60, 60, 0)
     assert cli("run", "--as-of", "2026-11-01").exit_code == 0
     assert _points(cli, "2026-11-01")["points"]["total"] == 0
+
+
+def test_an_inactivity_expiry_does_not_take_points_of_a_lot_available_after_its_date(
+    conn, tmp_path
+):
+    """Lot A (01-10) and lot B (04-25) paid a redemption; an inactivity expiry dated
+    04-10 was posted after it (as an undo of the last sale can make one fall due):
+    what comes back to A expires, what comes back to B (not available on 04-10,
+    so not taken then) stays. The expiry found nothing to take, which leaves a
+    debt of 50 that the returned points pay first, from A."""
+    apply(conn, tmp_path, INACTIVE)
+    a = earn(conn, "C1", 100, dt.date(2026, 1, 10))
+    b = earn(conn, "C1", 100, dt.date(2026, 4, 25))
+    rid = redeem(conn, "C1", "r150", dt.date(2026, 5, 1))["redemption_id"]
+    with db.transaction(conn):
+        ledger.post(conn, [NewEntry(dt.date(2026, 4, 10), "C1", "expire", -50, "expiry",
+                                    "inactivity:C1:2026-01-10")])  # fmt: skip
+    out = cancel_redemption(conn, rid, dt.date(2026, 5, 5))
+    assert (out["points_returned"], out["points_expired"]) == (150, 50)
+    lots = ledger.state_of(conn, "C1").lots
+    assert (lots[a].remaining, lots[b].remaining) == (0, 100)

@@ -282,8 +282,8 @@ def _expire_returned(
     redemption_id: str,
 ) -> int:
     """Expire at once what came back into lots already expired by `on`: a lot past
-    its fixed expiry date, or any lot when an inactivity expiry posted since the
-    redemption took every point (it would have taken these too)."""
+    its fixed expiry date, or a lot available by the date of an inactivity expiry
+    posted since the redemption (it took every point available then)."""
     state = ledger.replay(ledger.entries_for(conn, customer_id))
     version = version_or_none(conn, on)
     inactive = _inactivity_expired_since(conn, customer_id, redemption_id)
@@ -294,7 +294,7 @@ def _expire_returned(
             continue
         if lot.expires_on is not None and lot.expires_on <= on:
             why = f"expired on {lot.expires_on.isoformat()}"
-        elif inactive is not None:
+        elif inactive is not None and lot.available_on <= inactive:
             why = f"expired by inactivity on {inactive.isoformat()}"
         else:
             continue
@@ -328,17 +328,18 @@ def _expire_returned(
 def _inactivity_expired_since(
     conn: sqlite3.Connection, customer_id: str, redemption_id: str
 ) -> dt.date | None:
-    """The date of the last inactivity expiry posted after the redemption, if any.
-    By posting order, not by date: it took every point the customer held when it
-    was posted, these too had they not been redeemed, and a run never looks at a
-    posted inactivity expiry again (an undo can post one dated before the
-    redemption; a cancellation may be dated before one already posted)."""
+    """The latest date of an inactivity expiry posted after the redemption, if any.
+    By posting order, not by date: it took every point available on its date,
+    these too had they not been redeemed (when their lot was available by then),
+    and a run never looks at a posted inactivity expiry again (an undo can post
+    one dated before the redemption; a cancellation may be dated before one
+    already posted)."""
     row = conn.execute(
         "SELECT x.date FROM ledger x WHERE x.customer_id = ? AND x.kind = 'expire' "
         "AND x.source_type = 'expiry' AND x.source_id LIKE 'inactivity:%' "
         "AND x.entry_id > (SELECT MIN(entry_id) FROM ledger WHERE customer_id = ? "
         "AND kind = 'redeem' AND source_type = 'redemption' AND source_id = ?) "
-        "ORDER BY x.entry_id DESC LIMIT 1",
+        "ORDER BY x.date DESC LIMIT 1",
         (customer_id, customer_id, redemption_id),
     ).fetchone()
     return dt.date.fromisoformat(row[0]) if row else None
