@@ -263,3 +263,40 @@ def test_a_claw_back_of_a_coalition_receipt_stays_the_coalitions(conn, write):
     assert settled["cafe"][0] == 20 and settled["coalition"][0] == -10
     statement = customer_statement(conn, "C1", dt.date(2026, 2, 28))
     assert statement["by_partner"] == {"cafe": 20, "coalition": 0}
+
+
+def test_report_partners_credits_revenue_by_the_version_of_the_rows_date(conn, write, cli):
+    """S2 is the cafe's until December, then the bookshop's: November's sale at S2
+    is the cafe's revenue (it was all credited by the version in force on --to)."""
+    head = "program: C\ncurrency: EUR\nearn: {per_currency_unit: 1}\npartners:\n"
+    apply_program(conn, write("v1.yaml", head + "  - {id: cafe, stores: [S1, S2]}\n"
+                              "  - {id: books, stores: [K1]}\n"),
+                  effective=dt.date(2026, 1, 1))  # fmt: skip
+    apply_program(conn, write("v2.yaml", head + "  - {id: cafe, stores: [S1]}\n"
+                              "  - {id: books, stores: [K1, S2]}\n"),
+                  effective=dt.date(2026, 12, 1))  # fmt: skip
+    rows = "transaction_id,customer_id,date,amount,store\n"
+    rows += "N2,M1,2026-11-15,100.00,S2\nD1,M2,2026-12-05,40.00,S2\n"
+    import_files(conn, "purchases", [write("p.csv", rows)])
+    report = cli("report", "partners", "--from", "2026-11-01", "--to", "2026-12-31", "-f", "json")
+    data = json.loads(report.stdout)
+    assert data["revenue"] == {"books": "40.00", "cafe": "100.00"}
+    assert data["customers"] == {"books": 1, "cafe": 1}
+
+
+def test_the_settlements_own_row_names_are_not_partner_ids(write, cli):
+    """A partner `pool` or `coalition` validated, then shared the settlement's own
+    rows (two `pool` rows, a merged `coalition` row)."""
+    path = write(
+        "res.yaml",
+        "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\npartners:\n"
+        "  - {id: pool, stores: [S1]}\n  - {id: coalition, stores: [S2]}\n",
+    )
+    result = cli("program", "validate", path)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Error: {path}:5: partners[0].id: 'pool' is reserved: the settlement has a 'pool' "
+        "row of its own",
+        f"{path}:6: partners[1].id: 'coalition' is reserved: the settlement has a 'coalition' "
+        "row of its own",
+    ]

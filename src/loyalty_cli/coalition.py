@@ -148,21 +148,31 @@ def partner_report(
 ) -> dict[str, Any]:
     """The settlement plus revenue per partner and customers shared between partners."""
     program = require_program(conn, date_to).program
-    store_partner = {store: p.id for p in program.partners for store in p.stores}
+    timeline = versions_timeline(conn)
+    # A store's partner is the one of the version in force on the row's date (a
+    # store may change partner between versions), as for the points.
+    stores: dict[int, dict[str, str]] = {}
     revenue: dict[str, int] = {}
     customers: dict[str, set[str]] = {}
     # Per receipt and store: a customer shops at a partner with a sale receipt
     # there (a refund alone does not make a customer, as in the KPIs).
     rows = conn.execute(
         """
-        SELECT p.store, COALESCE(c.customer_id, p.customer_id), SUM(p.amount)
+        SELECT p.store, MIN(p.date), COALESCE(c.customer_id, p.customer_id), SUM(p.amount)
         FROM purchases p LEFT JOIN claims c ON c.transaction_id = p.transaction_id
         WHERE p.undone = 0 AND p.date BETWEEN ? AND ?
         GROUP BY p.store, p.transaction_id
         """,
         (date_from.isoformat(), date_to.isoformat()),
     )
-    for store, customer_id, amount in rows:
+    for store, day, customer_id, amount in rows:
+        version = timeline.get(dt.date.fromisoformat(day))
+        store_partner = stores.get(version.version if version else 0)
+        if store_partner is None:
+            partners = version.program.partners if version else []
+            store_partner = stores[version.version if version else 0] = {
+                s: p.id for p in partners for s in p.stores
+            }
         partner = store_partner.get(store or "", COALITION)
         revenue[partner] = revenue.get(partner, 0) + amount
         if customer_id and amount >= 0:

@@ -720,6 +720,10 @@ class Program(Strict):
 Loc = tuple[str | int, ...]
 
 
+# coalition.COALITION and coalition.POOL: rows of `export settlement`.
+RESERVED_PARTNER_IDS = ("coalition", "pool")
+
+
 def _new_version_checks(p: Program) -> list[tuple[Loc, str]]:
     """Rules a program meets to be applied from now on. Versions stored before a rule
     existed still load (the ledger they made stands), so these run only on a file."""
@@ -744,6 +748,16 @@ def _new_version_checks(p: Program) -> list[tuple[Loc, str]]:
                 f"'{p.currency}' is not an ISO 4217 currency code (such as EUR, USD, SEK)",
             )
         )
+    # The settlement's own rows: what no partner funds, and the balancing row.
+    for i, partner in enumerate(p.partners):
+        if partner.id in RESERVED_PARTNER_IDS:
+            errs.append(
+                (
+                    ("partners", i, "id"),
+                    f"'{partner.id}' is reserved: the settlement has a '{partner.id}' row "
+                    "of its own",
+                )
+            )
     return errs
 
 
