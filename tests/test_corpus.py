@@ -56,6 +56,8 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
         "3:None:a quote opened on line 3 is never closed: "
         "lines 3-5 were read as one row of 5 fields",
     ),
+    # A closed multi-line field with spaces after its quote, beside a 5" mark: read.
+    "closed_multiline_trailing_space.csv": ("purchases", (), 0, '"inserted": 2'),
     "crlf.csv": ("purchases", (), 0, '"inserted": 1'),
     "cr_only.csv": ("purchases", (), 2, "cr_only.csv:1: the file ends its lines with CR only"),
     "quoted_newline.csv": ("purchases", (), 3, "4:amount:not an amount: 'abc'"),

@@ -106,7 +106,7 @@ def _general_minor(text: str, currency: str, decimal: str) -> object:
         value = money.parse_decimal(text, decimal)
         if -value.as_tuple().exponent > money.exponent(currency):
             return f"'{text.strip()}' has more than {money.exponent(currency)} decimals"
-        return money.to_minor(value, currency)
+        return money.to_minor(value, currency, money.MAX_ABS_MINOR)
     except money.AmountError as exc:
         return str(exc)
 
@@ -486,6 +486,8 @@ def test_an_amount_beyond_ten_billion_is_out_of_range(conn, write, cli):
     assert money.parse_minor("10000000000.00") == 10**12
     with pytest.raises(money.AmountError, match="out of range"):
         money.parse_minor("10000000000.01")
+    # A program's money keeps the bound its validation has (a tier nobody reaches).
+    assert money.to_minor(money.Decimal("999999999999"), "EUR") == 99999999999900
     program = write("p.yaml", "program: P\ncurrency: EUR\nearn: {per_currency_unit: 1}\n")
     assert cli("program", "apply", program, "--effective", "2026-01-01").exit_code == 0
     rows = "".join(f"T{n},C{n % 7},2026-01-05,10000000000.00\n" for n in range(10_000))

@@ -502,6 +502,7 @@ def test_a_mapped_column_a_file_lacks_is_said_with_quiet_too(cli, tmp_path, inbo
 
 def test_a_negative_wait_is_a_usage_error(cli, inbox):
     for command in (("nightly", "--inbox", inbox), ("import", "purchases", inbox / "x.csv")):
-        result = cli(*command, "--wait", "-5")
-        assert result.exit_code == 2
-        assert "--wait" in result.stderr
+        for value in ("-5", "nan"):
+            result = cli(*command, "--wait", value)
+            assert result.exit_code == 2
+            assert "--wait" in result.stderr

@@ -43,8 +43,12 @@ ISO_4217 = frozenset(
     )
 )  # fmt: skip
 
-# A sanity bound beyond any real receipt line (10 billion EUR): millions of such
-# lines still sum inside SQLite's int64 (`report kpi`; 10**15 overflowed there).
+# Sanity bounds far inside int64. A program's money (a tier's spend, a reward's
+# value) may be as large as the program validation allows.
+MAX_PROGRAM_MINOR = 10**15
+# A CSV cell, one receipt line, is beyond any real one above 10 billion EUR:
+# millions of such lines still sum inside SQLite's int64 (`report kpi`; lines of
+# 10**15 overflowed there).
 MAX_ABS_MINOR = 10**12
 _SPACES = " \u00a0\u202f"
 _DIGITS = re.compile(r"[0-9]+")
@@ -106,14 +110,15 @@ def _ungrouped(whole: str, text: str, decimal: str) -> str:
     return "".join(groups)
 
 
-def to_minor(value: Decimal, currency: str = "EUR") -> int:
-    """Decimal major units -> integer minor units; refuses sub-minor precision."""
+def to_minor(value: Decimal, currency: str = "EUR", bound: int = MAX_PROGRAM_MINOR) -> int:
+    """Decimal major units -> integer minor units; refuses sub-minor precision and
+    a value beyond `bound`."""
     exp = exponent(currency)
     scaled = value.scaleb(exp)
     if scaled != scaled.to_integral_value():
         raise AmountError(f"{value} has more than {exp} decimals")
     minor = int(scaled)
-    if abs(minor) > MAX_ABS_MINOR:
+    if abs(minor) > bound:
         raise AmountError(f"{value} is out of range")
     return minor
 
@@ -144,7 +149,7 @@ def parse_minor(text: str, currency: str = "EUR", decimal: str = ".") -> int:
     places = -int(value.as_tuple().exponent)
     if places > exp:  # "10.000" is ten thousand to half of Europe: never guessed
         raise AmountError(f"'{text.strip()}' has more than {exp} decimals")
-    return to_minor(value, currency)
+    return to_minor(value, currency, MAX_ABS_MINOR)
 
 
 def from_minor(minor: int, currency: str = "EUR") -> Decimal:

@@ -56,7 +56,7 @@ def check_date(ctx: typer.Context, param: typer.CallbackParam, value: str | None
 
 def check_seconds(value: float) -> float:
     """Option callback: a wait is 0 seconds or more."""
-    if value < 0:
+    if not value >= 0:  # NaN too
         raise typer.BadParameter(f"{value:g} seconds: give 0 or more")
     return value
 

@@ -80,19 +80,6 @@ def parse_columns(text: str | None) -> dict[str, str] | None:
     return columns
 
 
-def _one_column_each(columns: dict[str, str]) -> None:
-    """A header holds one standard column, as the program's own map requires: with
-    --columns on top, `tax=Total,amount=Total` or a header the section maps
-    already would read one column twice."""
-    targets: dict[str, str] = {}
-    for std, header in columns.items():
-        if header in targets:
-            raise UsageError(
-                f"--columns: header '{header}' is mapped to both {targets[header]} and {std}"
-            )
-        targets[header] = std
-
-
 def normalise_delimiter(value: str) -> str:
     value = _DELIMITER_WORDS.get(value.lower(), value)
     if len(value) != 1 or value in '"\r\n':
@@ -147,7 +134,6 @@ def resolve(
         raise UsageError(f"--encoding: unknown encoding '{encoding}'") from None
     columns = dict(getattr(csv_cfg, "columns", None) or {}) if csv_cfg is not None else {}
     columns.update(o.columns or {})
-    _one_column_each(columns)
 
     partner_versions = []
     for each in timeline:  # in force order: (effective_from, version)

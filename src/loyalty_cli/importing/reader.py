@@ -304,6 +304,17 @@ def resolve_header(
             if found is not None:
                 index[std] = found
                 break
+    read_as: dict[int, str] = {}
+    for std, i in index.items():
+        if i in read_as:
+            # `--columns tax=Summa` where amount is Summa too: one column read twice.
+            raise InputFileError(
+                f"column '{_one_line(header[i])}' would be read as both {read_as[i]} and "
+                f"{std}; map one of them to another column (csv.columns or --columns)",
+                file=file,
+                line=line,
+            )
+        read_as[i] = std
     for std in required:
         if std not in index:
             has = ", ".join(f"'{_one_line(h)}'" for h in header if h) or "no named columns"
