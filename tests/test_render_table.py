@@ -89,3 +89,49 @@ def test_text_of_no_width_is_laid_out_as_rich_does(cols, rows):
     out = io.StringIO()
     render.render_rows(rows, "table", cols, None, out)
     assert out.getvalue() == _by_rich(rows, cols, None)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+ROW = {"reward_id": "coffee-long-id-1", "name": "Free coffee for everyone", "value": "3.50",
+       "active": "2026-01-01 to 2026-12-31", "limit": "1 per month"}  # fmt: skip
+
+
+def test_a_table_too_wide_for_the_terminal_is_one_block_per_row(monkeypatch):
+    """Rich cut ids, dates and amounts to fit (`cof…`, `202…`, `10.…`)."""
+    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = _Terminal()
+    render.render_rows([ROW, {**ROW, "reward_id": "tea"}], "table", title="Rewards", out=out)
+    assert out.getvalue().splitlines() == [
+        "Rewards",
+        "",
+        "reward_id  coffee-long-id-1",
+        "name       Free coffee for everyone",
+        "value      3.50",
+        "active     2026-01-01 to 2026-12-31",
+        "limit      1 per month",
+        "",
+        "reward_id  tea",
+        "name       Free coffee for everyone",
+        "value      3.50",
+        "active     2026-01-01 to 2026-12-31",
+        "limit      1 per month",
+    ]
+
+
+@pytest.mark.parametrize("columns", [62, 70, 90])
+def test_a_table_that_fits_once_its_text_wraps_keeps_every_id_and_date_whole(monkeypatch, columns):
+    """Only text with spaces wraps, at its spaces; Rich alone cut `coffee-lo…`."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = _Terminal()
+    render.render_rows([ROW], "table", out=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("┏") and "…" not in out.getvalue()
+    assert max(len(line) for line in lines) <= columns
+    assert "coffee-long-id-1" in lines[3] and "2026-01-01" in lines[3]
+    assert any("2026-12-31" in line for line in lines[3:])

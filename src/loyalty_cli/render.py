@@ -227,11 +227,9 @@ def working(text: str) -> AbstractContextManager[Any]:
 def print_table(tbl: Table, file: IO[str] | None = None) -> None:
     """A table on a terminal fits the window; into a file or a pipe it is printed
     at its full width (Rich would cut it to 80 columns: `2026-0…` in a log)."""
-    from rich.measure import Measurement
-
     out = console(file)
     if not out.is_terminal:
-        need = Measurement.get(out, out.options.update(max_width=100_000), tbl).maximum
+        need = _natural_width(out, tbl)
         if need > out.width:
             out = console(file, width=need)
     out.print(tbl)
@@ -260,10 +258,74 @@ def _print_rows(
     rows: list[dict[str, Any]], cols: Sequence[str], title: str | None, target: IO[str]
 ) -> None:
     layout = _layout(rows, cols)
-    if not console(target).is_terminal and (text := _plain_table(*layout, title)) is not None:
+    out = console(target)
+    if not out.is_terminal and (text := _plain_table(*layout, title)) is not None:
         target.write(text)
         return
-    print_table(_rich_table(*layout, title), target)
+    tbl = _rich_table(*layout, title)
+    if out.is_terminal and rows and _natural_width(out, tbl) > out.width:
+        # Too wide for the window: Rich would cut ids, dates and amounts to `202…`.
+        # Only text with spaces wraps; if even that does not fit, a block per row.
+        fitted = _fitted_table(*layout, title, out.width)
+        if fitted is None:
+            _print_records(out, layout[0], layout[2], title)
+            return
+        tbl = fitted
+    print_table(tbl, target)
+
+
+def _natural_width(out: Console, tbl: Table) -> int:
+    from rich.measure import Measurement
+
+    return Measurement.get(out, out.options.update(max_width=100_000), tbl).maximum
+
+
+def _fitted_table(
+    cols: list[str], right: list[bool], cells: list[list[str]], title: str | None, width: int
+) -> Table | None:
+    """The table in `width` columns with every id, number and date whole: a column
+    whose cells have no space is never narrowed, the others wrap (folding a word
+    longer than the column, never cutting it). None when that cannot fit."""
+    from rich.cells import cell_len
+    from rich.table import Table
+
+    sizes: list[int] = []  # each column's width, from the narrowest it may get
+    full: list[int] = []  # and its width unwrapped
+    for i, col in enumerate(cols):
+        texts = [col, *(row[i] for row in cells)]
+        full.append(max(map(cell_len, texts), default=1) or 1)
+        wraps = any(" " in text for text in texts[1:])
+        words = [word for text in texts for word in text.split()] if wraps else texts
+        sizes.append(max(map(cell_len, words), default=1) or 1)
+    room = width - (3 * len(cols) + 1) - sum(sizes)
+    if room < 0:
+        return None
+    # The room left widens the wrapped columns, left to right, up to their full width.
+    for i, size in enumerate(sizes):
+        more = min(room, full[i] - size)
+        sizes[i], room = size + more, room - more
+    tbl = Table(title=title, show_lines=False, header_style="bold")
+    for col, is_right, size in zip(cols, right, sizes, strict=True):
+        tbl.add_column(col, justify="right" if is_right else "left", width=size)
+    for row in cells:
+        tbl.add_row(*row)
+    return tbl
+
+
+def _print_records(
+    out: Console, cols: list[str], cells: list[list[str]], title: str | None
+) -> None:
+    """Each row as `column  value` lines, rows apart by a blank line."""
+    from rich.text import Text
+
+    if title:
+        out.print(Text(title, style="bold"))
+    pad = max(len(col) for col in cols)
+    for n, row in enumerate(cells):
+        if n or title:
+            out.print()
+        for col, value in zip(cols, row, strict=True):
+            out.print(Text.assemble((col.ljust(pad), "bold"), "  ", value))
 
 
 def render_mapping(
