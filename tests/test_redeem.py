@@ -298,17 +298,7 @@ def test_a_cancellation_after_an_inactivity_expiry_expires_the_points_at_once(cl
     """Had the redemption not been made, the inactivity expiry would have taken its
     points too. Before, they came back for good: no purchase would ever start
     another inactivity clock."""
-    _shop(
-        cli,
-        write,
-        "{policy: inactivity, months: 3}",
-        """
-        transaction_id,customer_id,date,amount
-        T1,C1,2026-01-10,100.00
-        """,
-    )
-    assert cli("run", "--as-of", "2026-02-01").exit_code == 0
-    assert cli("redeem", "C1", "r60", "--date", "2026-02-01").exit_code == 0
+    _inactive_shop(cli, write)
     assert cli("run", "--as-of", "2026-05-01").exit_code == 0  # expires the 40 on 04-10
     out = json.loads(cli("redemption", "cancel", "R000001", "--date", "2026-05-01",
                          "--format", "json").stdout)  # fmt: skip
@@ -326,17 +316,7 @@ def test_a_cancellation_after_an_inactivity_expiry_expires_the_points_at_once(cl
 
 
 def test_a_cancellation_before_the_inactivity_expiry_keeps_the_points(cli, write):
-    _shop(
-        cli,
-        write,
-        "{policy: inactivity, months: 3}",
-        """
-        transaction_id,customer_id,date,amount
-        T1,C1,2026-01-10,100.00
-        """,
-    )
-    assert cli("run", "--as-of", "2026-02-01").exit_code == 0
-    assert cli("redeem", "C1", "r60", "--date", "2026-02-01").exit_code == 0
+    _inactive_shop(cli, write)
     out = json.loads(cli("redemption", "cancel", "R000001", "--date", "2026-03-01",
                          "--format", "json").stdout)  # fmt: skip
     assert (out["points_expired"], out["available"]) == (0, 100)
