@@ -114,13 +114,18 @@ def table(
 
 
 def _rich_table(
-    cols: list[str], right: list[bool], cells: list[list[str]], title: str | None
+    cols: list[str],
+    right: list[bool],
+    cells: list[list[str]],
+    title: str | None,
+    widths: list[int] | None = None,
 ) -> Table:
     from rich.table import Table
 
     tbl = Table(title=title, show_lines=False, header_style="bold")
-    for col, is_right in zip(cols, right, strict=True):
-        tbl.add_column(col, justify="right" if is_right else "left")
+    for n, (col, is_right) in enumerate(zip(cols, right, strict=True)):
+        width = widths[n] if widths is not None else None
+        tbl.add_column(col, justify="right" if is_right else "left", width=width)
     for row in cells:
         tbl.add_row(*row)
     return tbl
@@ -266,11 +271,11 @@ def _print_rows(
     if out.is_terminal and rows and _natural_width(out, tbl) > out.width:
         # Too wide for the window: Rich would cut ids, dates and amounts to `202…`.
         # Only text with spaces wraps; if even that does not fit, a block per row.
-        fitted = _fitted_table(*layout, title, out.width)
-        if fitted is None:
+        widths = _fitted_widths(layout[0], layout[2], out.width)
+        if widths is None:
             _print_records(out, layout[0], layout[2], title)
             return
-        tbl = fitted
+        tbl = _rich_table(*layout, title, widths)
     print_table(tbl, target)
 
 
@@ -280,14 +285,12 @@ def _natural_width(out: Console, tbl: Table) -> int:
     return Measurement.get(out, out.options.update(max_width=100_000), tbl).maximum
 
 
-def _fitted_table(
-    cols: list[str], right: list[bool], cells: list[list[str]], title: str | None, width: int
-) -> Table | None:
-    """The table in `width` columns with every id, number and date whole: a column
-    whose cells have no space is never narrowed, the others wrap (folding a word
-    longer than the column, never cutting it). None when that cannot fit."""
+def _fitted_widths(cols: list[str], cells: list[list[str]], width: int) -> list[int] | None:
+    """Column widths that fit the table in `width` with every id, number and date
+    whole: a column whose cells have no space is never narrowed, the others wrap at
+    their spaces (never narrower than their longest word). None when that cannot
+    fit."""
     from rich.cells import cell_len
-    from rich.table import Table
 
     sizes: list[int] = []  # each column's width, from the narrowest it may get
     full: list[int] = []  # and its width unwrapped
@@ -304,12 +307,7 @@ def _fitted_table(
     for i, size in enumerate(sizes):
         more = min(room, full[i] - size)
         sizes[i], room = size + more, room - more
-    tbl = Table(title=title, show_lines=False, header_style="bold")
-    for col, is_right, size in zip(cols, right, sizes, strict=True):
-        tbl.add_column(col, justify="right" if is_right else "left", width=size)
-    for row in cells:
-        tbl.add_row(*row)
-    return tbl
+    return sizes
 
 
 def _print_records(
