@@ -149,9 +149,6 @@ def partner_report(
     """The settlement plus revenue per partner and customers shared between partners."""
     program = require_program(conn, date_to).program
     timeline = versions_timeline(conn)
-    # A store's partner is the one of the version in force on the row's date (a
-    # store may change partner between versions), as for the points.
-    stores: dict[int, dict[str, str]] = {}
     revenue: dict[str, int] = {}
     customers: dict[str, set[str]] = {}
     # Per receipt and store: a customer shops at a partner with a sale receipt
@@ -166,14 +163,11 @@ def partner_report(
         (date_from.isoformat(), date_to.isoformat()),
     )
     for store, day, customer_id, amount in rows:
+        # The store's partner in the version in force on the line's date (a store
+        # may change partner between versions), as for the points.
         version = timeline.get(dt.date.fromisoformat(day))
-        store_partner = stores.get(version.version if version else 0)
-        if store_partner is None:
-            partners = version.program.partners if version else []
-            store_partner = stores[version.version if version else 0] = {
-                s: p.id for p in partners for s in p.stores
-            }
-        partner = store_partner.get(store or "", COALITION)
+        found = version.program.partner_for_store(store) if version is not None else None
+        partner = found.id if found is not None else COALITION
         revenue[partner] = revenue.get(partner, 0) + amount
         if customer_id and amount >= 0:
             customers.setdefault(customer_id, set()).add(partner)
