@@ -300,3 +300,14 @@ def test_the_settlements_own_row_names_are_not_partner_ids(write, cli):
         f"{path}:6: partners[1].id: 'coalition' is reserved: the settlement has a 'coalition' "
         "row of its own",
     ]
+
+
+def test_report_partners_credits_sales_before_the_first_version_by_the_first(conn, write, cli):
+    """As the settlement prices them; they went to a `coalition` revenue row."""
+    head = "program: C\ncurrency: EUR\nearn: {per_currency_unit: 1}\npartners:\n"
+    apply_program(conn, write("v1.yaml", head + "  - {id: cafe, stores: [S1]}\n"),
+                  effective=dt.date(2026, 2, 1))  # fmt: skip
+    rows = "transaction_id,customer_id,date,amount,store\nJ1,M1,2026-01-15,10.00,S1\n"
+    import_files(conn, "purchases", [write("p.csv", rows)])
+    report = cli("report", "partners", "--from", "2026-01-01", "--to", "2026-02-28", "-f", "json")
+    assert json.loads(report.stdout)["revenue"] == {"cafe": "10.00"}

@@ -56,6 +56,14 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
         "3:None:a quote opened on line 3 is never closed: "
         "lines 3-5 were read as one row of 5 fields",
     ),
+    # Inside a quote never closed, quotes come in pairs: the row does not end one.
+    "unterminated_quote_doubled_quotes.csv": (
+        "purchases",
+        (),
+        3,
+        "2:None:a quote opened on line 2 is never closed: "
+        "lines 2-3 were read as one row of 6 fields",
+    ),
     # A closed multi-line field with spaces after its quote, beside a 5" mark: read.
     "closed_multiline_trailing_space.csv": ("purchases", (), 0, '"inserted": 2'),
     "crlf.csv": ("purchases", (), 0, '"inserted": 1'),

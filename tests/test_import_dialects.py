@@ -156,4 +156,17 @@ def test_a_standard_column_and_a_mapped_one_may_not_meet(conn, write, cli, tmp_p
     path = write("p.csv", "transaction_id,customer_id,date,amount\nT1,C1,2026-01-01,5.00\n")
     result = cli("import", "purchases", path, "--columns", "tax=AMOUNT")
     assert result.exit_code == 2
-    assert "column 'amount' would be read as both amount and tax" in result.stderr
+    assert "column 'amount' (its header is mapped to tax) not found" in result.stderr
+
+
+def test_a_header_mapped_to_one_column_is_not_also_another_columns(conn, write, tmp_path):
+    """`sku: category`: the header `category` holds SKUs; category is left empty
+    (it was refused as read twice, or read in the standard dialect without the map)."""
+    _apply(conn, tmp_path, "csv: {delimiter: ';', columns: {sku: category}}")
+    path = write(
+        "p.csv", "transaction_id;customer_id;date;amount;category\nT1;C1;2026-01-01;5.00;ABC-1\n"
+    )
+    [result] = import_files(conn, "purchases", [path])
+    assert result.inserted == 1
+    row = conn.execute("SELECT sku, category FROM purchases").fetchone()
+    assert tuple(row) == ("ABC-1", None)

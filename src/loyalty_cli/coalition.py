@@ -165,7 +165,8 @@ def partner_report(
     for store, day, customer_id, amount in rows:
         # The store's partner in the version in force on the line's date (a store
         # may change partner between versions), as for the points.
-        version = timeline.get(dt.date.fromisoformat(day))
+        # (before the first version: the first one's, as the settlement prices it)
+        version = timeline.get(dt.date.fromisoformat(day)) or next(iter(timeline), None)
         found = version.program.partner_for_store(store) if version is not None else None
         partner = found.id if found is not None else COALITION
         revenue[partner] = revenue.get(partner, 0) + amount

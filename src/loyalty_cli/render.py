@@ -267,16 +267,18 @@ def _print_rows(
     if not out.is_terminal and (text := _plain_table(*layout, title)) is not None:
         target.write(text)
         return
-    tbl = _rich_table(*layout, title)
-    if out.is_terminal and rows and _natural_width(out, tbl) > out.width:
-        # Too wide for the window: Rich would cut ids, dates and amounts to `202…`.
-        # Only text with spaces wraps; if even that does not fit, a block per row.
-        widths = _fitted_widths(layout[0], layout[2], out.width)
-        if widths is None:
-            _print_records(out, layout[0], layout[2], title)
-            return
-        tbl = _rich_table(*layout, title, widths)
-    print_table(tbl, target)
+    widths = None
+    if out.is_terminal and rows:
+        full, least = _column_widths(layout[0], layout[2])
+        if sum(full) + 3 * len(full) + 1 > out.width:
+            # Too wide for the window: Rich would cut ids, dates and amounts to
+            # `202…`. Only text with spaces wraps; if even that does not fit, a block
+            # per row.
+            widths = _fitted_widths(full, least, out.width)
+            if widths is None:
+                _print_records(out, layout[0], layout[2], title)
+                return
+    print_table(_rich_table(*layout, title, widths), target)
 
 
 def _natural_width(out: Console, tbl: Table) -> int:
@@ -285,25 +287,31 @@ def _natural_width(out: Console, tbl: Table) -> int:
     return Measurement.get(out, out.options.update(max_width=100_000), tbl).maximum
 
 
-def _fitted_widths(cols: list[str], cells: list[list[str]], width: int) -> list[int] | None:
-    """Column widths that fit the table in `width` with every id, number and date
-    whole: a column whose cells have no space is never narrowed, the others wrap at
-    their spaces (never narrower than their longest word). None when that cannot
-    fit."""
+def _column_widths(cols: list[str], cells: list[list[str]]) -> tuple[list[int], list[int]]:
+    """Each column's width unwrapped, and the narrowest it may get with every id,
+    number and date whole: a column whose cells have no space is never narrowed,
+    the others wrap at their spaces (never narrower than their longest word)."""
     from rich.cells import cell_len
 
-    sizes: list[int] = []  # each column's width, from the narrowest it may get
-    full: list[int] = []  # and its width unwrapped
+    full: list[int] = []
+    least: list[int] = []
     for i, col in enumerate(cols):
         texts = [col, *(row[i] for row in cells)]
-        full.append(max(map(cell_len, texts), default=1) or 1)
+        lines = [line for text in texts for line in text.splitlines() or [""]]
+        full.append(max(map(cell_len, lines), default=1) or 1)
         wraps = any(" " in text for text in texts[1:])
-        words = [word for text in texts for word in text.split()] if wraps else texts
-        sizes.append(max(map(cell_len, words), default=1) or 1)
-    room = width - (3 * len(cols) + 1) - sum(sizes)
+        words = [word for line in lines for word in line.split()] if wraps else lines
+        least.append(max(map(cell_len, words), default=1) or 1)
+    return full, least
+
+
+def _fitted_widths(full: list[int], least: list[int], width: int) -> list[int] | None:
+    """Column widths from `least` up that fit the table in `width`, the room left
+    going to the wrapped columns left to right; None when even `least` does not."""
+    sizes = list(least)
+    room = width - (3 * len(sizes) + 1) - sum(sizes)
     if room < 0:
         return None
-    # The room left widens the wrapped columns, left to right, up to their full width.
     for i, size in enumerate(sizes):
         more = min(room, full[i] - size)
         sizes[i], room = size + more, room - more
@@ -316,14 +324,16 @@ def _print_records(
     """Each row as `column  value` lines, rows apart by a blank line."""
     from rich.text import Text
 
-    if title:
-        out.print(Text(title, style="bold"))
     pad = max(len(col) for col in cols)
-    for n, row in enumerate(cells):
-        if n or title:
-            out.print()
-        for col, value in zip(cols, row, strict=True):
-            out.print(Text.assemble((col.ljust(pad), "bold"), "  ", value))
+    blocks = [Text(title, style="bold")] if title else []
+    for row in cells:
+        block = Text()
+        for n, (col, value) in enumerate(zip(cols, row, strict=True)):
+            name = col.ljust(pad) if value else col
+            block.append_text(Text.assemble("\n" if n else "", (name, "bold")))
+            block.append(f"  {value}" if value else "")
+        blocks.append(block)
+    out.print(Text("\n\n").join(blocks))
 
 
 def render_mapping(

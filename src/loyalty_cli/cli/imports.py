@@ -221,17 +221,6 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _table(keys: tuple[str, ...], rows: list[dict[str, Any]], title: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for key in keys:
-        table.add_column(key)
-    for row in rows:
-        table.add_row(*("" if row[k] is None else str(row[k]) for k in keys))
-    render.print_table(table)
-
-
 def _render_rows(
     keys: tuple[str, ...], rows: list[dict[str, Any]], fmt: OutputFormat, title: str
 ) -> None:
@@ -242,7 +231,7 @@ def _render_rows(
     elif not rows:
         typer.echo(f"No {title.lower()}.")
     else:
-        _table(keys, rows, title)
+        render.render_rows(rows, "table", list(keys), title)
 
 
 @import_app.command("list")

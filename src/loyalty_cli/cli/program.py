@@ -198,7 +198,6 @@ def versions(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
 
     Example: loyalty program versions --format csv
     """
-    from rich.table import Table
 
     from loyalty_cli import program as programs
 
@@ -212,20 +211,19 @@ def versions(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
     elif fmt == OutputFormat.csv:
         _csv(rows)
     else:
-        table = Table(title="Program versions")
         # The table is for reading: applied date only, no hash (csv/json carry everything).
-        for col in ("version", "name", "effective from", "applied", "source file", "in force"):
-            table.add_column(col, justify="right" if col == "version" else "left")
-        for row in rows:
-            table.add_row(
-                str(row["version"]),
-                row["name"],
-                row["effective_from"],
-                row["applied_at"][:10],
-                row["source_file"] or "",
-                "yes" if row["in_force"] else "",
-            )
-        render.print_table(table)
+        shown = [
+            {
+                "version": row["version"],
+                "name": row["name"],
+                "effective from": row["effective_from"],
+                "applied": row["applied_at"][:10],
+                "source file": row["source_file"] or "",
+                "in force": "yes" if row["in_force"] else "",
+            }
+            for row in rows
+        ]
+        render.render_rows(shown, "table", title="Program versions")
 
 
 @group.command("schema")

@@ -439,9 +439,10 @@ def _cells(
     if raw.fields is None:
         raise RowRejected(None, raw.error or "unreadable row")
     lines = raw.raw.count("\n")
-    # (A closed field may have spaces or a tab after its quote: the csv module keeps
-    # them in the field.)
-    closed = raw.raw.rstrip(" \t").endswith('"')
+    # Closed: the text ends in an odd run of quotes (inside a quoted field they come
+    # in pairs), maybe followed by spaces or a tab the csv module keeps in the field.
+    text = raw.raw.rstrip(" \t")
+    closed = (len(text) - len(text.rstrip('"'))) % 2 == 1
     if lines and raw.raw.count('"') % 2 and "\n" in raw.fields[-1] and not closed:
         # The csv module reads an unclosed quote to the end of the file: the last
         # field holds the rest of it (an odd count alone may be a 5" bag beside
