@@ -297,7 +297,8 @@ def _column_widths(cols: list[str], cells: list[list[str]]) -> tuple[list[int], 
     least: list[int] = []
     for i, col in enumerate(cols):
         texts = [col, *(row[i] for row in cells)]
-        lines = [line for text in texts for line in text.splitlines() or [""]]
+        # Rich breaks lines at "\n" only (splitlines() would also break at "\r").
+        lines = [line for text in texts for line in text.split("\n")]
         full.append(max(map(cell_len, lines), default=1) or 1)
         wraps = any(" " in text for text in texts[1:])
         words = [word for line in lines for word in line.split()] if wraps else lines

@@ -296,15 +296,10 @@ def resolve_header(
             return seen[name]
         return seen[alike[0]] if alike else None
 
-    # A header the map gives to a column is that column's only: `sku: category`
-    # means the header `category` holds SKUs, not categories too.
-    claimed = {mapping[std].casefold(): std for std in columns if std in mapping}
     index: dict[str, int] = {}
     for std in columns:
         candidates = [mapping[std], std] if std in mapping else [std]
         for cand in candidates:
-            if cand == std and claimed.get(std.casefold(), std) != std:
-                continue
             found = find(cand)
             if found is not None:
                 index[std] = found
@@ -324,9 +319,6 @@ def resolve_header(
         if std not in index:
             has = ", ".join(f"'{_one_line(h)}'" for h in header if h) or "no named columns"
             mapped = f" (mapped to '{mapping[std]}')" if std in mapping else ""
-            owner = claimed.get(std.casefold(), std)
-            if owner != std and find(std) is not None:
-                mapped = f" (its header is mapped to {owner})"
             raise InputFileError(
                 f"column '{std}'{mapped} not found; the file has {has}; "
                 f"map it with csv.columns.{std} or --columns {std}=...",
