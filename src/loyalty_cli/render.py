@@ -177,7 +177,7 @@ def _plain_table(
             parts.append(f" {pad}{text} " if is_right else f" {text}{pad} ")
         return bar + bar.join(parts) + bar
 
-    total = sum(span) + 3 * len(span) + 1
+    total = _table_width(span)
     out = []
     if title:
         size = width(title)
@@ -232,9 +232,11 @@ def working(text: str) -> AbstractContextManager[Any]:
 def print_table(tbl: Table, file: IO[str] | None = None) -> None:
     """A table on a terminal fits the window; into a file or a pipe it is printed
     at its full width (Rich would cut it to 80 columns: `2026-0…` in a log)."""
+    from rich.measure import Measurement
+
     out = console(file)
     if not out.is_terminal:
-        need = _natural_width(out, tbl)
+        need = Measurement.get(out, out.options.update(max_width=100_000), tbl).maximum
         if need > out.width:
             out = console(file, width=need)
     out.print(tbl)
@@ -270,7 +272,7 @@ def _print_rows(
     widths = None
     if out.is_terminal and rows:
         full, least = _column_widths(layout[0], layout[2])
-        if sum(full) + 3 * len(full) + 1 > out.width:
+        if _table_width(full) > out.width:
             # Too wide for the window: Rich would cut ids, dates and amounts to
             # `202…`. Only text with spaces wraps; if even that does not fit, a block
             # per row.
@@ -281,10 +283,10 @@ def _print_rows(
     print_table(_rich_table(*layout, title, widths), target)
 
 
-def _natural_width(out: Console, tbl: Table) -> int:
-    from rich.measure import Measurement
-
-    return Measurement.get(out, out.options.update(max_width=100_000), tbl).maximum
+def _table_width(columns: list[int]) -> int:
+    """The width of a table with columns this wide: a border, and a space each side
+    of every cell."""
+    return sum(columns) + 3 * len(columns) + 1
 
 
 def _column_widths(cols: list[str], cells: list[list[str]]) -> tuple[list[int], list[int]]:
@@ -310,7 +312,7 @@ def _fitted_widths(full: list[int], least: list[int], width: int) -> list[int] |
     """Column widths from `least` up that fit the table in `width`, the room left
     going to the wrapped columns left to right; None when even `least` does not."""
     sizes = list(least)
-    room = width - (3 * len(sizes) + 1) - sum(sizes)
+    room = width - _table_width(sizes)
     if room < 0:
         return None
     for i, size in enumerate(sizes):
@@ -326,15 +328,18 @@ def _print_records(
     from rich.text import Text
 
     pad = max(len(col) for col in cols)
-    blocks = [Text(title, style="bold")] if title else []
-    for row in cells:
+    if title:
+        out.print(Text(title, style="bold"))
+    # A print per row: a listing of thousands is never held as one text.
+    for n, row in enumerate(cells):
+        if n or title:
+            out.print()
         block = Text()
-        for n, (col, value) in enumerate(zip(cols, row, strict=True)):
+        for i, (col, value) in enumerate(zip(cols, row, strict=True)):
             name = col.ljust(pad) if value else col
-            block.append_text(Text.assemble("\n" if n else "", (name, "bold")))
+            block.append_text(Text.assemble("\n" if i else "", (name, "bold")))
             block.append(f"  {value}" if value else "")
-        blocks.append(block)
-    out.print(Text("\n\n").join(blocks))
+        out.print(block)
 
 
 def render_mapping(
