@@ -274,7 +274,9 @@ class Strict(BaseModel):
     """Every section: unknown keys are errors; an explicit `key:` (null) means the default."""
 
     # Keys by their YAML names only: `from_` (the field behind `from`) is an unknown key.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: each model's validator is built on first use, not when this module
+    # is imported; a command that validates only a Program builds it once (-70 ms).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -391,7 +393,7 @@ class ReferralBonus(Strict):
 class Bonuses(BaseModel):
     """Known event types, plus any other name as a custom event type."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
     __pydantic_extra__: dict[str, BonusValue] = Field(init=False)  # type: ignore[assignment]
 
     signup: BonusValue | None = None
