@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from loyalty_cli import __version__
 from loyalty_cli.cli.app import app
 
@@ -54,3 +56,16 @@ def test_a_table_into_a_pipe_is_printed_whole_not_cut_to_80_columns():
     text = out.getvalue()
     assert "2026-01-10" in text and rows[0]["source"] in text and rows[0]["note"] in text
     assert "…" not in text
+
+
+def test_init_on_a_live_shop_does_not_suggest_applying_the_sample(cli, db_file):
+    fresh = cli("init")
+    assert fresh.exit_code == 0
+    assert "next: loyalty program apply" in fresh.stdout
+    program = Path(__file__).parents[1] / "programs" / "boutique.yaml"
+    assert cli("program", "apply", program, "--effective", "2026-01-01").exit_code == 0
+    again = cli("init")
+    assert again.exit_code == 0
+    assert again.stdout == (
+        f"ok: {db_file} is ready; it holds a shop already (program versions: 1)\n"
+    )

@@ -259,7 +259,8 @@ def test_missing_column_names_the_columns_the_file_has(conn, write):
         import_files(conn, "purchases", [p])
     assert str(exc.value) == (
         f"{p}:1: column 'date' not found; the file has 'transaction_id', 'customer_id', "
-        "'Pvm', 'Summa €'; map it with csv.columns.date or --columns date=..."
+        "'Pvm', 'Summa €'; map it in the program (csv.columns.date) or for one import "
+        "(--columns date=...)"
     )
     assert exc.value.exit_code == 2
     assert count(conn, "SELECT COUNT(*) FROM imports") == 0
@@ -272,7 +273,8 @@ def test_encoding_error_names_line(conn, tmp_path):
         import_files(conn, "purchases", [p])
     assert str(exc.value) == (
         f"{p}:3: cannot be read as utf-8-sig (byte b'\\xc4'); "
-        "give the right encoding, e.g. --encoding latin-1"
+        "set the right one in the program (csv.encoding) or for one import (--encoding), "
+        "e.g. latin-1"
     )
     assert count(conn) == 0
     [res] = import_files(conn, "purchases", [p], overrides=DialectOverrides(encoding="latin-1"))

@@ -62,8 +62,8 @@ def test_missing_column_exit_2(cli, write):
     assert result.exit_code == 2
     assert result.stderr == (
         f"Error: {p}:1: column 'amount' not found; the file has 'transaction_id', "
-        "'customer_id', 'date', 'Summa €'; map it with csv.columns.amount or "
-        "--columns amount=...\n"
+        "'customer_id', 'date', 'Summa €'; map it in the program (csv.columns.amount) or "
+        "for one import (--columns amount=...)\n"
     )
     mapped = cli("import", "purchases", p, "--columns", "amount=Summa €")
     assert mapped.exit_code == 0, mapped.stderr

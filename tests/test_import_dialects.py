@@ -87,7 +87,7 @@ def test_a_till_file_saved_in_another_encoding_is_not_read_as_standard(conn, wri
 def test_an_encoding_flag_keeps_the_standard_reading(shop, tmp_path):
     people = tmp_path / "c.csv"
     people.write_bytes("customer_id,name\nC1,Mäkelä\n".encode("latin-1"))
-    with pytest.raises(InputFileError, match="give the right encoding"):
+    with pytest.raises(InputFileError, match="set the right one in the program"):
         import_files(shop, "customers", [people])
     [result] = import_files(
         shop, "customers", [people], overrides=DialectOverrides(encoding="latin-1")

@@ -190,8 +190,9 @@ def test_a_file_that_cannot_be_imported_stops_the_night(cli, program, inbox, db_
     assert result.stdout == "a.csv: purchases, 1 inserted, 0 duplicates, 0 rejected\n"
     assert result.stderr == (
         f"Error: {inbox / 'b.csv'}:1: column 'customer_id' not found; the file has "
-        "'transaction_id', 'date', 'amount'; map it with csv.columns.customer_id or "
-        "--columns customer_id=...; nightly stopped: b.csv stays in the inbox, 1 earlier "
+        "'transaction_id', 'date', 'amount'; map it in the program (csv.columns.customer_id) "
+        "or for one import (--columns customer_id=...); nightly stopped: b.csv stays in the "
+        "inbox, 1 earlier "
         "file imported and moved to done/, the run was not started\n"
     )
     assert listing(inbox) == ["b.csv", "c.csv", "done"]

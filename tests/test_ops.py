@@ -362,6 +362,16 @@ def test_backup_copy_opens_and_has_the_same_rows(conn, cli, tmp_path):
     copy.close()
 
 
+def test_backup_onto_the_database_itself_says_so_first(conn, cli, tmp_path):
+    source = conn.execute("PRAGMA database_list").fetchone()[2]
+    for extra in ((), ("--force",)):
+        result = cli("backup", source, *extra)
+        assert (result.exit_code, result.stderr) == (
+            2,
+            f"Error: {source}: is the database itself; choose another file\n",
+        )
+
+
 def test_backup_refuses_to_overwrite_without_force(conn, cli, tmp_path):
     target = tmp_path / "copy.db"
     target.write_bytes(b"precious")

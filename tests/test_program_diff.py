@@ -37,6 +37,16 @@ def test_changes_are_named_in_words_and_lists_match_by_id():
     ]
 
 
+def test_fields_and_values_read_as_in_the_yaml():
+    old = load_program(BOUTIQUE)
+    text = BOUTIQUE.read_text().replace("active: {from: 2026-01-01,", "active: {from: 2026-02-01,")
+    text = text.replace("favourite_category: true", "favourite_category: false")
+    assert "from: 2026-02-01" in text and "favourite_category: false" in text
+    changes = diff_programs(old, parse_program(text))
+    assert "reward 'ten-off' changed: active.from: 2026-01-01 -> 2026-02-01" in changes
+    assert "offer 'winback' changed: favourite_category: true -> false" in changes
+
+
 def test_effective_date_alone_is_not_a_change():
     old = load_program(BOUTIQUE)
     new = parse_program(

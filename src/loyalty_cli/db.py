@@ -471,3 +471,8 @@ def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (key, value),
     )
+
+
+def program_version_count(conn: sqlite3.Connection) -> int:
+    """How many program versions have been applied (none parsed: no pydantic needed)."""
+    return conn.execute("SELECT COUNT(*) FROM program_versions").fetchone()[0]

@@ -425,10 +425,10 @@ def backup_database(conn: sqlite3.Connection, dest: Path, *, force: bool = False
         raise UsageError(
             "is a file SQLite keeps beside the database; choose another", file=str(dest)
         )
-    if dest.exists() and not force:
-        raise ConflictError("already exists; use --force to overwrite it", file=str(dest))
     if source and dest.exists() and os.path.samefile(source, dest):
         raise UsageError("is the database itself; choose another file", file=str(dest))
+    if dest.exists() and not force:
+        raise ConflictError("already exists; use --force to overwrite it", file=str(dest))
     if not dest.parent.is_dir():
         raise UsageError("the directory does not exist", file=str(dest))
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")

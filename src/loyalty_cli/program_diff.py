@@ -23,8 +23,9 @@ _BY_ID = {
 
 def diff_programs(old: Program, new: Program) -> list[str]:
     """One plain sentence per change; an empty list when nothing changes."""
-    before = old.model_dump(mode="json", exclude={"effective_from"})
-    after = new.model_dump(mode="json", exclude={"effective_from"})
+    # By alias: fields read as their YAML keys (`active.from`, not the field `from_`).
+    before = old.model_dump(mode="json", by_alias=True, exclude={"effective_from"})
+    after = new.model_dump(mode="json", by_alias=True, exclude={"effective_from"})
     lines: list[str] = []
     _walk("", before, after, lines)
     return lines
@@ -81,4 +82,6 @@ def _show(value: Any) -> str:
         return ", ".join(f"{k} {_show(v)}" for k, v in value.items())
     if isinstance(value, list):
         return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]  # as YAML writes them
     return str(value)

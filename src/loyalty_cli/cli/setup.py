@@ -21,8 +21,18 @@ def init(ctx: typer.Context) -> None:
 
     Example: loyalty --db shop.db init
     """
-    get_conn(ctx)
-    typer.echo(f"ok: {db_file(ctx)} is ready; next: loyalty program apply programs/boutique.yaml")
+    from loyalty_cli.db import program_version_count
+
+    applied = program_version_count(get_conn(ctx))
+    if applied:
+        # A live shop: the usual next step would add the sample program as a new version.
+        typer.echo(
+            f"ok: {db_file(ctx)} is ready; it holds a shop already (program versions: {applied})"
+        )
+    else:
+        typer.echo(
+            f"ok: {db_file(ctx)} is ready; next: loyalty program apply programs/boutique.yaml"
+        )
 
 
 def demo(ctx: typer.Context) -> None:

@@ -125,7 +125,8 @@ class CsvReader:
                 )
                 raise InputFileError(
                     f"cannot be read as {self.dialect.encoding} ({what}); "
-                    "give the right encoding, e.g. --encoding latin-1",
+                    "set the right one in the program (csv.encoding) or for one import "
+                    "(--encoding), e.g. latin-1",
                     file=self.name,
                     line=self._lines_out + 1,
                 ) from None
@@ -310,7 +311,8 @@ def resolve_header(
             # `--columns tax=Summa` where amount is Summa too: one column read twice.
             raise InputFileError(
                 f"column '{_one_line(header[i])}' would be read as both {read_as[i]} and "
-                f"{std}; map one of them to another column (csv.columns or --columns)",
+                f"{std}; map one of them to another column (csv.columns in the program, or "
+                "--columns for one import)",
                 file=file,
                 line=line,
             )
@@ -321,7 +323,8 @@ def resolve_header(
             mapped = f" (mapped to '{mapping[std]}')" if std in mapping else ""
             raise InputFileError(
                 f"column '{std}'{mapped} not found; the file has {has}; "
-                f"map it with csv.columns.{std} or --columns {std}=...",
+                f"map it in the program (csv.columns.{std}) or for one import "
+                f"(--columns {std}=...)",
                 file=file,
                 line=line,
             )
