@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from conftest import load_json
@@ -48,6 +49,17 @@ def test_redeem_ref_twice_posts_once(conn, tmp_path, cli):
     again = load_json(cli(*args, "--date", "2026-03-12"))
     assert again == first
     assert conn.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'redeem'").fetchone()[0] == 1
+
+
+def test_an_empty_ref_is_a_usage_error_not_a_key(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    for ref in ("", "  "):
+        result = cli("redeem", "C1", "coffee", "--ref", ref, "--date", "2026-03-10")
+        assert (result.exit_code, result.stderr) == (
+            2,
+            "Error: --ref is empty: give the till's key, or leave --ref out\n",
+        )
+    assert conn.execute("SELECT COUNT(*) FROM redemptions").fetchone()[0] == 0
 
 
 def test_unknown_reward_and_customer_exit_1(conn, tmp_path, cli):
@@ -100,6 +112,18 @@ def test_adjust_negative_points_parse_and_refusal(conn, tmp_path, cli):
         "SELECT kind, source_type, note FROM ledger ORDER BY entry_id DESC LIMIT 1"
     ).fetchone()
     assert tuple(entry) == ("adjust", "adjustment", "fraud")
+
+
+def test_adjust_beyond_one_entrys_bound_is_a_usage_error(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    for points in ("1000000000000", "-9223372036854775807", "99999999999999999999"):
+        result = cli("adjust", "C1", points, "--reason", "typo", "--date", "2026-03-10")
+        assert result.exit_code == 2, result.stderr
+        assert "is beyond what one entry may hold (999,999,999,999 either way)" in result.stderr
+    out = load_json(
+        cli("adjust", "C1", "999999999999", "--reason", "max", "--date", "2026-03-10", "-f", "json")
+    )
+    assert out["available_after"] == 999999999999 + 250
 
 
 def test_positive_adjust_is_a_lot_with_fixed_expiry(conn, tmp_path, cli):
@@ -196,3 +220,69 @@ def test_help_texts_have_examples(cli):
     ):
         result = cli(*args, "--help")
         assert result.exit_code == 0 and "Example: loyalty" in result.stdout, args
+
+
+def test_a_counter_command_dated_after_today_is_refused(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    cli("redeem", "C1", "coffee", "--date", "2026-03-10")
+    today = dt.date.today()
+    later = today + dt.timedelta(days=365)
+    refusal = (
+        f"Error: --date {later} is after today ({today}): a date to come; post on today or an "
+        "earlier day\n"
+    )
+    attempts = (
+        ("redeem", "C1", "coffee"),
+        ("redemption", "cancel", "R000001"),
+        ("adjust", "C1", "5", "--reason", "typo"),
+        ("claim", "T404", "C1"),
+        ("import", "undo", "1"),
+    )
+    before = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    for args in attempts:
+        result = cli(*args, "--date", later.isoformat())
+        assert (result.exit_code, result.stderr) == (2, refusal), args
+    assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == before
+    assert conn.execute("SELECT status FROM redemptions").fetchone()[0] == "active"
+    # Today itself is a day that has come.
+    assert cli("redeem", "C1", "coffee", "--date", today.isoformat()).exit_code == 0
+
+
+def test_a_shop_run_ahead_of_the_calendar_posts_up_to_that_run(conn, tmp_path, cli):
+    setup(conn, tmp_path)
+    today = dt.date.today()
+    ahead = today + dt.timedelta(days=40)
+    assert cli("run", "--as-of", ahead.isoformat()).exit_code == 0
+    ok = cli("redeem", "C1", "coffee", "--date", ahead.isoformat())
+    assert ok.exit_code == 0, ok.stderr
+    beyond = (ahead + dt.timedelta(days=1)).isoformat()
+    result = cli("redeem", "C1", "coffee", "--date", beyond)
+    assert result.exit_code == 2
+    assert f"is after today ({today}) or the last run's date ({ahead}): a date to come" in (
+        result.stderr
+    )
+
+
+def test_cancel_and_adjust_count_an_inactivity_expiry_no_run_has_posted(cli, write):
+    program = write(
+        "in.yaml",
+        """
+        program: In
+        currency: EUR
+        earn: {per_currency_unit: 1}
+        expiry: {policy: inactivity, months: 6}
+        rewards:
+          - {id: r50, name: Fifty, cost: 50}
+        """,
+    )
+    sales = write("u.csv", "transaction_id,customer_id,date,amount\nU1,W1,2026-01-02,100.00\n")
+    assert cli("program", "apply", program, "--effective", "2025-01-01", "--yes").exit_code == 0
+    assert cli("import", "purchases", sales).exit_code == 0
+    assert cli("run", "--as-of", "2026-03-01").exit_code == 0
+    assert cli("redeem", "W1", "r50", "--date", "2026-03-01").exit_code == 0
+    # 2026-07-02 the inactivity expiry falls; no run has posted it by 2026-07-05.
+    cancel = load_json(cli("redemption", "cancel", "R000001", "--date", "2026-07-05", "-f", "json"))
+    shown = load_json(cli("customer", "show", "W1", "--as-of", "2026-07-05", "-f", "json"))
+    assert cancel["available"] == shown["points"]["available"] == 0
+    adjust = ("adjust", "W1", "10", "--reason", "goodwill", "--date", "2026-07-05", "-f", "json")
+    assert load_json(cli(*adjust))["available_after"] == 10

@@ -165,3 +165,22 @@ def test_undoing_balances_does_not_reverse_what_already_expired(conn, tmp_path, 
     ).fetchall()
     assert [tuple(r) for r in reversals] == [("C2", -40), ("C3", -100)]
     assert [ledger.balance(conn, c) for c in ("C1", "C2", "C3")] == [0, -40, -40]
+
+
+def test_balances_and_adjustments_before_the_first_version_fall_under_it(
+    conn, tmp_path, cli, write
+):
+    # The old system's cut-off day is before the program's effective_from: the
+    # carried-over points are valued and expire under the program they moved into.
+    apply(conn, tmp_path)  # effective 2026-01-01, fixed expiry 12 months, 0.01 per point
+    path = write("old.csv", "customer_id,points,date\nQ1,100,2025-12-31\n")
+    assert cli("import", "balances", str(path)).exit_code == 0
+    adjusted = cli("adjust", "Q1", "5", "--reason", "carried", "--date", "2025-11-30")
+    assert adjusted.exit_code == 0, adjusted.stderr
+    rows = conn.execute(
+        "SELECT points, value, program_version, expires_on FROM ledger ORDER BY entry_id"
+    ).fetchall()
+    assert [tuple(r) for r in rows] == [(100, 100, 1, "2026-12-31"), (5, 5, 1, "2026-11-30")]
+    assert cli("run", "--as-of", "2026-12-31").exit_code == 0
+    expired = conn.execute("SELECT SUM(points) FROM ledger WHERE kind = 'expire'").fetchone()[0]
+    assert expired == -105

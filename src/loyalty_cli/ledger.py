@@ -29,6 +29,10 @@ KINDS = (
     "adjust",
     "reversal",
 )
+# One hand-made entry's points either way (an adjustment, an opening balance: twelve
+# digits), so that no sum of a shop's entries can leave SQLite's 64-bit integers.
+MAX_ENTRY_POINTS = 10**12 - 1
+
 # Outgoing entries aimed at one lot first (lot_id), then FIFO.
 _TARGETED = {"expire", "clawback", "reversal"}
 

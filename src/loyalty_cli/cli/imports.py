@@ -19,8 +19,8 @@ from loyalty_cli.cli.common import (
     FormatOpt,
     OutputFormat,
     check_seconds,
-    date_or_today,
     echo_json,
+    parse_date,
 )
 from loyalty_cli.cli.common import get_conn as _get_conn
 from loyalty_cli.cli.common import shop_conn as _shop_conn
@@ -275,8 +275,10 @@ def undo_command(
     Example: loyalty import undo 3 --date 2026-11-02
     """
     from loyalty_cli.importing import undo_import
+    from loyalty_cli.rewards import posting_date
 
-    result = undo_import(_shop_conn(ctx), import_id, date_or_today(date))
+    conn = _shop_conn(ctx)
+    result = undo_import(conn, import_id, posting_date(conn, parse_date(date)))
     if fmt is OutputFormat.json:
         echo_json(result.as_json())
     elif fmt is OutputFormat.csv:

@@ -17,6 +17,7 @@ from loyalty_cli.cli.common import (
     FormatOpt,
     OutputFormat,
     date_or_today,
+    parse_date,
     shop_conn,
 )
 
@@ -117,7 +118,8 @@ def redeem_cmd(
     """
     from loyalty_cli import rewards as lib
 
-    out = lib.redeem(shop_conn(ctx), customer, reward, date_or_today(date), ref=ref)
+    conn = shop_conn(ctx)
+    out = lib.redeem(conn, customer, reward, lib.posting_date(conn, parse_date(date)), ref=ref)
     if fmt == OutputFormat.table:
         out = {**out, "code": lib.redemption_code(out["redemption_id"])}
     render.render_mapping(out, fmt, "Redeemed")
@@ -139,7 +141,8 @@ def cancel_cmd(
     """
     from loyalty_cli import rewards as lib
 
-    out = lib.cancel_redemption(shop_conn(ctx), redemption_id, date_or_today(date))
+    conn = shop_conn(ctx)
+    out = lib.cancel_redemption(conn, redemption_id, lib.posting_date(conn, parse_date(date)))
     render.render_mapping(out, fmt, "Cancelled")
 
 
@@ -161,7 +164,9 @@ def adjust_cmd(
     """
     from loyalty_cli import rewards as lib
 
-    out = lib.adjust(shop_conn(ctx), customer, points, reason, date_or_today(date), allow_negative)
+    conn = shop_conn(ctx)
+    on = lib.posting_date(conn, parse_date(date))
+    out = lib.adjust(conn, customer, points, reason, on, allow_negative)
     render.render_mapping(out, fmt, "Adjusted")
 
 
@@ -181,7 +186,8 @@ def claim_cmd(
     """
     from loyalty_cli import rewards as lib
 
-    out = lib.claim(shop_conn(ctx), transaction, customer, date_or_today(date))
+    conn = shop_conn(ctx)
+    out = lib.claim(conn, transaction, customer, lib.posting_date(conn, parse_date(date)))
     render.render_mapping(out, fmt, "Claimed")
 
 

@@ -164,6 +164,13 @@ def unposted_inactivity(conn: sqlite3.Connection, customer_id: str, on: dt.date)
     return None if posted else fell[1]
 
 
+def counter_available(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> int:
+    """What the customer may spend on `on`, by every posted entry (a later-dated one
+    too), less an inactivity expiry due by then that no run has posted yet."""
+    state = ledger.replay(ledger.entries_for(conn, customer_id))
+    return ledger.available_after(state, on, unposted_inactivity(conn, customer_id, on))
+
+
 def inactivity_expiry(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dt.date | None:
     """The day all available points expire for inactivity (policy of the version in
     force on the last sale receipt, a sale the next run will score included), or

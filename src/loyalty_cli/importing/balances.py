@@ -39,6 +39,7 @@ class BalancesKind(KindHandler):
 
         customer = cells.ident("customer_id")
         text = cells.required("points")
+        # Twelve digits at most: ledger.MAX_ENTRY_POINTS.
         if not text.isascii() or not text.isdigit() or len(text) > 12:
             raise RowRejected("points", f"'{text}' is not a whole number of 0 or more points")
         date = cells.date("date")

@@ -14,12 +14,12 @@ from typing import Any
 
 from loyalty_cli import db, ledger
 from loyalty_cli.errors import ConflictError, UsageError
-from loyalty_cli.rewards.common import add_months, require_customer, version_or_none
+from loyalty_cli.rewards.common import add_months, require_customer, version_for_lot
 
 
 def lot_expiry(conn: sqlite3.Connection, on: dt.date) -> dt.date | None:
     """When a lot that becomes available on `on` expires (fixed expiry only)."""
-    version = version_or_none(conn, on)
+    version = version_for_lot(conn, on)
     expiry = version.program.expiry if version else None
     if expiry is None or expiry.policy != "fixed":
         return None
@@ -38,7 +38,7 @@ def adjustment_entry(
     expires_on: dt.date | None = None,
 ) -> ledger.NewEntry:
     """The `adjust` entry for a correction or an opening balance (not posted)."""
-    version = version_or_none(conn, on)
+    version = version_for_lot(conn, on)
     value = (
         ledger.points_value(points, version.program.point_value, version.program.currency)
         if version
@@ -71,12 +71,18 @@ def adjust(
     """Post a manual `adjust` entry; returns what was posted and the balance after."""
     if points == 0:
         raise UsageError("an adjustment of 0 points changes nothing; give a non-zero POINTS")
+    if abs(points) > ledger.MAX_ENTRY_POINTS:
+        raise UsageError(
+            f"an adjustment of {points} points is beyond what one entry may hold "
+            f"({ledger.MAX_ENTRY_POINTS:,} either way)"
+        )
     if not reason or not reason.strip():
         raise UsageError("say why: --reason TEXT is required")
+    from loyalty_cli.engine.statement import counter_available
+
     with db.transaction(conn):
         require_customer(conn, customer_id)
-        entries = ledger.entries_for(conn, customer_id)
-        available = ledger.replay(entries).available(on)
+        available = counter_available(conn, customer_id, on)
         if points < 0 and available + points < 0 and not allow_negative:
             raise ConflictError(
                 f"not enough points: {customer_id} has {available} available; "
@@ -85,7 +91,7 @@ def adjust(
             )
         entry = adjustment_entry(conn, customer_id, points, on, note=reason.strip())
         (entry_id,) = ledger.post(conn, [entry])
-        after = ledger.replay(ledger.entries_for(conn, customer_id)).available(on)
+        after = counter_available(conn, customer_id, on)
     return {
         "entry_id": entry_id,
         "customer_id": customer_id,

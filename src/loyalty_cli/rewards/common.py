@@ -12,10 +12,31 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from loyalty_cli.errors import NoProgramError, NotFoundError
+from loyalty_cli.errors import NoProgramError, NotFoundError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from loyalty_cli.program import Program, ProgramVersion, Reward
+
+
+def posting_date(conn: sqlite3.Connection, on: dt.date | None) -> dt.date:
+    """The date a counter command (redeem, cancel, adjust, claim, undo) posts on:
+    `on`, else today. A day to come is refused: a mistyped year would otherwise
+    post an entry no statement shows until then (a redemption whose points stay
+    spendable, a cancellation whose points come back after their lot expired).
+    A shop run ahead of the calendar (`run --as-of` a later day, to see the
+    future) may post up to that run's date."""
+    today = dt.date.today()
+    if on is None:
+        return today
+    row = conn.execute("SELECT MAX(as_of) FROM runs WHERE finished_at IS NOT NULL").fetchone()
+    run_to = dt.date.fromisoformat(row[0]) if row and row[0] else None
+    if on > today and (run_to is None or on > run_to):
+        ahead = f" or the last run's date ({run_to})" if run_to and run_to > today else ""
+        raise UsageError(
+            f"--date {on} is after today ({today}){ahead}: a date to come; "
+            "post on today or an earlier day"
+        )
+    return on
 
 
 def version_on(conn: sqlite3.Connection, on: dt.date) -> ProgramVersion:
@@ -30,6 +51,20 @@ def version_or_none(conn: sqlite3.Connection, on: dt.date) -> ProgramVersion | N
         return version_on(conn, on)
     except NoProgramError:
         return None
+
+
+def version_for_lot(conn: sqlite3.Connection, on: dt.date) -> ProgramVersion | None:
+    """The version that values a hand-made lot dated `on` and sets its expiry: the
+    one in force then, else the first one. An opening balance carried over from
+    the old system is often dated before the program's `effective_from` (its
+    cut-off day); it is valued and expires under the program it moved into."""
+    version = version_or_none(conn, on)
+    if version is not None:
+        return version
+    from loyalty_cli.program import list_versions
+
+    first = min(list_versions(conn), key=lambda v: (v.effective_from, v.version), default=None)
+    return first
 
 
 def customer_exists(conn: sqlite3.Connection, customer_id: str) -> bool:

@@ -14,7 +14,7 @@ import sqlite3
 from typing import Any
 
 from loyalty_cli import db, ledger
-from loyalty_cli.errors import ConflictError, NotFoundError, RedemptionError
+from loyalty_cli.errors import ConflictError, NotFoundError, RedemptionError, UsageError
 from loyalty_cli.money import format_minor
 from loyalty_cli.rewards.common import (
     find_reward,
@@ -103,6 +103,10 @@ def redeem(
     nothing; for another customer it is refused. `redemption_id`: use this id
     (imports from the till) instead of the next generated one.
     """
+    if ref is not None and not ref.strip():
+        # A till script whose receipt number came out empty would otherwise turn
+        # every later redemption into a replay of the first.
+        raise UsageError("--ref is empty: give the till's key, or leave --ref out")
     with db.transaction(conn):
         if ref is not None:
             row = conn.execute(f"SELECT {_COLUMNS} FROM redemptions WHERE ref = ?", (ref,))
@@ -259,7 +263,9 @@ def cancel_redemption(conn: sqlite3.Connection, redemption_id: str, on: dt.date)
             "UPDATE redemptions SET status = 'cancelled', cancelled_on = ? WHERE redemption_id = ?",
             (on.isoformat(), redemption_id),
         )
-        available = ledger.replay(ledger.entries_for(conn, customer_id)).available(on)
+        from loyalty_cli.engine.statement import counter_available
+
+        available = counter_available(conn, customer_id, on)
         out = redemption_dict(conn, get_redemption(conn, redemption_id))
         del out["balance_after"]
         out.update(
