@@ -85,7 +85,9 @@ def test_to_defaults_to_today_or_the_last_run_when_later(shop, write):
 
 
 def test_a_doubled_rate_doubles_points_issued(shop, write):
-    result = simulate(shop, program_file(write, "double.yaml", rate="2"), dt.date(2026, 1, 1))
+    # To the last run: by today every lot has expired on both sides (top_changes: none).
+    proposal = program_file(write, "double.yaml", rate="2")
+    result = simulate(shop, proposal, dt.date(2026, 1, 1), dt.date(2026, 6, 30))
     # Whole-euro receipts, floor rounding: no rounding effects, so exactly double.
     assert result["current"]["points_issued"] == 305
     assert result["proposed"]["points_issued"] == 610
@@ -243,3 +245,18 @@ def test_simulate_to_before_the_history_names_the_first_purchase(shop, cli, writ
     result = cli("simulate", program_file(write, "same.yaml"), "--to", "2025-12-31")
     assert result.exit_code == 2
     assert result.stderr == f"Error: --to 2025-12-31 is before the first purchase, on {first}\n"
+
+
+def test_top_changes_leave_out_points_expired_without_a_run_posting_it(conn, write):
+    """--to after the last run, past a lot's expiry: the statement's balance counts,
+    not the ledger's sum (the expire entry is not posted yet on the real side)."""
+    apply_program(conn, program_file(write))
+    import_files(conn, "purchases", [write("purchases.csv", "transaction_id,customer_id,"
+                                            "date,amount\nT1,C1,2026-01-10,100.00\n")])  # fmt: skip
+    run(conn, dt.date(2026, 1, 31))
+    to = dt.date(2026, 5, 31)  # the lot expired on 2026-04-10
+    same = simulate(conn, program_file(write, "same.yaml"), dt.date(2026, 1, 1), to)
+    assert same["current"]["outstanding_points"] == 0
+    assert same["top_changes"] == []
+    doubled = simulate(conn, program_file(write, "x2.yaml", rate="2"), dt.date(2026, 1, 1), to)
+    assert doubled["top_changes"] == []

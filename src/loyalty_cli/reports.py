@@ -326,19 +326,26 @@ def balance_and_unposted_expiry(conn: sqlite3.Connection, on: dt.date) -> tuple[
     before `on` without their `expire` entry yet): outstanding = the first less the
     second. Only customers whose lots might hold such points are replayed.
     """
-    total = ledger_total(conn, on)
+    return ledger_total(conn, on), sum(unposted_expiry(conn, on).values())
+
+
+def unposted_expiry(conn: sqlite3.Connection, on: dt.date) -> dict[str, int]:
+    """Customer -> points still held by lots that expired on or before `on` without
+    their `expire` entry yet (only customers holding some)."""
     # A lot past expiry holds nothing once an expire aimed at it is posted,
     # unless a cancellation gave points back, or entries dated after `on` were
     # posted before that expire (the replay as of `on` skips them, so it may
     # differ from what the poster saw). Those customers are replayed.
     candidates = sorted(_held_candidates(conn, on))
+    held: dict[str, int] = {}
     if not candidates:
-        return total, 0
-    held = 0
-    for entries in ledger.entries_by_customer(conn, candidates).values():
+        return held  # (entries_by_customer of no one would read everyone)
+    for cid, entries in ledger.entries_by_customer(conn, candidates).items():
         state = ledger.replay(entries, on)
-        held += sum(lot.remaining for lot in state.lots.values() if _expired_held(lot, on))
-    return total, held
+        points = sum(lot.remaining for lot in state.lots.values() if _expired_held(lot, on))
+        if points:
+            held[cid] = points
+    return held
 
 
 def _held_candidates(conn: sqlite3.Connection, on: dt.date) -> set[str]:

@@ -348,10 +348,17 @@ def _delta(current: dict[str, Any], proposed: dict[str, Any]) -> dict[str, Any]:
 def _balance_changes(
     real: sqlite3.Connection, scratch: sqlite3.Connection, on: dt.date, top: int = 10
 ) -> list[dict[str, Any]]:
-    """The customers whose balance on `on` differs most between the two ledgers."""
+    """The customers whose balance on `on` differs most between the two ledgers: the
+    balance the statement shows (available + pending), so points whose lot expired
+    by `on` without a run posting it yet do not count, as in outstanding_points."""
+    from loyalty_cli.reports import unposted_expiry
+
     sql = "SELECT customer_id, SUM(points) FROM ledger WHERE date <= ? GROUP BY customer_id"
     before = dict(real.execute(sql, (on.isoformat(),)).fetchall())
     after = dict(scratch.execute(sql, (on.isoformat(),)).fetchall())
+    for balances, conn in ((before, real), (after, scratch)):
+        for cid, held in unposted_expiry(conn, on).items():
+            balances[cid] -= held
     rows = [
         {
             "customer_id": cid,
