@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 
 from conftest import load_json
 from loyalty_cli import db, ledger
-from test_rewards_support import D, apply, customer, earn, set_tier, voucher
+from test_rewards_support import PROGRAM, D, apply, customer, earn, set_tier, voucher
 
 
 def setup(conn, tmp_path):
@@ -286,3 +288,27 @@ def test_cancel_and_adjust_count_an_inactivity_expiry_no_run_has_posted(cli, wri
     assert cancel["available"] == shown["points"]["available"] == 0
     adjust = ("adjust", "W1", "10", "--reason", "goodwill", "--date", "2026-07-05", "-f", "json")
     assert load_json(cli(*adjust))["available_after"] == 10
+
+
+def test_rewards_list_names_a_cards_weekdays_and_amounts_as_the_yaml_does(conn, tmp_path, cli):
+    apply(
+        conn,
+        tmp_path,
+        PROGRAM.replace(
+            "when: {category: coffee}",
+            "when: {category: coffee, weekday: [sat, Sunday], min_amount: 4.50, "
+            "date_from: 2026-02-01}",
+        ),
+    )
+    listing = load_json(cli("rewards", "list", "--as-of", "2026-03-10", "--format", "json"))
+    assert listing[2]["punch_card"]["when"] == {
+        "category": ["coffee"],
+        "weekday": ["sat", "sun"],
+        "min_amount": "4.50",
+        "date_from": "2026-02-01",
+    }
+    text = cli("rewards", "list", "--as-of", "2026-03-10", "--format", "csv").stdout
+    flat = list(csv.DictReader(io.StringIO(text)))
+    assert flat[2]["punch_card"] == (
+        "every 10 (category=coffee, weekday=sat, sun, date_from=2026-02-01, min_amount=4.50)"
+    )

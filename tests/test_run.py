@@ -90,7 +90,7 @@ def test_cli_run_and_quiet(cli, conn, tmp_path):
     buy(conn, "T1", "C1", "2026-01-05", 1000)
     result = cli("run", "--as-of", "2026-01-31")
     assert result.exit_code == 0, result.output
-    assert "1 receipts" in result.stdout and "earn 1" in result.stdout
+    assert "1 receipt, 1 customer;" in result.stdout and "earn 1" in result.stdout
     again = cli("run", "--as-of", "2026-01-31", "--quiet")
     assert (again.exit_code, again.stdout) == (0, "")
 

@@ -31,6 +31,11 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 
 
+def count(n: int, noun: str) -> str:
+    """`1 receipt`, `2 receipts`: a number and its noun, in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def safe_cell(value: Any) -> Any:
     """Neutralise a text cell a spreadsheet would run as a formula (prefix ').
 

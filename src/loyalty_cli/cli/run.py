@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from loyalty_cli import render
 from loyalty_cli.cli.common import AsOfOpt, date_or_today, shop_conn
 
 
@@ -32,13 +33,14 @@ def run_cmd(
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.entries.items())) or "nothing new"
     typer.echo(
-        f"Run {result.run_id} as of {day}: {result.receipts} receipts, "
-        f"{result.customers} customers; entries: {counts}"
+        f"Run {result.run_id} as of {day}: {render.count(result.receipts, 'receipt')}, "
+        f"{render.count(result.customers, 'customer')}; entries: {counts}"
         + (f"; vouchers issued {result.vouchers}" if result.vouchers else "")
     )
     if result.before_program:
         typer.echo(
-            f"Note: {result.before_program} receipts are dated before the program's first "
+            f"Note: {render.count(result.before_program, 'receipt')} "
+            f"{'is' if result.before_program == 1 else 'are'} dated before the program's first "
             f"version ({result.program_from}) and earn nothing; to score them, apply the "
             "program with --effective on an earlier date "
             "(`loyalty program apply FILE --effective DATE`).",

@@ -76,7 +76,8 @@ def demo(ctx: typer.Context) -> None:
     run = shop.run
     entries = ", ".join(f"{n} {kind}" for kind, n in run["entries"].items())
     out.print(
-        f"run as of {run['as_of']}: {run['receipts']} receipts of {run['customers']} customers "
+        f"run as of {run['as_of']}: {render.count(run['receipts'], 'receipt')} of "
+        f"{render.count(run['customers'], 'customer')} "
         f"-> {entries}; {run['vouchers_issued']} punch-card vouchers"
     )
     out.rule("At the counter")

@@ -54,7 +54,8 @@ def list_rewards(conn: sqlite3.Connection, as_of: dt.date | None = None) -> list
                 "punch_card": (
                     {
                         "every": r.punch_card.every,
-                        "when": _plain(r.punch_card.when.model_dump(exclude_none=True)),
+                        # JSON mode: weekdays by the names the YAML takes (`sat`).
+                        "when": r.punch_card.when.model_dump(mode="json", exclude_none=True),
                     }
                     if r.punch_card
                     else None
