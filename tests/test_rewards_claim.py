@@ -24,6 +24,13 @@ def test_claim_then_run_scores_the_receipt_once(conn, tmp_path, cli, write):
     earned = "SELECT source_id, points FROM ledger WHERE kind = 'earn' ORDER BY entry_id"
     assert [tuple(r) for r in conn.execute(earned)] == [("T2", 10)]
 
+    early = cli("claim", "T1", "C1", "--date", "2026-02-28")
+    assert (early.exit_code, early.stderr) == (
+        2,
+        "Error: --date 2026-02-28 is before receipt T1's date 2026-03-01: a receipt is "
+        "claimed on or after the day it was made\n",
+    )
+    assert conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
     result = cli("claim", "T1", "C1", "--date", "2026-03-05")
     assert result.exit_code == 0, result.stderr
     for _ in range(2):

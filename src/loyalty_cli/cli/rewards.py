@@ -16,6 +16,7 @@ from loyalty_cli.cli.common import (
     DateOpt,
     FormatOpt,
     OutputFormat,
+    check_date,
     date_or_today,
     parse_date,
     shop_conn,
@@ -174,7 +175,15 @@ def claim_cmd(
     ctx: typer.Context,
     transaction: Annotated[str, typer.Argument(help="Receipt (transaction) id.")],
     customer: Annotated[str, typer.Argument(help="Customer id.")],
-    date: DateOpt = None,
+    date: Annotated[
+        str | None,
+        typer.Option(
+            "--date",
+            help="Day the claim is made (kept as claimed_on; the receipt earns on its own "
+            "date); default today.",
+            callback=check_date,
+        ),
+    ] = None,
     fmt: FormatOpt = OutputFormat.table,
 ):
     """Attach an anonymous receipt to a member; the next `loyalty run` scores it.

@@ -19,7 +19,7 @@ import sqlite3
 from typing import Any
 
 from loyalty_cli import db
-from loyalty_cli.errors import ConflictError, NotFoundError
+from loyalty_cli.errors import ConflictError, NotFoundError, UsageError
 from loyalty_cli.money import format_minor
 from loyalty_cli.rewards.common import require_customer, version_or_none
 
@@ -41,6 +41,12 @@ def claim(
             raise ConflictError(
                 f"receipt {transaction_id} already belongs to customer {', '.join(owners)}"
             )
+        receipt_date = min(r["date"] for r in rows)
+        if on.isoformat() < receipt_date:
+            raise UsageError(
+                f"--date {on} is before receipt {transaction_id}'s date {receipt_date}: a "
+                "receipt is claimed on or after the day it was made"
+            )
         earlier = conn.execute(
             "SELECT customer_id, claimed_on FROM claims WHERE transaction_id = ?",
             (transaction_id,),
@@ -57,7 +63,6 @@ def claim(
             (transaction_id, customer_id, on.isoformat()),
         )
         refunds = attach_refunds(conn, on)
-    receipt_date = min(r["date"] for r in rows)
     version = version_or_none(conn, dt.date.fromisoformat(receipt_date))
     currency = version.program.currency if version else "EUR"
     return {
