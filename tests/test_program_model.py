@@ -709,3 +709,29 @@ def test_counts_and_points_are_numbers_not_true_or_false():
     assert {e.message for e in err.value.errors} == {"must be a whole number, not true or false"}
     stored = parse_program(text, source="program version 1", stored=True)  # still loads
     assert (stored.pending_days, stored.offers[0].bonus_points) == (1, 1)
+
+
+def test_unknown_key_hints_come_from_the_keys_valid_at_that_place():
+    text = """\
+program: X
+currency: EUR
+earn: {per_currency_unit: 1}
+bonuses:
+  referral: {referrer: 10, bonus: 1}
+  myevent: {points: 5, limit: {cout: 1, per: month}}
+rewards:
+  - {id: a, name: A, cost: 10, tiers: gold}
+  - {id: c, name: C, value: 1, punch_card: {every: 2, when: {categry: x}}}
+tier: {}
+"""
+    with pytest.raises(ProgramError) as exc:
+        parse_program(text, "x.yaml")
+    lines = [str(e) for e in exc.value.errors]  # type: ignore[attr-defined]
+    assert "x.yaml:5: bonuses.referral.bonus: unknown key" in lines  # not 'bonus' of a rule
+    assert "x.yaml:6: bonuses.myevent.limit.cout: unknown key (did you mean 'count'?)" in lines
+    assert "x.yaml:8: rewards[0].tiers: unknown key" in lines  # `tiers` is top-level only
+    assert (
+        "x.yaml:9: rewards[1].punch_card.when.categry: unknown key (did you mean 'category'?)"
+        in lines
+    )
+    assert "x.yaml:10: tier: unknown key (did you mean 'tiers'?)" in lines

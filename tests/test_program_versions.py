@@ -156,7 +156,21 @@ def test_cli_apply_before_the_last_run_says_posted_points_stay(cli, write):
     )
     assert back.exit_code == 0
     assert back.stdout.strip() == "applied program version 3 (Plan B), effective 2026-02-01"
-    assert "before the last run (as of 2026-03-31): what was posted stays" in back.stderr
+    assert "on or before the last run's date (2026-03-31): what was posted stays" in back.stderr
+    same_day = cli(
+        "program", "apply", write("d.yaml", B + "point_value: 0.03\n"), "--effective", "2026-03-31"
+    )
+    assert "on or before the last run's date (2026-03-31)" in same_day.stderr
+
+
+def test_effective_from_in_the_file_takes_the_years_the_flag_takes(cli, write):
+    bad = write("old.yaml", A + "effective_from: 1800-01-01\n")
+    result = cli("program", "validate", bad)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {bad}:{A.count(chr(10)) + 1}: effective_from: '1800-01-01' is outside the "
+        "years 1900-2999\n"
+    )
 
 
 def test_cli_apply_invalid_exit_2(cli, write):

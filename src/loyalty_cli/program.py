@@ -51,6 +51,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from loyalty_cli import money
+from loyalty_cli.engine.dates import OUT_OF_RANGE, in_range
 from loyalty_cli.errors import ProgramError
 
 MAX_ALIASES = 100
@@ -743,6 +744,9 @@ def _new_version_checks(p: Program) -> list[tuple[Loc, str]]:
                     "points still pending when it comes would never expire",
                 )
             )
+    # The range `--effective` takes (and every date option): 1800-01-01 is a typo.
+    if p.effective_from is not None and not in_range(p.effective_from):
+        errs.append((("effective_from",), f"'{p.effective_from}' {OUT_OF_RANGE}"))
     if p.currency not in money.ISO_4217:
         errs.append(
             (
@@ -936,6 +940,33 @@ def _all_field_names() -> list[str]:
 _FIELD_NAMES = _all_field_names()
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation can hold (through Optional, unions, lists, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys the section at a pydantic loc takes, or None when the walk is lost."""
+    models: list[type[BaseModel]] = [Program]
+    for step in loc:
+        if isinstance(step, int) or step in _TAGS:
+            continue  # a list index, a union branch
+        fields = {
+            (info.alias or name): info for m in models for name, info in m.model_fields.items()
+        }
+        if step in fields:
+            models = _models_in(fields[step].annotation)
+        elif any(m.model_config.get("extra") == "allow" for m in models):
+            models = [BonusDetail, ReferralBonus]  # a custom event type under bonuses
+        else:
+            return None
+        if not models:
+            return None
+    return sorted({info.alias or name for m in models for name, info in m.model_fields.items()})
+
+
 def _locate(root: Node, loc: Loc) -> tuple[int, str]:
     """Walk the YAML node tree along a pydantic loc: (line, "a.b[2].c")."""
     node: Node | None = root
@@ -979,8 +1010,10 @@ def _message(err: dict[str, Any]) -> str:
         return "is required"
     if kind == "extra_forbidden":
         key = str(err["loc"][-1])
-        # A key valid elsewhere is no hint for itself (`when` under a reward).
-        others = [name for name in _FIELD_NAMES if name != key]
+        # Hints from the keys valid at that place (`min_tier` for `tier` under a
+        # reward, not the top-level `tiers`); a key valid elsewhere is no hint for itself.
+        here = _keys_at(err["loc"][:-1])
+        others = [name for name in (here or _FIELD_NAMES) if name != key]
         hint = difflib.get_close_matches(key, others, n=1, cutoff=0.75)
         return "unknown key" + (f" (did you mean '{hint[0]}'?)" if hint else "")
     if kind == "literal_error":

@@ -102,7 +102,7 @@ def apply(
     posted = programs_store.posted_through(conn)
     if version.created and posted is not None and version.effective_from <= posted:
         typer.echo(
-            f"note: it takes effect before the last run (as of {posted.isoformat()}): "
+            f"note: it takes effect on or before the last run's date ({posted.isoformat()}): "
             "what was posted stays as it is; receipts imported later and dated since "
             f"{version.effective_from.isoformat()} are scored by it",
             err=True,
