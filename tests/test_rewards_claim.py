@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from loyalty_cli import ledger
@@ -187,3 +188,24 @@ def test_claim_lists_only_the_refunds_of_the_receipt_it_claims(conn, tmp_path, c
         conn.execute("SELECT customer_id FROM claims WHERE transaction_id = 'R1'").fetchone()[0]
         == "C1"
     )
+
+
+def test_a_claim_lapses_when_the_till_sends_its_receipt_again_with_a_customer(
+    conn, tmp_path, cli, write
+):
+    apply(conn, tmp_path)
+    customer(conn, "J")
+    customer(conn, "B")
+    anonymous = write("a.csv", "transaction_id,customer_id,date,amount\nX1,,2026-03-01,40.00\n")
+    named = write("b.csv", "transaction_id,customer_id,date,amount\nX1,B,2026-03-01,40.00\n")
+    assert cli("import", "purchases", anonymous).exit_code == 0
+    assert cli("claim", "X1", "J", "--date", "2026-03-02").exit_code == 0
+    assert cli("run", "--as-of", "2026-03-10").exit_code == 0
+    (iid,) = conn.execute("SELECT import_id FROM imports WHERE file LIKE '%a.csv'").fetchone()
+    assert cli("import", "undo", str(iid), "--date", "2026-03-10").exit_code == 0
+    assert cli("import", "purchases", named).exit_code == 0
+    assert cli("run", "--as-of", "2026-03-31").exit_code == 0
+    assert ledger.state_of(conn, "J").available(dt.date(2026, 3, 31)) == 0
+    assert ledger.state_of(conn, "B").available(dt.date(2026, 3, 31)) == 40
+    refused = cli("claim", "X1", "J")
+    assert refused.stderr == "Error: receipt X1 already belongs to customer B\n"

@@ -111,7 +111,21 @@ def attach_refunds(conn: sqlite3.Connection, on: dt.date) -> list[tuple[str, str
     import), so that the next call claims it for the new holder. Returns the
     (refund, member, receipt) claims made. Driven from the anonymous refunds' own
     small index (CROSS JOIN keeps that order: the planner would rather walk every
-    purchase), so it costs milliseconds on a million lines."""
+    purchase), so it costs milliseconds on a million lines.
+
+    First, a receipt's claim lapses when its receipt, not scored for the claimer
+    (its import undone), comes back from the till naming a customer on a line: the
+    till's customer holds it, as `claim` itself already says."""
+    conn.execute(
+        """
+        DELETE FROM claims
+        WHERE refund_of IS NULL
+          AND NOT EXISTS (SELECT 1 FROM scored_receipts s
+                          WHERE s.transaction_id = claims.transaction_id)
+          AND EXISTS (SELECT 1 FROM purchases p WHERE p.transaction_id = claims.transaction_id
+                      AND p.undone = 0 AND p.customer_id IS NOT NULL)
+        """
+    )
     conn.execute(
         f"""
         DELETE FROM claims
