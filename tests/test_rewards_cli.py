@@ -246,6 +246,9 @@ def test_a_counter_command_dated_after_today_is_refused(conn, tmp_path, cli):
         assert (result.exit_code, result.stderr) == (2, refusal), args
     assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == before
     assert conn.execute("SELECT status FROM redemptions").fetchone()[0] == "active"
+    # A redemption the counter would refuse anyway says why (the date comes last).
+    ten_off = cli("redeem", "C1", "ten-off", "--date", later.isoformat())
+    assert ten_off.exit_code == 1 and "reward not active on" in ten_off.stderr
     # Today itself is a day that has come.
     assert cli("redeem", "C1", "coffee", "--date", today.isoformat()).exit_code == 0
 

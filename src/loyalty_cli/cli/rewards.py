@@ -120,7 +120,9 @@ def redeem_cmd(
     from loyalty_cli import rewards as lib
 
     conn = shop_conn(ctx)
-    out = lib.redeem(conn, customer, reward, lib.posting_date(conn, parse_date(date)), ref=ref)
+    out = lib.redeem(
+        conn, customer, reward, date_or_today(date), ref=ref, latest=lib.posting_limit(conn)
+    )
     if fmt == OutputFormat.table:
         out = {**out, "code": lib.redemption_code(out["redemption_id"])}
     render.render_mapping(out, fmt, "Redeemed")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from loyalty_cli.rewards.adjust import adjust, adjustment_entry, lot_expiry
 from loyalty_cli.rewards.catalogue import list_rewards
 from loyalty_cli.rewards.claim import claim
-from loyalty_cli.rewards.common import posting_date
+from loyalty_cli.rewards.common import posting_date, posting_limit
 from loyalty_cli.rewards.eligibility import (
     eligible_reward_ids,
     period_bounds,
@@ -36,6 +36,7 @@ __all__ = [
     "lot_expiry",
     "period_bounds",
     "posting_date",
+    "posting_limit",
     "redeem",
     "redemption_code",
     "redemption_dict",

@@ -18,24 +18,34 @@ if TYPE_CHECKING:  # pragma: no cover
     from loyalty_cli.program import Program, ProgramVersion, Reward
 
 
-def posting_date(conn: sqlite3.Connection, on: dt.date | None) -> dt.date:
-    """The date a counter command (redeem, cancel, adjust, claim, undo) posts on:
-    `on`, else today. A day to come is refused: a mistyped year would otherwise
-    post an entry no statement shows until then (a redemption whose points stay
-    spendable, a cancellation whose points come back after their lot expired).
-    A shop run ahead of the calendar (`run --as-of` a later day, to see the
-    future) may post up to that run's date."""
+def posting_limit(conn: sqlite3.Connection) -> dt.date:
+    """The last day a counter command (redeem, cancel, adjust, claim, undo) may post
+    on: today, or the last run's as-of date when a shop was run ahead of the
+    calendar (`run --as-of` a later day, to see the future)."""
     today = dt.date.today()
-    if on is None:
-        return today
     row = conn.execute("SELECT MAX(as_of) FROM runs WHERE finished_at IS NOT NULL").fetchone()
     run_to = dt.date.fromisoformat(row[0]) if row and row[0] else None
-    if on > today and (run_to is None or on > run_to):
-        ahead = f" or the last run's date ({run_to})" if run_to and run_to > today else ""
+    return max(today, run_to) if run_to else today
+
+
+def check_posting_date(on: dt.date, limit: dt.date) -> None:
+    """A day to come is refused: a mistyped year would otherwise post an entry no
+    statement shows until then (a redemption whose points stay spendable, a
+    cancellation whose points come back after their lot expired)."""
+    if on > limit:
+        today = dt.date.today()
+        ahead = f" or the last run's date ({limit})" if limit > today else ""
         raise UsageError(
             f"--date {on} is after today ({today}){ahead}: a date to come; "
             "post on today or an earlier day"
         )
+
+
+def posting_date(conn: sqlite3.Connection, on: dt.date | None) -> dt.date:
+    """The date a counter command posts on: `on` (checked), else today."""
+    if on is None:
+        return dt.date.today()
+    check_posting_date(on, posting_limit(conn))
     return on
 
 

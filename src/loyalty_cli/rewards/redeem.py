@@ -17,6 +17,7 @@ from loyalty_cli import db, ledger
 from loyalty_cli.errors import ConflictError, NotFoundError, RedemptionError, UsageError
 from loyalty_cli.money import format_minor
 from loyalty_cli.rewards.common import (
+    check_posting_date,
     find_reward,
     require_customer,
     version_on,
@@ -95,13 +96,16 @@ def redeem(
     ref: str | None = None,
     redemption_id: str | None = None,
     import_id: int | None = None,
+    latest: dt.date | None = None,
 ) -> dict[str, Any]:
     """Redeem a reward for a customer on a date; RedemptionError says why not.
 
     `ref`: an idempotency key from the till; the same key again returns the
     first redemption unchanged (whatever the reward or date) and posts
     nothing; for another customer it is refused. `redemption_id`: use this id
-    (imports from the till) instead of the next generated one.
+    (imports from the till) instead of the next generated one. `latest`: the
+    last day it may be dated (common.posting_limit), checked after the reasons the
+    counter would refuse it anyway, so that those are what is said.
     """
     if ref is not None and not ref.strip():
         # A till script whose receipt number came out empty would otherwise turn
@@ -136,6 +140,8 @@ def redeem(
         reason = facts.refusal(program, reward, customer_id)
         if reason is not None:
             raise RedemptionError(reason)
+        if latest is not None:
+            check_posting_date(on, latest)
 
         rid = redemption_id or _next_redemption_id(conn)
         value = program.minor(reward.value)
