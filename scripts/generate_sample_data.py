@@ -169,12 +169,13 @@ def make_purchases(rng: random.Random, customers: list[dict[str, str]]) -> list[
     mean_lines = sum(n * w for n, w in zip(*LINES_PER_RECEIPT, strict=True)) / 100
     receipts_total = int(TARGET_LINES / mean_lines / (1 + REFUND_SHARE))
     member_receipts = int(receipts_total * (1 - ANON_SHARE))
-    # Pareto-skewed visit frequency: a few regulars, a long tail of rare visitors.
-    weights = [rng.paretovariate(1.3) for _ in customers]
-    scale = member_receipts / sum(weights)
+    # Pareto-skewed visit frequency: a few regulars, a long tail of rare visitors;
+    # every member buys at least once, and about one in four only once.
+    weights = [rng.paretovariate(1.3) - 1 for _ in customers]
+    scale = (member_receipts - len(customers)) / sum(weights)
     visits: list[tuple[dt.date, str]] = []
     for c, w in zip(customers, weights, strict=True):
-        n = int(w * scale + rng.random())
+        n = 1 + int(w * scale + rng.random())
         joined = dt.date.fromisoformat(c["joined_on"])
         last = END
         if rng.random() < 0.3:  # lapsing: stops coming somewhere along the way

@@ -13,7 +13,7 @@ def test_demo_builds_both_shops(cli, db_file):
     for part in ("At the counter", "Net revenue by month", "Settlement", "pool"):
         assert part in result.stdout
     conn = sqlite3.connect(db_file)
-    assert conn.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 19944
+    assert conn.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 19939
     assert conn.execute("SELECT COUNT(*) FROM redemptions").fetchone()[0] == 1
     coalition = sqlite3.connect(db_file.with_name("loyalty-coalition.db"))
     assert coalition.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] > 0
