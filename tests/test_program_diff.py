@@ -66,6 +66,8 @@ def test_cli_diff_against_the_version_in_force(cli, write):
         "file": str(proposed),
         "changes": ["pending_days: 14 -> 30"],
     }
+    moved = write("m.yaml", BOUTIQUE.read_text().replace("2026-01-01", "2026-02-01", 1))
+    assert cli("program", "diff", moved).stdout == "no changes to the rules\n"
 
 
 def test_cli_diff_of_an_invalid_file_exits_2(cli, write):

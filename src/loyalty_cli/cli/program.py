@@ -137,7 +137,9 @@ def diff(
         for line in changes:
             typer.echo(line)
     else:
-        typer.echo("no changes")
+        # The effective date is not a rule: `program apply` of this file may still
+        # store a new version, taking effect on another day.
+        typer.echo("no changes to the rules")
 
 
 def _changes(conn: Any, file: str) -> list[str] | None:
