@@ -209,3 +209,26 @@ def test_a_claim_lapses_when_the_till_sends_its_receipt_again_with_a_customer(
     assert ledger.state_of(conn, "B").available(dt.date(2026, 3, 31)) == 40
     refused = cli("claim", "X1", "J")
     assert refused.stderr == "Error: receipt X1 already belongs to customer B\n"
+
+
+def test_a_claim_made_after_a_lapsed_one_is_scored(conn, tmp_path, cli, write):
+    """The lapsed claim's rowid is not handed out again (the run finds new claims
+    by rowid: one reusing it would never be scored)."""
+    apply(conn, tmp_path)
+    for cid in ("M1", "M2"):
+        customer(conn, cid)
+    head = "transaction_id,customer_id,date,amount\n"
+    first = write("a1.csv", head + "T1,,2026-03-01,10.00\nT2,,2026-03-01,25.00\n")
+    again = write("a2.csv", head + "T1,M2,2026-03-01,10.00\nT2,,2026-03-01,25.00\n")
+    assert cli("import", "purchases", first).exit_code == 0
+    assert cli("claim", "T1", "M1", "--date", "2026-03-02").exit_code == 0
+    assert cli("run", "--as-of", "2026-03-10").exit_code == 0
+    (iid,) = conn.execute("SELECT import_id FROM imports WHERE file LIKE '%a1.csv'").fetchone()
+    assert cli("import", "undo", str(iid), "--date", "2026-03-10").exit_code == 0
+    assert cli("import", "purchases", again).exit_code == 0
+    assert conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0  # lapsed
+    assert cli("run", "--as-of", "2026-03-12").exit_code == 0
+    assert cli("claim", "T2", "M1", "--date", "2026-03-12").exit_code == 0
+    assert cli("run", "--as-of", "2026-03-20").exit_code == 0
+    assert ledger.state_of(conn, "M1").available(dt.date(2026, 3, 20)) == 25
+    assert ledger.state_of(conn, "M2").available(dt.date(2026, 3, 20)) == 10

@@ -59,8 +59,9 @@ def claim(
         _check_refund(conn, transaction_id, customer_id)
         require_customer(conn, customer_id)
         conn.execute(
-            "INSERT INTO claims (transaction_id, customer_id, claimed_on) VALUES (?, ?, ?)",
-            (transaction_id, customer_id, on.isoformat()),
+            "INSERT INTO claims (rowid, transaction_id, customer_id, claimed_on) "
+            "VALUES (?, ?, ?, ?)",
+            (_next_rowid(conn), transaction_id, customer_id, on.isoformat()),
         )
         refunds = attach_refunds(conn, on)
     version = version_or_none(conn, dt.date.fromisoformat(receipt_date))
@@ -149,12 +150,25 @@ def attach_refunds(conn: sqlite3.Connection, on: dt.date) -> list[tuple[str, str
         GROUP BY r.transaction_id
         """
     ).fetchall()
+    first = _next_rowid(conn)
     conn.executemany(
-        "INSERT INTO claims (transaction_id, customer_id, claimed_on, refund_of) "
-        "VALUES (?, ?, ?, ?)",
-        [(tid, owner, on.isoformat(), original) for tid, owner, original in rows],
+        "INSERT INTO claims (rowid, transaction_id, customer_id, claimed_on, refund_of) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [
+            (first + i, tid, owner, on.isoformat(), original)
+            for i, (tid, owner, original) in enumerate(rows)
+        ],
     )
     return [(tid, owner, original) for tid, owner, original in rows]
+
+
+def _next_rowid(conn: sqlite3.Connection) -> int:
+    """A rowid above every claim the last run has seen. The run finds new claims by
+    rowid (engine.run, `run.last_claim_rowid`), and SQLite would hand out a deleted
+    (lapsed) claim's rowid again: a claim made then would never be scored."""
+    (highest,) = conn.execute("SELECT MAX(rowid) FROM claims").fetchone()
+    seen = db.get_meta(conn, "run.last_claim_rowid", "0") or "0"
+    return max(highest or 0, int(seen)) + 1
 
 
 # The member holding receipt {tid} now: a customer on its lines, else its claimer.
