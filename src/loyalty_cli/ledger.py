@@ -501,6 +501,34 @@ def share(value: int, part: int, whole: int) -> int:
     return int(scaled.to_integral_value(rounding=ROUND_HALF_UP))
 
 
+def _given_back_lot(
+    conn: sqlite3.Connection, source_type: str, source_id: str, customer_id: str, on: dt.date
+) -> dict[str, dt.date | None]:
+    """available_on and expires_on of the lot a reversal gives points back in (the
+    undo of a refund's claw-back, of a redemption-like debit): those of the lot the
+    source took from first, so the points expire when they would have; a lot that
+    has expired by `on` makes them expire on `on` (the next run posts it). Taken by
+    FIFO from no lot in particular: a new lot from `on`, as an adjustment would be."""
+    row = conn.execute(
+        """
+        SELECT t.available_on, t.expires_on FROM ledger l
+        JOIN ledger t ON t.entry_id = l.lot_id
+        WHERE l.source_type = ? AND l.source_id = ? AND l.customer_id = ? AND l.points < 0
+        ORDER BY l.entry_id LIMIT 1
+        """,
+        (source_type, source_id, customer_id),
+    ).fetchone()
+    if row is None:
+        from loyalty_cli.rewards.adjust import lot_expiry
+
+        return {"available_on": on, "expires_on": lot_expiry(conn, on)}
+    available = max(on, dt.date.fromisoformat(row[0])) if row[0] else on
+    expires = dt.date.fromisoformat(row[1]) if row[1] else None
+    if expires is not None and expires <= on:
+        expires = on
+    return {"available_on": available, "expires_on": expires}
+
+
 def _inactivity_expired(
     conn: sqlite3.Connection, source_type: str, rows: list[Any]
 ) -> dict[tuple[str, str], int]:
@@ -623,33 +651,41 @@ def reverse_sources(
         SELECT l.customer_id, l.source_id, SUM(l.points), SUM(l.value),
                MIN(CASE WHEN l.points > 0 AND l.kind != 'redemption_reversed'
                         THEN l.entry_id END),
-               MAX(l.program_version), MAX(l.partner),
+               MAX(l.program_version), l.partner,
                COALESCE((SELECT -SUM(x.points) FROM ledger x
                          WHERE x.kind = 'expire' AND x.lot_id IN (
                            SELECT s.entry_id FROM ledger s
                            WHERE s.source_type = l.source_type AND s.source_id = l.source_id
-                             AND s.customer_id = l.customer_id AND s.points > 0)), 0)
+                             AND s.customer_id = l.customer_id AND s.points > 0
+                             AND s.partner IS l.partner)), 0)
         FROM ledger l JOIN _rev_ids r ON r.source_id = l.source_id
         WHERE l.source_type = ?
-        GROUP BY l.customer_id, l.source_id
+        GROUP BY l.customer_id, l.source_id, l.partner
         HAVING SUM(l.points) != 0
-        ORDER BY l.customer_id, l.source_id
+        ORDER BY l.customer_id, l.source_id, l.partner
         """,
         (source_type,),
     ).fetchall()
+    # Per partner: a refund naming receipts of two partners took back from each, and
+    # each gets back what it funded. What the source's expiries and refunds took is
+    # known per (customer, source): it is counted against the first partner's part.
     expired_by_replay = _inactivity_expired(conn, source_type, rows)
     took = (
         _refunds_took(conn, (row[0] for row in rows), set(source_ids))
         if source_type == "purchase" and rows
         else {}
     )
-    rows = [
-        (cid, sid, kept, share(value, kept, net), lot, version, partner)
-        for cid, sid, net, value, lot, version, partner, expired in rows
-        if (gone := expired_by_replay.get((cid, sid), expired) + took.get((cid, sid), 0))
-        is not None
-        and (kept := net - min(max(gone, 0), max(net, 0))) != 0
-    ]
+    counted: set[tuple[str, str]] = set()
+    kept_rows = []
+    for cid, sid, net, value, lot, version, partner, expired in rows:
+        first = (cid, sid) not in counted
+        counted.add((cid, sid))
+        gone = (
+            (expired_by_replay.get((cid, sid), expired) + took.get((cid, sid), 0)) if first else 0
+        )
+        kept = net - min(max(gone, 0), max(net, 0))
+        if kept != 0:
+            kept_rows.append((cid, sid, kept, share(value, kept, net), lot, version, partner))
     new = [
         NewEntry(
             date=on,
@@ -663,8 +699,9 @@ def reverse_sources(
             lot_id=lot_id,
             partner=partner,
             note=note,
+            **(_given_back_lot(conn, source_type, source_id, customer_id, on) if net < 0 else {}),
         )
-        for customer_id, source_id, net, value, lot_id, version, partner in rows
+        for customer_id, source_id, net, value, lot_id, version, partner in kept_rows
     ]
     post(conn, new)
     return len(new)

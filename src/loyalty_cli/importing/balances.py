@@ -103,8 +103,13 @@ class BalancesKind(KindHandler):
 
     @classmethod
     def last_posted(cls, conn: sqlite3.Connection, import_id: int) -> str | None:
+        # Its entries, and what took from their lots (an expiry): see KindHandler.
         return conn.execute(
-            "SELECT MAX(date) FROM ledger WHERE source_type = ? AND source_id LIKE ?",
+            "WITH own AS (SELECT entry_id, date, points FROM ledger "
+            "WHERE source_type = ? AND source_id LIKE ?) "
+            "SELECT MAX(d) FROM (SELECT date AS d FROM own UNION ALL "
+            "SELECT x.date FROM ledger x WHERE x.lot_id IN "
+            "(SELECT entry_id FROM own WHERE points > 0))",
             (SOURCE_TYPE, f"{import_id}:%"),
         ).fetchone()[0]
 

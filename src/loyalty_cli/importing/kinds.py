@@ -175,17 +175,23 @@ class KindHandler:
 
     @classmethod
     def last_posted(cls, conn: sqlite3.Connection, import_id: int) -> str | None:
-        """The date (ISO) of the latest ledger entry the import's live rows made:
-        entries of their sources after the last reversal of each (an earlier import
-        of the same ids, undone, made the ones before)."""
+        """The date (ISO) of the latest ledger entry the import's live rows made
+        (entries of their sources after the last reversal of each: an earlier import
+        of the same ids, undone, made the ones before), or took from their lots (a
+        refund's claw-back, an expiry): the reversal nets against all of them, so it
+        may not be dated before any."""
         if cls.source_type is None or cls.source_field is None:
             return None
         return conn.execute(
-            "SELECT MAX(l.date) FROM ledger l WHERE l.source_type = ? AND l.source_id IN "
+            "WITH own AS (SELECT l.entry_id, l.date, l.points FROM ledger l "
+            "WHERE l.source_type = ? AND l.source_id IN "
             f"(SELECT {cls.source_field} FROM {cls.table} WHERE import_id = ? AND undone = 0) "
             "AND l.entry_id > COALESCE((SELECT MAX(r.entry_id) FROM ledger r "
             "WHERE r.source_type = l.source_type AND r.source_id = l.source_id "
-            "AND r.kind = 'reversal'), 0)",
+            "AND r.kind = 'reversal'), 0)) "
+            "SELECT MAX(d) FROM (SELECT date AS d FROM own UNION ALL "
+            "SELECT x.date FROM ledger x WHERE x.lot_id IN "
+            "(SELECT entry_id FROM own WHERE points > 0))",
             (cls.source_type, import_id),
         ).fetchone()[0]
 

@@ -1,0 +1,88 @@
+"""What an `import undo` gives back goes where it came from: into the lot a
+refund's claw-back took from (with its expiry), and to the partner who funded it;
+and the undo may not be dated before what took from the import's lots."""
+
+from __future__ import annotations
+
+from conftest import load_json
+
+PROGRAM = """\
+program: T
+currency: EUR
+point_value: 0.01
+effective_from: 2025-01-01
+earn: {per_currency_unit: 1, rounding: floor}
+expiry: {policy: fixed, months: 12}
+"""
+HEAD = "transaction_id,customer_id,date,amount,refund_of\n"
+
+
+def _shop(cli, write, program=PROGRAM):
+    assert cli("program", "apply", write("p.yaml", program), "--yes").exit_code == 0
+
+
+def _import(cli, write, name, body, head=HEAD) -> int:
+    result = cli("import", "purchases", write(name, head + body), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    return load_json(result)[0]["import_id"]
+
+
+def _show(cli, on):
+    return load_json(cli("customer", "show", "C1", "--as-of", on, "--format", "json"))
+
+
+def test_points_an_undone_refund_gives_back_expire_with_their_lot(cli, write):
+    _shop(cli, write)
+    _import(cli, write, "a.csv", "T1,C1,2026-02-01,100.00,\n")
+    refund = _import(cli, write, "b.csv", "R1,C1,2026-02-10,-40.00,T1\n")
+    assert cli("run", "--as-of", "2026-02-20").exit_code == 0
+    assert cli("import", "undo", str(refund), "--date", "2026-02-21").exit_code == 0
+    shown = _show(cli, "2026-02-21")
+    assert shown["points"]["available"] == 100
+    assert shown["expiring"] == [{"date": "2027-01-31", "points": 100}]
+    assert cli("run", "--as-of", "2027-02-01").exit_code == 0
+    assert _show(cli, "2027-02-01")["points"]["available"] == 0
+
+
+def test_points_given_back_into_a_lot_that_has_expired_expire_on_the_undo_date(cli, write):
+    _shop(cli, write)
+    _import(cli, write, "a.csv", "T1,C1,2025-01-10,100.00,\n")
+    refund = _import(cli, write, "b.csv", "R1,C1,2025-02-01,-40.00,T1\n")
+    assert cli("run", "--as-of", "2026-02-01").exit_code == 0  # 60 expired 2026-01-10
+    assert cli("import", "undo", str(refund), "--date", "2026-02-02").exit_code == 0
+    assert _show(cli, "2026-02-02")["points"]["available"] == 0
+    assert cli("run", "--as-of", "2026-03-01").exit_code == 0
+    assert _show(cli, "2026-12-01")["points"]["available"] == 0
+
+
+def test_an_undone_refund_of_two_partners_receipts_gives_each_its_own(cli, write, db_file):
+    program = PROGRAM + (
+        "partners:\n"
+        "  - {id: cafe, stores: [S1], multiplier: 1}\n"
+        "  - {id: bakery, stores: [B1], multiplier: 2}\n"
+    )
+    _shop(cli, write, program)
+    head = "transaction_id,line_no,customer_id,date,amount,store,refund_of\n"
+    _import(cli, write, "s.csv", "A1,1,C1,2026-09-05,50.00,S1,\nA2,1,C1,2026-09-06,20.00,B1,\n",
+            head)  # fmt: skip
+    refund = _import(
+        cli, write, "r.csv", "R1,1,C1,2026-10-05,-10.00,S1,A1\nR1,2,C1,2026-10-05,-10.00,S1,A2\n",
+        head,
+    )  # fmt: skip
+    assert cli("run", "--as-of", "2026-10-31").exit_code == 0
+    assert cli("import", "undo", str(refund), "--date", "2026-11-02").exit_code == 0
+    rows = cli("export", "settlement", "--from", "2026-09-01", "--to", "2026-11-30").stdout
+    issued = {line.split(",")[0]: line.split(",")[1] for line in rows.splitlines()[1:]}
+    assert (issued["cafe"], issued["bakery"]) == ("50", "40")
+
+
+def test_an_undo_may_not_be_dated_before_a_refund_took_from_its_lots(cli, write):
+    _shop(cli, write)
+    sale = _import(cli, write, "a.csv", "T1,C1,2026-01-10,200.00,\n")
+    _import(cli, write, "b.csv", "R1,C1,2026-03-01,-50.00,T1\n")
+    assert cli("run", "--as-of", "2026-03-05").exit_code == 0
+    early = cli("import", "undo", str(sale), "--date", "2026-02-01")
+    assert early.exit_code == 1
+    assert "has points posted up to 2026-03-01" in early.stderr
+    assert cli("import", "undo", str(sale), "--date", "2026-03-05").exit_code == 0
+    assert _show(cli, "2026-03-05")["points"]["available"] == 0
