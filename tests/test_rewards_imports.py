@@ -180,7 +180,26 @@ def test_balances_and_adjustments_before_the_first_version_fall_under_it(
     rows = conn.execute(
         "SELECT points, value, program_version, expires_on FROM ledger ORDER BY entry_id"
     ).fetchall()
-    assert [tuple(r) for r in rows] == [(100, 100, 1, "2026-12-31"), (5, 5, 1, "2026-11-30")]
+    # Their expiry clock starts when the program does (2026-01-01 + 12 months).
+    assert [tuple(r) for r in rows] == [(100, 100, 1, "2027-01-01"), (5, 5, 1, "2027-01-01")]
+    old = write("older.csv", "customer_id,points,date\nQ2,40,2023-05-01\n")
+    assert cli("import", "balances", str(old)).exit_code == 0
     assert cli("run", "--as-of", "2026-12-31").exit_code == 0
+    assert conn.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'expire'").fetchone()[0] == 0
+    assert cli("run", "--as-of", "2027-01-01").exit_code == 0
     expired = conn.execute("SELECT SUM(points) FROM ledger WHERE kind = 'expire'").fetchone()[0]
-    assert expired == -105
+    assert expired == -145
+
+
+def test_a_balance_stored_without_expiry_is_a_duplicate_of_the_same_row(conn, tmp_path, cli, write):
+    # Imported before any program (no expiry to work out), then again once the
+    # program is applied: the same row, not a second opening balance.
+    row = "customer_id,points,date\nC1,100,2025-12-31\n"
+    assert cli("import", "balances", str(write("b1.csv", row))).exit_code == 0
+    apply(conn, tmp_path)
+    again = cli(
+        "import", "balances", str(write("b2.csv", row + "C2,50,2025-12-31\n")), "-f", "json"
+    )
+    (summary,) = load_json(again)
+    assert (summary["inserted"], summary["duplicates"]) == (1, 1)
+    assert ledger.balance(conn, "C1") == 100

@@ -47,12 +47,14 @@ class BalancesKind(KindHandler):
         expires_on = cells.date("expires_on", required=False)
         if expires_on is not None and expires_on <= date:
             raise RowRejected("expires_on", f"must be after date {date.isoformat()}")
+        given = expires_on is not None
         expires_on = expires_on or lot_expiry(self.conn, date)
         return {
             "customer_id": customer,
             "points": int(text),
             "date": date.isoformat(),
             "expires_on": expires_on.isoformat() if expires_on else None,
+            "expiry_given": given,
         }
 
     def key(self, record: Record) -> Hashable:
@@ -63,12 +65,21 @@ class BalancesKind(KindHandler):
             """
             SELECT l.points, l.source_id FROM ledger l
             WHERE l.source_type = ? AND l.kind = 'adjust' AND l.customer_id = ?
-              AND l.date = ? AND l.expires_on IS ?
+              AND l.date = ? AND (l.expires_on IS ? OR (? AND l.expires_on IS NULL))
               AND NOT EXISTS (SELECT 1 FROM ledger r WHERE r.source_type = l.source_type
                               AND r.source_id = l.source_id AND r.kind = 'reversal')
             ORDER BY l.entry_id LIMIT 1
             """,
-            (SOURCE_TYPE, record["customer_id"], record["date"], record["expires_on"]),
+            (
+                SOURCE_TYPE,
+                record["customer_id"],
+                record["date"],
+                record["expires_on"],
+                # A row without expires_on is the same as one stored before its
+                # expiry was worked out (no program then, or dated before the first
+                # version when such lots did not expire).
+                not record["expiry_given"],
+            ),
         ).fetchone()
         if row is None:
             return None
