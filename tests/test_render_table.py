@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from decimal import Decimal
 
 import pytest
@@ -136,3 +137,23 @@ def test_a_table_that_fits_once_its_text_wraps_keeps_every_id_and_date_whole(mon
     assert max(len(line) for line in lines) <= columns
     assert "coffee-long-id-1" in lines[3] and "2026-01-01" in lines[3]
     assert any("2026-12-31" in line for line in lines[3:])
+
+
+def test_control_characters_from_the_data_never_reach_the_terminal(cli, write):
+    program = write("p.yaml", "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n")
+    assert cli("program", "apply", program, "--yes").exit_code == 0
+    people = write("c.csv", "customer_id,name\nX3,Esc \x1b[31mRED\x1b[0m\n")
+    assert cli("import", "customers", people).exit_code == 0
+    bad = write(
+        "p.csv", "transaction_id,customer_id,date,amount\nT1,X3,2026-01-05,\x1b]0;PWNED\x07\n"
+    )
+    assert cli("import", "purchases", bad).exit_code == 3
+    for args in (("customer", "list"), ("customer", "show", "X3"), ("import", "rejects")):
+        out = cli(*args).stdout
+        assert "\x1b" not in out and "\x07" not in out, args
+        assert "\\x1b" in out, args
+    listed = json.loads(cli("customer", "list", "--format", "json").stdout)
+    assert listed[0]["name"] == "Esc \x1b[31mRED\x1b[0m"  # the data itself is kept
+    missing = cli("customer", "show", "Z\x1b[2J")
+    assert missing.exit_code == 1
+    assert missing.stderr == "Error: unknown customer 'Z\\x1b[2J'\n"

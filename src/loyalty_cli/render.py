@@ -202,7 +202,19 @@ def table_text(value: Any) -> str:
     """Table text: rates (floats) to 4 decimals for the eye; csv and json keep them whole."""
     if isinstance(value, float):
         return f"{value:.4f}"
-    return cell_text(value)
+    return visible(cell_text(value))
+
+
+# Control characters but line feed and tab: C0, DEL and C1.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Text for the terminal with its control characters written out (`\\x1b`): a
+    customer name or a till file's cell holding an escape sequence would otherwise
+    recolour or retitle the shop's terminal, whatever NO_COLOR says. CSV and JSON
+    keep the data as it is."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def console(

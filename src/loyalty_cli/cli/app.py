@@ -309,7 +309,10 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
 
         traceback.print_exc()
     # One sentence on one line, whatever text the message quotes.
-    typer.echo("Error: " + " ".join(message.split("\n")).replace("\r", " "), err=True)
+    from loyalty_cli.render import visible
+
+    one_line = " ".join(message.split("\n")).replace("\r", " ")
+    typer.echo("Error: " + visible(one_line), err=True)
     ctx.exit(code)
 
 

@@ -124,7 +124,7 @@ def _panel(data: dict[str, Any], names: dict[str, str]) -> None:
         )
     body.rstrip()
     title = data["customer_id"] + (f" · {data['name']}" if data["name"] else "")
-    render.console().print(Panel(body, title=Text(title), expand=False))
+    render.console().print(Panel(body, title=Text(render.visible(title)), expand=False))
 
 
 @customer_app.command("explain")

@@ -163,7 +163,7 @@ def _render_results(
             typer.echo(_summary(r))
     for r in results:
         for note in r.notes:
-            typer.echo(f"Warning: {r.file}: {note}", err=True)
+            typer.echo(render.visible(f"Warning: {r.file}: {note}"), err=True)
     rejected = [r for r in results if r.rejected]
     for r in rejected:
         if r.dry_run:

@@ -131,7 +131,7 @@ def nightly(
         for line in result.lines():
             typer.echo(line)
     for line in result.warnings():
-        typer.echo(line, err=True)
+        typer.echo(render.visible(line), err=True)
     if quiet:
         for line in result.reject_lines():
             typer.echo(line, err=True)
