@@ -12,6 +12,8 @@ def test_demo_builds_both_shops(cli, db_file):
     assert result.exit_code == 0, result.output
     for part in ("At the counter", "Net revenue by month", "Settlement", "pool"):
         assert part in result.stdout
+    # The hint shows the shop on its own day (today, every lot has long expired).
+    assert result.stdout.rstrip().endswith("customer show C0154 --as-of 2026-10-31")
     conn = sqlite3.connect(db_file)
     assert conn.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 19939
     assert conn.execute("SELECT COUNT(*) FROM redemptions").fetchone()[0] == 1

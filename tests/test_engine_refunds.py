@@ -180,7 +180,7 @@ def test_run_says_when_receipts_predate_the_program(cli, conn, tmp_path, write):
     assert result.exit_code == 0
     assert result.stderr == (
         "Note: 1 receipt is dated before the program's first version (2026-01-11) and "
-        "earn nothing; to score them, apply the program with --effective on an earlier date "
+        "earn nothing; to score it, apply the program with --effective on an earlier date "
         "(`loyalty program apply FILE --effective DATE`).\n"
     )
     assert cli("run", "--as-of", "2026-01-31", "--quiet").stderr == ""

@@ -51,6 +51,7 @@ def test_import_redemptions_checks_each_row_in_order(conn, tmp_path, cli, write)
     # Undo cancels the import's redemptions: the points come back.
     undo = cli("import", "undo", str(summary["import_id"]), "--date", "2026-03-12")
     assert undo.exit_code == 0, undo.stderr
+    assert "redemption" in undo.stdout and "cancelled, their points returned." in undo.stdout
     assert ledger.state_of(conn, "C1").available(D) == 150
     status = conn.execute("SELECT status FROM redemptions WHERE redemption_id = 'T-1'")
     assert status.fetchone()[0] == "cancelled"

@@ -91,7 +91,7 @@ def test_cli_show_json_and_table(cli, shop):
     assert data["points"]["available"] == 150
     table = cli("customer", "show", "C1", "--as-of", "2026-01-25")
     assert table.exit_code == 0
-    assert "150 points available" in table.stdout and "100.00 to Silver" in table.stdout
+    assert "150 points available" in table.stdout and "100.00 EUR to Silver" in table.stdout
     # The cashier reads names and types ids: the reward's id stands beside its name.
     assert "Tier Bronze" in table.stdout and "Can have: Free coffee (coffee)" in table.stdout
     csv = cli("customer", "show", "C1", "--as-of", "2026-01-25", "--format", "csv")
@@ -149,3 +149,19 @@ def test_names_and_ids_print_as_written_not_as_rich_markup_or_emoji(conn, tmp_pa
     assert "[red]Bob" in listing.stdout and "[/bold] Ann :birthday:" in listing.stdout
     explain = cli("customer", "explain", "K1")
     assert explain.exit_code == 0 and "purchase:T1" in explain.stdout
+
+
+@pytest.mark.parametrize(
+    ("basis", "say"), [("receipts", "1 receipt to Silver"), ("points", "149 points to Silver")]
+)
+def test_the_panel_names_what_the_next_tier_counts(cli, conn, tmp_path, basis, say):
+    text = PROGRAM.replace("basis: spend", f"basis: {basis}").replace("min: 300", "min: 2")
+    program(
+        conn, tmp_path, text.replace("min: 2,", "min: 150," if basis == "points" else "min: 2,")
+    )
+    customer(conn, "C1", name="Aino")
+    buy(conn, "T1", "C1", "2026-01-05", 100)  # 1 point, one receipt
+    go(conn, "2026-01-31")
+    table = cli("customer", "show", "C1", "--as-of", "2026-01-25").stdout
+    assert say in table
+    assert "1 point usable until 2027-01-18" in table

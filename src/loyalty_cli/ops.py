@@ -95,7 +95,9 @@ class CheckReport:
         return not self.findings
 
     def summary(self) -> str:
-        return f"ok: {self.entries} entries, {self.customers} customers checked"
+        entries = "1 entry" if self.entries == 1 else f"{self.entries} entries"
+        customers = "1 customer" if self.customers == 1 else f"{self.customers} customers"
+        return f"ok: {entries}, {customers} checked"
 
     def as_json(self) -> dict[str, Any]:
         return {

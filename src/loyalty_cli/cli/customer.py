@@ -33,7 +33,7 @@ def show_cmd(
 
     Example: loyalty customer show C0001 --as-of 2026-06-30 --format json
     """
-    from loyalty_cli.engine.statement import customer_statement, display_names
+    from loyalty_cli.engine.statement import customer_statement, display_names, tier_unit
 
     day = date_or_today(as_of)
     data = customer_statement(shop_conn(ctx), customer_id, day)
@@ -42,7 +42,8 @@ def show_cmd(
     elif fmt == OutputFormat.csv:
         render.write_csv(list(_flat(data)), [list(_flat(data).values())])
     else:
-        _panel(data, display_names(shop_conn(ctx), day))
+        conn = shop_conn(ctx)
+        _panel(data, display_names(conn, day), tier_unit(conn, day))
 
 
 def _flat(data: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def _flat(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _panel(data: dict[str, Any], names: dict[str, str]) -> None:
+def _panel(data: dict[str, Any], names: dict[str, str], unit: str | None = None) -> None:
     """A small panel a cashier reads at the counter: tiers and rewards by name, the
     reward id `redeem` takes beside it."""
     from rich.panel import Panel
@@ -79,7 +80,7 @@ def _panel(data: dict[str, Any], names: dict[str, str]) -> None:
     pts = data["points"]
     body = Text()
     body.append(f"{pts['available']}", style="bold green")
-    body.append(" points available")
+    body.append(" point available" if pts["available"] == 1 else " points available")
     if pts["pending"]:
         body.append(f"   (+{pts['pending']} pending)")
     body.append("\n")
@@ -88,7 +89,12 @@ def _panel(data: dict[str, Any], names: dict[str, str]) -> None:
         body.append(named(str(data["tier"])), style="bold")
         if data["next_tier"]:
             nxt = data["next_tier"]
-            body.append(f"   {nxt['remaining']} to {named(nxt['id'])}")
+            remaining = nxt["remaining"]
+            if unit in ("point", "receipt"):
+                remaining = render.count(remaining, unit)
+            elif unit:
+                remaining = f"{remaining} {unit}"
+            body.append(f"   {remaining} to {named(nxt['id'])}")
         body.append("\n")
     if data["segment"]:
         body.append(f"Segment {data['segment']}\n")
@@ -97,12 +103,13 @@ def _panel(data: dict[str, Any], names: dict[str, str]) -> None:
         body.append(f"Earned at: {earned}\n")
     expiring = data["expiring"]
     for item in expiring[:3]:
-        body.append(f"{item['points']} points usable until {item['date']}\n", style="yellow")
+        points = render.count(item["points"], "point")
+        body.append(f"{points} usable until {item['date']}\n", style="yellow")
     if len(expiring) > 3:
-        later = sum(item["points"] for item in expiring[3:])
+        later = render.count(sum(item["points"] for item in expiring[3:]), "more point")
+        lots = render.count(len(expiring) - 3, "later lot")
         body.append(
-            f"{later} more points in {len(expiring) - 3} later lots "
-            "(customer show --format json lists them)\n",
+            f"{later} in {lots} (customer show --format json lists them)\n",
             style="yellow",
         )
     rewards = data["eligible_rewards"]

@@ -284,10 +284,16 @@ def undo_command(
     elif fmt is OutputFormat.csv:
         _write_csv(tuple(result.as_json()), [result.as_json()])
     else:
+        done = {
+            # Customer rows stay: receipts, events and the ledger name them.
+            "customers": "the customer records stay (receipts and events name them); "
+            "there were no points to reverse.",
+            "redemptions": f"{render.count(result.rows, 'redemption')} cancelled, their "
+            "points returned.",
+        }.get(result.kind, f"{_rows(result.rows)} marked undone, their points reversed.")
         typer.echo(
             f"Import {result.import_id} ({result.kind}, {result.file}) undone on "
-            f"{result.undone_on.isoformat()}: {_rows(result.rows)} marked undone, "
-            "their points reversed."
+            f"{result.undone_on.isoformat()}: {done}"
         )
 
 

@@ -41,7 +41,8 @@ def run_cmd(
         typer.echo(
             f"Note: {render.count(result.before_program, 'receipt')} "
             f"{'is' if result.before_program == 1 else 'are'} dated before the program's first "
-            f"version ({result.program_from}) and earn nothing; to score them, apply the "
+            f"version ({result.program_from}) and earn nothing; to score "
+            f"{'it' if result.before_program == 1 else 'them'}, apply the "
             "program with --effective on an earlier date "
             "(`loyalty program apply FILE --effective DATE`).",
             err=True,

@@ -102,5 +102,7 @@ def demo(ctx: typer.Context) -> None:
     out.print(f"members who shopped at more than one partner: {report['shared_customers']}")
     out.print(
         f"Next: loyalty --db {shlex.quote(str(db_file(ctx)))} customer show "
-        f"{shop.statements[0]['customer_id'] if shop.statements else 'C0001'}"
+        f"{shop.statements[0]['customer_id'] if shop.statements else 'C0001'} "
+        f"--as-of {shop.as_of.isoformat()}",  # the demo's day: today its lots have expired
+        soft_wrap=True,  # one line, to copy as it is
     )

@@ -108,6 +108,17 @@ def display_names(conn: sqlite3.Connection, on: dt.date) -> dict[str, str]:
     return names
 
 
+def tier_unit(conn: sqlite3.Connection, on: dt.date) -> str | None:
+    """What "N to Silver" counts on `on`: `point`, `receipt`, or the currency code
+    for spend (None without tiers). The panel names it: a clerk reads a bare
+    number as points."""
+    version = version_in_force(conn, on)
+    tiers = version.program.tiers if version else None
+    if tiers is None:
+        return None
+    return {"points": "point", "receipts": "receipt"}.get(tiers.basis, version.program.currency)
+
+
 def _run_sales(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> list[dt.date] | None:
     """The sale days the next run goes through for the inactivity clock, in order
     (engine/run.py): the last sale receipt it has scored, then the sale receipts
