@@ -718,7 +718,7 @@ currency: EUR
 earn: {per_currency_unit: 1}
 bonuses:
   referral: {referrer: 10, bonus: 1}
-  myevent: {points: 5, limit: {cout: 1, per: month}}
+  myevent: {points: 5, limit: {cout: 1, per: month}, referer: 3}
 rewards:
   - {id: a, name: A, cost: 10, tiers: gold}
   - {id: c, name: C, value: 1, punch_card: {every: 2, when: {categry: x}}}
@@ -729,6 +729,7 @@ tier: {}
     lines = [str(e) for e in exc.value.errors]  # type: ignore[attr-defined]
     assert "x.yaml:5: bonuses.referral.bonus: unknown key" in lines  # not 'bonus' of a rule
     assert "x.yaml:6: bonuses.myevent.limit.cout: unknown key (did you mean 'count'?)" in lines
+    assert "x.yaml:6: bonuses.myevent.referer: unknown key" in lines  # a referral's key
     assert "x.yaml:8: rewards[0].tiers: unknown key" in lines  # `tiers` is top-level only
     assert (
         "x.yaml:9: rewards[1].punch_card.when.categry: unknown key (did you mean 'category'?)"

@@ -28,8 +28,8 @@ def test_claim_then_run_scores_the_receipt_once(conn, tmp_path, cli, write):
     early = cli("claim", "T1", "C1", "--date", "2026-02-28")
     assert (early.exit_code, early.stderr) == (
         2,
-        "Error: --date 2026-02-28 is before receipt T1's date 2026-03-01: a receipt is "
-        "claimed on or after the day it was made\n",
+        "Error: the claim's date 2026-02-28 is before receipt T1's date 2026-03-01: a "
+        "receipt is claimed on or after the day it was made\n",
     )
     assert conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
     result = cli("claim", "T1", "C1", "--date", "2026-03-05")

@@ -959,7 +959,7 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str] | None:
         if step in fields:
             models = _models_in(fields[step].annotation)
         elif any(m.model_config.get("extra") == "allow" for m in models):
-            models = [BonusDetail, ReferralBonus]  # a custom event type under bonuses
+            models = [BonusDetail]  # a custom event type under bonuses
         else:
             return None
         if not models:
@@ -1010,8 +1010,8 @@ def _message(err: dict[str, Any]) -> str:
         return "is required"
     if kind == "extra_forbidden":
         key = str(err["loc"][-1])
-        # Hints from the keys valid at that place (`min_tier` for `tier` under a
-        # reward, not the top-level `tiers`); a key valid elsewhere is no hint for itself.
+        # Hints from the keys valid at that place only (no top-level `tiers` for
+        # `tier` under a reward); a key valid elsewhere is no hint for itself.
         here = _keys_at(err["loc"][:-1])
         others = [name for name in (here or _FIELD_NAMES) if name != key]
         hint = difflib.get_close_matches(key, others, n=1, cutoff=0.75)

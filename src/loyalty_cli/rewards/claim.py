@@ -44,8 +44,8 @@ def claim(
         receipt_date = min(r["date"] for r in rows)
         if on.isoformat() < receipt_date:
             raise UsageError(
-                f"--date {on} is before receipt {transaction_id}'s date {receipt_date}: a "
-                "receipt is claimed on or after the day it was made"
+                f"the claim's date {on} is before receipt {transaction_id}'s date "
+                f"{receipt_date}: a receipt is claimed on or after the day it was made"
             )
         earlier = conn.execute(
             "SELECT customer_id, claimed_on FROM claims WHERE transaction_id = ?",
