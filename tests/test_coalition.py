@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from loyalty_cli import rewards
+from loyalty_cli import db, rewards
 from loyalty_cli.coalition import settlement
 from loyalty_cli.engine.run import run
 from loyalty_cli.engine.statement import customer_statement
@@ -311,3 +311,20 @@ def test_report_partners_credits_sales_before_the_first_version_by_the_first(con
     import_files(conn, "purchases", [write("p.csv", rows)])
     report = cli("report", "partners", "--from", "2026-01-01", "--to", "2026-02-28", "-f", "json")
     assert json.loads(report.stdout)["revenue"] == {"cafe": "10.00"}
+
+
+def test_the_settlement_before_the_first_version_prices_by_it(conn, write):
+    apply_program(conn, write("c.yaml", PROGRAM + "effective_from: 2026-01-01\n"))
+    with db.transaction(conn):
+        conn.execute("INSERT INTO customers (customer_id) VALUES ('C1')")
+    rewards.adjust(conn, "C1", 100, "carried over", dt.date(2025, 12, 31))
+    rows = {r["partner"]: r for r in settlement(conn, dt.date(2025, 12, 1), dt.date(2025, 12, 31))}
+    assert (rows["coalition"]["points_issued"], rows["coalition"]["value_issued"]) == (100, "1.00")
+    assert rows["pool"]["net"] == "-1.00"
+
+
+def test_report_partners_names_partners_without_sales_with_zeros(shop, cli):
+    result = cli("report", "partners", "--from", "2026-10-10", "--to", "2026-10-11", "-f", "json")
+    report = json.loads(result.stdout)
+    assert report["revenue"]["bakery"] == "0.00" and report["customers"]["bakery"] == 0
+    assert set(report["revenue"]) >= {"cafe", "bakery", "books"}

@@ -26,7 +26,13 @@ from typing import Any
 from loyalty_cli.exports import Export
 from loyalty_cli.ledger import points_value
 from loyalty_cli.money import format_minor
-from loyalty_cli.program import require_program, versions_timeline
+from loyalty_cli.program import (
+    Program,
+    list_versions,
+    require_program,
+    version_in_force,
+    versions_timeline,
+)
 
 COALITION = "coalition"
 POOL = "pool"
@@ -106,7 +112,7 @@ def settlement(
     from loyalty_cli.reports import check_period
 
     check_period(date_from, date_to)
-    program = require_program(conn, date_to).program
+    program = _program_on(conn, date_to)
     issued = _issued(conn, date_from, date_to)
     redeemed = _redeemed(conn, date_from, date_to)
     partners = [p.id for p in program.partners]
@@ -124,6 +130,18 @@ def settlement(
         rows.append(_row(name, points_in, value_in, points_out, value_out, net, program.currency))
     rows.append(_row(POOL, 0, 0, 0, 0, -total_net, program.currency))
     return rows
+
+
+def _program_on(conn: sqlite3.Connection, day: dt.date) -> Program:
+    """The program in force on `day`; before the first version, the first one (the
+    ledger can hold entries dated before it: opening balances, adjustments)."""
+    version = version_in_force(conn, day)
+    if version is None:
+        versions = list_versions(conn)
+        if not versions:
+            return require_program(conn, day).program  # raises: no program applied
+        version = min(versions, key=lambda v: (v.effective_from, v.version))
+    return version.program
 
 
 def _row(name: str, p_in: int, v_in: int, p_out: int, v_out: int, net: int, cur: str) -> dict:
@@ -147,7 +165,7 @@ def partner_report(
     conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date
 ) -> dict[str, Any]:
     """The settlement plus revenue per partner and customers shared between partners."""
-    program = require_program(conn, date_to).program
+    program = _program_on(conn, date_to)
     timeline = versions_timeline(conn)
     revenue: dict[str, int] = {}
     customers: dict[str, set[str]] = {}
@@ -173,12 +191,15 @@ def partner_report(
         if customer_id and amount >= 0:
             customers.setdefault(customer_id, set()).add(partner)
     shared = sum(1 for partners in customers.values() if len(partners) > 1)
+    rows = settlement(conn, date_from, date_to)
+    # Every partner the settlement names, with or without sales in the period.
+    named = sorted({r["partner"] for r in rows if r["partner"] != POOL} | set(revenue))
     return {
         "from": date_from.isoformat(),
         "to": date_to.isoformat(),
-        "settlement": settlement(conn, date_from, date_to),
-        "revenue": {p: format_minor(v, program.currency) for p, v in sorted(revenue.items())},
-        "customers": {p: sum(1 for ps in customers.values() if p in ps) for p in sorted(revenue)},
+        "settlement": rows,
+        "revenue": {p: format_minor(revenue.get(p, 0), program.currency) for p in named},
+        "customers": {p: sum(1 for ps in customers.values() if p in ps) for p in named},
         "shared_customers": shared,
     }
 
