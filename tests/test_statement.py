@@ -165,3 +165,26 @@ def test_the_panel_names_what_the_next_tier_counts(cli, conn, tmp_path, basis, s
     table = cli("customer", "show", "C1", "--as-of", "2026-01-25").stdout
     assert say in table
     assert "1 point usable until 2027-01-18" in table
+
+
+def test_explain_names_the_expiries_no_run_has_posted(cli, conn, tmp_path):
+    program(conn, tmp_path, PROGRAM)
+    customer(conn, "C1", name="Aino")
+    buy(conn, "T1", "C1", "2025-01-05", 15000)  # 150, available 2025-01-19
+    go(conn, "2025-02-01")  # no run since: the lot expired on 2026-01-19 unposted
+    shown = json.loads(cli("customer", "show", "C1", "--format", "json").stdout)
+    assert shown["points"]["total"] == 0
+    table = cli("customer", "explain", "C1").stdout
+    assert "Not posted yet: 150 points expired on 2026-01-19 (no run has posted it)" in table
+    rows = json.loads(cli("customer", "explain", "C1", "--format", "json").stdout)
+    assert [r["kind"] for r in rows] == ["earn"]  # the JSON is the ledger as it is
+    go(conn, "2026-02-01")
+    assert "Not posted yet" not in cli("customer", "explain", "C1").stdout
+
+
+def test_the_panel_keeps_a_long_name_whole_into_a_pipe(cli, conn, tmp_path):
+    program(conn, tmp_path, PROGRAM)
+    name = "Maximilian Alexander Bartholomew Fitzgerald-Worthington von Hohenzollern the Third"
+    customer(conn, "C1", name=name)
+    out = cli("customer", "show", "C1", "--as-of", "2026-01-25").stdout
+    assert f"C1 · {name}" in out

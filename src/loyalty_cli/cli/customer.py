@@ -3,12 +3,20 @@ onto `customer_app`)."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
 
 from loyalty_cli import render
-from loyalty_cli.cli.common import AsOfOpt, FormatOpt, OutputFormat, date_or_today, shop_conn
+from loyalty_cli.cli.common import (
+    AsOfOpt,
+    FormatOpt,
+    OutputFormat,
+    date_or_today,
+    shop_conn,
+    today,
+)
 
 customer_app = typer.Typer(
     help="One customer: the statement and the ledger behind it.\n\n"
@@ -130,8 +138,15 @@ def _panel(data: dict[str, Any], names: dict[str, str], unit: str | None = None)
             )
         )
     body.rstrip()
-    title = data["customer_id"] + (f" · {data['name']}" if data["name"] else "")
-    render.console().print(Panel(body, title=Text(render.visible(title)), expand=False))
+    title = render.visible(data["customer_id"] + (f" · {data['name']}" if data["name"] else ""))
+    # Into a file or a pipe the panel takes the width it needs; on a terminal too
+    # narrow for the title, the title opens the panel's text instead of being cut.
+    needed = max(len(title) + 6, max((len(line) for line in body.plain.split("\n")), default=0) + 4)
+    out = render.console() if sys.stdout.isatty() else render.console(width=max(80, needed))
+    if len(title) + 6 > out.width:
+        body = Text.assemble((title + "\n", "bold"), body)
+        title = ""
+    out.print(Panel(body, title=Text(title) if title else None, expand=False))
 
 
 @customer_app.command("explain")
@@ -145,12 +160,24 @@ def explain_cmd(
 
     Example: loyalty customer explain C0001 --format csv
     """
-    from loyalty_cli.engine.statement import EXPLAIN_COLUMNS, explain
+    from loyalty_cli.engine.statement import EXPLAIN_COLUMNS, explain, unposted_expiries
 
-    rows = explain(shop_conn(ctx), customer_id)
+    conn = shop_conn(ctx)
+    rows = explain(conn, customer_id)
     # The counter screen is narrow: the table leaves out the lot dates and entry ids.
     columns = EXPLAIN_COLUMNS if fmt != OutputFormat.table else _TABLE_COLUMNS
     render.render_rows(rows, fmt, columns, title=f"Ledger of {customer_id}")
+    if fmt == OutputFormat.table:
+        # What the statement already leaves out and the ledger does not hold yet.
+        due = unposted_expiries(conn, customer_id, today())
+        if due:
+            points = render.count(sum(d["points"] for d in due), "point")
+            first, last = due[0]["date"], max(d["date"] for d in due)
+            when = f"on {first}" if first == last else f"from {first} to {last}"
+            typer.echo(
+                f"Not posted yet: {points} expired {when} (no run has posted it); the "
+                "statement leaves them out, the next run posts the expire entries."
+            )
 
 
 _TABLE_COLUMNS = ["date", "kind", "points", "balance", "source", "rule", "version", "note"]

@@ -218,6 +218,30 @@ EXPLAIN_COLUMNS = [
 ]  # fmt: skip
 
 
+def unposted_expiries(
+    conn: sqlite3.Connection, customer_id: str, on: dt.date
+) -> list[dict[str, Any]]:
+    """Expiries due by `on` that no run has posted yet, which the statement already
+    leaves out: {"date", "points", "what"} per fixed-expiry lot, and one for an
+    inactivity expiry. The ledger (explain) adds up to the statement with them."""
+    state = ledger.state_of(conn, customer_id, on)
+    out = [
+        {
+            "date": lot.expires_on.isoformat(),
+            "points": lot.remaining,
+            "what": f"the rest of the lot of {lot.date.isoformat()}",
+        }
+        for lot in sorted(state.lots.values(), key=lambda lot: (lot.expires_on, lot.entry_id))
+        if lot.expires_on is not None and lot.expires_on <= on and lot.remaining > 0
+    ]
+    fell = unposted_inactivity(conn, customer_id, on)
+    if fell is not None:
+        taken = state.available(on) - ledger.available_after(state, on, fell)
+        if taken > 0:
+            out.append({"date": fell.isoformat(), "points": taken, "what": "inactivity"})
+    return out
+
+
 def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
     """Every ledger entry of the customer in posting order, with the running balance."""
     require_customer(conn, customer_id)
