@@ -328,3 +328,19 @@ def test_report_partners_names_partners_without_sales_with_zeros(shop, cli):
     report = json.loads(result.stdout)
     assert report["revenue"]["bakery"] == "0.00" and report["customers"]["bakery"] == 0
     assert set(report["revenue"]) >= {"cafe", "bakery", "books"}
+
+
+def test_apply_says_which_rows_a_version_leaves_without_a_partner(cli, write):
+    v1 = PROGRAM + "effective_from: 2026-01-01\n"
+    v2 = v1.replace("  - {id: books, name: Kirjakauppa, stores: [K1], multiplier: 1}\n", "")
+    v2 = v2.replace("effective_from: 2026-01-01", "effective_from: 2026-10-01")
+    assert cli("program", "apply", write("v1.yaml", v1), "--yes").exit_code == 0
+    rows = "transaction_id,customer_id,date,amount,store\n"
+    rows += "A1,C1,2026-09-20,10.00,K1\nA2,C1,2026-10-02,10.00,K1\nA3,C1,2026-10-03,5.00,S1\n"
+    assert cli("import", "purchases", write("a.csv", rows)).exit_code == 0
+    applied = cli("program", "apply", write("v2.yaml", v2), "--yes")
+    assert applied.exit_code == 0
+    assert applied.stderr.startswith(
+        "note: 1 purchase line dated from 2026-10-01 on is at stores no partner of this "
+        "version has (K1); the run scores them without a partner"
+    )

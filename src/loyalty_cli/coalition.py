@@ -204,6 +204,24 @@ def partner_report(
     }
 
 
+def unpartnered_lines(
+    conn: sqlite3.Connection, program: Program, since: dt.date
+) -> tuple[int, list[str]]:
+    """(live purchase lines dated `since` or later at stores none of the program's
+    partners has, those stores): rows imported before a version that dropped their
+    store (or before any partners), which the import would now refuse. Nothing to
+    say for a program without partners."""
+    if not program.partners:
+        return 0, []
+    rows = conn.execute(
+        "SELECT COALESCE(store, ''), COUNT(*) FROM purchases "
+        "WHERE undone = 0 AND date >= ? GROUP BY 1",
+        (since.isoformat(),),
+    ).fetchall()
+    missing = [(store, n) for store, n in rows if program.partner_for_store(store) is None]
+    return sum(n for _, n in missing), sorted(store or "(none)" for store, _ in missing)
+
+
 def points_by_partner(conn: sqlite3.Connection, customer_id: str, as_of: dt.date) -> dict[str, int]:
     """Net points a customer earned at each partner (for the statement)."""
     rows = conn.execute(

@@ -99,6 +99,23 @@ def apply(
         f"{what} program version {version.version} ({version.name}), "
         f"effective {_effective(version)}"
     )
+    from loyalty_cli.coalition import unpartnered_lines
+
+    lines, stores = (
+        unpartnered_lines(conn, version.program, version.effective_from)
+        if version.created
+        else (0, [])
+    )
+    if lines:
+        shown = ", ".join(stores[:5]) + (", ..." if len(stores) > 5 else "")
+        typer.echo(
+            f"note: {render.count(lines, 'purchase line')} dated from "
+            f"{version.effective_from.isoformat()} on {'is' if lines == 1 else 'are'} at "
+            "stores no partner of this "
+            f"version has ({shown}); the run scores them without a partner, funded by "
+            "the coalition (give the store to a partner, or undo those rows)",
+            err=True,
+        )
     posted = programs_store.posted_through(conn)
     if version.created and posted is not None and version.effective_from <= posted:
         typer.echo(
