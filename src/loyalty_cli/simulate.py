@@ -97,8 +97,9 @@ def simulate(
         _reset(scratch, program, yaml_text, hashlib.sha256(raw).hexdigest())
         skipped = _replay(scratch, actions, last_run, date_to)
         simulated = _measure(scratch, date_from, date_to)
-        movers = _balance_changes(conn, scratch, date_to)
-        current = measured()
+        after = _balances(scratch, date_to)
+        current, before = measured()
+        movers = _balance_changes(before, after)
     finally:
         scratch.close()
     return {
@@ -288,19 +289,23 @@ def _measure(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) -> 
 
 def _measure_aside(
     conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date
-) -> Callable[[], dict[str, Any]]:
-    """`_measure` of the real database, done by a forked process while the replay
+) -> Callable[[], tuple[dict[str, Any], dict[str, int]]]:
+    """`_measure` and `_balances` of the real database, done by a forked process while the replay
     runs (it reads the file through its own connection); the returned function
     gives the result. Where there is no fork or no file, or the process fails,
     the measure is taken here instead: the same queries, the same numbers."""
     path = conn.execute("PRAGMA database_list").fetchone()[2]
+
+    def here() -> tuple[dict[str, Any], dict[str, int]]:
+        return _measure(conn, date_from, date_to), _balances(conn, date_to)
+
     if not path or not workers.can_fork():
-        return lambda: _measure(conn, date_from, date_to)
+        return here
     receive, send = workers.pipe()
     worker = workers.start(_measure_file, path, date_from, date_to, send)
     send.close()
 
-    def result() -> dict[str, Any]:
+    def result() -> tuple[dict[str, Any], dict[str, int]]:
         try:
             answer = receive.recv()
         except EOFError:
@@ -308,7 +313,7 @@ def _measure_aside(
         finally:
             receive.close()
             worker.join()
-        return answer if answer is not None else _measure(conn, date_from, date_to)
+        return answer if answer is not None else here()
 
     return result
 
@@ -318,7 +323,7 @@ def _measure_file(path: str, date_from: dt.date, date_to: dt.date, send: Any) ->
     try:
         conn = db.connect(path)
         try:
-            answer = _measure(conn, date_from, date_to)
+            answer = (_measure(conn, date_from, date_to), _balances(conn, date_to))
         finally:
             conn.close()
     except Exception:  # noqa: BLE001, S110 - the parent measures again and raises it there
@@ -345,20 +350,23 @@ def _delta(current: dict[str, Any], proposed: dict[str, Any]) -> dict[str, Any]:
     return delta
 
 
-def _balance_changes(
-    real: sqlite3.Connection, scratch: sqlite3.Connection, on: dt.date, top: int = 10
-) -> list[dict[str, Any]]:
-    """The customers whose balance on `on` differs most between the two ledgers: the
-    balance the statement shows (available + pending), so points whose lot expired
-    by `on` without a run posting it yet do not count, as in outstanding_points."""
+def _balances(conn: sqlite3.Connection, on: dt.date) -> dict[str, int]:
+    """Each customer's balance on `on` as the statement and outstanding points count
+    it (available + pending): the ledger's sum, less points whose lot reached its
+    fixed expiry by `on` without a run posting it yet."""
     from loyalty_cli.reports import unposted_expiry
 
     sql = "SELECT customer_id, SUM(points) FROM ledger WHERE date <= ? GROUP BY customer_id"
-    before = dict(real.execute(sql, (on.isoformat(),)).fetchall())
-    after = dict(scratch.execute(sql, (on.isoformat(),)).fetchall())
-    for balances, conn in ((before, real), (after, scratch)):
-        for cid, held in unposted_expiry(conn, on).items():
-            balances[cid] -= held
+    balances = dict(conn.execute(sql, (on.isoformat(),)).fetchall())
+    for cid, held in unposted_expiry(conn, on).items():
+        balances[cid] -= held
+    return balances
+
+
+def _balance_changes(
+    before: dict[str, int], after: dict[str, int], top: int = 10
+) -> list[dict[str, Any]]:
+    """The customers whose balance differs most between the two ledgers."""
     rows = [
         {
             "customer_id": cid,
