@@ -253,3 +253,17 @@ def test_reports_taken_on_one_day_say_their_from_is_not_used(cli):
         out = cli(*args, "--help")
         assert "Not used: this is taken as of --to" in " ".join(out.stdout.split()), args
     assert "Not used" not in cli("report", "kpi", "--help").stdout
+
+
+def test_the_summary_chart_fits_a_narrow_terminal(shop, monkeypatch):
+    import io
+
+    from loyalty_cli import render
+    from loyalty_cli.reports import summary
+
+    data = summary(shop, None, dt.date(2026, 3, 31)).as_json()
+    out = io.StringIO()
+    monkeypatch.setenv("COLUMNS", "60")
+    render.render_summary(data, "table", out)
+    chart = out.getvalue().split("Net revenue by month")[1].split("╰")[0]
+    assert max(len(line) for line in chart.splitlines()) <= 60

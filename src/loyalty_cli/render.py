@@ -431,13 +431,20 @@ def render_summary(data: dict[str, Any], fmt: str, out: IO[str] | None = None) -
         [Decimal(m["members"]) for m in months] + [Decimal(m["non_members"]) for m in months],
         default=Decimal(0),
     )
+    # The amounts' column as wide as the widest amount; the bars take what the
+    # window leaves (panel border and padding: 4), at most BAR_WIDTH.
+    amount = max(
+        [len(m["members"]) for m in months] + [len(m["non_members"]) for m in months] + [12]
+    )
+    label = len("2026-01 non-members ") + amount + 1
+    width = max(1, min(BAR_WIDTH, con.width - 4 - label))
     bars = Text()
     for i, m in enumerate(months):
         mem, anon = Decimal(m["members"]), Decimal(m["non_members"])
-        bars.append(("\n" if i else "") + f"{m['month']} members     {m['members']:>12} ")
-        bars.append(_bar(mem, top) + "\n", style="green")
-        bars.append(f"{'':7} non-members {m['non_members']:>12} ")
-        bars.append(_bar(anon, top), style="blue")
+        bars.append(("\n" if i else "") + f"{m['month']} members     {m['members']:>{amount}} ")
+        bars.append(_bar(mem, top, width) + "\n", style="green")
+        bars.append(f"{'':7} non-members {m['non_members']:>{amount}} ")
+        bars.append(_bar(anon, top, width), style="blue")
     con.print(Panel(bars, title="Net revenue by month", expand=False))
 
     tier_rows = [{"tier": t["tier"], "customers": t["customers"]} for t in data["tiers"]]
