@@ -265,5 +265,7 @@ def test_the_summary_chart_fits_a_narrow_terminal(shop, monkeypatch):
     out = io.StringIO()
     monkeypatch.setenv("COLUMNS", "60")
     render.render_summary(data, "table", out)
-    chart = out.getvalue().split("Net revenue by month")[1].split("╰")[0]
-    assert max(len(line) for line in chart.splitlines()) <= 60
+    chart = out.getvalue().split("Net revenue by month")[1].split("╰")[0].splitlines()[1:]
+    assert max(len(line) for line in chart) <= 60
+    # Two lines a month (members, non-members), none wrapped onto a line of its own.
+    assert len(chart) == 2 * len(data["revenue_by_month"])
