@@ -82,6 +82,8 @@ def test_explain_running_balance(shop):
         ("earn", 50, 200, "purchase:T2"),
     ]
     assert rows[0]["version"] == 1 and rows[0]["expires_on"] == "2027-01-19"
+    # What the kind alone does not say: the receipt's amount and the tier it earned at.
+    assert rows[0]["note"] == "receipt 150.00 EUR, tier bronze"
 
 
 def test_cli_show_json_and_table(cli, shop):
@@ -180,6 +182,8 @@ def test_explain_names_the_expiries_no_run_has_posted(cli, conn, tmp_path):
     assert [r["kind"] for r in rows] == ["earn"]  # the JSON is the ledger as it is
     go(conn, "2026-02-01")
     assert "Not posted yet" not in cli("customer", "explain", "C1").stdout
+    rows = json.loads(cli("customer", "explain", "C1", "--format", "json").stdout)
+    assert (rows[-1]["kind"], rows[-1]["note"]) == ("expire", "the lot of 2025-01-05 (purchase:T1)")
 
 
 def test_the_panel_keeps_a_long_name_whole_into_a_pipe(cli, conn, tmp_path):

@@ -243,13 +243,27 @@ def unposted_expiries(
 
 
 def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
-    """Every ledger entry of the customer in posting order, with the running balance."""
+    """Every ledger entry of the customer in posting order, with the running balance.
+    Where an entry carries no note, the note says what the kind alone does not: an
+    earn's receipt amount and tier, a fixed expiry's lot."""
     require_customer(conn, customer_id)
     out = []
     balance = 0
-    for e in ledger.entries_for(conn, customer_id):
+    entries = ledger.entries_for(conn, customer_id)
+    by_id = {e.entry_id: e for e in entries}
+    receipts = {
+        tid: (amount, tier, version)
+        for tid, amount, tier, version in conn.execute(
+            "SELECT transaction_id, amount, tier, version FROM scored_receipts "
+            "WHERE customer_id = ?",
+            (customer_id,),
+        )
+    }
+    currencies: dict[int | None, str] = {}
+    for e in entries:
         balance += e.points
         source = e.source_type + (f":{e.source_id}" if e.source_id else "")
+        note = e.note or _derived_note(conn, e, by_id, receipts, currencies)
         out.append(
             {
                 "entry_id": e.entry_id,
@@ -262,7 +276,32 @@ def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
                 "version": e.program_version,
                 "available_on": e.available_on.isoformat() if e.available_on else None,
                 "expires_on": e.expires_on.isoformat() if e.expires_on else None,
-                "note": e.note,
+                "note": note,
             }
         )
     return out
+
+
+def _derived_note(
+    conn: sqlite3.Connection,
+    e: ledger.Row,
+    by_id: dict[int, Any],
+    receipts: dict[str, tuple[int, str | None, int | None]],
+    currencies: dict[int | None, str],
+) -> str | None:
+    """`receipt 8.00 EUR, tier silver` for an earn; `the lot of 2025-01-10
+    (purchase:T1)` for a fixed expiry aimed at it."""
+    if e.kind == "earn" and e.source_type == "purchase" and e.source_id in receipts:
+        amount, tier, version = receipts[e.source_id]
+        if not currencies:
+            from loyalty_cli.program import versions_by_number
+
+            currencies.update({n: v.program.currency for n, v in versions_by_number(conn).items()})
+        currency = currencies.get(version) or next(iter(currencies.values()), "EUR")
+        text = f"receipt {format_minor(amount, currency)} {currency}"
+        return text + (f", tier {tier}" if tier else "")
+    if e.kind == "expire" and e.lot_id in by_id:
+        lot = by_id[e.lot_id]
+        origin = lot.source_type + (f":{lot.source_id}" if lot.source_id else "")
+        return f"the lot of {lot.date.isoformat()} ({origin})"
+    return None
