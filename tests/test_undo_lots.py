@@ -1,6 +1,7 @@
-"""What an `import undo` gives back goes where it came from: into the lot a
-refund's claw-back took from (with its expiry), and to the partner who funded it;
-and the undo may not be dated before what took from the import's lots."""
+"""What an `import undo` of refunds gives back is a lot from the undo date that
+expires as an adjustment would (it never expired), to the partner who funded it;
+undoing a receipt with its refund leaves the customer's other lots alone; and the
+undo may not be dated before what took from the import's lots."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _show(cli, on):
     return load_json(cli("customer", "show", "C1", "--as-of", on, "--format", "json"))
 
 
-def test_points_an_undone_refund_gives_back_expire_with_their_lot(cli, write):
+def test_points_an_undone_refund_gives_back_expire_as_an_adjustment_would(cli, write):
     _shop(cli, write)
     _import(cli, write, "a.csv", "T1,C1,2026-02-01,100.00,\n")
     refund = _import(cli, write, "b.csv", "R1,C1,2026-02-10,-40.00,T1\n")
@@ -39,20 +40,47 @@ def test_points_an_undone_refund_gives_back_expire_with_their_lot(cli, write):
     assert cli("import", "undo", str(refund), "--date", "2026-02-21").exit_code == 0
     shown = _show(cli, "2026-02-21")
     assert shown["points"]["available"] == 100
-    assert shown["expiring"] == [{"date": "2027-01-31", "points": 100}]
-    assert cli("run", "--as-of", "2027-02-01").exit_code == 0
-    assert _show(cli, "2027-02-01")["points"]["available"] == 0
+    assert shown["expiring"] == [
+        {"date": "2027-01-31", "points": 60},
+        {"date": "2027-02-20", "points": 40},
+    ]
+    assert cli("run", "--as-of", "2027-02-21").exit_code == 0
+    assert _show(cli, "2027-02-21")["points"]["available"] == 0
 
 
-def test_points_given_back_into_a_lot_that_has_expired_expire_on_the_undo_date(cli, write):
+def test_points_given_back_after_their_lot_expired_expire_too(cli, write):
     _shop(cli, write)
     _import(cli, write, "a.csv", "T1,C1,2025-01-10,100.00,\n")
     refund = _import(cli, write, "b.csv", "R1,C1,2025-02-01,-40.00,T1\n")
     assert cli("run", "--as-of", "2026-02-01").exit_code == 0  # 60 expired 2026-01-10
     assert cli("import", "undo", str(refund), "--date", "2026-02-02").exit_code == 0
-    assert _show(cli, "2026-02-02")["points"]["available"] == 0
-    assert cli("run", "--as-of", "2026-03-01").exit_code == 0
-    assert _show(cli, "2026-12-01")["points"]["available"] == 0
+    assert _show(cli, "2026-02-02")["expiring"] == [{"date": "2027-02-01", "points": 40}]
+    assert cli("run", "--as-of", "2027-02-02").exit_code == 0
+    assert _show(cli, "2027-02-02")["points"]["available"] == 0  # they came back for good
+
+
+def test_undoing_a_receipt_with_its_refund_leaves_other_lots_alone(cli, write):
+    _shop(cli, write)
+    _import(cli, write, "t0.csv", "T0,C1,2026-06-01,50.00,\n")
+    both = _import(cli, write, "b.csv", "T1,C1,2025-06-01,100.00,\nR1,C1,2025-07-01,-40.00,T1\n")
+    assert cli("run", "--as-of", "2026-12-05").exit_code == 0
+    assert cli("import", "undo", str(both), "--date", "2026-12-06").exit_code == 0
+    assert cli("run", "--as-of", "2026-12-06").exit_code == 0
+    shown = _show(cli, "2026-12-06")
+    assert shown["points"]["available"] == 50
+
+
+def test_a_refund_of_two_receipts_undone_gives_back_all_it_took(cli, write):
+    _shop(cli, write)
+    _import(cli, write, "a.csv", "A1,C1,2026-01-15,50.00,\nA2,C1,2026-06-01,50.00,\n")
+    head = "transaction_id,line_no,customer_id,date,amount,refund_of\n"
+    refund = _import(
+        cli, write, "r.csv", "R1,1,C1,2026-07-01,-10.00,A1\nR1,2,C1,2026-07-01,-10.00,A2\n", head
+    )
+    assert cli("run", "--as-of", "2026-12-05").exit_code == 0
+    assert cli("import", "undo", str(refund), "--date", "2026-12-06").exit_code == 0
+    assert cli("run", "--as-of", "2026-12-06").exit_code == 0
+    assert _show(cli, "2026-12-06")["points"]["available"] == 100
 
 
 def test_an_undone_refund_of_two_partners_receipts_gives_each_its_own(cli, write, db_file):

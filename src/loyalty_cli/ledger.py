@@ -501,32 +501,15 @@ def share(value: int, part: int, whole: int) -> int:
     return int(scaled.to_integral_value(rounding=ROUND_HALF_UP))
 
 
-def _given_back_lot(
-    conn: sqlite3.Connection, source_type: str, source_id: str, customer_id: str, on: dt.date
-) -> dict[str, dt.date | None]:
-    """available_on and expires_on of the lot a reversal gives points back in (the
-    undo of a refund's claw-back, of a redemption-like debit): those of the lot the
-    source took from first, so the points expire when they would have; a lot that
-    has expired by `on` makes them expire on `on` (the next run posts it). Taken by
-    FIFO from no lot in particular: a new lot from `on`, as an adjustment would be."""
-    row = conn.execute(
-        """
-        SELECT t.available_on, t.expires_on FROM ledger l
-        JOIN ledger t ON t.entry_id = l.lot_id
-        WHERE l.source_type = ? AND l.source_id = ? AND l.customer_id = ? AND l.points < 0
-        ORDER BY l.entry_id LIMIT 1
-        """,
-        (source_type, source_id, customer_id),
-    ).fetchone()
-    if row is None:
-        from loyalty_cli.rewards.adjust import lot_expiry
+def _given_back_lot(conn: sqlite3.Connection, on: dt.date) -> dict[str, dt.date | None]:
+    """available_on and expires_on of the lot a positive reversal (the undo of a
+    refund's claw-back) makes: a lot usable from the undo date that expires as an
+    adjustment made that day would. Not the claw-back's own lot: when the receipt
+    is undone in the same import, or the refund named several receipts, the lot's
+    dates would take the points from the customer's other lots or expire them."""
+    from loyalty_cli.rewards.adjust import lot_expiry
 
-        return {"available_on": on, "expires_on": lot_expiry(conn, on)}
-    available = max(on, dt.date.fromisoformat(row[0])) if row[0] else on
-    expires = dt.date.fromisoformat(row[1]) if row[1] else None
-    if expires is not None and expires <= on:
-        expires = on
-    return {"available_on": available, "expires_on": expires}
+    return {"available_on": on, "expires_on": lot_expiry(conn, on)}
 
 
 def _inactivity_expired(
@@ -667,23 +650,25 @@ def reverse_sources(
         (source_type,),
     ).fetchall()
     # Per partner: a refund naming receipts of two partners took back from each, and
-    # each gets back what it funded. What the source's expiries and refunds took is
-    # known per (customer, source): it is counted against the first partner's part.
+    # each gets back what it funded. A fixed expiry took from a partner's own lots
+    # (per group); what an inactivity expiry (by replay) and the receipt's refunds
+    # took is known per (customer, source) and is spread over the groups in turn.
     expired_by_replay = _inactivity_expired(conn, source_type, rows)
     took = (
         _refunds_took(conn, (row[0] for row in rows), set(source_ids))
         if source_type == "purchase" and rows
         else {}
     )
-    counted: set[tuple[str, str]] = set()
+    left: dict[tuple[str, str], int] = {}
     kept_rows = []
     for cid, sid, net, value, lot, version, partner, expired in rows:
-        first = (cid, sid) not in counted
-        counted.add((cid, sid))
-        gone = (
-            (expired_by_replay.get((cid, sid), expired) + took.get((cid, sid), 0)) if first else 0
-        )
-        kept = net - min(max(gone, 0), max(net, 0))
+        key = (cid, sid)
+        if key not in left:
+            left[key] = expired_by_replay.get(key, 0) + took.get(key, 0)
+        own = 0 if key in expired_by_replay else expired
+        shared = min(max(left[key], 0), max(net - own, 0))
+        left[key] -= shared
+        kept = net - min(max(own + shared, 0), max(net, 0))
         if kept != 0:
             kept_rows.append((cid, sid, kept, share(value, kept, net), lot, version, partner))
     new = [
@@ -699,7 +684,7 @@ def reverse_sources(
             lot_id=lot_id,
             partner=partner,
             note=note,
-            **(_given_back_lot(conn, source_type, source_id, customer_id, on) if net < 0 else {}),
+            **(_given_back_lot(conn, on) if net < 0 else {}),
         )
         for customer_id, source_id, net, value, lot_id, version, partner in kept_rows
     ]
