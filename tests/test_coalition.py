@@ -342,5 +342,18 @@ def test_apply_says_which_rows_a_version_leaves_without_a_partner(cli, write):
     assert applied.exit_code == 0
     assert applied.stderr.startswith(
         "note: 1 purchase line dated from 2026-10-01 on is at stores no partner of this "
-        "version has (K1); the run scores them without a partner"
+        "version has (K1); the run scores it without a partner"
     )
+
+
+def test_lines_a_later_version_scores_are_not_counted_against_an_earlier_one(conn, write):
+    from loyalty_cli.coalition import unpartnered_lines
+    from loyalty_cli.program import parse_program
+
+    rows = "transaction_id,customer_id,date,amount,store\nA1,C1,2026-03-02,10.00,K9\n"
+    rows += "A2,C1,2026-08-01,10.00,K9\n"
+    import_files(conn, "purchases", [write("a.csv", rows)])
+    program = parse_program(PROGRAM)
+    since, until = dt.date(2026, 3, 1), dt.date(2026, 7, 1)
+    assert unpartnered_lines(conn, program, since, until) == (1, ["K9"])
+    assert unpartnered_lines(conn, program, since) == (2, ["K9"])

@@ -154,6 +154,11 @@ def test_control_characters_from_the_data_never_reach_the_terminal(cli, write):
         assert "\\x1b" in out, args
     listed = json.loads(cli("customer", "list", "--format", "json").stdout)
     assert listed[0]["name"] == "Esc \x1b[31mRED\x1b[0m"  # the data itself is kept
+    again = write(
+        "p2.csv", "transaction_id,customer_id,date,amount\nT2,X3,2026-01-05,\x1b]0;PWNED\x07\n"
+    )
+    dry = cli("import", "purchases", again, "--dry-run")
+    assert "\x1b" not in dry.stderr and "\\x1b]0;PWNED" in dry.stderr
     missing = cli("customer", "show", "Z\x1b[2J")
     assert missing.exit_code == 1
     assert missing.stderr == "Error: unknown customer 'Z\\x1b[2J'\n"

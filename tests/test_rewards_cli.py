@@ -246,9 +246,13 @@ def test_a_counter_command_dated_after_today_is_refused(conn, tmp_path, cli):
         assert (result.exit_code, result.stderr) == (2, refusal), args
     assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == before
     assert conn.execute("SELECT status FROM redemptions").fetchone()[0] == "active"
-    # A redemption the counter would refuse anyway says why (the date comes last).
+    # A redemption the counter would refuse whatever the day's balance says why;
+    # one refused for the balance or limits on a mistyped day is told of the day.
     ten_off = cli("redeem", "C1", "ten-off", "--date", later.isoformat())
     assert ten_off.exit_code == 1 and "reward not active on" in ten_off.stderr
+    earn(conn, "C2", 50, D)
+    short = cli("redeem", "C2", "coffee", "--date", later.isoformat())
+    assert (short.exit_code, short.stderr) == (2, refusal)
     # Today itself is a day that has come.
     assert cli("redeem", "C1", "coffee", "--date", today.isoformat()).exit_code == 0
 

@@ -177,7 +177,7 @@ def test_explain_names_the_expiries_no_run_has_posted(cli, conn, tmp_path):
     shown = json.loads(cli("customer", "show", "C1", "--format", "json").stdout)
     assert shown["points"]["total"] == 0
     table = cli("customer", "explain", "C1").stdout
-    assert "Not posted yet: 150 points expired on 2026-01-19 (no run has posted it)" in table
+    assert "Not posted yet: 150 points expired on 2026-01-19 (no run has posted that)" in table
     rows = json.loads(cli("customer", "explain", "C1", "--format", "json").stdout)
     assert [r["kind"] for r in rows] == ["earn"]  # the JSON is the ledger as it is
     go(conn, "2026-02-01")

@@ -205,18 +205,19 @@ def partner_report(
 
 
 def unpartnered_lines(
-    conn: sqlite3.Connection, program: Program, since: dt.date
+    conn: sqlite3.Connection, program: Program, since: dt.date, until: dt.date | None = None
 ) -> tuple[int, list[str]]:
-    """(live purchase lines dated `since` or later at stores none of the program's
-    partners has, those stores): rows imported before a version that dropped their
-    store (or before any partners), which the import would now refuse. Nothing to
-    say for a program without partners."""
+    """(live purchase lines dated from `since` and before `until` (the next version's
+    date: that one scores the later ones) at stores none of the program's partners
+    has, those stores): rows imported before a version that dropped their store (or
+    before any partners), which the import would now refuse. Nothing to say for a
+    program without partners."""
     if not program.partners:
         return 0, []
     rows = conn.execute(
         "SELECT COALESCE(store, ''), COUNT(*) FROM purchases "
-        "WHERE undone = 0 AND date >= ? GROUP BY 1",
-        (since.isoformat(),),
+        "WHERE undone = 0 AND date >= ? AND date < ? GROUP BY 1",
+        (since.isoformat(), until.isoformat() if until else "9999-12-31"),
     ).fetchall()
     missing = [(store, n) for store, n in rows if program.partner_for_store(store) is None]
     return sum(n for _, n in missing), sorted(store or "(none)" for store, _ in missing)

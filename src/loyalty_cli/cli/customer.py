@@ -76,6 +76,7 @@ def _flat(data: dict[str, Any]) -> dict[str, Any]:
 def _panel(data: dict[str, Any], names: dict[str, str], unit: str | None = None) -> None:
     """A small panel a cashier reads at the counter: tiers and rewards by name, the
     reward id `redeem` takes beside it."""
+    from rich.cells import cell_len
     from rich.panel import Panel
     from rich.text import Text
 
@@ -141,9 +142,11 @@ def _panel(data: dict[str, Any], names: dict[str, str], unit: str | None = None)
     title = render.visible(data["customer_id"] + (f" · {data['name']}" if data["name"] else ""))
     # Into a file or a pipe the panel takes the width it needs; on a terminal too
     # narrow for the title, the title opens the panel's text instead of being cut.
-    needed = max(len(title) + 6, max((len(line) for line in body.plain.split("\n")), default=0) + 4)
+    needed = max(
+        cell_len(title) + 6, max((cell_len(line) for line in body.plain.split("\n")), default=0) + 4
+    )
     out = render.console() if sys.stdout.isatty() else render.console(width=max(80, needed))
-    if len(title) + 6 > out.width:
+    if cell_len(title) + 6 > out.width:
         body = Text.assemble((title + "\n", "bold"), body)
         title = ""
     out.print(Panel(body, title=Text(title) if title else None, expand=False))
@@ -172,10 +175,10 @@ def explain_cmd(
         due = unposted_expiries(conn, customer_id, today())
         if due:
             points = render.count(sum(d["points"] for d in due), "point")
-            first, last = due[0]["date"], max(d["date"] for d in due)
+            first, last = min(d["date"] for d in due), max(d["date"] for d in due)
             when = f"on {first}" if first == last else f"from {first} to {last}"
             typer.echo(
-                f"Not posted yet: {points} expired {when} (no run has posted it); the "
+                f"Not posted yet: {points} expired {when} (no run has posted that); the "
                 "statement leaves them out, the next run posts the expire entries."
             )
 

@@ -172,7 +172,7 @@ def _render_results(
                     where = f"{rej['file']}:{rej['line']}: " + (
                         f"{rej['field']}: " if rej["field"] else ""
                     )
-                    typer.echo(f"  {where}{rej['reason']}", err=True)
+                    typer.echo(render.visible(f"  {where}{rej['reason']}"), err=True)
             typer.echo(f"Warning: {_rows(r.rejected)} would be rejected in {r.file}", err=True)
         else:
             typer.echo(

@@ -101,19 +101,25 @@ def apply(
     )
     from loyalty_cli.coalition import unpartnered_lines
 
+    later = [
+        v.effective_from
+        for v in programs.list_versions(conn)
+        if v.effective_from > version.effective_from
+    ]
     lines, stores = (
-        unpartnered_lines(conn, version.program, version.effective_from)
+        unpartnered_lines(conn, version.program, version.effective_from, min(later, default=None))
         if version.created
         else (0, [])
     )
     if lines:
+        them = "it" if lines == 1 else "them"
         shown = ", ".join(stores[:5]) + (", ..." if len(stores) > 5 else "")
         typer.echo(
             f"note: {render.count(lines, 'purchase line')} dated from "
             f"{version.effective_from.isoformat()} on {'is' if lines == 1 else 'are'} at "
-            "stores no partner of this "
-            f"version has ({shown}); the run scores them without a partner, funded by "
-            "the coalition (give the store to a partner, or undo those rows)",
+            f"stores no partner of this version has ({shown}); the run scores {them} "
+            f"without a partner, funded by the coalition (give the store to a partner, or "
+            f"undo {them})",
             err=True,
         )
     posted = programs_store.posted_through(conn)

@@ -138,10 +138,15 @@ def redeem(
             reward = find_reward(program, reward_id)  # raises: unknown reward
         facts = load_facts(conn, program, customer_id, on, posting=True)
         reason = facts.refusal(program, reward, customer_id)
+        # A day to come is said before the reasons that depend on the balance and
+        # the limits on that day (taken on a mistyped date, they would mislead),
+        # after those that hold whatever the day's balance: not active, tier.
+        if latest is not None and (
+            reason is None or not reason.startswith(("reward not active", "tier too low"))
+        ):
+            check_posting_date(on, latest)
         if reason is not None:
             raise RedemptionError(reason)
-        if latest is not None:
-            check_posting_date(on, latest)
 
         rid = redemption_id or _next_redemption_id(conn)
         value = program.minor(reward.value)
