@@ -104,8 +104,8 @@ def redeem(
     first redemption unchanged (whatever the reward or date) and posts
     nothing; for another customer it is refused. `redemption_id`: use this id
     (imports from the till) instead of the next generated one. `latest`: the
-    last day it may be dated (common.posting_limit), checked after the reasons the
-    counter would refuse it anyway, so that those are what is said.
+    last day it may be dated (common.posting_limit); a later day is refused after
+    "not active" and "tier too low", before the balance and limits of that day.
     """
     if ref is not None and not ref.strip():
         # A till script whose receipt number came out empty would otherwise turn
