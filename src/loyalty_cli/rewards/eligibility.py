@@ -64,6 +64,11 @@ def _active_text(reward: Reward) -> str:
     return f"from {start} to {end}"
 
 
+# The refusals that hold whatever the customer's balance and limits on the day:
+# `redeem` says them before it says the day has not come yet (redeem.py).
+NOT_ACTIVE, TIER_TOO_LOW = "reward not active", "tier too low"
+
+
 def refusal(
     program: Program,
     reward: Reward,
@@ -78,14 +83,14 @@ def refusal(
     """Why the customer cannot have the reward on `on` (None: they can)."""
     name = reward_label(reward)
     if reward.punch_card is None and not reward.is_active(on):
-        return f"reward not active on {on.isoformat()}: {name} runs {_active_text(reward)}"
+        return f"{NOT_ACTIVE} on {on.isoformat()}: {name} runs {_active_text(reward)}"
     if reward.min_tier is not None:
         tier = effective_tier(program, tier)
         if tier_rank(program, tier) < tier_rank(program, reward.min_tier):
             need = tier_label(program, reward.min_tier)
             have = tier_label(program, tier)
             has = f"is {have}" if tier is not None else "is not in any tier"
-            return f"tier too low: {name} needs tier {need}; {customer_id} {has}"
+            return f"{TIER_TOO_LOW}: {name} needs tier {need}; {customer_id} {has}"
     if reward.limit is not None and used_in_period >= reward.limit.count:
         per = _PERIOD_WORD[reward.limit.per]
         return (

@@ -23,7 +23,12 @@ from loyalty_cli.rewards.common import (
     version_on,
     version_or_none,
 )
-from loyalty_cli.rewards.eligibility import load_facts, voucher_reward
+from loyalty_cli.rewards.eligibility import (
+    NOT_ACTIVE,
+    TIER_TOO_LOW,
+    load_facts,
+    voucher_reward,
+)
 from loyalty_cli.rewards.vouchers import REFUND_SCORED, oldest_open_voucher
 
 # No 0/O, 1/I/L, 2/Z, 5/S, 8/B: a code a person reads off a screen and types.
@@ -142,7 +147,7 @@ def redeem(
         # the limits on that day (taken on a mistyped date, they would mislead),
         # after those that hold whatever the day's balance: not active, tier.
         if latest is not None and (
-            reason is None or not reason.startswith(("reward not active", "tier too low"))
+            reason is None or not reason.startswith((NOT_ACTIVE, TIER_TOO_LOW))
         ):
             check_posting_date(on, latest)
         if reason is not None:
