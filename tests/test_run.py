@@ -247,3 +247,15 @@ def test_redemptions_and_expiry_invariants(receipts, redeem):
         runmod.run(conn, BASE_DAY + dt.timedelta(days=400))
         _check_invariants(conn, BASE_DAY + dt.timedelta(days=400))
         conn.close()
+
+
+def test_a_run_dated_after_today_warns_with_quiet_too(cli, conn, tmp_path):
+    import datetime as dt
+
+    program(conn, tmp_path, FULL)
+    ahead = (dt.date.today() + dt.timedelta(days=15)).isoformat()
+    result = cli("run", "--as-of", ahead, "--quiet")
+    assert result.exit_code == 0
+    assert result.stderr.startswith(f"Warning: --as-of {ahead} is after today (")
+    today = cli("run", "--quiet")
+    assert (today.exit_code, today.stderr) == (0, "")

@@ -108,6 +108,21 @@ def today() -> dt.date:
     return dt.date.today()
 
 
+def warn_if_ahead(day: dt.date) -> None:
+    """A run dated after today posts what falls due up to then (expiries dated
+    ahead): the counter may not spend the points they take, while today's
+    statement still shows them. Said on stderr, with --quiet too (cron mails it):
+    on a nightly it is most likely a mistyped --as-of."""
+    now = today()
+    if day > now:
+        typer.echo(
+            f"Warning: --as-of {day} is after today ({now}): what falls due up to then "
+            "is posted now, and the counter cannot spend points an expiry dated ahead "
+            "takes, though today's statement still shows them.",
+            err=True,
+        )
+
+
 def get_conn(ctx: typer.Context, *, existing: bool = False) -> sqlite3.Connection:
     """The connection for this invocation, opened once on first use. `existing`: the
     file must be there already (the cron commands: a mistyped --db is an error, not

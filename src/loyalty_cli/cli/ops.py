@@ -22,6 +22,7 @@ from loyalty_cli.cli.common import (
     date_or_today,
     echo_json,
     get_conn,
+    warn_if_ahead,
 )
 from loyalty_cli.errors import LoyaltyError
 
@@ -117,9 +118,10 @@ def nightly(
     from loyalty_cli.nightly import nightly as run_nightly
 
     check_inbox(inbox)  # a usage error (exit 2) before the database is looked at
-    result = run_nightly(
-        get_conn(ctx, existing=True), inbox, as_of=date_or_today(as_of), wait=wait, quiet=quiet
-    )
+    day = date_or_today(as_of)
+    result = run_nightly(get_conn(ctx, existing=True), inbox, as_of=day, wait=wait, quiet=quiet)
+    if result.error is None:
+        warn_if_ahead(day)
     if fmt is OutputFormat.json:
         echo_json(result.as_json())
     elif fmt is OutputFormat.csv:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from loyalty_cli import render
-from loyalty_cli.cli.common import AsOfOpt, date_or_today, shop_conn
+from loyalty_cli.cli.common import AsOfOpt, date_or_today, shop_conn, warn_if_ahead
 
 
 def run_cmd(
@@ -29,6 +29,7 @@ def run_cmd(
     day = date_or_today(as_of)
     conn = shop_conn(ctx)
     result = run(conn, day, progress=not quiet and sys.stderr.isatty())
+    warn_if_ahead(day)
     if quiet:
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.entries.items())) or "nothing new"
