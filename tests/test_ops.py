@@ -629,3 +629,15 @@ def test_the_commands_that_set_a_shop_up_still_create_the_database(cli, db_file,
     assert not db_file.exists()  # a comparison changes nothing
     assert cli("program", "apply", str(program)).exit_code == 0
     assert db_file.exists()
+
+
+def test_check_and_backup_refuse_a_zero_byte_database(runner, tmp_path):
+    from loyalty_cli.cli.app import app
+
+    empty = tmp_path / "zero.db"
+    empty.write_bytes(b"")
+    for args in (["check"], ["backup", str(tmp_path / "copy.db")]):
+        result = runner.invoke(app, ["--db", str(empty), *args])
+        assert result.exit_code == 1, args
+        assert "the file is empty, not a shop's database" in result.stderr
+    assert empty.read_bytes() == b""  # nothing written into it

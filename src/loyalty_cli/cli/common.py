@@ -134,6 +134,13 @@ def get_conn(ctx: typer.Context, *, existing: bool = False) -> sqlite3.Connectio
             f"{db_file(ctx)}: no such database (create one with `loyalty init`, or check "
             "--db and LOYALTY_DB)"
         )
+    if existing and state.get("conn") is None and _empty_file(ctx):
+        # A failed restore (`cp` of nothing) leaves a zero-byte file: checking or
+        # backing it up would write a fresh schema into it and call it ok.
+        raise NotFoundError(
+            f"{db_file(ctx)}: the file is empty, not a shop's database (a failed copy or "
+            "restore?); check --db and LOYALTY_DB"
+        )
     if state.get("conn") is None:
         state["conn"] = db.connect(state.get("db"))
         root.call_on_close(state["conn"].close)
@@ -156,6 +163,11 @@ def db_exists(ctx: typer.Context) -> bool:
     """Whether this invocation's database is open already or its file is there."""
     state = ctx.find_root().obj
     return state.get("conn") is not None or db.db_path(state.get("db")).exists()
+
+
+def _empty_file(ctx: typer.Context) -> bool:
+    path = db.db_path(ctx.find_root().obj.get("db"))
+    return path.is_file() and path.stat().st_size == 0
 
 
 def db_file(ctx: typer.Context) -> str:
