@@ -26,13 +26,7 @@ from typing import Any
 from loyalty_cli.exports import Export
 from loyalty_cli.ledger import points_value
 from loyalty_cli.money import format_minor
-from loyalty_cli.program import (
-    Program,
-    list_versions,
-    require_program,
-    version_in_force,
-    versions_timeline,
-)
+from loyalty_cli.program import Program, require_program, versions_timeline
 
 COALITION = "coalition"
 POOL = "pool"
@@ -135,12 +129,11 @@ def settlement(
 def _program_on(conn: sqlite3.Connection, day: dt.date) -> Program:
     """The program in force on `day`; before the first version, the first one (the
     ledger can hold entries dated before it: opening balances, adjustments)."""
-    version = version_in_force(conn, day)
+    from loyalty_cli.rewards.common import version_for_lot
+
+    version = version_for_lot(conn, day)
     if version is None:
-        versions = list_versions(conn)
-        if not versions:
-            return require_program(conn, day).program  # raises: no program applied
-        version = min(versions, key=lambda v: (v.effective_from, v.version))
+        return require_program(conn, day).program  # raises: no program applied
     return version.program
 
 

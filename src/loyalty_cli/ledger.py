@@ -116,6 +116,16 @@ class Lot:
     def usable_on(self, day: dt.date) -> bool:
         return self.available_on <= day and (self.expires_on is None or self.expires_on > day)
 
+    def expired_holding(self, day: dt.date) -> bool:
+        """Past its expiry on `day` and still holding points: no `expire` entry has
+        taken them yet (neither available nor pending)."""
+        return (
+            self.remaining > 0
+            and self.available_on <= day
+            and self.expires_on is not None
+            and self.expires_on <= day
+        )
+
 
 @dataclass
 class LotState:

@@ -342,7 +342,7 @@ def unposted_expiry(conn: sqlite3.Connection, on: dt.date) -> dict[str, int]:
         return held  # (entries_by_customer of no one would read everyone)
     for cid, entries in ledger.entries_by_customer(conn, candidates).items():
         state = ledger.replay(entries, on)
-        points = sum(lot.remaining for lot in state.lots.values() if _expired_held(lot, on))
+        points = sum(lot.remaining for lot in state.lots.values() if lot.expired_holding(on))
         if points:
             held[cid] = points
     return held
@@ -442,16 +442,6 @@ def _late_before_expire(conn: sqlite3.Connection, on: dt.date) -> set[str]:
         {"d": on.isoformat()},
     )
     return {cid for (cid,) in rows}
-
-
-def _expired_held(lot: ledger.Lot, on: dt.date) -> bool:
-    # Neither available (expired) nor pending (already available) at `on`.
-    return (
-        lot.remaining > 0
-        and lot.available_on <= on
-        and lot.expires_on is not None
-        and lot.expires_on <= on
-    )
 
 
 def balances(

@@ -227,12 +227,12 @@ def unposted_expiries(
     state = ledger.state_of(conn, customer_id, on)
     out = [
         {
-            "date": lot.expires_on.isoformat(),
+            "date": lot.expires_on.isoformat(),  # type: ignore[union-attr]  (filtered below)
             "points": lot.remaining,
             "what": f"the rest of the lot of {lot.date.isoformat()}",
         }
-        for lot in sorted(state.lots.values(), key=lambda lot: (lot.expires_on, lot.entry_id))
-        if lot.expires_on is not None and lot.expires_on <= on and lot.remaining > 0
+        for lot in sorted(state.lots.values(), key=lambda lot: (lot.expires_on or on, lot.entry_id))
+        if lot.expired_holding(on)
     ]
     fell = unposted_inactivity(conn, customer_id, on)
     if fell is not None:
@@ -262,7 +262,7 @@ def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
     currencies: dict[int | None, str] = {}
     for e in entries:
         balance += e.points
-        source = e.source_type + (f":{e.source_id}" if e.source_id else "")
+        source = _source_text(e)
         note = e.note or _derived_note(conn, e, by_id, receipts, currencies)
         out.append(
             {
@@ -302,6 +302,10 @@ def _derived_note(
         return text + (f", tier {tier}" if tier else "")
     if e.kind == "expire" and e.lot_id in by_id:
         lot = by_id[e.lot_id]
-        origin = lot.source_type + (f":{lot.source_id}" if lot.source_id else "")
-        return f"the lot of {lot.date.isoformat()} ({origin})"
+        return f"the lot of {lot.date.isoformat()} ({_source_text(lot)})"
     return None
+
+
+def _source_text(e: ledger.Row) -> str:
+    """`purchase:T1`: an entry's source as explain shows it."""
+    return e.source_type + (f":{e.source_id}" if e.source_id else "")
