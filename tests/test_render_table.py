@@ -162,3 +162,26 @@ def test_control_characters_from_the_data_never_reach_the_terminal(cli, write):
     missing = cli("customer", "show", "Z\x1b[2J")
     assert missing.exit_code == 1
     assert missing.stderr == "Error: unknown customer 'Z\\x1b[2J'\n"
+
+
+def test_a_record_of_figures_is_right_aligned_one_with_words_is_not():
+    """`report kpi`: counts, amounts, rates (or none) and the period's dates line
+    up on the right, as on an accountant's sheet; `redeem`'s record has words."""
+    out = io.StringIO()
+    render.render_mapping(
+        {"from": dt.date(2026, 3, 1), "receipts": 7, "aov": None, "revenue": "1234.50"},
+        "table",
+        out=out,
+    )
+    assert out.getvalue().splitlines()[3:7] == [
+        "│ from     │ 2026-03-01 │",
+        "│ receipts │          7 │",
+        "│ aov      │            │",
+        "│ revenue  │    1234.50 │",
+    ]
+    out = io.StringIO()
+    render.render_mapping({"reward_id": "coffee", "points": 40}, "table", out=out)
+    assert out.getvalue().splitlines()[3:5] == [
+        "│ reward_id │ coffee │",
+        "│ points    │ 40     │",
+    ]

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # Rich is imported where a table is drawn: JSON and CSV never
 # A cell a spreadsheet would run as a formula starts with one of these.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+# A number or an ISO date: what a column of figures may hold.
+_FIGURE = re.compile(r"^[+-]?\d+(\.\d+)?$|^\d{4}-\d{2}-\d{2}$")
 
 
 def count(n: int, noun: str) -> str:
@@ -279,9 +281,15 @@ def render_rows(
 
 
 def _print_rows(
-    rows: list[dict[str, Any]], cols: Sequence[str], title: str | None, target: IO[str]
+    rows: list[dict[str, Any]],
+    cols: Sequence[str],
+    title: str | None,
+    target: IO[str],
+    right: list[bool] | None = None,
 ) -> None:
     layout = _layout(rows, cols)
+    if right is not None:
+        layout = (layout[0], right, layout[2])
     out = console(target)
     if not out.is_terminal and (text := _plain_table(*layout, title)) is not None:
         target.write(text)
@@ -371,7 +379,10 @@ def render_mapping(
         write_csv(list(data), [list(data.values())], target)
     else:
         rows = [{"name": k, "value": v} for k, v in data.items()]
-        _print_rows(rows, ["name", "value"], title, target)
+        # The KPIs' values are numbers with the period's two dates: right-aligned,
+        # the digits line up as on an accountant's sheet (the dates are all as wide).
+        figures = all(v is None or _is_number(v) or _FIGURE.match(str(v)) for v in data.values())
+        _print_rows(rows, ["name", "value"], title, target, [False, figures])
 
 
 OFFER_COLUMNS = ["customer_id", "name", "email", "segment", "offer_id", "detail"]
