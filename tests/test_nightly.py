@@ -507,3 +507,41 @@ def test_a_negative_wait_is_a_usage_error(cli, inbox):
             result = cli(*command, "--wait", value)
             assert result.exit_code == 2
             assert "--wait" in result.stderr
+
+
+def test_a_file_the_till_is_still_writing_stays_in_the_inbox(
+    cli, program, inbox, db_file, monkeypatch
+):
+    """Rows the till appends while the file is read would be lost once it moves to
+    done/ (or a half-written last line imported as it stood): the file is imported
+    only when it did not change meanwhile."""
+    from loyalty_cli.importing import service
+
+    put(inbox, "a.csv", HEADER + "T1,C1,2026-11-01,12.50\n")
+    growing = put(inbox, "b.csv", HEADER + "T2,C2,2026-11-02,30.00\nT3,C2,2026-11-02,4")
+    read_rows = service._read_rows
+
+    def till_appends(conn, handler, path, *args):
+        read_rows(conn, handler, path, *args)
+        if path.name == "b.csv":
+            with path.open("a") as fh:
+                fh.write(".00\n")
+
+    monkeypatch.setattr(service, "_read_rows", till_appends)
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {growing}: changed while it was being imported (is the till still writing "
+        "it?); nothing of it was imported: import it once it is complete; nightly stopped: "
+        "b.csv stays in the inbox, 1 earlier file imported and moved to done/, the run was "
+        "not started\n"
+    )
+    assert listing(inbox) == ["b.csv", "done"]
+    conn = db.connect(db_file)
+    assert [r[0] for r in conn.execute("SELECT file FROM imports")] == [str(inbox / "a.csv")]
+    conn.close()
+    # The next night the file is whole and unchanged while read: all of it counts.
+    monkeypatch.setattr(service, "_read_rows", read_rows)
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 0, result.stderr
+    assert points(db_file) == {"C1": 12, "C2": 34}

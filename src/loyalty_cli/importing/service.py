@@ -219,6 +219,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _fingerprint(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def _now() -> str:
     return dt.datetime.now().isoformat(timespec="seconds")
 
@@ -235,6 +240,7 @@ def _import_file(
 ) -> ImportResult:
     name = str(path)
     kind = handler_cls.name
+    before = _fingerprint(path)
     digest = _sha256(path)
     result = ImportResult(None, name, kind, dry_run=dry_run)
     cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
@@ -261,6 +267,14 @@ def _import_file(
             with _collector_paused():
                 _read_rows(conn, handler, path, dialect, result, strict, progress)
             handler.finish()
+            if _fingerprint(path) != before:
+                # The till is still writing it (or replaced it): what was read may end
+                # in a half-written line, and the hash names neither version.
+                raise ConflictError(
+                    "changed while it was being imported (is the till still writing it?); "
+                    "nothing of it was imported: import it once it is complete",
+                    file=name,
+                )
             conn.execute(
                 "UPDATE imports SET finished_at = ?, rows = ?, inserted = ?, duplicates = ?, "
                 "rejected = ? WHERE import_id = ?",
