@@ -55,6 +55,11 @@ def _clean_ledger(conn: sqlite3.Connection) -> None:
             ],
         )
         ledger.post(conn, [NewEntry(D, "C1", "expire", -6, "expiry", None, lot_id=1)])
+        conn.executemany(
+            "INSERT INTO scored_receipts (transaction_id, customer_id, date, amount, points) "
+            "VALUES (?, ?, ?, 1000, ?)",
+            [("T1", "C1", D.isoformat(), 10), ("T2", "C2", D.isoformat(), 20)],
+        )
 
 
 # --- check ---------------------------------------------------------------------
@@ -120,7 +125,8 @@ def test_check_finds_an_entry_whose_source_is_missing(conn):
 
 def test_check_finds_an_entry_of_the_wrong_sign_and_an_unknown_source_type(conn):
     """An earn of -5 takes from the customer's lots like a redemption: the replay
-    agrees with the sums, so only its sign shows it. Both passed as ok."""
+    agrees with the sums, so only its sign (and its receipt's scoring) shows it.
+    Both passed as ok."""
     _clean_ledger(conn)
     with db.transaction(conn):
         conn.execute("UPDATE ledger SET points = -5 WHERE entry_id = 2")
@@ -128,6 +134,8 @@ def test_check_finds_an_entry_of_the_wrong_sign_and_an_unknown_source_type(conn)
     assert [(f.code, f.message) for f in check_database(conn)] == [
         ("sign", "entry 2 (customer C2): earn of -5 points"),
         ("source", "entry 1 (customer C1, earn): unknown source type 'bogus'"),
+        ("receipt", "customer C1: receipt T1 has entries of 0 points; it was scored at 10"),
+        ("receipt", "customer C2: receipt T2 has entries of -5 points; it was scored at 20"),
     ]
 
 
@@ -136,6 +144,8 @@ def test_check_counts_undone_purchases_as_existing_sources(conn):
     with db.transaction(conn):
         conn.execute("UPDATE purchases SET undone = 1 WHERE transaction_id = 'T2'")
         ledger.reverse_sources(conn, "purchase", ["T2"], D, "import 1 undone")
+        # As `import undo` does (engine.run.forget_receipts).
+        conn.execute("DELETE FROM scored_receipts WHERE transaction_id = 'T2'")
     assert check_database(conn) == []
 
 
@@ -145,7 +155,8 @@ def test_check_finds_a_negative_lot_and_a_pointless_target(conn):
         # lot_id aimed at the redeem entry (not a lot).
         ledger.post(conn, [NewEntry(D, "C1", "clawback", -1, "purchase", "T1", lot_id=3)])
     assert [f.message for f in check_database(conn)] == [
-        "entry 5 (customer C1, clawback): lot_id 3 is not a lot (-4 points)"
+        "entry 5 (customer C1, clawback): lot_id 3 is not a lot (-4 points)",
+        "customer C1: receipt T1 has entries of 9 points; it was scored at 10",
     ]
 
 
@@ -224,13 +235,84 @@ def test_check_compares_each_stored_run_state_with_the_ledger(conn, write):
     )
     found = check_database(conn)
     assert [(f.code, f.customer_id) for f in found] == [("run_state", "C1"), ("run_state", "C2")]
-    assert f"lots {{{lot}: 29}}, the ledger {{{lot}: 30}}" in found[0].message
+    assert f"says lot {lot} holds 29 points, the ledger 30;" in found[0].message
     assert "debt 0 and balance 99, the ledger 0 and 7" in found[1].message
     # Out of date (a later entry): the next run rebuilds it, nothing to report.
     ledger.post(conn, [NewEntry(D, "C1", "adjust", 5, "adjustment", None)])
     assert [f.customer_id for f in check_database(conn)] == ["C2"]
     conn.execute("DELETE FROM run_state WHERE customer_id = 'C2'")
     assert check_database(conn) == []
+
+
+def test_check_compares_a_stored_lots_dates_and_names_a_few_differences(conn, write):
+    """A state's lot that expires on another day than its ledger entry says would
+    make the next run expire it on the wrong day."""
+    _run_shop(conn, write)
+    lot, expires = conn.execute(
+        "SELECT json_extract(state, '$.lots[0][0]'), json_extract(state, '$.lots[0][3]') "
+        "FROM run_state WHERE customer_id = 'C1'"
+    ).fetchone()
+    conn.execute(
+        "UPDATE run_state SET state = json_set(state, '$.lots[0][3]', ?) WHERE customer_id = 'C1'",
+        (expires + 30,),
+    )
+    (found,) = check_database(conn)
+    assert found.message.startswith(
+        f"customer C1: the stored run state says lot {lot} expires 2026-05-01, "
+        "the ledger 2026-04-01; it is a cache"
+    )
+    # Every field of the lot wrong, and a lot the ledger does not have: three
+    # differences named, the other two counted.
+    conn.execute(
+        "UPDATE run_state SET state = json_set(state, '$.lots[0]', "
+        "json_array(?, 0, 1, NULL, 50, 40, NULL, 1), '$.lots[1]', "
+        "json_array(99, 0, 1, NULL, 5, 5, NULL, 1)) WHERE customer_id = 'C1'",
+        (lot,),
+    )
+    (found,) = check_database(conn)
+    assert (
+        f"says lot {lot} has 50 points, the ledger 30; lot {lot} holds 40 points, the "
+        f"ledger 30; lot {lot} is usable from 0001-01-01, the ledger 2026-03-01; "
+        "2 more differences; it is a cache"
+    ) in found.message
+
+
+def test_check_finds_a_deleted_earn_once_the_run_states_are_gone(conn, write, cli):
+    """The run states are a cache anyone may clear; the scored receipts still say
+    what each receipt earned, so a deleted or altered earn is found."""
+    _run_shop(conn, write)
+    conn.execute("DELETE FROM run_state")
+    conn.execute("DELETE FROM ledger WHERE source_id = 'T2'")
+    conn.execute("UPDATE ledger SET points = 13 WHERE source_id = 'T3'")
+    result = cli("check")
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "customer C1: receipt T2 has entries of 0 points; it was scored at 30\n"
+        "customer C2: receipt T3 has entries of 13 points; it was scored at 7\n"
+    )
+
+
+def test_check_finds_a_redemption_whose_entries_are_missing_or_misplaced(conn):
+    _clean_ledger(conn)
+    with db.transaction(conn):
+        conn.execute(
+            "INSERT INTO redemptions (redemption_id, customer_id, reward_id, date, points, "
+            "value, status, created_at) VALUES ('R2', 'C2', 'coffee', ?, 5, 350, "
+            "'cancelled', 'now')",
+            (D.isoformat(),),
+        )
+        ledger.post(conn, [NewEntry(D, "C2", "redeem", -5, "redemption", "R2")])
+    assert [f.message for f in check_database(conn)] == [
+        "customer C2: redemption R2 (cancelled) has entries of -5 points; it should have 0"
+    ]
+    with db.transaction(conn):
+        ledger.post(conn, [NewEntry(D, "C2", "redemption_reversed", 5, "redemption", "R2")])
+        conn.execute("UPDATE ledger SET customer_id = 'C2' WHERE source_id = 'R1'")
+    assert [f.message for f in check_database(conn) if f.code == "redemption"] == [
+        "customer C1: redemption R1 (active) has entries of 0 points; it should have -4",
+        "customer C2: redemption R1 (of another customer) has entries of -4 points; "
+        "it should have 0",
+    ]
 
 
 def test_check_leaves_states_of_an_older_layout_alone(conn, write):
@@ -287,7 +369,9 @@ def test_check_finds_a_redemption_that_overdrew_the_points(conn, cli):
     _clean_ledger(conn)
     with db.transaction(conn):
         conn.execute("UPDATE ledger SET points = -30 WHERE entry_id = 3")
+        conn.execute("UPDATE redemptions SET points = 30 WHERE redemption_id = 'R1'")
         ledger.post(conn, [NewEntry(D, "C2", "clawback", -25, "purchase", "T2", lot_id=2)])
+        conn.execute("UPDATE scored_receipts SET points = -5 WHERE transaction_id = 'T2'")
     assert [(f.code, f.entry_id, f.message) for f in check_database(conn)] == [
         (
             "redeem",
@@ -384,6 +468,29 @@ def test_backup_refuses_to_overwrite_without_force(conn, cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert len(_dump(target)) == 4
     assert sorted(p.name for p in tmp_path.iterdir() if "copy" in p.name) == ["copy.db"]
+
+
+def test_backup_removes_the_half_made_copy_of_a_killed_backup(conn, cli, tmp_path):
+    """A backup killed mid-copy leaves its temporary file, as big as the database;
+    the next backup to that name removes it, but not one a live backup is writing."""
+    _clean_ledger(conn)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = tmp_path / f".copy.db.tmp-{int(gone.stdout)}"
+    dead.write_bytes(b"half a database")
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".copy.db.tmp-{writer.pid}"
+        live.write_bytes(b"being written")
+        other = tmp_path / ".other.db.tmp-1"
+        other.write_bytes(b"not ours")
+        result = cli("backup", tmp_path / "copy.db")
+        assert result.exit_code == 0, result.stderr
+        assert not dead.exists()
+        assert live.exists() and other.exists()
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 def test_backup_while_another_writer_holds_a_transaction(conn, db_file, tmp_path):

@@ -15,16 +15,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import os
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loyalty_cli import db
 from loyalty_cli.errors import ConflictError, LockedError, UsageError
@@ -37,6 +38,9 @@ from loyalty_cli.ledger import (
     replay_overdrafts,
     row_from_db,
 )
+
+if TYPE_CHECKING:
+    from loyalty_cli.engine.state import LotFacts
 
 # --- check ---------------------------------------------------------------------
 
@@ -142,6 +146,8 @@ def _ledger_check(conn: sqlite3.Connection, findings: list[Finding]) -> CheckRep
         findings += _bad_lot_ids(conn)
         findings += _overexpired_lots(conn)
         findings += _missing_sources(conn)
+        findings += _unscored_receipts(conn)
+        findings += _unmatched_redemptions(conn)
         replay_findings, customers = _replay_all(conn)
         findings += replay_findings
         entries = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
@@ -266,6 +272,70 @@ def _missing_sources(conn: sqlite3.Connection) -> list[Finding]:
     return out
 
 
+def _unscored_receipts(conn: sqlite3.Connection) -> list[Finding]:
+    """A receipt's entries (earn, bonus, claw-back) add up, per customer, to the
+    points `scored_receipts` says it got. A deleted or altered earn passes every
+    other check once the run states are cleared. Receipts an undo touched are
+    left out: it reverses only what their lots still hold (a claw-back or an
+    expiry may have taken the rest) and forgets their scoring."""
+    rows = conn.execute(
+        """
+        WITH undone AS (SELECT DISTINCT transaction_id FROM purchases WHERE undone = 1)
+        SELECT tx, customer_id, SUM(posted), SUM(scored) FROM (
+            SELECT source_id AS tx, customer_id, points AS posted, 0 AS scored
+            FROM ledger WHERE source_type = 'purchase'
+            UNION ALL
+            SELECT transaction_id, customer_id, 0, points FROM scored_receipts
+        )
+        WHERE tx NOT IN undone
+        GROUP BY tx, customer_id
+        -- An entry naming no receipt in purchases is a "source" finding already.
+        HAVING SUM(posted) != SUM(scored)
+           AND EXISTS (SELECT 1 FROM purchases WHERE transaction_id = tx)
+        ORDER BY customer_id, tx
+        """
+    )
+    return [
+        Finding(
+            "receipt",
+            f"customer {customer}: receipt {tx} has entries of {posted} points; "
+            f"it was scored at {scored}",
+            customer_id=customer,
+        )
+        for tx, customer, posted, scored in rows
+    ]
+
+
+def _unmatched_redemptions(conn: sqlite3.Connection) -> list[Finding]:
+    """An active redemption's entries take its points; a cancelled one's give them
+    all back. A deleted redeem entry would otherwise hand the points back unseen."""
+    rows = conn.execute(
+        """
+        SELECT rid, customer_id, SUM(posted), SUM(due), MAX(status) FROM (
+            SELECT source_id AS rid, customer_id, points AS posted, 0 AS due, NULL AS status
+            FROM ledger WHERE source_type = 'redemption'
+            UNION ALL
+            SELECT redemption_id, customer_id, 0,
+                   CASE status WHEN 'active' THEN -points ELSE 0 END, status
+            FROM redemptions
+        )
+        GROUP BY rid, customer_id
+        HAVING SUM(posted) != SUM(due)
+           AND EXISTS (SELECT 1 FROM redemptions WHERE redemption_id = rid)
+        ORDER BY customer_id, rid
+        """
+    )
+    return [
+        Finding(
+            "redemption",
+            f"customer {customer}: redemption {rid} ({status or 'of another customer'}) "
+            f"has entries of {posted} points; it should have {due}",
+            customer_id=customer,
+        )
+        for rid, customer, posted, due, status in rows
+    ]
+
+
 def _replay_all(conn: sqlite3.Connection) -> tuple[list[Finding], int]:
     """Replay every customer's entries (streamed, one customer in memory at a
     time) and compare with what SQL sums and with their stored run state."""
@@ -360,17 +430,15 @@ def _check_state(
     last = entries[-1].entry_id if entries else 0
     if stored is None or stored[0] != last:
         return []  # none, or out of date: the next run rebuilds it anyway
-    from loyalty_cli.engine.state import holdings
+    from loyalty_cli.engine.state import holdings, lot_facts
 
     try:
         kept, debt, balance = holdings(stored[1])
     except Exception as exc:  # noqa: BLE001 - an unreadable state is itself a finding
         differs = f"cannot be read ({exc})"
     else:
-        held = {i: lot.remaining for i, lot in replayed.lots.items() if lot.remaining > 0}
-        wrong = []
-        if kept != held:
-            wrong.append(f"lots {_points_by_lot(kept)}, the ledger {_points_by_lot(held)}")
+        held = {i: lot_facts(lot) for i, lot in replayed.lots.items() if lot.remaining > 0}
+        wrong = _lot_differences(kept, held)
         if (debt, balance) != (replayed.debt, replayed.balance):
             wrong.append(
                 f"debt {debt} and balance {balance}, the ledger "
@@ -390,8 +458,40 @@ def _check_state(
     ]
 
 
-def _points_by_lot(lots: dict[int, int]) -> str:
-    return "{" + ", ".join(f"{i}: {n}" for i, n in sorted(lots.items())) + "}"
+# A finding names this many of a state's differences, then counts the rest: a
+# state can hold hundreds of lots, and one sentence should stay readable.
+LOTS_NAMED = 3
+
+
+def _lot_differences(kept: dict[int, LotFacts], held: dict[int, LotFacts]) -> list[str]:
+    """What the stored lots say that the replayed ones do not, one phrase per lot."""
+    phrases = []
+    for entry_id in sorted(kept.keys() | held.keys()):
+        stored, ledger = kept.get(entry_id), held.get(entry_id)
+        if stored == ledger:
+            continue
+        if stored is None:
+            phrases.append(f"no lot {entry_id}, the ledger {ledger[1]} points in it")
+        elif ledger is None:
+            phrases.append(f"lot {entry_id} holds {stored[1]} points, the ledger none")
+        else:
+            phrases += _fact_differences(entry_id, stored, ledger)
+    if len(phrases) > LOTS_NAMED:
+        phrases[LOTS_NAMED:] = [f"{len(phrases) - LOTS_NAMED} more differences"]
+    return phrases
+
+
+def _fact_differences(entry_id: int, stored: LotFacts, ledger: LotFacts) -> list[str]:
+    labels = ("has {} points", "holds {} points", "is usable from {}", "expires {}")
+    return [
+        f"lot {entry_id} {label.format(_or_never(mine))}, the ledger {_or_never(theirs)}"
+        for label, mine, theirs in zip(labels, stored, ledger, strict=True)
+        if mine != theirs
+    ]
+
+
+def _or_never(fact: int | str | None) -> int | str:
+    return "never" if fact is None else fact
 
 
 # --- backup --------------------------------------------------------------------
@@ -433,7 +533,8 @@ def backup_database(conn: sqlite3.Connection, dest: Path, *, force: bool = False
         raise ConflictError("already exists; use --force to overwrite it", file=str(dest))
     if not dest.parent.is_dir():
         raise UsageError("the directory does not exist", file=str(dest))
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    _remove_stale_copies(dest)
+    tmp = dest.with_name(f"{_TMP_PREFIX.format(dest.name)}{os.getpid()}")
     try:
         target = sqlite3.connect(tmp)
         try:
@@ -450,6 +551,21 @@ def backup_database(conn: sqlite3.Connection, dest: Path, *, force: bool = False
         if tmp.exists():
             tmp.unlink()
     return BackupResult(source, str(dest), dest.stat().st_size)
+
+
+# The half-made copy beside the backup file, named for the process writing it.
+_TMP_PREFIX = ".{}.tmp-"
+
+
+def _remove_stale_copies(dest: Path) -> None:
+    """Half-made copies of `dest` left by a backup that was killed: each is as big
+    as the database, and nothing else would ever remove them."""
+    prefix = _TMP_PREFIX.format(dest.name)
+    for leftover in dest.parent.glob(glob.escape(prefix) + "*"):
+        pid = leftover.name[len(prefix) :]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            with suppress(OSError):
+                leftover.unlink()
 
 
 # --- lock ----------------------------------------------------------------------

@@ -158,11 +158,29 @@ def encode(
     )
 
 
-def holdings(text: str) -> tuple[dict[int, int], int, int]:
-    """(points each stored lot holds by entry id, debt, balance): what `loyalty check`
+# What `loyalty check` compares of a stored lot with the ledger's replay:
+# (points, remaining, available_on, expires_on), dates as ISO text.
+LotFacts = tuple[int, int, str, str | None]
+
+
+def lot_facts(lot: Lot) -> LotFacts:
+    expires = lot.expires_on.isoformat() if lot.expires_on is not None else None
+    return lot.points, lot.remaining, lot.available_on.isoformat(), expires
+
+
+def holdings(text: str) -> tuple[dict[int, LotFacts], int, int]:
+    """(each stored lot's facts by entry id, debt, balance): what `loyalty check`
     compares with the ledger, read without building the rest of the state."""
     data = json.loads(text)
-    return {lot[0]: lot[5] for lot in data["lots"]}, data["debt"], data["balance"]
+    lots = {
+        entry_id: (points, remaining, dt.date.fromordinal(available).isoformat(), _iso(expires))
+        for entry_id, _date, available, expires, points, remaining, *_ in data["lots"]
+    }
+    return lots, data["debt"], data["balance"]
+
+
+def _iso(number: int | None) -> str | None:
+    return dt.date.fromordinal(number).isoformat() if number is not None else None
 
 
 class Restored:
