@@ -47,6 +47,23 @@ def test_fields_and_values_read_as_in_the_yaml():
     assert "offer 'winback' changed: favourite_category: true -> false" in changes
 
 
+def test_the_same_number_written_otherwise_is_not_a_change_and_weekdays_are_names():
+    base = "program: D\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+    old = parse_program(base + "segments: {at_risk_factor: 2}\n")
+    same = parse_program(
+        base.replace("unit: 1", "unit: 1.0") + "segments: {at_risk_factor: '2.00'}\n"
+    )
+    assert diff_programs(old, same) == []
+    new = parse_program(
+        base + "segments: {at_risk_factor: 1e1}\n"
+        "rules: [{id: we, when: {weekday: [Sunday, sat]}, multiplier: 2}]\n"
+    )
+    assert diff_programs(old, new) == [
+        "rule 'we' added: when weekday [sat, sun], multiplier 2",
+        "segments.at_risk_factor: 2 -> 10",
+    ]
+
+
 def test_effective_date_alone_is_not_a_change():
     old = load_program(BOUTIQUE)
     new = parse_program(

@@ -612,12 +612,13 @@ def test_the_schema_accepts_every_shipped_program_and_the_contracts_example(path
 def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
     good = (
         "program: X\ncurrency: EUR\nearn: {per_currency_unit: '0.5'}\n"
-        "accounting: {expected_breakage: historical}\nrules:\nsegments:\n"
+        "accounting: {expected_breakage: historical}\nrules:\n"
+        "segments: {new_days: '30', loyal_receipts: ' 4', at_risk_factor: '1e1'}\n"
         "rewards: [{id: 7, name: Seven, cost: 5, active: {from: 2026-01-01}}]\n"
         "offers: [{id: o, favourite_category: true, text: t}]\n"
         "bonuses: {signup: 5}\n"
-        "pending_days: 0\n"
-        "expiry: {policy: fixed, months: 12}\n"
+        "pending_days: '14'\n"
+        "expiry: {policy: fixed, months: 12.0}\n"
     ).replace(
         "rules:\n", "rules: [{id: we, when: {weekday: [Sat, SUNDAY], sku: 12.5}, multiplier: 2}]\n"
     )
@@ -633,6 +634,8 @@ def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
         ("bonuses: {signup: -1}", "must be at least 0"),
         ("bonuses: {app: 10000000000}", "must be at most 1000000000"),
         ("pending_days: true", "must be a whole number, not true or false"),
+        ("pending_days: '14.5'", "must be a whole number"),
+        ("segments: {at_risk_factor: '2 weeks'}", "at_risk_factor"),
     ]:
         base = "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
         text = base.replace("currency: EUR", bad) if bad.startswith("currency") else base + bad

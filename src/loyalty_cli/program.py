@@ -27,6 +27,7 @@ import difflib
 import re
 import types
 import typing
+from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -260,7 +261,7 @@ Weekdays = Annotated[
     list[int],
     BeforeValidator(_weekdays, json_schema_input_type=_WeekdayName | list[_WeekdayName]),
     # Shown (program show --format json) as the names the YAML takes back.
-    PlainSerializer(lambda days: [_DAY_NAMES[d] for d in days], when_used="json"),
+    PlainSerializer(lambda days: [_DAY_NAMES[d] for d in days]),
     Field(min_length=1),
 ]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
@@ -295,6 +296,15 @@ class Strict(BaseModel):
             cls.model_fields[info.field_name].annotation
         ):
             return _no_yes_no(value, info)
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_decimal(cls, value: Any) -> Any:
+        # `1e1` is 10: `program show` writes it so, not "1E+1".
+        if isinstance(value, Decimal) and value.is_finite() and int(value.as_tuple().exponent) > 0:
+            with suppress(InvalidOperation):  # more digits than a Decimal holds
+                return value.quantize(Decimal(1))
         return value
 
 
@@ -1172,12 +1182,17 @@ def program_schema() -> dict[str, Any]:
     return schema
 
 
-_DECIMAL_TEXT = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
+# The strings the loader reads as a number (pydantic's lax mode: blanks around,
+# `_` between digits, an exponent; a whole number may end in `.0`).
+_DIGITS = r"[0-9]+(_[0-9]+)*"
+_DECIMAL_TEXT = rf"^\s*[+-]?({_DIGITS}(\.({_DIGITS})?)?|\.{_DIGITS})([eE][+-]?[0-9]+)?\s*$"
+_INTEGER_TEXT = rf"^\s*[+-]?{_DIGITS}(\.0+)?\s*$"
 
 
 def _decimal_strings(node: Any) -> None:
-    """A number field also takes its digits as a string ("0.20"): say which strings,
-    so that `expected_breakage: historical` matches only the `historical` branch."""
+    """A number field also takes its digits as a string ("0.20", "14"): say which
+    strings, so that `expected_breakage: historical` matches only the `historical`
+    branch."""
     if isinstance(node, dict):
         branches = node.get("anyOf")
         # pydantic writes a Decimal as [number, string] (then null when optional); a
@@ -1191,6 +1206,11 @@ def _decimal_strings(node: Any) -> None:
             and all(b == {"type": "null"} for b in branches[2:])
         ):
             branches[1]["pattern"] = _DECIMAL_TEXT
+        if node.get("type") == "integer":
+            # A whole number written in quotes ("14") is one too; `minimum` and
+            # `maximum` only weigh numbers, the loader checks the rest.
+            node["type"] = ["integer", "string"]
+            node["pattern"] = _INTEGER_TEXT
         for value in node.values():
             _decimal_strings(value)
     elif isinstance(node, list):

@@ -24,8 +24,8 @@ _BY_ID = {
 def diff_programs(old: Program, new: Program) -> list[str]:
     """One plain sentence per change; an empty list when nothing changes."""
     # By alias: fields read as their YAML keys (`active.from`, not the field `from_`).
-    before = old.model_dump(mode="json", by_alias=True, exclude={"effective_from"})
-    after = new.model_dump(mode="json", by_alias=True, exclude={"effective_from"})
+    before = old.model_dump(by_alias=True, exclude={"effective_from"})
+    after = new.model_dump(by_alias=True, exclude={"effective_from"})
     lines: list[str] = []
     _walk("", before, after, lines)
     return lines
