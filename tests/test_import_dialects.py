@@ -168,3 +168,15 @@ def test_a_standard_file_with_a_column_the_map_gives_away_is_read_standard(conn,
     assert (result.inserted, result.rejected) == (1, 0)
     row = conn.execute("SELECT customer_id, email FROM customers").fetchone()
     assert tuple(row) == ("C1", "anna@example.com")
+
+
+@pytest.mark.parametrize("name", ["klingon", "hex", "rot13", "zlib"])
+def test_an_encoding_flag_must_name_a_text_encoding(shop, write, cli, name):
+    """hex, rot13 and zlib are codecs but not text encodings: the import failed
+    half-way as an internal error."""
+    path = write("p.csv", "transaction_id,customer_id,date,amount\nT1,C1,2026-01-01,5.00\n")
+    result = cli("import", "purchases", path, "--encoding", name)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: --encoding: '{name}' is not a known text encoding (e.g. utf-8, cp1252)\n"
+    )

@@ -336,7 +336,12 @@ def test_tiers_accessors():
         (
             "encoding: utf-8-sig",
             "encoding: utf-99",
-            "programs/x.yaml:45: csv.encoding: 'utf-99' is not a known encoding (e.g. utf-8, cp1252)",
+            "programs/x.yaml:45: csv.encoding: 'utf-99' is not a known text encoding (e.g. utf-8, cp1252)",
+        ),
+        (  # a codec, but not of text: reading a file with it failed as an internal error
+            "encoding: utf-8-sig",
+            "encoding: hex",
+            "programs/x.yaml:45: csv.encoding: 'hex' is not a known text encoding (e.g. utf-8, cp1252)",
         ),
         (
             'date_format: "%d.%m.%Y"',

@@ -21,7 +21,6 @@ The version storage (`apply_program`, `version_in_force`, ...) lives in
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 import difflib
 import re
@@ -594,10 +593,10 @@ class CsvFormat(Strict):
     @field_validator("encoding")
     @classmethod
     def _known_codec(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"'{value}' is not a known encoding (e.g. utf-8, cp1252)") from None
+        from loyalty_cli.encodings import is_text_encoding
+
+        if not is_text_encoding(value):
+            raise ValueError(f"'{value}' is not a known text encoding (e.g. utf-8, cp1252)")
         return value
 
     @field_validator("date_format")

@@ -8,11 +8,11 @@ Precedence: import flags > the applied program's `csv:` section > defaults
 from __future__ import annotations
 
 import bisect
-import codecs
 import datetime as dt
 import sqlite3
 from dataclasses import dataclass, field, replace
 
+from loyalty_cli.encodings import is_text_encoding
 from loyalty_cli.engine.dates import is_date_format
 from loyalty_cli.errors import UsageError
 
@@ -128,10 +128,10 @@ def resolve(
             f"--date-format: '{o.date_format}' is not a date format with day, month and "
             "year, such as %d.%m.%Y"
         )
-    try:
-        codecs.lookup(encoding)  # type: ignore[arg-type]
-    except LookupError:
-        raise UsageError(f"--encoding: unknown encoding '{encoding}'") from None
+    if not is_text_encoding(str(encoding)):
+        raise UsageError(
+            f"--encoding: '{encoding}' is not a known text encoding (e.g. utf-8, cp1252)"
+        )
     columns = dict(getattr(csv_cfg, "columns", None) or {}) if csv_cfg is not None else {}
     columns.update(o.columns or {})
 
