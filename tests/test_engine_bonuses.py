@@ -190,6 +190,42 @@ def test_an_undone_event_bonus_counts_no_more(conn, tmp_path, write):
     assert len(entries(conn)) == 6
 
 
+def test_events_an_undone_import_kept_from_their_bonus_are_paid_after_the_undo(
+    conn, tmp_path, write
+):
+    """Undone events no longer use up a once-only bonus or a limit: the events of
+    another import that they kept from being paid are judged again by the next run
+    (they were never looked at again: a fresh shop without the undone file pays them)."""
+    from loyalty_cli.importing import import_files, undo_import
+
+    program(conn, tmp_path, "bonuses: {signup: 50, review: {points: 10, limit: "
+                            "{count: 2, per: month}}}\n", effective="2025-01-01")  # fmt: skip
+    customer(conn, "C1")
+    head = "event_id,customer_id,type,date\n"
+    first, _ = import_files(
+        conn,
+        "events",
+        [
+            write("a.csv", head + "A1,C1,signup,2026-01-10\nA2,C1,review,2026-03-01\n"
+                                  "A3,C1,review,2026-03-02\n"),
+            write("b.csv", head + "B1,C1,signup,2026-01-12\nB2,C1,review,2026-03-03\n"),
+        ],
+    )  # fmt: skip
+    go(conn, "2026-04-01")
+    assert [r[4] for r in entries(conn)] == ["A1", "A2", "A3"]
+    undo_import(conn, first.import_id, dt.date(2026, 4, 2))
+    go(conn, "2026-04-03")
+    assert [(r[0], r[2], r[3], r[4]) for r in entries(conn)][3:] == [
+        ("2026-04-02", "reversal", -50, "A1"),
+        ("2026-04-02", "reversal", -10, "A2"),
+        ("2026-04-02", "reversal", -10, "A3"),
+        ("2026-01-12", "bonus", 50, "B1"),
+        ("2026-03-03", "bonus", 10, "B2"),
+    ]
+    go(conn, "2026-04-04")  # and only once
+    assert len(entries(conn)) == 8
+
+
 def test_the_same_events_file_again_after_its_undo_is_paid_again(conn, tmp_path, write):
     from loyalty_cli.importing import import_files, undo_import
 

@@ -557,11 +557,16 @@ class _Engine:
             "FROM customers r WHERE r.customer_id = c.referred_by) THEN c.referred_by END "
             "FROM _batch b CROSS JOIN customers c ON c.customer_id = b.customer_id"
         ).fetchall()
+        # New events, and every event of a customer whose events an undo took back
+        # since: one the undone events kept from a once-only bonus or a limit is
+        # judged again (those already paid are skipped by their source).
         events = conn.execute(
             "SELECT e.event_id, e.customer_id, e.type, e.date FROM _batch b CROSS "
             "JOIN events e ON e.customer_id = b.customer_id "
-            "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ?)",
-            (day, self.marks.last["event_id"], prev),
+            "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ? OR EXISTS "
+            "(SELECT 1 FROM ledger r WHERE r.customer_id = b.customer_id "
+            "AND r.entry_id > ? AND r.kind = 'reversal' AND r.source_type = 'event'))",
+            (day, self.marks.last["event_id"], prev, self.marks.last["entry_id"]),
         ).fetchall()
         return _Raw(own, claimed, complete, scored, entries, customers, events, states)
 
