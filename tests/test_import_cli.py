@@ -190,6 +190,32 @@ def test_undo_list_and_undo_twice(cli, write):
     assert "unknown import 9" in unknown.stderr
 
 
+def test_undoing_rows_a_later_file_also_held_lets_that_file_in_again(cli, write, conn):
+    """ob.csv repeats T1 of oa.csv (a duplicate there). Undoing oa.csv undoes T1, which
+    ob.csv still says happened: the undo says so, and ob.csv is read again instead
+    of being skipped as imported (once: after that it is imported as it stands)."""
+    oa = write("oa.csv", HEAD + "T1,C1,2026-02-01,10.00\nT9,C1,2026-02-01,99.00\n")
+    ob = write("ob.csv", HEAD + "T1,C1,2026-02-01,10.00\nT2,C1,2026-02-02,20.00\n")
+    other = write("oc.csv", HEAD + "T3,C2,2026-02-03,5.00\n")
+    assert cli("import", "purchases", oa, ob, other).exit_code == 0
+    undo = cli("import", "undo", "1", "--date", "2026-02-05")
+    assert undo.exit_code == 0, undo.stderr
+    assert undo.stderr == (
+        f"Note: {ob} (import 2) counted rows as duplicates of earlier imports; those of "
+        "import 1 are undone too: import the file again to bring them back (it is no "
+        "longer skipped as imported)\n"
+    )
+    again = cli("import", "purchases", ob, other, "--format", "json")
+    assert [(r["inserted"], r["duplicates"], r["skipped_file"]) for r in
+            json.loads(again.stdout)] == [(1, 1, False), (0, 0, True)]  # fmt: skip
+    third = cli("import", "purchases", ob, "--format", "json")
+    assert json.loads(third.stdout)[0]["skipped_file"] is True
+    live = conn.execute(
+        "SELECT transaction_id, import_id FROM purchases WHERE undone = 0 ORDER BY 1"
+    ).fetchall()
+    assert [tuple(r) for r in live] == [("T1", 4), ("T2", 2), ("T3", 3)]
+
+
 def test_help_has_examples(cli):
     for args in (["purchases"], ["customers"], ["events"], ["list"], ["rejects"], ["undo"]):
         result = cli("import", *args, "--help")

@@ -318,6 +318,15 @@ UPDATE scored_receipts SET tax = tax - 2 * (SELECT SUM(p.tax) FROM purchases p
 UPDATE purchases SET tax = -tax WHERE amount < 0 AND tax > 0;
 """
 
+# The newest import when an import was undone (undone_on is the reversal's posting
+# date, which may be back-dated): a later import of the same kind, up to that one,
+# that counted some of its rows as duplicates held rows that are now undone, so
+# its file is no longer skipped as "already imported" (importing.service._import_of).
+# NULL for undos made before.
+UNDONE_AFTER_V8 = """
+ALTER TABLE imports ADD COLUMN undone_after INTEGER;
+"""
+
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
@@ -327,6 +336,7 @@ MIGRATIONS: list[str] = [
     ANON_REFUNDS_V5,
     CLAIMED_REFUNDS_V6,
     REFUND_TAX_SIGN_V7,
+    UNDONE_AFTER_V8,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

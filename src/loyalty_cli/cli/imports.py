@@ -295,6 +295,8 @@ def undo_command(
             f"Import {result.import_id} ({result.kind}, {result.file}) undone on "
             f"{result.undone_on.isoformat()}: {done}"
         )
+    if (note := result.sharing_note()) is not None:
+        typer.echo(render.visible(f"Note: {note}"), err=True)
 
 
 for _kind in ("purchases", "customers", "events"):

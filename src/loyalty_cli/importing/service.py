@@ -81,6 +81,8 @@ class UndoResult:
     file: str
     rows: int
     undone_on: dt.date
+    # Later imports that counted rows as duplicates: (import_id, file).
+    sharing: list[tuple[int, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +92,17 @@ class UndoResult:
             "rows": self.rows,
             "undone_on": self.undone_on.isoformat(),
         }
+
+    def sharing_note(self) -> str | None:
+        """What to do when later files held some of the undone rows too."""
+        if not self.sharing:
+            return None
+        files = ", ".join(f"{file} (import {i})" for i, file in self.sharing)
+        return (
+            f"{files} counted rows as duplicates of earlier imports; those of import "
+            f"{self.import_id} are undone too: import the file again to bring them back "
+            "(it is no longer skipped as imported)"
+        )
 
 
 class _DryRun(Exception):
@@ -203,12 +216,32 @@ def already_imported(conn: sqlite3.Connection, kind: str, path: Path) -> int | N
 
 
 def _import_of(conn: sqlite3.Connection, kind: str, digest: str) -> int | None:
+    """The import that makes a file of this content "already imported". One that
+    counted rows as duplicates of an earlier import undone since does not: those
+    rows are undone with it, and reading the file again brings them back (the
+    rest are duplicates again)."""
     row = conn.execute(
-        "SELECT import_id FROM imports WHERE sha256 = ? AND kind = ? "
-        "AND status != 'undone' ORDER BY import_id LIMIT 1",
+        "SELECT p.import_id FROM imports p WHERE p.sha256 = ? AND p.kind = ? "
+        "AND p.status != 'undone' AND NOT (p.duplicates > 0 AND EXISTS (SELECT 1 "
+        "FROM imports u WHERE u.kind = p.kind AND u.status = 'undone' "
+        "AND u.import_id < p.import_id AND u.undone_after >= p.import_id)) "
+        "ORDER BY p.import_id LIMIT 1",
         (digest, kind),
     ).fetchone()
     return int(row[0]) if row is not None else None
+
+
+def _sharing_imports(conn: sqlite3.Connection, import_id: int, kind: str) -> list[tuple[int, str]]:
+    """Later imports of the kind that counted rows as duplicates: some may have been
+    rows of `import_id`, undone with it."""
+    return [
+        (int(i), str(f))
+        for i, f in conn.execute(
+            "SELECT import_id, file FROM imports WHERE kind = ? AND import_id > ? "
+            "AND status != 'undone' AND duplicates > 0 ORDER BY import_id",
+            (kind, import_id),
+        )
+    ]
 
 
 def _sha256(path: Path) -> str:
@@ -624,10 +657,12 @@ def undo_import(conn: sqlite3.Connection, import_id: int, on: dt.date) -> UndoRe
         _check_undo_date(conn, handler, import_id, on)
         count = handler.undo(conn, import_id, on, f"import {import_id} undone")
         conn.execute(
-            "UPDATE imports SET status = 'undone', undone_on = ? WHERE import_id = ?",
+            "UPDATE imports SET status = 'undone', undone_on = ?, "
+            "undone_after = (SELECT MAX(import_id) FROM imports) WHERE import_id = ?",
             (on.isoformat(), import_id),
         )
-    return UndoResult(import_id, row["kind"], row["file"], count, on)
+        sharing = _sharing_imports(conn, import_id, row["kind"]) if handler.has_undone else []
+    return UndoResult(import_id, row["kind"], row["file"], count, on, sharing)
 
 
 def _check_undo_date(
