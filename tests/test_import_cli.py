@@ -130,6 +130,30 @@ def test_dry_run_shows_rejects_on_stderr(cli, write):
     assert json.loads(cli("import", "list", "--format", "json").stdout) == []
 
 
+def test_a_dry_run_of_several_files_says_what_the_import_will_do(cli, write, conn):
+    """Each file sees the rows of the files before it, as the real import does: the
+    preview of the second file counted everything as new, and a copy of the first
+    as to be inserted again."""
+    a = write("a.csv", HEAD + "T1,C1,2026-02-01,120.50\nT2,C2,2026-02-05,25.00\n")
+    b = write("b.csv", HEAD + "T2,C2,2026-02-05,25.00\nT4,C1,2026-04-01,30.00\n"
+                            "T1,C1,2026-02-01,120.60\n")  # fmt: skip
+    copy = write("c.csv", a.read_text())
+    dry = cli("import", "purchases", a, b, copy, "--dry-run")
+    assert dry.exit_code == 3
+    assert dry.stdout == (
+        f"{a}: dry run: 2 rows, 2 to insert, 0 duplicates, 0 rejected (nothing written)\n"
+        f"{b}: dry run: 3 rows, 1 to insert, 1 duplicate, 1 rejected (nothing written)\n"
+        f"{copy}: dry run: would be skipped, the same content as a file before it\n"
+    )
+    assert conn.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM imports").fetchone()[0] == 0
+    real = cli("import", "purchases", a, b, copy, "--format", "json")
+    assert real.exit_code == 3
+    assert [(r["inserted"], r["duplicates"], r["rejected"], r["skipped_file"])
+            for r in json.loads(real.stdout)] == [(2, 0, 0, False), (1, 1, 1, False),
+                                                   (0, 0, 0, True)]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [

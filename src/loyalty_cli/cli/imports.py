@@ -189,6 +189,8 @@ def _rows(n: int) -> str:
 
 
 def _summary(r: ImportResult) -> str:
+    if r.skipped_file and r.import_id is None:  # a dry run's copy of one of its files
+        return f"{r.file}: dry run: would be skipped, the same content as a file before it"
     if r.skipped_file:
         return (
             f"{r.file}: skipped, already imported (import {r.import_id}; to import it "

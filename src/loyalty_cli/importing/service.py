@@ -159,12 +159,46 @@ def import_files(
             if on_result is not None:
                 on_result(result)
         return results
+    if dry_run and len(paths) > 1:
+        return _dry_run_together(conn, handler, paths, dialects, strict, progress, today, on_result)
     for path in paths:
         results.append(
             _import_file(conn, handler, path, dialects[path], dry_run, strict, progress, today)
         )
         if on_result is not None:
             on_result(results[-1])
+    return results
+
+
+def _dry_run_together(
+    conn: sqlite3.Connection,
+    handler: type[KindHandler],
+    paths: list[Path],
+    dialects: dict[Path, Dialect],
+    strict: bool,
+    progress: bool,
+    today: dt.date,
+    on_result: Callable[[ImportResult], None] | None,
+) -> list[ImportResult]:
+    """A dry run of several files: each sees the rows of the files before it, as
+    in the real import (a row the first file brings is a duplicate in the second,
+    a copy of the first is skipped), then all of it is rolled back."""
+    results: list[ImportResult] = []
+    newest = conn.execute("SELECT COALESCE(MAX(import_id), 0) FROM imports").fetchone()[0]
+    try:
+        with db.transaction(conn):
+            for path in paths:
+                result = _import_file(
+                    conn, handler, path, dialects[path], True, strict, progress, today
+                )
+                if result.import_id is not None and result.import_id > newest:
+                    result.import_id = None  # skipped as a copy of a file of this dry run
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+            raise _DryRun
+    except _DryRun:
+        pass
     return results
 
 
