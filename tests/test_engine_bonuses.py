@@ -100,6 +100,29 @@ def test_a_referral_by_an_unknown_customer_waits_until_they_are_known(conn, tmp_
     assert sorted(ref) == [("2026-02-03", "C2", 50), ("2026-02-03", "C9", 200)]
 
 
+def test_a_referred_by_imported_after_the_first_purchase_was_scored_still_pays(
+    conn, tmp_path, write
+):
+    """The customers file naming the referrer came after a run scored the referee's
+    first qualifying purchase: the next run pays both, dated that purchase, as one
+    run over all of it would have (before, only a later purchase paid, if any)."""
+    from loyalty_cli.importing import import_files
+
+    program(conn, tmp_path, BONUSES)
+    customer(conn, "C1")
+    buy(conn, "T1", "C2", "2026-01-05", 1000)  # 10.00 < 20.00: not this one
+    buy(conn, "T2", "C2", "2026-01-06", 2500)
+    go(conn, "2026-01-31")
+    head = "customer_id,name,email,birthday,joined_on,referred_by\n"
+    import_files(conn, "customers", [write("c.csv", head + "C2,Bert,,,,C1\n")])
+    go(conn, "2026-02-01")
+    ref = [(r[0], r[1], r[3], r[4]) for r in entries(conn) if r[5] == "referral"]
+    assert sorted(ref) == [("2026-01-06", "C1", 200, "C2"), ("2026-01-06", "C2", 50, "C2")]
+    buy(conn, "T3", "C2", "2026-02-07", 2500)
+    go(conn, "2026-02-28")  # paid once
+    assert len([r for r in entries(conn) if r[5] == "referral"]) == 2
+
+
 INACTIVE_REFERRAL = """
 bonuses:
   referral: {referrer: 200, referee: 50}

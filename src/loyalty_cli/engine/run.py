@@ -112,6 +112,9 @@ class Batch:
     customers: dict[str, CustomerRow] = field(default_factory=dict)
     events: dict[str, list[tuple[str, str, dt.date]]] = field(default_factory=dict)
     referral_paid: set[str] = field(default_factory=set)
+    # Referees' sales scored by earlier runs, (date, amount) by date: a referred_by
+    # imported after the first qualifying one still pays, dated that sale.
+    referee_sales: dict[str, list[tuple[dt.date, int]]] = field(default_factory=dict)
     # Customers starting from what the last run stored: (their last entry id, the state).
     states: dict[str, tuple[int, str]] = field(default_factory=dict)
 
@@ -298,6 +301,13 @@ def _affected(
     )
     # By rowid range (with DISTINCT the planner scans all of ledger_customer).
     add("SELECT customer_id FROM ledger WHERE entry_id > ?", (marks.last["entry_id"],))
+    # A referee whose referred_by an import set since: their first qualifying sale
+    # may have been scored already (see _Customer._earlier_sale).
+    if any(v.program.referral for v in timeline):
+        add(
+            "SELECT customer_id FROM customers WHERE referred_by IS NOT NULL AND import_id > ?",
+            (marks.last["customer_import_id"],),
+        )
     # Birthdays falling in (prev, as_of], and every birthday of a customer whose
     # record an import created or changed since (imported after a birthday passed).
     if any(v.program.bonus_for("birthday") for v in timeline):
@@ -557,6 +567,16 @@ class _Engine:
             "FROM customers r WHERE r.customer_id = c.referred_by) THEN c.referred_by END "
             "FROM _batch b CROSS JOIN customers c ON c.customer_id = b.customer_id"
         ).fetchall()
+        # The scored sales of referees whose record an import set since the last run
+        # (see _Customer._earlier_sale).
+        referee_sales = conn.execute(
+            "SELECT s.customer_id, s.date, s.amount FROM _batch b CROSS JOIN customers c "
+            "ON c.customer_id = b.customer_id CROSS JOIN scored_receipts s "
+            "ON s.customer_id = b.customer_id WHERE c.referred_by IS NOT NULL "
+            "AND c.referred_by != c.customer_id AND c.import_id > ? AND s.amount > 0 "
+            "ORDER BY s.customer_id, s.date, s.transaction_id",
+            (self.marks.last["customer_import_id"],),
+        ).fetchall()
         # New events, and every event of a customer whose events an undo took back
         # since: one the undone events kept from a once-only bonus or a limit is
         # judged again (those already paid are skipped by their source).
@@ -568,7 +588,9 @@ class _Engine:
             "AND r.entry_id > ? AND r.kind = 'reversal' AND r.source_type = 'event'))",
             (day, self.marks.last["event_id"], prev, self.marks.last["entry_id"]),
         ).fetchall()
-        return _Raw(own, claimed, complete, scored, entries, customers, events, states)
+        return _Raw(
+            own, claimed, complete, scored, entries, customers, events, states, referee_sales
+        )
 
     def _states(
         self,
@@ -692,6 +714,9 @@ class _Engine:
         for event_id, cid, etype, date in raw.events:
             data.events.setdefault(cid, []).append((event_id, etype, dt.date.fromisoformat(date)))
         data.referral_paid = {c for c in chunk if c in self.referral_paid}
+        for cid, date, amount in raw.referee_sales:
+            if cid not in data.referral_paid:
+                data.referee_sales.setdefault(cid, []).append((dt.date.fromisoformat(date), amount))
         data.states = raw.states
         return data
 
@@ -707,6 +732,7 @@ class _Raw(NamedTuple):
     customers: list[tuple[Any, ...]]
     events: list[tuple[Any, ...]]
     states: dict[str, tuple[int, str]]
+    referee_sales: list[tuple[Any, ...]]
 
 
 # --- two processes for a big run --------------------------------------------------
@@ -931,8 +957,8 @@ def _write(
 _PAID = Row(0, dt.date.min, "", "paid", 0, 0, "")
 
 # Item classes within a day: expiries (handled before items), receipts, events,
-# birthdays, referral payouts to the referrer.
-_RECEIPT, _EVENT, _BIRTHDAY, _REFERRER = 1, 2, 3, 4
+# birthdays, referral payouts to the referrer, a referee's sale scored before.
+_RECEIPT, _EVENT, _BIRTHDAY, _REFERRER, _REFEREE = 1, 2, 3, 4, 5
 
 
 class _Customer:
@@ -946,6 +972,7 @@ class _Customer:
         self.receipts = data.receipts.get(cid, [])
         self.events = data.events.get(cid, [])
         self.referral_paid = cid in data.referral_paid
+        self.referee_sales = data.referee_sales.get(cid, []) if self.row.referred_by else []
         self.by_source: dict[tuple[str, str | None], list[Row]] = {}
         self.by_lot: dict[int, list[Row]] = {}
         self.event_bonus: dict[str, list[dt.date]] = {}
@@ -1118,6 +1145,10 @@ class _Customer:
             items.append((date, _EVENT, event_id, etype))
         for date, referee, points, version in self.e.referrer_due.pop(self.cid, []):
             items.append((date, _REFERRER, referee, (points, version)))
+        if not self.referral_paid:
+            # Their referred_by was imported after a run scored their sales: the first
+            # that qualifies pays now, dated itself, as it would have when scored.
+            items += [(date, _REFEREE, "", amount) for date, amount in self.referee_sales]
         # Birthdays count from the first receipt or entry (without joined_on). What
         # this run will post counts already (the next run finds it in the ledger):
         # its receipts, the referral payouts it owes, and events that earn points.
@@ -1137,8 +1168,10 @@ class _Customer:
                 self._event(key, payload, date)
             elif kind == _BIRTHDAY:
                 self._birthday(date, key, payload)
-            else:
+            elif kind == _REFERRER:
                 self._referrer(date, key, *payload)
+            else:
+                self._earlier_sale(date, payload)
         self._expire_until(as_of)
         self.e.result.customers += 1
         if self.last_scored is not None and self.last_scored[1].tiers is not None:
@@ -1670,7 +1703,7 @@ class _Customer:
         self._bonus(date, version, spec.points, "event", source_id, "birthday")
 
     # ---- referrals
-    def _referee(self, receipt: Receipt, version: ProgramVersion) -> None:
+    def _referee(self, receipt: Receipt | _Sale, version: ProgramVersion) -> None:
         referrer = self.row.referred_by
         referral = version.program.referral
         if self.referral_paid or not referrer or referrer == self.cid or referral is None:
@@ -1700,11 +1733,24 @@ class _Customer:
             # Mark it paid on the referee's side too (nothing posted for them).
             self.by_source[("referral", self.cid)] = []
 
+    def _earlier_sale(self, date: dt.date, amount: int) -> None:
+        """A sale an earlier run scored, looked at again for the referral only."""
+        version = self.e.version_on(date)
+        if version is not None and not self.referral_paid:
+            self._referee(_Sale(date, amount), version)
+
     def _referrer(self, date: dt.date, referee: str, points: int, version_no: int) -> None:
         version = self.e.timeline.by_number[version_no]
         self._bonus(
             date, version, points, "referral", referee, "referral", note=f"referred {referee}"
         )
+
+
+class _Sale(NamedTuple):
+    """What `_referee` reads of a receipt."""
+
+    date: dt.date
+    amount: int
 
 
 def _named(refund: Receipt) -> list[str]:
