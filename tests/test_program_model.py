@@ -744,3 +744,28 @@ tier: {}
         in lines
     )
     assert "x.yaml:10: tier: unknown key (did you mean 'tiers'?)" in lines
+
+
+@pytest.mark.parametrize(
+    ("written", "code", "days"),
+    [("0042", "0042", 42), ("010", "010", 10), ("0x1F", "0x1F", 31), ("0o17", "0o17", 15),
+     ("1_000", "1_000", 1000), ("'0042'", "0042", 42)],
+)  # fmt: skip
+def test_codes_keep_their_digits_and_numbers_read_as_yaml_1_2(written, code, days):
+    """YAML 1.1 read 0042 as octal 34: a rule for SKU 0042 matched SKU 34, and
+    `pending_days: 010` was 8 days."""
+    program = parse_program(
+        "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+        f"pending_days: {written}\n"
+        f"rules: [{{id: a, when: {{sku: {written}, store: {written}}}, multiplier: 2}}]\n"
+    )
+    assert program.rules[0].when.sku == [code] and program.rules[0].when.store == [code]
+    assert program.pending_days == days
+
+
+def test_base_60_is_text_not_a_number():
+    with pytest.raises(ProgramError) as err:
+        parse_program(
+            "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1}\npending_days: 1:30\n"
+        )
+    assert "pending_days: must be a whole number" in str(err.value)

@@ -79,11 +79,15 @@ _TAGS = {_T_INT, _T_MAP, _T_NAME, _T_NUM}
 # --------------------------------------------------------------------------- YAML
 
 
+_YAML12 = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int")
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with Decimal floats, YAML-1.2 booleans and an alias budget."""
+    """SafeLoader with Decimal floats, YAML-1.2 booleans and integers, and an alias
+    budget."""
 
     yaml_implicit_resolvers = {
-        ch: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+        ch: [r for r in resolvers if r[0] not in _YAML12]
         for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
@@ -105,6 +109,38 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+
+
+# YAML 1.2 integers: decimal (leading zeros and `_` allowed), 0o octal, 0x hex.
+# YAML 1.1 read 0042 as octal 34 and 1:30 as 90 (base 60): a SKU or a count of
+# days silently changed.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+
+
+class _WrittenInt(int):
+    """An integer that remembers how the YAML wrote it: a code such as `sku: 0042`
+    is the text `0042`, not `42`."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> _WrittenInt:
+        number = super().__new__(cls, value)
+        number.text = text
+        return number
+
+
+def _construct_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    digits = text.replace("_", "")
+    base = 16 if digits.startswith("0x") else 8 if digits.startswith("0o") else 10
+    return _WrittenInt(int(digits[2:] if base != 10 else digits, base), text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _construct_decimal(loader: yaml.SafeLoader, node: ScalarNode) -> Decimal:
@@ -186,6 +222,8 @@ def _check_tree(root: Node) -> None:
 
 def _to_text(value: Any) -> Any:
     # Codes such as SKUs and store ids are often numeric in a till; accept them.
+    if isinstance(value, _WrittenInt):
+        return value.text
     if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
         return str(value)
     return value
