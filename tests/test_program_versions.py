@@ -156,11 +156,45 @@ def test_cli_apply_before_the_last_run_says_posted_points_stay(cli, write):
     )
     assert back.exit_code == 0
     assert back.stdout.strip() == "applied program version 3 (Plan B), effective 2026-02-01"
-    assert "on or before the last run's date (2026-03-31): what was posted stays" in back.stderr
+    # Version 2 takes over on 2026-04-01: version 3 scores late receipts up to then.
+    assert back.stderr == (
+        "note: it takes effect on or before the last run's date (2026-03-31): what was "
+        "posted stays as it is; receipts imported later and dated from 2026-02-01 to "
+        "2026-03-31 (a later version takes over on 2026-04-01) are scored by it\n"
+    )
     same_day = cli(
         "program", "apply", write("d.yaml", B + "point_value: 0.03\n"), "--effective", "2026-03-31"
     )
     assert "on or before the last run's date (2026-03-31)" in same_day.stderr
+    alone = cli(
+        "program", "apply", write("e.yaml", B + "point_value: 0.04\n"), "--effective", "2026-05-01"
+    )
+    assert alone.stderr == ""  # after the last run: nothing posted is in its span
+
+
+def test_apply_on_a_terminal_asks_only_when_it_would_store_a_version(cli, write, monkeypatch):
+    """The same file again is `unchanged` (exit 0, as from cron) without a question,
+    and a file in another currency is refused before one: both asked first."""
+    from types import SimpleNamespace
+
+    from loyalty_cli.cli import program as program_cli
+
+    first = write("a.yaml", A)
+    assert cli("program", "apply", first).exit_code == 0
+    # The runner's stdin is no terminal: the command is told it is one.
+    terminal = SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True))
+    monkeypatch.setattr(program_cli, "sys", terminal)
+    again = cli("program", "apply", first, input="n\n")
+    assert again.exit_code == 0, again.stderr
+    assert "Apply this program" not in again.stdout
+    assert again.stdout.startswith("unchanged: already applied as program version 1")
+    dollars = cli("program", "apply", write("u.yaml", A.replace("EUR", "USD")), input="y\n")
+    assert dollars.exit_code == 2
+    assert "Apply this program" not in dollars.stdout
+    asked = cli("program", "apply", write("b.yaml", B), input="n\n")
+    assert asked.exit_code == 1
+    assert "Apply this program as a new version?" in asked.stdout
+    assert asked.stderr == "Nothing applied.\n"
 
 
 def test_effective_from_in_the_file_takes_the_years_the_flag_takes(cli, write):

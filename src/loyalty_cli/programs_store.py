@@ -197,6 +197,52 @@ def posted_through(conn: sqlite3.Connection) -> dt.date | None:
     return dt.date.fromisoformat(day) if day else None
 
 
+def already_applied(
+    conn: sqlite3.Connection,
+    path: str | Path,
+    effective: dt.date | None = None,
+    today: dt.date | None = None,
+) -> ProgramVersion | None:
+    """The version `apply_program` would keep instead of storing a new one (the
+    same file applied already), else None; raises what it would raise (an invalid
+    file, another currency). Reads only: asked before a question on a terminal."""
+    text, raw = read_program_file(path)
+    program = parse_program(text, source=str(path))
+    kept = _kept_or_start(
+        conn, program, text, str(path), _sha256(raw), effective, today or dt.date.today()
+    )
+    return kept if isinstance(kept, ProgramVersion) else None
+
+
+def _kept_or_start(
+    conn: sqlite3.Connection,
+    program: Program,
+    text: str,
+    path: str,
+    sha: str,
+    effective: dt.date | None,
+    today: dt.date,
+) -> ProgramVersion | dt.date:
+    """The version already applied that this file is (created=False), or the date a
+    new version of it would take effect."""
+    explicit = effective or program.effective_from
+    versions = list_versions(conn)
+    same_currency(versions, program, text, path)
+    if not versions:
+        _history_currency(conn, program, path)
+    latest = versions[-1] if versions else None
+    in_force = VersionTimeline(versions).get(today)
+    if explicit is None:
+        for candidate in (latest, in_force):
+            if candidate is not None and candidate.sha256 == sha:
+                return replace(candidate, created=False)
+    when = explicit or (today if versions else FIRST_DAY)
+    for candidate in (latest, in_force):
+        if candidate and candidate.sha256 == sha and candidate.effective_from == when:
+            return replace(candidate, created=False)
+    return when
+
+
 def apply_program(
     conn: sqlite3.Connection,
     path: str | Path,
@@ -215,22 +261,11 @@ def apply_program(
     program = parse_program(text, source=str(path))
     sha = _sha256(raw)
     today = today or dt.date.today()
-    explicit = effective or program.effective_from
     with db.transaction(conn):
-        versions = list_versions(conn)
-        same_currency(versions, program, text, str(path))
-        if not versions:
-            _history_currency(conn, program, str(path))
-        latest = versions[-1] if versions else None
-        in_force = VersionTimeline(versions).get(today)
-        if explicit is None:
-            for candidate in (latest, in_force):
-                if candidate is not None and candidate.sha256 == sha:
-                    return replace(candidate, created=False)
-        when = explicit or (today if versions else FIRST_DAY)
-        for candidate in (latest, in_force):
-            if candidate and candidate.sha256 == sha and candidate.effective_from == when:
-                return replace(candidate, created=False)
+        kept = _kept_or_start(conn, program, text, str(path), sha, effective, today)
+        if isinstance(kept, ProgramVersion):
+            return kept
+        when = kept
         applied_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         cur = conn.execute(
             "INSERT INTO program_versions "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
@@ -85,7 +86,7 @@ def apply(
 
     when = parse_date(effective)
     conn = get_conn(ctx)
-    if not yes and sys.stdin.isatty():
+    if not yes and sys.stdin.isatty() and not _kept(conn, file, when):
         changes = _changes(conn, file)
         if changes is not None:
             for line in changes or ["no changes to the rules (only the effective date)"]:
@@ -124,12 +125,28 @@ def apply(
         )
     posted = programs_store.posted_through(conn)
     if version.created and posted is not None and version.effective_from <= posted:
+        until = min(later, default=None)
+        span = (
+            f"dated from {version.effective_from.isoformat()} to "
+            f"{(until - dt.timedelta(days=1)).isoformat()} (a later version takes over on "
+            f"{until.isoformat()})"
+            if until is not None
+            else f"dated since {version.effective_from.isoformat()}"
+        )
         typer.echo(
             f"note: it takes effect on or before the last run's date ({posted.isoformat()}): "
-            "what was posted stays as it is; receipts imported later and dated since "
-            f"{version.effective_from.isoformat()} are scored by it",
+            f"what was posted stays as it is; receipts imported later and {span} are "
+            "scored by it",
             err=True,
         )
+
+
+def _kept(conn: Any, file: str, when: dt.date | None) -> bool:
+    """The same file applied already (nothing to ask about); what `apply` would
+    refuse (another currency) is raised here, before the question."""
+    from loyalty_cli import programs_store
+
+    return programs_store.already_applied(conn, file, when, today()) is not None
 
 
 @group.command("diff")
