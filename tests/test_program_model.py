@@ -621,7 +621,7 @@ def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
         "segments: {new_days: '30', loyal_receipts: ' 4', at_risk_factor: '1e1'}\n"
         "rewards: [{id: 7, name: Seven, cost: 5, active: {from: 2026-01-01}}]\n"
         "offers: [{id: o, favourite_category: true, text: t}]\n"
-        "bonuses: {signup: 5}\n"
+        "bonuses: {signup: 5, app_install: , workshop: '3'}\n"
         "pending_days: '14'\n"
         "expiry: {policy: fixed, months: 12.0}\n"
     ).replace(
@@ -640,6 +640,9 @@ def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
         ("bonuses: {app: 10000000000}", "must be at most 1000000000"),
         ("pending_days: true", "must be a whole number, not true or false"),
         ("pending_days: '14.5'", "must be a whole number"),
+        ("csv: {delimiter: ';;'}", "must be a single character"),
+        ("csv: {delimiter: '\"'}", "a quote or a line break cannot separate the columns"),
+        ("csv: {columns: {kuitti: K}}", "'kuitti' is not a standard column"),
         ("segments: {at_risk_factor: '2 weeks'}", "at_risk_factor"),
     ]:
         base = "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"

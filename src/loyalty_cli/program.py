@@ -615,17 +615,26 @@ class Accounting(Strict):
 
 
 class CsvFormat(Strict):
-    delimiter: str = ","
+    # The schema says what the validators below check, for an editor to mark.
+    delimiter: str = Field(",", json_schema_extra={"pattern": '^[^\r\n"]$'})
     decimal: Literal[".", ","] = "."
     date_format: str = "%Y-%m-%d"
     encoding: str = "utf-8-sig"
-    columns: dict[str, Text] = Field(default_factory=dict)
+    columns: dict[str, Text] = Field(
+        default_factory=dict,
+        json_schema_extra={"propertyNames": {"enum": list(STANDARD_COLUMNS)}},
+    )
 
     @field_validator("delimiter")
     @classmethod
     def _one_char(cls, value: str) -> str:
-        if len(value) != 1 or value in '\r\n"':
+        if len(value) != 1:
             raise ValueError("must be a single character such as ',' or ';' (a tab is \"\\t\")")
+        if value in '\r\n"':
+            raise ValueError(
+                "a quote or a line break cannot separate the columns; use ',' or ';' "
+                '(a tab is "\\t")'
+            )
         return value
 
     @field_validator("encoding")
@@ -1262,6 +1271,9 @@ def _null_is_default_schema(section: dict[str, Any]) -> None:
     """`rules:` with no value means the default (Strict drops nulls): an optional
     key of a section also takes null."""
     required = set(section.get("required", ()))
+    extra = section.get("additionalProperties")
+    if isinstance(extra, dict):  # bonuses: a custom event type with no value is off
+        section["additionalProperties"] = {"anyOf": [extra, {"type": "null"}]}
     for name, prop in section.get("properties", {}).items():
         if name in required or not isinstance(prop, dict):
             continue
