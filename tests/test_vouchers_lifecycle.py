@@ -255,3 +255,47 @@ def test_a_voucher_is_claimed_as_the_version_that_issued_it_had_its_reward(cli, 
     assert cli("program", "apply", later, "--effective", "2026-02-01").exit_code == 0
     assert _show(cli, "2026-12-01")["eligible_rewards"] == ["card"]
     assert cli("redeem", "C1", "card", "--date", "2026-12-01").exit_code == 0
+
+
+def test_undoing_the_refund_that_withdrew_a_voucher_opens_it_again(cli, write):
+    """The sale stands with no live refund: the voucher is the customer's again (it
+    stayed withdrawn for good). Undoing the sales themselves keeps it withdrawn."""
+    _shop(cli, write)
+    refund = write("r.csv", HEAD.replace("category", "category,refund_of")
+                   + "X3,C1,2026-01-05,-3.00,coffee,P3\n")  # fmt: skip
+    assert cli("import", "purchases", refund).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-05").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-05")["vouchers"]] == ["withdrawn"]
+    assert cli("import", "undo", "2", "--date", "2026-01-06").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-06")["vouchers"]] == ["open"]
+    assert cli("run", "--as-of", "2026-01-06").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-06")["vouchers"]] == ["open"]
+    assert cli("import", "undo", "1", "--date", "2026-01-07").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-07")["vouchers"]] == ["withdrawn"]
+
+
+def test_a_refund_after_the_voucher_expired_leaves_it_expired(cli, write):
+    program = PROGRAM.replace("value: 3.50,", "value: 3.50, voucher_days: 5,")
+    assert cli("program", "apply", write("p.yaml", program), "--effective", "2026-01-01"
+               ).exit_code == 0  # fmt: skip
+    assert cli("import", "purchases", write("three.csv", HEAD + THREE)).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-04").exit_code == 0
+    refund = write("r.csv", HEAD.replace("category", "category,refund_of")
+                   + "X3,C1,2026-01-10,-3.00,coffee,P3\n")  # fmt: skip
+    assert cli("import", "purchases", refund).exit_code == 0
+    run = cli("run", "--as-of", "2026-01-10")
+    assert "withdrawn" not in run.stdout
+    assert [v["status"] for v in _show(cli, "2026-01-10")["vouchers"]] == ["expired"]
+
+
+def test_the_run_counts_only_the_vouchers_it_opened(cli, write):
+    """A used voucher of receipts undone and imported again stays used: the run that
+    scores them again issues nothing (it said `vouchers issued 1`)."""
+    path = _shop(cli, write)
+    assert cli("redeem", "C1", "stamp", "--date", "2026-01-04").exit_code == 0
+    assert cli("import", "undo", "1", "--date", "2026-01-05").exit_code == 0
+    assert cli("import", "purchases", path).exit_code == 0
+    again = cli("run", "--as-of", "2026-01-06")
+    assert again.exit_code == 0 and "3 receipts" in again.stdout
+    assert "vouchers issued" not in again.stdout
+    assert [v["status"] for v in _show(cli, "2026-01-06")["vouchers"]] == ["used"]

@@ -491,7 +491,9 @@ class _Engine:
         return out
 
     def _write(self, out: _Output) -> None:
-        self.result.vouchers_withdrawn += _write(self.conn, *out.values())
+        issued, withdrawn = _write(self.conn, *out.values())
+        self.result.vouchers += issued
+        self.result.vouchers_withdrawn += withdrawn
 
     def _fetch(self, chunk: list[str]) -> _Raw:
         """The SQL half of reading a batch: the rows `_build` makes a Batch of."""
@@ -791,12 +793,17 @@ class _Pipeline:
         engine, send = self.engine, self.outbox.put
         finished = False
         try:
-            withdrawn = 0
+            written = [0, 0]  # vouchers issued, withdrawn
+
+            def write(out: tuple[Any, ...]) -> None:
+                for i, n in enumerate(_write(engine.conn, *out)):
+                    written[i] += n
+
             send(("batch", chunks[0], engine._fetch(chunks[0])))
             for i, chunk in enumerate(chunks):
                 if i + 1 < len(chunks):
                     send(("batch", chunks[i + 1], engine._fetch(chunks[i + 1])))
-                withdrawn += _write(engine.conn, *self._answer("out"))
+                write(self._answer("out"))
                 if bar is not None:
                     bar(len(chunk))
             while True:
@@ -805,10 +812,11 @@ class _Pipeline:
                 if not late:
                     break
                 send(("batch", late, engine._fetch(late)))
-                withdrawn += _write(engine.conn, *self._answer("out"))
+                write(self._answer("out"))
             send(("end",))
             engine.result, engine.next_id = self._answer("end")
-            engine.result.vouchers_withdrawn += withdrawn
+            engine.result.vouchers += written[0]
+            engine.result.vouchers_withdrawn += written[1]
             finished = True
         finally:
             if not finished:
@@ -909,9 +917,10 @@ def _write(
     vouchers: list[tuple[Any, ...]],
     withdrawn: list[tuple[Any, ...]],
     states: list[tuple[Any, ...]],
-) -> int:
-    """Store what a batch made (entries: ledger.row_values); returns the number of
-    vouchers withdrawn."""
+) -> tuple[int, int]:
+    """Store what a batch made (entries: ledger.row_values); returns the numbers of
+    vouchers issued (opened: a voucher the upsert leaves as it was is not) and
+    withdrawn."""
     ledger.insert_values(conn, entries)
     conn.executemany(
         "INSERT OR REPLACE INTO scored_receipts (transaction_id, customer_id, date, amount, "
@@ -925,7 +934,7 @@ def _write(
     # unless a refund of the receipt already scored withdrew it.
     from loyalty_cli.rewards.vouchers import REFUND_SCORED
 
-    conn.executemany(
+    issued = conn.executemany(
         "INSERT INTO vouchers AS v (voucher_id, customer_id, reward_id, issued, "
         "transaction_id, status, expires_on) VALUES (?, ?, ?, ?, ?, 'open', ?) "
         "ON CONFLICT (voucher_id) DO UPDATE SET customer_id = excluded.customer_id, "
@@ -933,10 +942,11 @@ def _write(
         "closed_on = NULL, redemption_id = NULL WHERE v.status = 'withdrawn' "
         f"AND NOT {REFUND_SCORED}",
         vouchers,
-    )
+    ).rowcount
+    # An open voucher only: one that expired before the refund stays expired.
     cursor = conn.executemany(
-        "UPDATE vouchers SET status = 'withdrawn', closed_on = ? "
-        "WHERE voucher_id = ? AND status = 'open'",
+        "UPDATE vouchers SET status = 'withdrawn', closed_on = ?1 "
+        "WHERE voucher_id = ?2 AND status = 'open' AND (expires_on IS NULL OR expires_on > ?1)",
         withdrawn,
     )
     withdrawn_count = max(cursor.rowcount, 0)
@@ -949,7 +959,7 @@ def _write(
         states,
     )
     # Only receipts whose punch issued a still-open voucher change anything.
-    return withdrawn_count
+    return max(issued, 0), withdrawn_count
 
 
 # What a restored state holds for a source already paid: a stand-in entry worth
@@ -1625,7 +1635,6 @@ class _Customer:
                         expires.isoformat() if expires else None,
                     )
                 )
-                self.e.result.vouchers += 1
         return ",".join(punched) or None
 
     def _withdraw_vouchers(self, original: Scored, on: dt.date) -> None:

@@ -393,7 +393,8 @@ class PurchasesKind(KindHandler):
     def undo(cls, conn: sqlite3.Connection, import_id: int, on: dt.date, note: str) -> int:
         """Also forget the scoring of the receipts (all their points were reversed:
         what is left of a receipt split across imports is scored afresh by the next
-        run), and withdraw the open punch-card vouchers they had earned."""
+        run), withdraw the open punch-card vouchers they had earned, and reopen
+        those its refunds had withdrawn."""
         ids = [
             row[0]
             for row in conn.execute(
@@ -401,14 +402,32 @@ class PurchasesKind(KindHandler):
                 (import_id,),
             )
         ]
+        refunded = [
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT refund_of FROM purchases WHERE import_id = ? AND undone = 0 "
+                "AND refund_of IS NOT NULL",
+                (import_id,),
+            )
+        ]
         count = super().undo(conn, import_id, on, note)
         from loyalty_cli.engine.run import forget_receipts
+        from loyalty_cli.rewards.vouchers import REFUND_SCORED
 
         forget_receipts(conn, ids, on)
         conn.executemany(
             "UPDATE vouchers SET status = 'withdrawn', closed_on = ? "
             "WHERE transaction_id = ? AND status = 'open'",
             [(on.isoformat(), tid) for tid in ids],
+        )
+        # A voucher an undone refund withdrew is open again: its receipt stands
+        # (unless undone too) and no other refund of it counts.
+        conn.executemany(
+            "UPDATE vouchers AS v SET status = 'open', closed_on = NULL "
+            "WHERE v.transaction_id = ? AND v.status = 'withdrawn' AND EXISTS (SELECT 1 "
+            "FROM purchases o WHERE o.transaction_id = v.transaction_id AND o.undone = 0) "
+            f"AND NOT {REFUND_SCORED}",
+            [(tid,) for tid in refunded],
         )
         from loyalty_cli.rewards.claim import attach_refunds
 
