@@ -169,6 +169,17 @@ def test_the_panel_names_what_the_next_tier_counts(cli, conn, tmp_path, basis, s
     assert "1 point usable until 2027-01-18" in table
 
 
+def test_the_panel_says_how_far_to_the_first_tier_before_one(cli, conn, tmp_path):
+    """Below the lowest level (min above 0) the panel had no tier line at all,
+    though the JSON says what is left to reach it."""
+    program(conn, tmp_path, PROGRAM.replace("min: 0}", "min: 50}"))
+    customer(conn, "C1", name="Aino")
+    buy(conn, "T1", "C1", "2026-01-05", 1000)
+    go(conn, "2026-01-31")
+    table = cli("customer", "show", "C1", "--as-of", "2026-01-25").stdout
+    assert "Tier none yet   40.00 EUR to Bronze" in table
+
+
 def test_explain_names_the_expiries_no_run_has_posted(cli, conn, tmp_path):
     program(conn, tmp_path, PROGRAM)
     customer(conn, "C1", name="Aino")

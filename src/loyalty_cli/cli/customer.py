@@ -93,9 +93,10 @@ def _panel(data: dict[str, Any], names: dict[str, str], unit: str | None = None)
     if pts["pending"]:
         body.append(f"   (+{pts['pending']} pending)")
     body.append("\n")
-    if data["tier"]:
+    if data["tier"] or data["next_tier"]:
+        # Below the lowest level (its min above 0) there is no tier yet, but a way to one.
         body.append("Tier ")
-        body.append(named(str(data["tier"])), style="bold")
+        body.append(named(str(data["tier"])) if data["tier"] else "none yet", style="bold")
         if data["next_tier"]:
             nxt = data["next_tier"]
             remaining = nxt["remaining"]
