@@ -32,7 +32,15 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "latin1.csv": ("purchases", (), 2, "latin1.csv:3: cannot be read as utf-8-sig (byte b'\\xe9')"),
     "latin1.csv+enc": ("purchases", ("--encoding", "latin-1"), 0, '"inserted": 2'),
     "cp1252_quotes.csv": ("purchases", (), 2, ":3: cannot be read as utf-8-sig (byte b'\\x93')"),
-    "utf16.csv": ("purchases", (), 2, "utf16.csv:1: cannot be read as utf-8-sig"),
+    # Excel's "Unicode Text": the hint names utf-16, not latin-1 (which then failed as
+    # a file ending its lines with CR only).
+    "utf16.csv": (
+        "purchases",
+        (),
+        2,
+        "(--encoding), utf-16: it starts with the UTF-16 byte order mark",
+    ),
+    "utf16.csv+enc": ("purchases", ("--encoding", "utf-16"), 0, '"inserted"'),
     "bom.csv": ("purchases", (), 0, '"inserted": 1'),
     "binary.csv": ("purchases", (), 2, "binary.csv:1: cannot be read as utf-8-sig"),
     # delimiters and shape

@@ -103,6 +103,18 @@ class CsvReader:
             if final:
                 break
 
+    def _likely_encoding(self) -> str:
+        """The hint of an encoding error: UTF-16 (Excel's "Unicode Text" export)
+        starts with its byte order mark; other files are most often latin-1."""
+        assert self._fh is not None
+        try:
+            start = os.pread(self._fh.fileno(), 2, 0)
+        except OSError:
+            start = b""
+        if start in (b"\xff\xfe", b"\xfe\xff"):
+            return "utf-16: it starts with the UTF-16 byte order mark (Excel's Unicode Text)"
+        return "e.g. latin-1"
+
     def _by_line(
         self, decoder: codecs.IncrementalDecoder, data: bytes, pending: str, final: bool
     ) -> Generator[list[str], None, str]:
@@ -126,7 +138,7 @@ class CsvReader:
                 raise InputFileError(
                     f"cannot be read as {self.dialect.encoding} ({what}); "
                     "set the right one in the program (csv.encoding) or for one import "
-                    "(--encoding), e.g. latin-1",
+                    f"(--encoding), {self._likely_encoding()}",
                     file=self.name,
                     line=self._lines_out + 1,
                 ) from None
