@@ -25,3 +25,21 @@ def test_absurdly_large_numbers_are_refused_not_crashed_on(snippet, field, messa
         parse_program(text, "big.yaml")
     assert f"big.yaml:4: {field}: " in str(info.value)
     assert message in str(info.value)
+
+
+def test_multipliers_that_add_up_to_an_overflow_are_refused(tmp_path):
+    """Each within its bound, together 10^16 points per euro: a large receipt made
+    every later run fail with an internal error (an integer too large for SQLite)."""
+    text = (
+        "program: Big\ncurrency: EUR\nearn: {per_currency_unit: 10000}\n"
+        "rules: [{id: a, multiplier: 1000}, {id: b, multiplier: 1000}]\n"
+        "tiers: {levels: [{id: t, min: 0, multiplier: 1000}]}\n"
+    )
+    with pytest.raises(ProgramError) as info:
+        parse_program(text, "big.yaml")
+    assert str(info.value) == (
+        "big.yaml:3: earn.per_currency_unit: with every rule's multiplier and the highest "
+        "tier's and partner's applied, one EUR earns 10000000000000 points; at most 10,000"
+    )
+    fine = text.replace("10000}", "2}").replace("1000}, {id: b, multiplier: 1000}", "5}")
+    assert parse_program(fine.replace("multiplier: 1000}]", "multiplier: 3}]")).program == "Big"

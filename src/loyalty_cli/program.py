@@ -68,6 +68,10 @@ STANDARD_COLUMNS = (
 )  # fmt: skip
 MAX_MONEY = Decimal(10**12)  # any money field; far above any real shop
 MAX_POINTS = 10**9  # any points field
+# Points a currency unit earns with every multiplier applied (per_currency_unit's
+# own bound): receipts of the largest amounts a till line may have stay far inside
+# SQLite's integers, however many multipliers a program has.
+MAX_POINTS_PER_UNIT = 10_000
 MAX_DAYS = 36_500  # any day count: a hundred years
 FIRST_DAY = dt.date(1, 1, 1)  # "in force from the start of history"
 
@@ -958,6 +962,24 @@ def _cross_check(p: Program) -> list[tuple[Loc, str]]:
                     "needs at least one of discount_percent, bonus_points, reward or text",
                 )
             )
+
+    # Every multiplier at once: a receipt's points must stay far inside SQLite's
+    # integers (each bound alone allowed 10,000 x 1000 x 1000 x ... per unit).
+    worst = p.earn.per_currency_unit
+    for rule in p.rules:
+        worst *= rule.multiplier or 1
+    if p.tiers is not None:
+        worst *= max((level.multiplier for level in p.tiers.levels), default=Decimal(1))
+    worst *= max((partner.multiplier for partner in p.partners), default=Decimal(1))
+    if worst > MAX_POINTS_PER_UNIT:
+        errs.append(
+            (
+                ("earn", "per_currency_unit"),
+                f"with every rule's multiplier and the highest tier's and partner's "
+                f"applied, one {p.currency} earns {worst.normalize():f} points; at most "
+                f"{MAX_POINTS_PER_UNIT:,}",
+            )
+        )
 
     # csv
     targets: dict[str, str] = {}
