@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from engine_helpers import buy, customer, event, program
 from loyalty_cli import db
 from loyalty_cli.engine.run import run
+from loyalty_cli.ops import check_database
 from loyalty_cli.program import apply_program
 
 COMMON = """
@@ -145,6 +146,8 @@ def test_nightly_runs_post_what_one_run_posts(shop):
         assert _entries(nightly) == _entries(once)
         vouchers = "SELECT customer_id, reward_id, status FROM vouchers ORDER BY 1, 2, 3"
         assert nightly.execute(vouchers).fetchall() == once.execute(vouchers).fetchall()
+        # `loyalty check`'s invariants hold on both (no false alarm on any shop).
+        assert check_database(nightly) == [] and check_database(once) == []
         nightly.close()
         once.close()
 

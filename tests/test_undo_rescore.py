@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from loyalty_cli import db, ledger
 from loyalty_cli.engine.run import run
 from loyalty_cli.importing import import_files, undo_import
+from loyalty_cli.ops import check_database
 from loyalty_cli.program import apply_program
 
 PROGRAM = """
@@ -185,6 +186,8 @@ def test_undoing_a_file_gives_the_balances_of_never_importing_it(lines, run_betw
             assert ledger.balance(conn, cid) == ledger.balance(alone, cid), cid
         scored = "SELECT transaction_id, amount, lines, points FROM scored_receipts ORDER BY 1"
         assert conn.execute(scored).fetchall() == alone.execute(scored).fetchall()
+        # `loyalty check`'s invariants hold on both (no false alarm after an undo).
+        assert check_database(conn) == [] and check_database(alone) == []
         conn.close()
         alone.close()
 
