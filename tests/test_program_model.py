@@ -772,3 +772,28 @@ def test_base_60_is_text_not_a_number():
             "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1}\npending_days: 1:30\n"
         )
     assert "pending_days: must be a whole number" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("true: 5\n", "x.yaml:4: true: unknown key"),
+        ("null: 5\n", "x.yaml:4: null: unknown key"),
+        ("rewards:\n  - id: r\n    name: R\n    cost: 5\n    2026: x\n",
+         "x.yaml:8: rewards[0].2026: unknown key"),
+        ("? [a, b]\n: 5\n", "x.yaml:4: a key must be a name, not a list or a mapping"),
+    ],
+)  # fmt: skip
+def test_a_key_is_a_name_as_written(text, message):
+    """`true:` was reported at line 1 as `[1]: keys should be strings`; a list as a
+    key as `found unhashable key` with no line."""
+    with pytest.raises(ProgramError) as err:
+        parse_program("program: T\ncurrency: EUR\nearn: {per_currency_unit: 1}\n" + text, "x.yaml")
+    assert str(err.value) == message
+
+
+def test_a_custom_event_type_may_be_a_number():
+    program = parse_program(
+        "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1}\nbonuses: {2026: 10}\n"
+    )
+    assert program.bonus_for("2026").points == 10

@@ -183,8 +183,12 @@ class _TreeError(Exception):
         self.field = field
 
 
+_TEXT = "tag:yaml.org,2002:str"
+
+
 def _check_tree(root: Node) -> None:
-    """Refuse recursive aliases, documents that expand too far, duplicate keys."""
+    """Refuse recursive aliases, documents that expand too far, duplicate keys and
+    keys that are lists or mappings; every other key is read as the text it is."""
     sizes: dict[int, int] = {}
     active: set[int] = set()
 
@@ -201,8 +205,16 @@ def _check_tree(root: Node) -> None:
         elif isinstance(node, MappingNode):
             seen: dict[str, Node] = {}
             for k, v in node.value:
+                if not isinstance(k, ScalarNode):
+                    raise _TreeError(
+                        "a key must be a name, not a list or a mapping", k, path or None
+                    )
                 sub = f"{path}.{k.value}" if path else str(k.value)
-                if isinstance(k, ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                if k.tag not in (_TEXT, "tag:yaml.org,2002:merge"):
+                    # A key is a name as written: `true:` or `2026:` is the key
+                    # 'true' or '2026' (unknown, or a custom event type), not a bool.
+                    k.tag = _TEXT
+                if k.tag != "tag:yaml.org,2002:merge":
                     if k.value in seen:
                         first = seen[k.value].start_mark.line + 1
                         raise _TreeError(
