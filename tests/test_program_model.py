@@ -797,3 +797,14 @@ def test_a_custom_event_type_may_be_a_number():
         "program: T\ncurrency: EUR\nearn: {per_currency_unit: 1}\nbonuses: {2026: 10}\n"
     )
     assert program.bonus_for("2026").points == 10
+
+
+def test_a_syntax_error_far_below_an_unclosed_quote_names_its_line():
+    """`program: "Demo` runs on to the next quote, 40 lines below, where PyYAML
+    reports the error: the message names line 1 too."""
+    text = (Path(__file__).parent / "data" / "design-example.yaml").read_text()
+    broken = text.replace("program: ", 'program: "', 1)
+    with pytest.raises(ProgramError) as err:
+        parse_program(broken, "x.yaml")
+    assert str(err.value).endswith("(the quote opened on line 1 is not closed on that line)")
+    assert str(err.value).startswith("x.yaml:42: YAML syntax error: ")

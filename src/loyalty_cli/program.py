@@ -186,6 +186,18 @@ class _TreeError(Exception):
 _TEXT = "tag:yaml.org,2002:str"
 
 
+def _open_quote_line(text: str, before: int) -> int | None:
+    """The first line before line index `before` with an odd number of double
+    quotes (comments aside): where a syntax error found far below most often
+    starts (`program: "Demo` runs on to the next quote, lines later)."""
+    for number, line in enumerate(text.splitlines()[:before], start=1):
+        code = line.split(" #", 1)[0]
+        quotes = code.count('"') - code.count('\\"')  # \" inside a quote is no quote
+        if quotes % 2:
+            return number
+    return None
+
+
 def _check_tree(root: Node) -> None:
     """Refuse recursive aliases, documents that expand too far, duplicate keys and
     keys that are lists or mappings; every other key is read as the text it is."""
@@ -1195,6 +1207,9 @@ def parse_program(text: str, source: str = "<program>", stored: bool = False) ->
             pass  # a value that cannot be read: the problem says which
         else:
             problem = f"YAML syntax error: {problem}"
+            opened = _open_quote_line(text, mark.line if mark else 0)
+            if opened is not None:
+                problem += f" (the quote opened on line {opened} is not closed on that line)"
         _single(problem, source, mark.line + 1 if mark else None)
     except yaml.YAMLError as exc:
         _single(f"YAML syntax error: {exc}", source, None)
