@@ -39,7 +39,7 @@ def test_multipliers_that_add_up_to_an_overflow_are_refused(tmp_path):
         parse_program(text, "big.yaml")
     assert str(info.value) == (
         "big.yaml:3: earn.per_currency_unit: with every rule's multiplier and the highest "
-        "tier's and partner's applied, one EUR earns 10000000000000 points; at most 10,000"
+        "tier's and partner's applied, one EUR earns 10000000000000 points; at most 1,000,000"
     )
     fine = text.replace("10000}", "2}").replace("1000}, {id: b, multiplier: 1000}", "5}")
     assert parse_program(fine.replace("multiplier: 1000}]", "multiplier: 3}]")).program == "Big"

@@ -68,10 +68,10 @@ STANDARD_COLUMNS = (
 )  # fmt: skip
 MAX_MONEY = Decimal(10**12)  # any money field; far above any real shop
 MAX_POINTS = 10**9  # any points field
-# Points a currency unit earns with every multiplier applied (per_currency_unit's
-# own bound): receipts of the largest amounts a till line may have stay far inside
-# SQLite's integers, however many multipliers a program has.
-MAX_POINTS_PER_UNIT = 10_000
+# Points a currency unit earns with every multiplier applied: a million-euro
+# receipt stays at 10^12 points, far inside SQLite's integers, however many
+# multipliers a program has (each alone is bounded, their product was not).
+MAX_POINTS_PER_UNIT = 1_000_000
 MAX_DAYS = 36_500  # any day count: a hundred years
 FIRST_DAY = dt.date(1, 1, 1)  # "in force from the start of history"
 
