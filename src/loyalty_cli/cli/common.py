@@ -135,8 +135,8 @@ def get_conn(ctx: typer.Context, *, existing: bool = False) -> sqlite3.Connectio
             "--db and LOYALTY_DB)"
         )
     if existing and state.get("conn") is None and _empty_file(ctx):
-        # A failed restore (`cp` of nothing) leaves a zero-byte file: checking or
-        # backing it up would write a fresh schema into it and call it ok.
+        # A failed restore (`cp` of nothing) leaves a zero-byte file: checking, backing
+        # up or reading it would write a fresh schema into it and call it ok.
         raise NotFoundError(
             f"{db_file(ctx)}: the file is empty, not a shop's database (a failed copy or "
             "restore?); check --db and LOYALTY_DB"
@@ -150,13 +150,14 @@ def get_conn(ctx: typer.Context, *, existing: bool = False) -> sqlite3.Connectio
 def shop_conn(ctx: typer.Context) -> sqlite3.Connection:
     """The connection for a command that reads or changes a shop already set up.
     A --db that does not exist is not created (a mistyped path would leave an empty
-    file behind): nothing has been applied there, which is what the command says."""
+    file behind): nothing has been applied there, which is what the command says.
+    A zero-byte file is refused as the cron commands refuse it."""
     if not db_exists(ctx):
         raise NoProgramError(
             f"no program applied yet: there is no database at {db_file(ctx)}; run `loyalty "
             "program apply FILE` first, or check --db and LOYALTY_DB"
         )
-    return get_conn(ctx)
+    return get_conn(ctx, existing=True)
 
 
 def db_exists(ctx: typer.Context) -> bool:
