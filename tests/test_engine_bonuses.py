@@ -249,6 +249,38 @@ def test_events_an_undone_import_kept_from_their_bonus_are_paid_after_the_undo(
     assert len(entries(conn)) == 8
 
 
+def test_an_undo_judges_again_only_the_events_of_the_types_it_took_back(conn, tmp_path, write):
+    """A review the first version did not pay stays unpaid when a newsletter is
+    undone, even under a back-dated version that pays reviews (the re-judging took
+    every event of the customer, and paid C1's review but not C2's identical one)."""
+    from loyalty_cli.importing import import_files, undo_import
+
+    program(conn, tmp_path, "bonuses: {newsletter: 20}\n", effective="2025-01-01")
+    customer(conn, "C1")
+    customer(conn, "C2")
+    head = "event_id,customer_id,type,date\n"
+    import_files(
+        conn,
+        "events",
+        [write("a.csv", head + "E1,C1,review,2026-02-01\nE2,C2,review,2026-02-01\n")],
+    )
+    [news] = import_files(conn, "events", [write("b.csv", head + "N1,C1,newsletter,2026-02-02\n")])
+    go(conn, "2026-03-01")
+    program(
+        conn,
+        tmp_path,
+        "bonuses: {newsletter: 20, review: 10}\n",
+        effective="2026-01-15",
+        name="q.yaml",
+    )
+    go(conn, "2026-03-02")
+    undo_import(conn, news.import_id, dt.date(2026, 3, 3))
+    go(conn, "2026-03-03")
+    assert [(r[2], r[3], r[4]) for r in entries(conn)] == [
+        ("bonus", 20, "N1"), ("reversal", -20, "N1"),
+    ]  # fmt: skip
+
+
 def test_the_same_events_file_again_after_its_undo_is_paid_again(conn, tmp_path, write):
     from loyalty_cli.importing import import_files, undo_import
 

@@ -579,15 +579,17 @@ class _Engine:
             "ORDER BY s.customer_id, s.date, s.transaction_id",
             (self.marks.last["customer_import_id"],),
         ).fetchall()
-        # New events, and every event of a customer whose events an undo took back
-        # since: one the undone events kept from a once-only bonus or a limit is
-        # judged again (those already paid are skipped by their source).
+        # New events, and a customer's events of a type whose bonus an undo took
+        # back since: one the undone events kept from that once-only bonus or limit
+        # is judged again (those already paid are skipped by their source).
         events = conn.execute(
             "SELECT e.event_id, e.customer_id, e.type, e.date FROM _batch b CROSS "
             "JOIN events e ON e.customer_id = b.customer_id "
-            "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ? OR EXISTS "
-            "(SELECT 1 FROM ledger r WHERE r.customer_id = b.customer_id "
-            "AND r.entry_id > ? AND r.kind = 'reversal' AND r.source_type = 'event'))",
+            "WHERE e.undone = 0 AND e.date <= ? AND (e.id > ? OR e.date > ? OR e.type IN "
+            "(SELECT paid.rule_id FROM ledger r CROSS JOIN ledger paid "
+            "ON paid.source_type = r.source_type AND paid.source_id = r.source_id "
+            "WHERE r.customer_id = b.customer_id AND r.entry_id > ? AND r.kind = 'reversal' "
+            "AND r.source_type = 'event' AND paid.kind = 'bonus'))",
             (day, self.marks.last["event_id"], prev, self.marks.last["entry_id"]),
         ).fetchall()
         return _Raw(
