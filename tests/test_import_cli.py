@@ -240,6 +240,22 @@ def test_undoing_rows_a_later_file_also_held_lets_that_file_in_again(cli, write,
     assert [tuple(r) for r in live] == [("T1", 4), ("T2", 2), ("T3", 3)]
 
 
+def test_a_customers_file_is_not_read_again_after_a_customers_undo(cli, write, conn):
+    """A customers undo changes no rows: reading an older file again would put back
+    a birthday changed since."""
+    head = "customer_id,name,birthday\n"
+    first = write("u.csv", head + "C1,Ann,1990-01-01\n")
+    again = write("p.csv", head + "C1,Ann,1990-01-01\nC2,Bob,\n")
+    later = write("q.csv", head + "C1,Ann,1991-05-05\n")
+    assert cli("import", "customers", first, again, later).exit_code == 0
+    undo = cli("import", "undo", "1")
+    assert undo.exit_code == 0 and undo.stderr == ""
+    result = cli("import", "customers", again, "--format", "json")
+    assert json.loads(result.stdout)[0]["skipped_file"] is True
+    birthday = conn.execute("SELECT birthday FROM customers WHERE customer_id = 'C1'")
+    assert birthday.fetchone()[0] == "1991-05-05"
+
+
 def test_help_has_examples(cli):
     for args in (["purchases"], ["customers"], ["events"], ["list"], ["rejects"], ["undo"]):
         result = cli("import", *args, "--help")

@@ -253,13 +253,18 @@ def _import_of(conn: sqlite3.Connection, kind: str, digest: str) -> int | None:
     """The import that makes a file of this content "already imported". One that
     counted rows as duplicates of an earlier import undone since does not: those
     rows are undone with it, and reading the file again brings them back (the
-    rest are duplicates again)."""
+    rest are duplicates again). Only for kinds whose undo marks rows undone: a
+    customers file read again would put back values changed since."""
+    stale = (
+        "AND NOT (p.duplicates > 0 AND EXISTS (SELECT 1 FROM imports u WHERE u.kind = "
+        "p.kind AND u.status = 'undone' AND u.import_id < p.import_id "
+        "AND u.undone_after >= p.import_id)) "
+        if get_kind(kind).has_undone
+        else ""
+    )
     row = conn.execute(
         "SELECT p.import_id FROM imports p WHERE p.sha256 = ? AND p.kind = ? "
-        "AND p.status != 'undone' AND NOT (p.duplicates > 0 AND EXISTS (SELECT 1 "
-        "FROM imports u WHERE u.kind = p.kind AND u.status = 'undone' "
-        "AND u.import_id < p.import_id AND u.undone_after >= p.import_id)) "
-        "ORDER BY p.import_id LIMIT 1",
+        f"AND p.status != 'undone' {stale}ORDER BY p.import_id LIMIT 1",
         (digest, kind),
     ).fetchone()
     return int(row[0]) if row is not None else None
