@@ -87,7 +87,8 @@ def test_referral_paid_on_first_qualifying_purchase(conn, tmp_path):
 
 def test_a_referral_by_an_unknown_customer_waits_until_they_are_known(conn, tmp_path):
     # C9 is not a customer: no points for a customer nobody knows, and the referral
-    # is not used up; once C9 is known the next qualifying purchase pays both.
+    # is not used up; once C9 is known, the next run that works on C2 pays both,
+    # dated C2's first qualifying purchase (as one run over all of it would).
     program(conn, tmp_path, BONUSES)
     customer(conn, "C2", referred_by="C9")
     buy(conn, "T1", "C2", "2026-01-05", 2500)
@@ -97,7 +98,7 @@ def test_a_referral_by_an_unknown_customer_waits_until_they_are_known(conn, tmp_
     buy(conn, "T2", "C2", "2026-02-03", 2500)
     go(conn, "2026-02-28")
     ref = [(r[0], r[1], r[3]) for r in entries(conn) if r[5] == "referral"]
-    assert sorted(ref) == [("2026-02-03", "C2", 50), ("2026-02-03", "C9", 200)]
+    assert sorted(ref) == [("2026-01-05", "C2", 50), ("2026-01-05", "C9", 200)]
 
 
 def test_a_referred_by_imported_after_the_first_purchase_was_scored_still_pays(
@@ -121,6 +122,24 @@ def test_a_referred_by_imported_after_the_first_purchase_was_scored_still_pays(
     buy(conn, "T3", "C2", "2026-02-07", 2500)
     go(conn, "2026-02-28")  # paid once
     assert len([r for r in entries(conn) if r[5] == "referral"]) == 2
+
+
+def test_a_late_referral_waits_for_a_run_that_reaches_its_sale(conn, tmp_path, write):
+    """A past night run again (`--as-of` before the sale) posts nothing dated after it."""
+    from loyalty_cli.importing import import_files
+
+    program(conn, tmp_path, BONUSES)
+    customer(conn, "C1")
+    buy(conn, "T1", "C2", "2026-02-10", 3000)
+    go(conn, "2026-02-10")
+    head = "customer_id,name,email,birthday,joined_on,referred_by\n"
+    import_files(conn, "customers", [write("c.csv", head + "C2,Bob,,,,C1\n")])
+    go(conn, "2026-02-05")
+    assert [r for r in entries(conn) if r[5] == "referral"] == []
+    go(conn, "2026-02-11")
+    assert sorted((r[0], r[1]) for r in entries(conn) if r[5] == "referral") == [
+        ("2026-02-10", "C1"), ("2026-02-10", "C2"),
+    ]  # fmt: skip
 
 
 INACTIVE_REFERRAL = """

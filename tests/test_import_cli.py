@@ -240,6 +240,22 @@ def test_undoing_rows_a_later_file_also_held_lets_that_file_in_again(cli, write,
     assert [tuple(r) for r in live] == [("T1", 4), ("T2", 2), ("T3", 3)]
 
 
+def test_a_strict_dry_run_of_several_files_says_what_the_strict_import_says(cli, write):
+    good = write("c.csv", HEAD + "C1,C1,2026-02-01,1.00\n")
+    bad = write("a.csv", HEAD + "A1,C1,2026-02-01,abc\n")
+    outs = [cli("import", "purchases", good, bad, *flags)
+            for flags in (("--dry-run", "--strict"), ("--strict",))]  # fmt: skip
+    assert [(r.exit_code, r.stdout) for r in outs] == [(1, ""), (1, "")]
+    assert (
+        outs[0].stderr
+        == outs[1].stderr
+        == (
+            f"Error: {bad}:2: amount: not an amount: 'abc' is not a number (--strict: nothing "
+            "was imported from any of the 2 files)\n"
+        )
+    )
+
+
 def test_a_customers_file_is_not_read_again_after_a_customers_undo(cli, write, conn):
     """A customers undo changes no rows: reading an older file again would put back
     a birthday changed since."""

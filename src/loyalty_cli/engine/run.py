@@ -569,15 +569,15 @@ class _Engine:
             "FROM customers r WHERE r.customer_id = c.referred_by) THEN c.referred_by END "
             "FROM _batch b CROSS JOIN customers c ON c.customer_id = b.customer_id"
         ).fetchall()
-        # The scored sales of referees whose record an import set since the last run
-        # (see _Customer._earlier_sale).
+        # The scored sales of referees (those already paid are dropped in _build):
+        # see _Customer._earlier_sale.
         referee_sales = conn.execute(
             "SELECT s.customer_id, s.date, s.amount FROM _batch b CROSS JOIN customers c "
             "ON c.customer_id = b.customer_id CROSS JOIN scored_receipts s "
             "ON s.customer_id = b.customer_id WHERE c.referred_by IS NOT NULL "
-            "AND c.referred_by != c.customer_id AND c.import_id > ? AND s.amount > 0 "
+            "AND c.referred_by != c.customer_id AND s.amount > 0 AND s.date <= ? "
             "ORDER BY s.customer_id, s.date, s.transaction_id",
-            (self.marks.last["customer_import_id"],),
+            (day,),
         ).fetchall()
         # New events, and a customer's events of a type whose bonus an undo took
         # back since: one the undone events kept from that once-only bonus or limit
@@ -1158,8 +1158,9 @@ class _Customer:
         for date, referee, points, version in self.e.referrer_due.pop(self.cid, []):
             items.append((date, _REFERRER, referee, (points, version)))
         if not self.referral_paid:
-            # Their referred_by was imported after a run scored their sales: the first
-            # that qualifies pays now, dated itself, as it would have when scored.
+            # Their referred_by (or their referrer's record) came after a run scored
+            # their sales: the first that qualifies pays now, dated itself, as it
+            # would have when scored.
             items += [(date, _REFEREE, "", amount) for date, amount in self.referee_sales]
         # Birthdays count from the first receipt or entry (without joined_on). What
         # this run will post counts already (the next run finds it in the ledger):

@@ -188,13 +188,22 @@ def _dry_run_together(
     try:
         with db.transaction(conn):
             for path in paths:
-                result = _import_file(
-                    conn, handler, path, dialects[path], True, strict, progress, today
-                )
+                try:
+                    result = _import_file(
+                        conn, handler, path, dialects[path], True, strict, progress, today
+                    )
+                except StrictImportError as exc:  # as the real import would say it
+                    exc.message = exc.message.replace(
+                        _STRICT_NOTE, f"{_STRICT_NOTES} {len(paths)} files"
+                    )
+                    raise
                 if result.import_id is not None and result.import_id > newest:
                     result.import_id = None  # skipped as a copy of a file of this dry run
                 results.append(result)
-                if on_result is not None:
+                if on_result is not None and not strict:
+                    on_result(result)
+            if on_result is not None and strict:  # reported once all passed, as for real
+                for result in results:
                     on_result(result)
             raise _DryRun
     except _DryRun:
