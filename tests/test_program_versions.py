@@ -243,3 +243,20 @@ def test_a_later_version_may_not_change_the_currency(conn, write, cli):
         "a shop's history is kept in one currency\n"
     )
     assert len(list_versions(conn)) == 1
+
+
+def test_a_version_applied_with_yaml_1_1_numbers_still_loads(conn, write):
+    """Applied before the loader read YAML 1.2 integers: `0b1110` and `1:00` were
+    numbers then; read back they are still (they failed, and every command that
+    needs the program with them: the shop was locked out)."""
+    apply_program(conn, write("a.yaml", A))
+    conn.execute(
+        "UPDATE program_versions SET yaml = yaml || ?",
+        ("pending_days: 0b1110\nexpiry: {policy: fixed, months: 1:00}\n",),
+    )
+    from loyalty_cli.programs_store import _PARSED
+
+    _PARSED.clear()
+    [version] = list_versions(conn)
+    assert version.program.pending_days == 14
+    assert version.program.expiry.months == 60

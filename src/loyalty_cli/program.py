@@ -140,11 +140,34 @@ class _WrittenInt(int):
 def _construct_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
     digits = text.replace("_", "")
-    base = 16 if digits.startswith("0x") else 8 if digits.startswith("0o") else 10
-    return _WrittenInt(int(digits[2:] if base != 10 else digits, base), text)
+    sign = -1 if digits.startswith("-") else 1
+    body = digits.lstrip("+-")
+    bases = {"0x": 16, "0o": 8, "0b": 2}
+    if body[:2] in bases:
+        value = int(body[2:], bases[body[:2]])
+    elif ":" in body:  # base 60 (_StoredLoader only)
+        value = 0
+        for part in body.split(":"):
+            value = value * 60 + int(part)
+    else:
+        value = int(body, 10)
+    return _WrittenInt(sign * value, text)
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+class _StoredLoader(_Loader):
+    """For versions applied before the loader read YAML 1.2 integers: the YAML 1.1
+    forms no longer read as numbers (0b1110, base 60 as in 1:30) still do, so an
+    applied version never stops loading. (A leading zero now means decimal.)"""
+
+
+_StoredLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$"),
+    list("-+0123456789"),
+)
 
 
 def _construct_decimal(loader: yaml.SafeLoader, node: ScalarNode) -> Decimal:
@@ -1187,7 +1210,7 @@ def parse_program(text: str, source: str = "<program>", stored: bool = False) ->
     """Validate program YAML text. Raises ProgramError (all errors on `.errors`).
     `stored`: a version read back from the database, which the rules for new versions
     (`_new_version_checks`) do not judge again."""
-    loader = _Loader(text)
+    loader = (_StoredLoader if stored else _Loader)(text)
     try:
         root = loader.get_single_node()
         if root is None:
