@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 PROGRAM = """program: V
 currency: EUR
 earn: {per_currency_unit: 1, rounding: floor}
@@ -299,3 +301,31 @@ def test_the_run_counts_only_the_vouchers_it_opened(cli, write):
     assert again.exit_code == 0 and "3 receipts" in again.stdout
     assert "vouchers issued" not in again.stdout
     assert [v["status"] for v in _show(cli, "2026-01-06")["vouchers"]] == ["used"]
+
+
+LATE_HEAD = "transaction_id,line_no,customer_id,date,amount,category,refund_of\n"
+
+
+@pytest.mark.parametrize(
+    "late",
+    [
+        "P1,2,C1,2026-01-01,1.00,coffee,\n",
+        "P1,2,C1,2026-01-01,1.00,coffee,\nR3,1,C1,2026-01-04,-3.00,coffee,P3\n",
+    ],
+    ids=["late line", "late line and a refund of P3"],
+)
+def test_undoing_a_late_line_of_a_punched_receipt_makes_no_second_voucher(cli, write, late):
+    """P1's late line is undone: P1 is scored again and its punch counted again, last
+    on the card (after P2 and P3), and it made a voucher of its own: three coffees
+    held two. With the refund of P3 in the undone file too, P3's voucher is the one."""
+    first = "".join(f"P{i},1,C1,2026-01-0{i},3.00,coffee,\n" for i in (1, 2, 3))
+    program = write("p.yaml", PROGRAM)
+    assert cli("program", "apply", program, "--effective", "2026-01-01").exit_code == 0
+    assert cli("import", "purchases", write("a.csv", LATE_HEAD + first)).exit_code == 0
+    assert cli("import", "purchases", write("b.csv", LATE_HEAD + late)).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-05").exit_code == 0
+    assert cli("import", "undo", "2", "--date", "2026-01-06").exit_code == 0
+    run = cli("run", "--as-of", "2026-01-06")
+    assert run.exit_code == 0 and "vouchers issued" not in run.stdout
+    shown = _show(cli, "2026-01-06")
+    assert [(v["voucher_id"], v["status"]) for v in shown["vouchers"]] == [("VP3-stamp", "open")]

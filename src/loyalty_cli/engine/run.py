@@ -434,6 +434,16 @@ class _Engine:
         # (id(program), date, pending) -> (available_on, expires_on); programs live
         # as long as the timeline, so their ids are stable for the run.
         self.lot_dates: dict[tuple[int, dt.date, bool], tuple[dt.date, dt.date | None]] = {}
+        # Receipts `import undo` forgot, to be scored again: their punch was counted
+        # once already, in its place on the card; counted again now, last, it must
+        # not make a voucher of its own. They issue the vouchers they had (by id),
+        # nothing else. (A few rows: the queue is emptied by every run.)
+        self.forgotten: dict[str, set[str]] = {}
+        for tid, voucher in conn.execute(
+            "SELECT q.transaction_id, v.voucher_id FROM rescore_receipts q "
+            "LEFT JOIN vouchers v ON v.transaction_id = q.transaction_id"
+        ):
+            self.forgotten.setdefault(tid, set()).update([voucher] if voucher else [])
         # Referees whose referral was paid (read once; the run adds what it posts), so
         # batches need not look the ledger up by source.
         self.referral_paid = {
@@ -1622,7 +1632,13 @@ class _Customer:
                     continue
             punched.append(reward.id)
             self.punches[reward.id] += 1
-            if self.punches[reward.id] % card.every == 0:
+            voucher_id = f"V{receipt.transaction_id}-{reward.id}"
+            had = self.e.forgotten.get(receipt.transaction_id)
+            if (
+                (voucher_id in had)
+                if had is not None
+                else self.punches[reward.id] % card.every == 0
+            ):
                 expires = (
                     receipt.date + dt.timedelta(days=reward.voucher_days)
                     if reward.voucher_days
@@ -1630,7 +1646,7 @@ class _Customer:
                 )
                 self.out.vouchers.append(
                     (
-                        f"V{receipt.transaction_id}-{reward.id}",
+                        voucher_id,
                         self.cid,
                         reward.id,
                         receipt.date.isoformat(),
