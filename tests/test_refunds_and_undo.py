@@ -172,3 +172,37 @@ def test_a_refund_of_a_receipt_imported_again_takes_from_its_new_lot(shop):
     ).fetchall()
     assert [tuple(r) for r in aimed] == [("T1", 1)]  # T1's lot made after the undo
     assert shop.balance() == 150
+
+
+@pytest.mark.parametrize(("refund", "left"), [("-30.00", 0), ("-10.00", 20)])
+def test_a_receipt_scored_again_after_an_undo_keeps_what_its_refund_took(shop, refund, left):
+    """T1's late line is undone: T1 is scored again from its first line. The refund
+    U1 that stands took its points from T1's first earn, which the undo could not
+    reverse: the new earn is net of it, as in a shop that never had the late line
+    (a fully refunded receipt got its 30 points back)."""
+    shop.rows("T1,2026-01-05,30.00,")
+    shop.run("2026-01-05")
+    shop.rows(f"U1,2026-01-06,{refund},T1")
+    shop.run("2026-01-06")
+    late = shop.rows("T1,2026-01-05,10.00,,2")
+    shop.run("2026-01-07")
+    shop.undo(late, "2026-01-08")
+    shop.run("2026-02-28")
+    assert shop.balance() == left
+    shop.run("2026-03-01")  # and only once
+    assert shop.balance() == left
+
+
+@pytest.mark.parametrize("run_between", [False, True])
+def test_a_refunded_receipt_imported_again_after_its_undo_earns_net_of_the_refund(
+    shop, run_between
+):
+    t1 = shop.rows("T1,2026-01-05,30.00,")
+    shop.rows("U1,2026-01-06,-30.00,T1")
+    shop.run("2026-01-06")
+    shop.undo(t1, "2026-01-07")
+    if run_between:
+        shop.run("2026-01-08")
+    shop.rows("T1,2026-01-05,30.00,")
+    shop.run("2026-01-31")
+    assert shop.balance() == 0  # T1 and its refund U1, as in a fresh shop

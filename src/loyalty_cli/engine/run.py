@@ -444,6 +444,17 @@ class _Engine:
             "LEFT JOIN vouchers v ON v.transaction_id = q.transaction_id"
         ):
             self.forgotten.setdefault(tid, set()).update([voucher] if voucher else [])
+        # Receipts an undo took back (rows of them undone), scored again now or later:
+        # the refunds of theirs that stand took from the first earn (see _receipt).
+        # (Read through the undone imports' rows only: purchases_import.)
+        self.undone_before = set(self.forgotten) | {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT transaction_id FROM purchases WHERE import_id IN "
+                "(SELECT import_id FROM imports WHERE status = 'undone' AND kind = 'purchases') "
+                "AND undone = 1"
+            )
+        }
         # Referees whose referral was paid (read once; the run adds what it posts), so
         # batches need not look the ledger up by source.
         self.referral_paid = {
@@ -643,6 +654,10 @@ class _Engine:
         for tid, *_, refund_of in complete:
             if refund_of is not None and owner.get(tid) in found:
                 del found[owner[tid]]
+        # A receipt an undo took back, scored again: weighed against its refunds.
+        for tid, cid in owner.items():
+            if tid in self.undone_before and cid in found:
+                del found[cid]
         tids = [tid for tid, cid in owner.items() if cid in found]
         for start in range(0, len(tids), 500):
             part = tids[start : start + 500]
@@ -1330,7 +1345,17 @@ class _Customer:
             self.history.add(q)
             return
         score = score_receipt(program, receipt, tier, tiermod.multiplier(level))
-        self._post_score(receipt, version, score.earn, score.rule_ids, score.bonuses, score.partner)
+        earn, note = score.earn, None
+        if receipt.transaction_id in self.e.undone_before and self.refunds_of.get(
+            receipt.transaction_id
+        ):
+            # Scored again after an undo took it back: refunds of it that stand took
+            # their points from its first earn, which the undo could not reverse; they
+            # are not taken twice, nor given back.
+            taken = self._refunds_took(receipt.transaction_id)
+            if taken > 0:
+                earn, note = max(earn - taken, 0), f"less {taken} its refunds took before"
+        self._post_score(receipt, version, earn, score.rule_ids, score.bonuses, score.partner, note)
         q.points = (
             score.earn + sum(points for _, points in score.bonuses) if score.bonuses else score.earn
         )
@@ -1351,6 +1376,7 @@ class _Customer:
         rule_ids: list[str],
         bonuses: list[tuple[str, int]],
         partner: str | None,
+        note: str | None = None,
     ) -> None:
         program = version.program
         dates = self.e.lot_dates.get((id(program), receipt.date, True))
@@ -1363,7 +1389,7 @@ class _Customer:
                 _new(Row, (
                     self.e.next_id, date, self.cid, "earn", earn,
                     ledger.points_value(earn, pv, cur), "purchase", tid,
-                    ",".join(rule_ids) or None, number, None, available, expires, partner, None,
+                    ",".join(rule_ids) or None, number, None, available, expires, partner, note,
                 ))
             )  # fmt: skip
         for rule_id, points in bonuses:
@@ -1374,6 +1400,15 @@ class _Customer:
                     rule_id, number, None, available, expires, partner, None,
                 ))
             )  # fmt: skip
+
+    def _refunds_took(self, tid: str) -> int:
+        """Points the refunds of receipt `tid` took back from it, net of undone ones."""
+        return sum(
+            ledger.refund_took(
+                [(e.kind, e.points, e.note) for e in self.by_source[("purchase", refund)]], tid
+            )
+            for refund in self.refunds_of.get(tid, ())
+        )
 
     def _remember(
         self,
@@ -1513,13 +1548,7 @@ class _Customer:
             # (their own receipt's, or others' pending lots), net of undone refunds.
             # Counted by the lots instead, a part paid by another lot was missed and
             # a refund without refund_of that took from this receipt's lot was counted.
-            clawed = sum(
-                ledger.refund_took(
-                    [(e.kind, e.points, e.note) for e in self.by_source[("purchase", refund)]],
-                    tid,
-                )
-                for refund in self.refunds_of.get(tid, ())
-            )
+            clawed = self._refunds_took(tid)
             net = oprog.earn.on == "net"
             original_amount = original.amount - original.tax if net else original.amount
             refunded = -(receipt.amount - receipt.tax if net else receipt.amount)
