@@ -92,3 +92,32 @@ def test_cli_diff_of_an_invalid_file_exits_2(cli, write):
     result = cli("program", "diff", bad)
     assert result.exit_code == 2
     assert "earn" in result.stderr
+
+
+def test_changed_items_come_in_the_files_order_whatever_the_hash_seed():
+    """They came in set order, which moves with PYTHONHASHSEED: json and csv are
+    stable (DESIGN)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from pathlib import Path\n"
+        "from loyalty_cli.program import load_program, parse_program\n"
+        "from loyalty_cli.program_diff import diff_programs\n"
+        f"path = Path({str(BOUTIQUE)!r})\n"
+        "text = path.read_text()\n"
+        "for rid in ('coffee', 'ten-off'):\n"
+        "    text = text.replace('{id: ' + rid + ', name: ', '{id: ' + rid + ', name: X')\n"
+        "print(diff_programs(load_program(path), parse_program(text)))\n"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in range(6)
+    }  # fmt: skip
+    assert len(outs) == 1
+    out = outs.pop()
+    assert out.index("reward 'coffee' changed") < out.index("reward 'ten-off' changed")

@@ -60,7 +60,7 @@ def _diff_items(path: str, before: list[dict], after: list[dict], lines: list[st
     for item_id, item in old.items():
         if item_id not in new:
             lines.append(f"{word} '{item_id}' removed (was {_show(_compact(item))})")
-    for item_id in old.keys() & new.keys():
+    for item_id in (i for i in new if i in old):  # in the new file's order: stable output
         changes: list[str] = []
         _walk("", old[item_id], new[item_id], changes)
         if changes:
