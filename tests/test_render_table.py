@@ -185,3 +185,14 @@ def test_a_record_of_figures_is_right_aligned_one_with_words_is_not():
         "│ reward_id │ coffee │",
         "│ points    │ 40     │",
     ]
+
+
+def test_csv_on_a_terminal_writes_control_characters_out_into_a_file_as_they_are():
+    """`customer list -f csv` on a terminal sent a name's escape sequence raw (it
+    recoloured the terminal); piped or into a file the data stays exact."""
+    rows = [["C1", "Evil\x1b[31mRed", "a\nb"]]
+    shown, kept = _Terminal(), io.StringIO()
+    render.write_csv(["id", "name", "note"], rows, shown)
+    render.write_csv(["id", "name", "note"], rows, kept)
+    assert shown.getvalue() == 'id,name,note\nC1,Evil\\x1b[31mRed,"a\nb"\n'
+    assert kept.getvalue() == 'id,name,note\nC1,Evil\x1b[31mRed,"a\nb"\n'

@@ -85,12 +85,31 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=json_default)
 
 
+class _VisibleRows:
+    """A CSV writer for a terminal: control characters in the cells are written out
+    (`visible`), as in tables; into a file or a pipe the data goes as it is."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def writerow(self, row: Iterable[Any]) -> Any:
+        return self._writer.writerow([visible(c) if isinstance(c, str) else c for c in row])
+
+
+def csv_writer(out: IO[str] | None = None) -> Any:
+    """`csv.writer` on `out` (default stdout) with "\n" line ends; on a terminal, one
+    that writes control characters out."""
+    target = out if out is not None else sys.stdout
+    writer = csv.writer(target, lineterminator="\n")
+    isatty = getattr(target, "isatty", None)
+    return _VisibleRows(writer) if isatty is not None and isatty() else writer
+
+
 def write_csv(
     header: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[str] | None = None
 ) -> None:
     """Write CSV (header + rows) with formula neutralising; out defaults to stdout."""
-    target = out if out is not None else sys.stdout
-    writer = csv.writer(target, lineterminator="\n")
+    writer = csv_writer(out)
     writer.writerow(header)
     for row in rows:
         writer.writerow([cell_text(safe_cell(v)) for v in row])

@@ -6,7 +6,6 @@ Another kind's command is one call: `add_kind_command(import_app, "balances", HE
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -209,7 +208,7 @@ def _summary(r: ImportResult) -> str:
 
 
 def _write_csv(keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = render.csv_writer()
     writer.writerow(keys)
     for row in rows:
         writer.writerow(["" if row[k] is None else _csv_cell(row[k]) for k in keys])

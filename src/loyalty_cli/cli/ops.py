@@ -6,8 +6,6 @@ Thin: parse options, call one function of `loyalty_cli.nightly` or
 
 from __future__ import annotations
 
-import csv
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -47,7 +45,7 @@ def check(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
     if fmt is OutputFormat.json:
         echo_json(report.as_json())
     elif fmt is OutputFormat.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = render.csv_writer()
         writer.writerow(["code", "entry_id", "customer_id", "message"])
         for f in report.findings:
             writer.writerow([f.code, f.entry_id, f.customer_id, f.message])
@@ -125,7 +123,7 @@ def nightly(
     if fmt is OutputFormat.json:
         echo_json(result.as_json())
     elif fmt is OutputFormat.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = render.csv_writer()
         writer.writerow(["file", "kind", "inserted", "duplicates", "rejected", "skipped_file"])
         for f in result.files:
             writer.writerow([f.name, f.kind, f.inserted, f.duplicates, f.rejected, f.skipped])

@@ -74,10 +74,8 @@ def _metrics(result: dict[str, Any]) -> list[tuple[str, Any, Any, Any]]:
 
 
 def _csv(result: dict[str, Any]) -> None:
-    import csv
-    import sys
 
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = render.csv_writer()
     writer.writerow(["metric", "current", "proposed", "delta"])
     for row in _metrics(result):
         writer.writerow(["" if v is None else v for v in row])
