@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from loyalty_cli import __version__
 from loyalty_cli.cli.app import app
 
@@ -69,3 +71,15 @@ def test_init_on_a_live_shop_does_not_suggest_applying_the_sample(cli, db_file):
     assert again.stdout == (
         f"ok: {db_file} is ready; it holds a shop already (program versions: 1)\n"
     )
+
+
+@pytest.mark.parametrize("args", [["run"], ["nightly"], ["import", "purchases"], []])
+def test_help_shows_no_type_for_a_flag(runner, args):
+    """typer's help put `<bool>` after every flag, as if it took a value (`--quiet
+    true` then fails); the nightly's --wait said its default twice."""
+    from loyalty_cli.cli.app import app
+
+    result = runner.invoke(app, [*args, "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.stdout
+    assert "[default: 600" not in result.stdout

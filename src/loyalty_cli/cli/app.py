@@ -18,7 +18,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from loyalty_cli import __version__
 from loyalty_cli.cli import fastparams
@@ -26,6 +26,21 @@ from loyalty_cli.errors import LoyaltyError
 
 if TYPE_CHECKING:
     import click
+
+
+def _flags_take_no_value(display: Any) -> Any:
+    """typer's help shows a type after every option, `--quiet -q <bool>` too, as if
+    the flag took a value (`--quiet true` then fails): a flag shows none."""
+
+    def display_type_rich(self: TyperOption, ctx: click.Context) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        return display(self, ctx)  # type: ignore[no-any-return]
+
+    return display_type_rich
+
+
+TyperOption.display_type_rich = _flags_take_no_value(TyperOption.display_type_rich)  # type: ignore[method-assign]
 
 # The command modules, in the order their commands were always registered:
 # `loyalty --help` lists the plain commands in this order, then the groups.

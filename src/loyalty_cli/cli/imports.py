@@ -104,6 +104,7 @@ def add_kind_command(group: typer.Typer, kind: str, help_text: str) -> None:
                 "--wait",
                 callback=check_seconds,
                 help="Seconds to wait while a nightly runs (default 600).",
+                show_default=False,
             ),
         ] = 600.0,
     ) -> None:

@@ -101,6 +101,7 @@ def nightly(
             "--wait",
             callback=check_seconds,
             help="Seconds to wait for another nightly to finish (default 600).",
+            show_default=False,
         ),
     ] = 600.0,
     fmt: FormatOpt = OutputFormat.table,
