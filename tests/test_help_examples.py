@@ -88,3 +88,35 @@ def test_example_runs(example: str, demo_folder: Path, tmp_path: Path, runner, m
 def test_demo_as_of_is_the_examples_date():
     # The examples' dates (2026-03-31, 2026-06-30, 2026-10-31) lie inside the demo's history.
     assert DEMO_AS_OF.isoformat() == "2026-10-31"
+
+
+def test_the_simulate_worked_example_in_the_docs_is_what_the_demo_gives(
+    demo_folder: Path, tmp_path: Path, runner
+):
+    """docs/simulate.md shows numbers measured on the demo shop: they went stale
+    when the sample data changed."""
+    import json
+
+    text = (ROOT / "docs" / "simulate.md").read_text()
+    shown = {
+        m[0]: [m[1], m[2], m[3]]
+        for m in re.findall(r"│ (\w+) +│ +([\d.]+) │ +([\d.]+) │ +([\d.]+) │", text)
+    }
+    assert set(shown) == {"points_issued", "points_clawed_back", "outstanding_points", "liability"}
+    rule = re.search(r"  - (\{id: june-pastry.*\})\n", text).group(1)
+    boutique = (ROOT / "programs" / "boutique.yaml").read_text()
+    proposal = tmp_path / "proposal.yaml"
+    proposal.write_text(
+        boutique.replace("  - {id: pastry-double", f"  - {rule}\n  - {{id: pastry-double", 1)
+    )
+    shutil.copy(demo_folder / "shop.db", tmp_path / "shop.db")
+    args = ["--db", str(tmp_path / "shop.db"), "simulate", str(proposal)]
+    result = runner.invoke(app, [*args, "--from", "2026-06-01", "--to", "2026-06-30", "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    got = json.loads(result.stdout)
+    for metric, (current, proposed, delta) in shown.items():
+        assert [str(got[side][metric]) for side in ("current", "proposed", "delta")] == [
+            current,
+            proposed,
+            delta,
+        ], metric
