@@ -329,3 +329,28 @@ def test_undoing_a_late_line_of_a_punched_receipt_makes_no_second_voucher(cli, w
     assert run.exit_code == 0 and "vouchers issued" not in run.stdout
     shown = _show(cli, "2026-01-06")
     assert [(v["voucher_id"], v["status"]) for v in shown["vouchers"]] == [("VP3-stamp", "open")]
+
+
+def test_a_corrected_file_after_an_undo_counts_its_receipts_as_new(cli, write):
+    """The undo queues every receipt of the file, also ones no run ever counted
+    (anonymous sales) and ones the corrected file gives another member: those are
+    counted as new. Only a receipt counted for the same member before keeps to the
+    vouchers it had."""
+    head = "transaction_id,customer_id,date,amount,category\n"
+    rows = "P1,{c},2026-01-01,3.00,coffee\nP2,{c},2026-01-02,3.00,coffee\nP3,{c},2026-01-03,3.00,coffee\n"
+    assert cli("program", "apply", write("p.yaml", PROGRAM), "--effective", "2026-01-01"
+               ).exit_code == 0  # fmt: skip
+    assert cli("import", "purchases", write("anon.csv", head + rows.format(c=""))).exit_code == 0
+    assert cli("import", "undo", "1", "--date", "2026-01-04").exit_code == 0
+    assert cli("import", "purchases", write("c1.csv", head + rows.format(c="C1"))).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-04").exit_code == 0
+    assert [(v["voucher_id"], v["status"]) for v in _show(cli, "2026-01-04")["vouchers"]] == [
+        ("VP3-stamp", "open")
+    ]
+    # P3 moves to C2, who has one coffee: no voucher for C2, C1's is withdrawn.
+    assert cli("import", "undo", "2", "--date", "2026-01-05").exit_code == 0
+    moved = rows.format(c="C1").replace("P3,C1", "P3,C2")
+    assert cli("import", "purchases", write("c2.csv", head + moved)).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-06").exit_code == 0
+    shown = cli("customer", "show", "C2", "--as-of", "2026-01-06", "--format", "json")
+    assert json.loads(shown.stdout)["vouchers"] == []

@@ -327,6 +327,15 @@ UNDONE_AFTER_V8 = """
 ALTER TABLE imports ADD COLUMN undone_after INTEGER;
 """
 
+# What a forgotten receipt had counted on (engine/run.py forget_receipts): the
+# customer it was scored for and the punch cards it counted on, so the run that
+# scores it again for that customer issues only the vouchers it had (its punch
+# was counted once already, in its place). NULL: never scored.
+RESCORE_PUNCHES_V9 = """
+ALTER TABLE rescore_receipts ADD COLUMN customer_id TEXT;
+ALTER TABLE rescore_receipts ADD COLUMN punches TEXT;
+"""
+
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
@@ -337,6 +346,7 @@ MIGRATIONS: list[str] = [
     CLAIMED_REFUNDS_V6,
     REFUND_TAX_SIGN_V7,
     UNDONE_AFTER_V8,
+    RESCORE_PUNCHES_V9,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -216,17 +216,20 @@ def forget_receipts(conn: sqlite3.Connection, transaction_ids: Iterable[str], on
             f"WHERE transaction_id IN ({marks}))",
             [*chunk, *chunk],
         )
+        # Queued whole or not: the next run revisits their customers (rebuilt, their
+        # states being gone) even when the undo reversed nothing (a receipt that
+        # earned nothing), and scores what is left of a split receipt afresh,
+        # knowing the cards it counted on (see _Customer._punch).
+        conn.execute(
+            "INSERT OR IGNORE INTO rescore_receipts (transaction_id, queued_on, customer_id, "
+            "punches) SELECT DISTINCT p.transaction_id, ?, s.customer_id, s.punches "
+            "FROM purchases p LEFT JOIN scored_receipts s "
+            f"ON s.transaction_id = p.transaction_id WHERE p.transaction_id IN ({marks})",
+            [on.isoformat(), *chunk],
+        )
         removed += conn.execute(
             f"DELETE FROM scored_receipts WHERE transaction_id IN ({marks})", chunk
         ).rowcount
-        # Queued whole or not: the next run revisits their customers (rebuilt, their
-        # states being gone) even when the undo reversed nothing (a receipt that
-        # earned nothing), and scores what is left of a split receipt afresh.
-        conn.execute(
-            "INSERT OR IGNORE INTO rescore_receipts (transaction_id, queued_on) "
-            f"SELECT DISTINCT transaction_id, ? FROM purchases WHERE transaction_id IN ({marks})",
-            [on.isoformat(), *chunk],
-        )
     return removed
 
 
@@ -434,16 +437,21 @@ class _Engine:
         # (id(program), date, pending) -> (available_on, expires_on); programs live
         # as long as the timeline, so their ids are stable for the run.
         self.lot_dates: dict[tuple[int, dt.date, bool], tuple[dt.date, dt.date | None]] = {}
-        # Receipts `import undo` forgot, to be scored again: their punch was counted
-        # once already, in its place on the card; counted again now, last, it must
-        # not make a voucher of its own. They issue the vouchers they had (by id),
-        # nothing else. (A few rows: the queue is emptied by every run.)
-        self.forgotten: dict[str, set[str]] = {}
-        for tid, voucher in conn.execute(
-            "SELECT q.transaction_id, v.voucher_id FROM rescore_receipts q "
-            "LEFT JOIN vouchers v ON v.transaction_id = q.transaction_id"
+        # Receipts `import undo` forgot, to be scored again: tid -> (the customer it
+        # was scored for, the cards it counted on, the vouchers it had). On those
+        # cards its punch was counted once already, in its place; counted again now,
+        # last, it must not make a voucher of its own (see _punch). (A few rows: the
+        # queue is emptied by every run.)
+        self.forgotten: dict[str, tuple[str | None, set[str], set[str]]] = {}
+        for tid, cid, punches, voucher in conn.execute(
+            "SELECT q.transaction_id, q.customer_id, q.punches, v.voucher_id "
+            "FROM rescore_receipts q LEFT JOIN vouchers v "
+            "ON v.transaction_id = q.transaction_id AND v.customer_id = q.customer_id"
         ):
-            self.forgotten.setdefault(tid, set()).update([voucher] if voucher else [])
+            _, cards, had = self.forgotten.setdefault(
+                tid, (cid, {c for c in (punches or "").split(",") if c}, set())
+            )
+            had.update([voucher] if voucher else [])
         # Receipts an undo took back (rows of them undone), scored again now or later:
         # the refunds of theirs that stand took from the first earn (see _receipt).
         # (Read through the undone imports' rows only: purchases_import.)
@@ -1662,12 +1670,13 @@ class _Customer:
             punched.append(reward.id)
             self.punches[reward.id] += 1
             voucher_id = f"V{receipt.transaction_id}-{reward.id}"
-            had = self.e.forgotten.get(receipt.transaction_id)
-            if (
-                (voucher_id in had)
-                if had is not None
-                else self.punches[reward.id] % card.every == 0
-            ):
+            before = self.e.forgotten.get(receipt.transaction_id)
+            if before is not None and before[0] == self.cid and reward.id in before[1]:
+                # Counted on this card for this customer before: its voucher, if any.
+                issue = voucher_id in before[2]
+            else:
+                issue = self.punches[reward.id] % card.every == 0
+            if issue:
                 expires = (
                     receipt.date + dt.timedelta(days=reward.voucher_days)
                     if reward.voucher_days
