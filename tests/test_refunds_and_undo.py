@@ -28,17 +28,20 @@ rewards:
 
 
 class Shop:
-    def __init__(self, conn, folder: Path) -> None:
+    def __init__(self, conn, folder: Path, extra: str = "") -> None:
         self.conn, self.folder, self.n = conn, folder, count()
-        (folder / "p.yaml").write_text(PROGRAM)
+        (folder / "p.yaml").write_text(PROGRAM + extra)
         apply_program(conn, folder / "p.yaml")
 
     def rows(self, *rows: str) -> int:
         """Import purchase rows 'tid,date,amount,refund_of[,line_no]'; the import id."""
         path = self.folder / f"f{next(self.n)}.csv"
-        lines = [r if r.count(",") == 4 else r + ",1" for r in rows]
+        lines = [r if r.count(",") >= 4 else r + ",1" for r in rows]
+        lines = [r if r.count(",") == 5 else r + "," for r in lines]
         body = "".join(f"{r.split(',')[0]},C1,{r.split(',', 1)[1]}\n" for r in lines)
-        path.write_text("transaction_id,customer_id,date,amount,refund_of,line_no\n" + body)
+        path.write_text(
+            "transaction_id,customer_id,date,amount,refund_of,line_no,category\n" + body
+        )
         [result] = import_files(self.conn, "purchases", [path])
         assert result.rejected == 0
         return result.import_id
@@ -206,3 +209,36 @@ def test_a_refunded_receipt_imported_again_after_its_undo_earns_net_of_the_refun
     shop.rows("T1,2026-01-05,30.00,")
     shop.run("2026-01-31")
     assert shop.balance() == 0  # T1 and its refund U1, as in a fresh shop
+
+
+RULES = """rules:
+  - {id: big-basket, when: {min_amount: 100.00}, bonus: 50}
+  - {id: pastry-double, when: {category: pastry}, multiplier: 2}
+"""
+
+
+@pytest.mark.parametrize(
+    ("first", "again", "refund", "left"),
+    [
+        # 100 + the 50 bonus, all taken back by a full refund: nothing comes back.
+        ("T1,2026-01-05,100.00,,1,bread", "T1,2026-01-05,100.00,,1,bread", "-100.00", 0),
+        # 60 as pastry (10.00 refunded took 20); corrected to bread: 30 less 10.
+        ("T1,2026-01-05,30.00,,1,pastry", "T1,2026-01-05,30.00,,1,bread", "-10.00", 20),
+        # And the other way: 30 as bread (10 taken); corrected to pastry: 60 less 20.
+        ("T1,2026-01-05,30.00,,1,bread", "T1,2026-01-05,30.00,,1,pastry", "-10.00", 40),
+    ],
+)
+def test_a_corrected_receipt_earns_what_a_fresh_shop_gives_it_beside_its_refund(
+    conn, tmp_path, first, again, refund, left
+):
+    """The standing refund's claw-back of the receipt as now scored, not the one it
+    made of the first scoring: a bonus came back whole, a changed rate was off."""
+    shop = Shop(conn, tmp_path, RULES)
+    t1 = shop.rows(first)
+    shop.run("2026-01-05")
+    shop.rows(f"U1,2026-01-06,{refund},T1")
+    shop.run("2026-01-06")
+    shop.undo(t1, "2026-01-07")
+    shop.rows(again)
+    shop.run("2026-02-28")
+    assert shop.balance() == left

@@ -1353,20 +1353,21 @@ class _Customer:
             self.history.add(q)
             return
         score = score_receipt(program, receipt, tier, tiermod.multiplier(level))
-        earn, note = score.earn, None
+        earn, bonuses, note = score.earn, score.bonuses, None
+        q.points = earn + sum(points for _, points in bonuses) if bonuses else earn
         if receipt.transaction_id in self.e.undone_before and self.refunds_of.get(
             receipt.transaction_id
         ):
-            # Scored again after an undo took it back: refunds of it that stand took
-            # their points from its first earn, which the undo could not reverse; they
-            # are not taken twice, nor given back.
-            taken = self._refunds_took(receipt.transaction_id)
+            # Scored again after an undo took it back: the refunds of it that stand
+            # took their claw-back from its first scoring, which the undo spared (the
+            # two net to nothing). Posted now is what is left of the new scoring after
+            # the claw-backs those refunds make of it, as in a shop that never had
+            # the first.
+            taken = self._standing_claws(receipt, program, q.points)
             if taken > 0:
-                earn, note = max(earn - taken, 0), f"less {taken} its refunds took before"
-        self._post_score(receipt, version, earn, score.rule_ids, score.bonuses, score.partner, note)
-        q.points = (
-            score.earn + sum(points for _, points in score.bonuses) if score.bonuses else score.earn
-        )
+                earn, bonuses = _less(earn, bonuses, taken)
+                note = f"less {taken} its standing refunds take back"
+        self._post_score(receipt, version, earn, score.rule_ids, bonuses, score.partner, note)
         self.history.add(q)
         punches = self._punch(receipt, program, tier)
         self._remember(receipt, q.points, tier, version.version, punches)
@@ -1408,6 +1409,23 @@ class _Customer:
                     rule_id, number, None, available, expires, partner, None,
                 ))
             )  # fmt: skip
+
+    def _standing_claws(self, receipt: Receipt, program: Program, points: int) -> int:
+        """What the scored refunds of `receipt` (refund_of it, not undone) take back
+        of `points`, in their order, as `_refund` takes back a receipt's points."""
+        net = program.earn.on == "net"
+        original = receipt.amount - receipt.tax if net else receipt.amount
+        refunds = [
+            self.scored[r] for r in self.refunds_of[receipt.transaction_id] if r in self.scored
+        ]
+        taken = 0
+        for refund in sorted(refunds, key=lambda r: (r.date, r.transaction_id)):
+            refunded = -(refund.amount - refund.tax if net else refund.amount)
+            taken += min(
+                max(points - taken, 0),
+                proportional_clawback(points, refunded, original, program.earn.rounding),
+            )
+        return taken
 
     def _refunds_took(self, tid: str) -> int:
         """Points the refunds of receipt `tid` took back from it, net of undone ones."""
@@ -1810,6 +1828,21 @@ class _Customer:
         self._bonus(
             date, version, points, "referral", referee, "referral", note=f"referred {referee}"
         )
+
+
+def _less(
+    earn: int, bonuses: list[tuple[str, int]], taken: int
+) -> tuple[int, list[tuple[str, int]]]:
+    """A receipt's earn and bonus points less `taken`, from the earn first."""
+    cut = min(earn, taken)
+    earn, taken = earn - cut, taken - cut
+    kept = []
+    for rule, points in bonuses:
+        cut = min(points, taken)
+        taken -= cut
+        if points > cut:
+            kept.append((rule, points - cut))
+    return earn, kept
 
 
 class _Sale(NamedTuple):
