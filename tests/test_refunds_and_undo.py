@@ -242,3 +242,18 @@ def test_a_corrected_receipt_earns_what_a_fresh_shop_gives_it_beside_its_refund(
     shop.rows(again)
     shop.run("2026-02-28")
     assert shop.balance() == left
+
+
+def test_undoing_a_receipt_then_its_refund_gives_nothing_back(shop):
+    """The receipt's undo spared what the refund took (the two netted to nothing);
+    the refund's undo then gave those points back, from a receipt that is gone.
+    The other order already left nothing."""
+    t1 = shop.rows("T1,2026-01-01,30.00,")
+    u1 = shop.rows("U1,2026-01-10,-10.00,T1")
+    shop.run("2026-01-31")
+    shop.undo(t1, "2026-02-01")
+    shop.undo(u1, "2026-02-02")
+    assert shop.balance() == 0
+    shop.rows("T1,2026-01-01,30.00,")  # and the receipt again: as a fresh shop
+    shop.run("2026-02-28")
+    assert shop.balance() == 30

@@ -615,6 +615,27 @@ def _refunds_took(
     return out
 
 
+def _took_from_gone(
+    conn: sqlite3.Connection, customer: str, refund: str, reversing: set[str]
+) -> int:
+    """Points refund `refund` took back from receipts with no live line left that
+    this undo does not reverse (undone before)."""
+    entries = conn.execute(
+        "SELECT kind, points, note FROM ledger WHERE customer_id = ? AND source_type = "
+        "'purchase' AND source_id = ? ORDER BY entry_id",
+        (customer, refund),
+    ).fetchall()
+    originals = {refunded_receipt(note) for kind, _, note in entries if kind == "clawback"}
+    took = 0
+    for original in sorted(o for o in originals if o is not None and o not in reversing):
+        live = conn.execute(
+            "SELECT 1 FROM purchases WHERE transaction_id = ? AND undone = 0 LIMIT 1", (original,)
+        ).fetchone()
+        if live is None:
+            took += refund_took(entries, original)
+    return took
+
+
 def reverse_sources(
     conn: sqlite3.Connection,
     source_type: str,
@@ -670,6 +691,7 @@ def reverse_sources(
         else {}
     )
     left: dict[tuple[str, str], int] = {}
+    gone: dict[tuple[str, str], int] = {}
     kept_rows = []
     for cid, sid, net, value, lot, version, partner, expired in rows:
         key = (cid, sid)
@@ -679,6 +701,14 @@ def reverse_sources(
         shared = min(max(left[key], 0), max(net - own, 0))
         left[key] -= shared
         kept = net - min(max(own + shared, 0), max(net, 0))
+        if kept < 0 and source_type == "purchase":
+            # A refund's claw-back of a receipt undone before (not in this undo): the
+            # receipt's undo spared it, so the two netted to nothing; giving it back
+            # now would pay points of a receipt that is gone.
+            if key not in gone:
+                gone[key] = _took_from_gone(conn, cid, sid, set(source_ids))
+            spare = min(gone[key], -kept)
+            kept, gone[key] = kept + spare, gone[key] - spare
         if kept != 0:
             kept_rows.append((cid, sid, kept, share(value, kept, net), lot, version, partner))
     new = [
