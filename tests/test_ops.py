@@ -743,14 +743,19 @@ def test_check_and_backup_refuse_a_zero_byte_database(runner, tmp_path):
 
     empty = tmp_path / "zero.db"
     empty.write_bytes(b"")
+    (tmp_path / "p.csv").write_text("transaction_id,customer_id,date,amount\nT1,C1,2026-01-01,1\n")
     # The cron commands, and every command that reads or changes a shop: one look-up
     # at the counter wrote a fresh schema into it, and `check` then said ok.
     for args in (
         ["check"], ["backup", str(tmp_path / "copy.db")], ["customer", "show", "C1"],
         ["customer", "list"], ["report", "kpi"], ["export", "ledger"], ["run"],
         ["redeem", "C1", "coffee"], ["import", "list"],
+        ["import", "purchases", str(tmp_path / "p.csv")],
+        ["program", "diff", "programs/boutique.yaml"],
     ):  # fmt: skip
         result = runner.invoke(app, ["--db", str(empty), *args])
         assert result.exit_code == 1, args
         assert "the file is empty, not a shop's database" in result.stderr
     assert empty.read_bytes() == b""  # nothing written into it
+    # What sets a shop up may write it there (an explicit choice of that file).
+    assert runner.invoke(app, ["--db", str(empty), "init"]).exit_code == 0

@@ -123,10 +123,14 @@ def warn_if_ahead(day: dt.date) -> None:
         )
 
 
-def get_conn(ctx: typer.Context, *, existing: bool = False) -> sqlite3.Connection:
+def get_conn(
+    ctx: typer.Context, *, existing: bool = False, setup: bool = False
+) -> sqlite3.Connection:
     """The connection for this invocation, opened once on first use. `existing`: the
     file must be there already (the cron commands: a mistyped --db is an error, not
-    a new, empty shop to check, back up or import into)."""
+    a new, empty shop to check, back up or import into). A zero-byte file (a failed
+    restore) is refused unless the command sets a shop up (`setup`: init, demo,
+    program apply), which may as well write it there."""
     root = ctx.find_root()
     state: dict[str, Any] = root.obj
     if existing and not db_exists(ctx):
@@ -134,7 +138,7 @@ def get_conn(ctx: typer.Context, *, existing: bool = False) -> sqlite3.Connectio
             f"{db_file(ctx)}: no such database (create one with `loyalty init`, or check "
             "--db and LOYALTY_DB)"
         )
-    if existing and state.get("conn") is None and _empty_file(ctx):
+    if not setup and state.get("conn") is None and _empty_file(ctx):
         # A failed restore (`cp` of nothing) leaves a zero-byte file: checking, backing
         # up or reading it would write a fresh schema into it and call it ok.
         raise NotFoundError(
@@ -157,7 +161,7 @@ def shop_conn(ctx: typer.Context) -> sqlite3.Connection:
             f"no program applied yet: there is no database at {db_file(ctx)}; run `loyalty "
             "program apply FILE` first, or check --db and LOYALTY_DB"
         )
-    return get_conn(ctx, existing=True)
+    return get_conn(ctx, existing=True)  # a zero-byte file is refused there too
 
 
 def db_exists(ctx: typer.Context) -> bool:

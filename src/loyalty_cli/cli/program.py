@@ -85,7 +85,7 @@ def apply(
     from loyalty_cli import programs_store
 
     when = parse_date(effective)
-    conn = get_conn(ctx)
+    conn = get_conn(ctx, setup=True)
     if not yes and sys.stdin.isatty() and not _kept(conn, file, when):
         changes = _changes(conn, file)
         if changes is not None:

@@ -23,7 +23,7 @@ def init(ctx: typer.Context) -> None:
     """
     from loyalty_cli.db import program_version_count
 
-    applied = program_version_count(get_conn(ctx))
+    applied = program_version_count(get_conn(ctx, setup=True))
     if applied:
         # A live shop: the usual next step would add the sample program as a new version.
         typer.echo(
@@ -52,7 +52,7 @@ def demo(ctx: typer.Context) -> None:
     from loyalty_cli.reports import summary
 
     out = render.console()
-    conn = get_conn(ctx)
+    conn = get_conn(ctx, setup=True)
     path = Path(db_file(ctx))
     coalition_path = path.with_name(f"{path.stem}-coalition{path.suffix or '.db'}")
     # Both files are checked before either is written: a used coalition file
