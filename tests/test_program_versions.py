@@ -252,7 +252,10 @@ def test_a_version_applied_with_yaml_1_1_numbers_still_loads(conn, write):
     apply_program(conn, write("a.yaml", A))
     conn.execute(
         "UPDATE program_versions SET yaml = yaml || ?",
-        ("pending_days: 0b1110\nexpiry: {policy: fixed, months: 1:00}\n",),
+        (
+            "pending_days: 0b1110\nexpiry: {policy: fixed, months: 1:00}\n"
+            "tiers: {retain_days: +0x1_0, levels: [{id: b, min: 0}]}\n",
+        ),  # fmt: skip
     )
     from loyalty_cli.programs_store import _PARSED
 
@@ -260,3 +263,4 @@ def test_a_version_applied_with_yaml_1_1_numbers_still_loads(conn, write):
     [version] = list_versions(conn)
     assert version.program.pending_days == 14
     assert version.program.expiry.months == 60
+    assert version.program.tiers.retain_days == 16

@@ -337,7 +337,7 @@ def test_a_corrected_file_after_an_undo_counts_its_receipts_as_new(cli, write):
     counted as new. Only a receipt counted for the same member before keeps to the
     vouchers it had."""
     head = "transaction_id,customer_id,date,amount,category\n"
-    rows = "P1,{c},2026-01-01,3.00,coffee\nP2,{c},2026-01-02,3.00,coffee\nP3,{c},2026-01-03,3.00,coffee\n"
+    rows = "".join(f"P{i},{{c}},2026-01-0{i},3.00,coffee\n" for i in (1, 2, 3))
     assert cli("program", "apply", write("p.yaml", PROGRAM), "--effective", "2026-01-01"
                ).exit_code == 0  # fmt: skip
     assert cli("import", "purchases", write("anon.csv", head + rows.format(c=""))).exit_code == 0

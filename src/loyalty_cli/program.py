@@ -159,13 +159,14 @@ _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 class _StoredLoader(_Loader):
     """For versions applied before the loader read YAML 1.2 integers: the YAML 1.1
-    forms no longer read as numbers (0b1110, base 60 as in 1:30) still do, so an
-    applied version never stops loading. (A leading zero now means decimal.)"""
+    forms no longer read as numbers (0b1110, base 60 as in 1:30, a signed or `_`
+    hex such as +0x1_0) still do, so an applied version never stops loading. (A
+    leading zero now means decimal.)"""
 
 
 _StoredLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$"),
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$"),
     list("-+0123456789"),
 )
 
