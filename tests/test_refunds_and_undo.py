@@ -257,3 +257,47 @@ def test_undoing_a_receipt_then_its_refund_gives_nothing_back(shop):
     shop.rows("T1,2026-01-01,30.00,")  # and the receipt again: as a fresh shop
     shop.run("2026-02-28")
     assert shop.balance() == 30
+
+
+def test_a_refund_undone_before_its_receipt_imported_again_is_scored_gives_nothing_back(shop):
+    """T1 undone, imported again, then its refund undone before any run: T1 is not
+    scored again yet (it will be, in full: the refund is gone), so the refund's
+    undo gave back what it took of the first T1 too: 40 for a 30.00 receipt."""
+    t1 = shop.rows("T1,2026-01-05,30.00,")
+    u1 = shop.rows("U1,2026-01-06,-10.00,T1")
+    shop.run("2026-01-31")
+    shop.undo(t1, "2026-02-01")
+    shop.rows("T1,2026-01-05,30.00,")
+    shop.undo(u1, "2026-02-02")
+    shop.run("2026-02-28")
+    assert shop.balance() == 30
+
+
+def test_undoing_a_refund_of_two_partners_receipts_withholds_the_gone_ones_part(conn, tmp_path):
+    """U1 took 10 of T1 (cafe) and 20 of T2 (bakery); T1 is undone first. Undoing U1
+    gives the bakery its 20 back and the cafe nothing (the withheld part came off
+    whichever partner sorted first)."""
+    program = PROGRAM + (
+        "partners:\n  - {id: zcafe, name: Cafe, stores: [S1]}\n"
+        "  - {id: abakery, name: Bakery, stores: [B1]}\n"
+    )
+    (tmp_path / "p.yaml").write_text(program)
+    apply_program(conn, tmp_path / "p.yaml")
+    head = "transaction_id,line_no,customer_id,date,amount,store,refund_of\n"
+    files = [
+        "T1,1,C1,2026-01-05,30.00,S1,\n",
+        "T2,1,C1,2026-01-05,40.00,B1,\n",
+        "U1,1,C1,2026-01-10,-10.00,S1,T1\nU1,2,C1,2026-01-10,-20.00,B1,T2\n",
+    ]
+    ids = []
+    for n, body in enumerate(files):
+        path = tmp_path / f"f{n}.csv"
+        path.write_text(head + body)
+        ids.append(import_files(conn, "purchases", [path])[0].import_id)
+    run(conn, dt.date(2026, 1, 31))
+    undo_import(conn, ids[0], dt.date(2026, 2, 1))
+    undo_import(conn, ids[2], dt.date(2026, 2, 2))
+    by_partner = dict(
+        conn.execute("SELECT partner, SUM(points) FROM ledger GROUP BY partner").fetchall()
+    )
+    assert by_partner == {"abakery": 40, "zcafe": 0}

@@ -617,22 +617,26 @@ def _refunds_took(
 
 def _took_from_gone(
     conn: sqlite3.Connection, customer: str, refund: str, reversing: set[str]
-) -> int:
-    """Points refund `refund` took back from receipts with no live line left that
-    this undo does not reverse (undone before)."""
+) -> dict[str | None, int]:
+    """Points refund `refund` took back, per partner, from receipts that this undo
+    does not reverse and that no run has scored since they were undone (none, or
+    not yet, imported again: scored again, a receipt counts the refund anew)."""
     entries = conn.execute(
-        "SELECT kind, points, note FROM ledger WHERE customer_id = ? AND source_type = "
-        "'purchase' AND source_id = ? ORDER BY entry_id",
+        "SELECT kind, points, note, partner FROM ledger WHERE customer_id = ? AND "
+        "source_type = 'purchase' AND source_id = ? ORDER BY entry_id",
         (customer, refund),
     ).fetchall()
-    originals = {refunded_receipt(note) for kind, _, note in entries if kind == "clawback"}
-    took = 0
+    originals = {refunded_receipt(e[2]) for e in entries if e[0] == "clawback"}
+    took: dict[str | None, int] = {}
     for original in sorted(o for o in originals if o is not None and o not in reversing):
-        live = conn.execute(
-            "SELECT 1 FROM purchases WHERE transaction_id = ? AND undone = 0 LIMIT 1", (original,)
+        scored = conn.execute(
+            "SELECT 1 FROM scored_receipts WHERE transaction_id = ?", (original,)
         ).fetchone()
-        if live is None:
-            took += refund_took(entries, original)
+        if scored is not None:
+            continue
+        for partner in {e[3] for e in entries}:
+            mine = [(k, p, n) for k, p, n, part in entries if part == partner or k == "reversal"]
+            took[partner] = took.get(partner, 0) + refund_took(mine, original)
     return took
 
 
@@ -691,7 +695,7 @@ def reverse_sources(
         else {}
     )
     left: dict[tuple[str, str], int] = {}
-    gone: dict[tuple[str, str], int] = {}
+    gone: dict[tuple[str, str], dict[str | None, int]] = {}
     kept_rows = []
     for cid, sid, net, value, lot, version, partner, expired in rows:
         key = (cid, sid)
@@ -704,11 +708,12 @@ def reverse_sources(
         if kept < 0 and source_type == "purchase":
             # A refund's claw-back of a receipt undone before (not in this undo): the
             # receipt's undo spared it, so the two netted to nothing; giving it back
-            # now would pay points of a receipt that is gone.
+            # now would pay points of a receipt that is gone (each partner's part).
             if key not in gone:
                 gone[key] = _took_from_gone(conn, cid, sid, set(source_ids))
-            spare = min(gone[key], -kept)
-            kept, gone[key] = kept + spare, gone[key] - spare
+            spare = min(gone[key].get(partner, 0), -kept)
+            kept = kept + spare
+            gone[key][partner] = gone[key].get(partner, 0) - spare
         if kept != 0:
             kept_rows.append((cid, sid, kept, share(value, kept, net), lot, version, partner))
     new = [
