@@ -43,3 +43,12 @@ def test_multipliers_that_add_up_to_an_overflow_are_refused(tmp_path):
     )
     fine = text.replace("10000}", "2}").replace("1000}, {id: b, multiplier: 1000}", "5}")
     assert parse_program(fine.replace("multiplier: 1000}]", "multiplier: 3}]")).program == "Big"
+
+
+def test_a_stored_version_beyond_the_multiplier_bound_still_loads():
+    """The bound came later: a version applied before it stands (its ledger does)."""
+    text = (
+        "program: Big\ncurrency: EUR\nearn: {per_currency_unit: 10000}\n"
+        "rules: [{id: a, multiplier: 1000}]\n"
+    )
+    assert parse_program(text, "v1", stored=True).program == "Big"

@@ -852,6 +852,23 @@ def _new_version_checks(p: Program) -> list[tuple[Loc, str]]:
                     "points still pending when it comes would never expire",
                 )
             )
+    # Every multiplier at once: a receipt's points must stay far inside SQLite's
+    # integers (each bound alone allowed 10,000 x 1000 x 1000 x ... per unit).
+    worst = p.earn.per_currency_unit
+    for rule in p.rules:
+        worst *= rule.multiplier or 1
+    if p.tiers is not None:
+        worst *= max((level.multiplier for level in p.tiers.levels), default=Decimal(1))
+    worst *= max((partner.multiplier for partner in p.partners), default=Decimal(1))
+    if worst > MAX_POINTS_PER_UNIT:
+        errs.append(
+            (
+                ("earn", "per_currency_unit"),
+                f"with every rule's multiplier and the highest tier's and partner's "
+                f"applied, one {p.currency} earns {worst.normalize():f} points; at most "
+                f"{MAX_POINTS_PER_UNIT:,}",
+            )
+        )
     # The range `--effective` takes (and every date option): 1800-01-01 is a typo.
     if p.effective_from is not None and not in_range(p.effective_from):
         errs.append((("effective_from",), f"'{p.effective_from}' {OUT_OF_RANGE}"))
@@ -1010,24 +1027,6 @@ def _cross_check(p: Program) -> list[tuple[Loc, str]]:
                     "needs at least one of discount_percent, bonus_points, reward or text",
                 )
             )
-
-    # Every multiplier at once: a receipt's points must stay far inside SQLite's
-    # integers (each bound alone allowed 10,000 x 1000 x 1000 x ... per unit).
-    worst = p.earn.per_currency_unit
-    for rule in p.rules:
-        worst *= rule.multiplier or 1
-    if p.tiers is not None:
-        worst *= max((level.multiplier for level in p.tiers.levels), default=Decimal(1))
-    worst *= max((partner.multiplier for partner in p.partners), default=Decimal(1))
-    if worst > MAX_POINTS_PER_UNIT:
-        errs.append(
-            (
-                ("earn", "per_currency_unit"),
-                f"with every rule's multiplier and the highest tier's and partner's "
-                f"applied, one {p.currency} earns {worst.normalize():f} points; at most "
-                f"{MAX_POINTS_PER_UNIT:,}",
-            )
-        )
 
     # csv
     targets: dict[str, str] = {}
