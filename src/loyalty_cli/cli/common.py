@@ -155,13 +155,13 @@ def shop_conn(ctx: typer.Context) -> sqlite3.Connection:
     """The connection for a command that reads or changes a shop already set up.
     A --db that does not exist is not created (a mistyped path would leave an empty
     file behind): nothing has been applied there, which is what the command says.
-    A zero-byte file is refused as the cron commands refuse it."""
+    (get_conn refuses a zero-byte file, as for every command but the set-up ones.)"""
     if not db_exists(ctx):
         raise NoProgramError(
             f"no program applied yet: there is no database at {db_file(ctx)}; run `loyalty "
             "program apply FILE` first, or check --db and LOYALTY_DB"
         )
-    return get_conn(ctx, existing=True)  # a zero-byte file is refused there too
+    return get_conn(ctx, existing=True)
 
 
 def db_exists(ctx: typer.Context) -> bool:
