@@ -289,9 +289,10 @@ def _unscored_receipts(conn: sqlite3.Connection) -> list[Finding]:
         )
         WHERE tx NOT IN undone
         GROUP BY tx, customer_id
-        -- An entry naming no receipt in purchases is a "source" finding already.
+        -- An entry naming no receipt in purchases is a "source" finding already (the
+        -- receipt has no undone row here: undone = 0 lets the key index answer).
         HAVING SUM(posted) != SUM(scored)
-           AND EXISTS (SELECT 1 FROM purchases WHERE transaction_id = tx)
+           AND EXISTS (SELECT 1 FROM purchases WHERE transaction_id = tx AND undone = 0)
         ORDER BY customer_id, tx
         """
     )

@@ -344,7 +344,7 @@ def _import_file(
             assert import_id is not None
             result.import_id = import_id
             handler = handler_cls(ImportContext(conn, import_id, dialect, name, today))
-            handler.begin(path.stat().st_size)
+            handler.begin(before[0])  # the size, as stat'ed before reading
             with _collector_paused():
                 _read_rows(conn, handler, path, dialect, result, strict, progress)
             handler.finish()
