@@ -113,6 +113,27 @@ def test_journal_rejects_unknown_by(shop, cli):
     assert "Error: --by: must be day or month, not 'week'" in out.stderr
 
 
+@pytest.mark.parametrize(
+    "name", ["ledger", "balances", "redemptions", "offers", "rfm", "settlement"]
+)
+def test_every_export_takes_the_synopsis_by_and_is_unchanged_by_it(shop, cli, name):
+    # DESIGN's synopsis gives every export [--by day|month]; only the journal's rows
+    # are periods, the others accept it (as balances accept --from) and ignore it.
+    buy(shop, "T1", "A", "2026-01-05", 1000)
+    post(shop, "2026-01-05", "A", "earn", 10, source_type="purchase", source_id="T1")
+    args = ("export", name, "--from", "2026-01-01", "--to", "2026-01-31")
+    plain = cli(*args)
+    assert plain.exit_code == 0, plain.stderr
+    assert len(rows_of(plain.stdout)) > 1 or name in ("redemptions", "settlement")
+    for by in ("day", "month"):
+        out = cli(*args, "--by", by)
+        assert (out.exit_code, out.stdout) == (0, plain.stdout), out.stderr
+    bad = cli(*args, "--by", "week")
+    assert bad.exit_code == 2
+    assert "Error: --by: must be day or month, not 'week'" in bad.stderr
+    assert "Not used:" in cli("export", name, "--help").stdout
+
+
 def test_rfm_hand_example(shop, cli):
     buy(shop, "T1", "A", "2026-01-01", 1000)
     buy(shop, "T2", "A", "2026-01-01", 500)  # same day: one purchase day of 15.00

@@ -32,6 +32,33 @@ FromOpt = Annotated[
 ]
 
 
+def _check_by(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """--by on an export whose rows are not periods: checked as the journal checks it."""
+    if value is not None and value not in ("day", "month") and not ctx.resilient_parsing:
+        from loyalty_cli.errors import UsageError
+
+        raise UsageError(f"must be day or month, not '{value}'", field="--by")
+    return value
+
+
+def _unused_by(rows: str) -> typer.models.OptionInfo:
+    """The synopsis gives every export `--by day|month`; only the journal's rows are
+    periods. The others accept it (as balances accept --from) and say why it changes
+    nothing."""
+    return typer.Option(
+        "--by", help=f"Not used: {rows} (accepted like the journal's --by).", callback=_check_by
+    )
+
+
+ByEntryOpt = Annotated[str | None, _unused_by("one row per entry")]
+ByRedemptionOpt = Annotated[str | None, _unused_by("one row per redemption")]
+ByMemberOpt = Annotated[str | None, _unused_by("one row per member, as of --to")]
+ByPartnerOpt = Annotated[
+    str | None,
+    _unused_by("one row per partner for all of [--from, --to]; run it once per month for months"),
+]
+
+
 def _check_output(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     """Refuse an -o path that cannot be written before any query runs (exit 2, one sentence)."""
     if value is None or ctx.resilient_parsing:
@@ -97,6 +124,7 @@ def ledger(
     ctx: typer.Context,
     start: FromOpt = None,
     end: ToOpt = None,
+    by: ByEntryOpt = None,
     output: OutOpt = None,
     fmt: ExportFormatOpt = "csv",
 ) -> None:
@@ -120,6 +148,7 @@ def balances(
     ctx: typer.Context,
     start: UnusedFromOpt = None,
     end: ToOpt = None,
+    by: ByMemberOpt = None,
     output: OutOpt = None,
     fmt: ExportFormatOpt = "csv",
 ) -> None:
@@ -170,6 +199,7 @@ def settlement(
     ctx: typer.Context,
     start: FromOpt = None,
     end: ToOpt = None,
+    by: ByPartnerOpt = None,
     output: OutOpt = None,
     fmt: ExportFormatOpt = "csv",
 ) -> None:
@@ -194,6 +224,7 @@ def redemptions(
     ctx: typer.Context,
     start: FromOpt = None,
     end: ToOpt = None,
+    by: ByRedemptionOpt = None,
     output: OutOpt = None,
     fmt: ExportFormatOpt = "csv",
 ) -> None:
@@ -217,6 +248,7 @@ def offers(
     ctx: typer.Context,
     start: UnusedFromOpt = None,
     end: ToOpt = None,
+    by: ByMemberOpt = None,
     output: OutOpt = None,
     fmt: ExportFormatOpt = "csv",
 ) -> None:
@@ -239,6 +271,7 @@ def rfm(
     ctx: typer.Context,
     start: UnusedFromOpt = None,
     end: ToOpt = None,
+    by: ByMemberOpt = None,
     output: OutOpt = None,
     fmt: ExportFormatOpt = "csv",
 ) -> None:
