@@ -354,3 +354,71 @@ def test_a_corrected_file_after_an_undo_counts_its_receipts_as_new(cli, write):
     assert cli("run", "--as-of", "2026-01-06").exit_code == 0
     shown = cli("customer", "show", "C2", "--as-of", "2026-01-06", "--format", "json")
     assert json.loads(shown.stdout)["vouchers"] == []
+
+
+REFUND_HEAD = "transaction_id,customer_id,date,amount,category,refund_of\n"
+
+
+def _refund(cli, write, rows: str, day: str) -> None:
+    assert cli("import", "purchases", write(f"r{day}.csv", REFUND_HEAD + rows)).exit_code == 0
+    assert cli("run", "--as-of", day).exit_code == 0
+
+
+def _coffee_and_cake(cli, write) -> None:
+    """C1's third coffee receipt also holds a cake: its voucher is VP3-stamp."""
+    assert cli("program", "apply", write("p.yaml", PROGRAM), "--effective", "2026-01-01"
+               ).exit_code == 0  # fmt: skip
+    head = "transaction_id,line_no,customer_id,date,amount,category\n"
+    lines = "".join(f"P{i},1,C1,2026-01-0{i},3.00,coffee\n" for i in (1, 2, 3))
+    lines += "P3,2,C1,2026-01-03,4.00,cake\n"
+    assert cli("import", "purchases", write("three.csv", head + lines)).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-04").exit_code == 0
+
+
+def test_a_refund_of_only_a_line_the_card_did_not_count_leaves_the_voucher_open(cli, write):
+    _coffee_and_cake(cli, write)
+    _refund(cli, write, "X3,C1,2026-01-05,-4.00,cake,P3\n", "2026-01-05")
+    assert [v["status"] for v in _show(cli, "2026-01-05")["vouchers"]] == ["open"]
+    # The coffee returned later withdraws it.
+    _refund(cli, write, "Y3,C1,2026-01-06,-3.00,coffee,P3\n", "2026-01-06")
+    assert [v["status"] for v in _show(cli, "2026-01-06")["vouchers"]] == ["withdrawn"]
+
+
+def test_a_refund_line_without_a_category_may_be_the_counted_one_and_withdraws(cli, write):
+    _coffee_and_cake(cli, write)
+    _refund(cli, write, "X3,C1,2026-01-05,-4.00,,P3\n", "2026-01-05")
+    assert [v["status"] for v in _show(cli, "2026-01-05")["vouchers"]] == ["withdrawn"]
+
+
+def test_a_cake_refund_neither_keeps_a_used_voucher_from_coming_back_nor_blocks_a_reopen(
+    cli, write
+):
+    """The cake's refund withdrew nothing: cancelling the voucher's redemption gives it
+    back open, and undoing the coffee's refund opens the voucher beside it."""
+    _coffee_and_cake(cli, write)
+    assert cli("redeem", "C1", "stamp", "--date", "2026-01-04").exit_code == 0
+    _refund(cli, write, "X3,C1,2026-01-05,-4.00,cake,P3\n", "2026-01-05")
+    assert cli("redemption", "cancel", "R000001", "--date", "2026-01-06").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-06")["vouchers"]] == ["open"]
+    _refund(cli, write, "Y3,C1,2026-01-07,-3.00,coffee,P3\n", "2026-01-07")
+    assert [v["status"] for v in _show(cli, "2026-01-07")["vouchers"]] == ["withdrawn"]
+    undo = cli("import", "undo", "3", "--date", "2026-01-08")  # the coffee's refund
+    assert undo.exit_code == 0, undo.stderr
+    assert [v["status"] for v in _show(cli, "2026-01-08")["vouchers"]] == ["open"]
+
+
+def test_a_refund_scored_before_schema_10_still_counts_as_withdrawing(cli, write, db_file):
+    """`withdrew` NULL (a refund scored before the column existed): any scored refund
+    of the receipt withdrew its vouchers, as it did then."""
+    import sqlite3
+
+    _coffee_and_cake(cli, write)
+    assert cli("redeem", "C1", "stamp", "--date", "2026-01-04").exit_code == 0
+    _refund(cli, write, "X3,C1,2026-01-05,-4.00,cake,P3\n", "2026-01-05")
+    with sqlite3.connect(db_file) as raw:
+        stored = raw.execute("SELECT withdrew FROM scored_receipts WHERE transaction_id = 'X3'")
+        assert stored.fetchone() == ("[]",)
+        raw.execute("UPDATE scored_receipts SET withdrew = NULL WHERE transaction_id = 'X3'")
+    raw.close()
+    assert cli("redemption", "cancel", "R000001", "--date", "2026-01-06").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-06")["vouchers"]] == ["withdrawn"]

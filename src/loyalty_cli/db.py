@@ -336,6 +336,15 @@ ALTER TABLE rescore_receipts ADD COLUMN customer_id TEXT;
 ALTER TABLE rescore_receipts ADD COLUMN punches TEXT;
 """
 
+# The punch-card vouchers a scored refund withdrew, as a JSON array of voucher ids
+# (`[]`: none): a refund withdraws a card's voucher only when it returns a line of
+# the kind the card counts (engine/run.py _Customer._withdraw_vouchers). NULL (sales,
+# and refunds scored before version 10): any scored refund of a receipt counts as
+# having withdrawn its vouchers, as it did then (rewards/vouchers.REFUND_SCORED).
+REFUND_WITHDREW_V10 = """
+ALTER TABLE scored_receipts ADD COLUMN withdrew TEXT;
+"""
+
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
@@ -347,6 +356,7 @@ MIGRATIONS: list[str] = [
     REFUND_TAX_SIGN_V7,
     UNDONE_AFTER_V8,
     RESCORE_PUNCHES_V9,
+    REFUND_WITHDREW_V10,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import json
 import operator
 import queue
 import sqlite3
@@ -95,6 +96,7 @@ class Scored(NamedTuple):
     tier: str | None
     version: int | None
     punches: str | None
+    withdrew: str | None  # a refund's: the vouchers it withdrew (JSON; see db.py v10)
 
 
 @dataclass(slots=True)
@@ -584,7 +586,7 @@ class _Engine:
         # set (History sorts them) and their entries are put in id order by _build.
         scored = conn.execute(
             "SELECT s.transaction_id, s.customer_id, s.date, s.amount, s.tax, s.lines, s.points, "
-            f"s.tier, s.version, s.punches FROM {scope} b CROSS "
+            f"s.tier, s.version, s.punches, s.withdrew FROM {scope} b CROSS "
             "JOIN scored_receipts s ON s.customer_id = b.customer_id"
         ).fetchall()
         entries = conn.execute(
@@ -959,8 +961,8 @@ def _write(
     ledger.insert_values(conn, entries)
     conn.executemany(
         "INSERT OR REPLACE INTO scored_receipts (transaction_id, customer_id, date, amount, "
-        "tax, lines, points, tier, version, punches, run_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "tax, lines, points, tier, version, punches, withdrew, run_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         scored,
     )
     conn.executemany("INSERT OR REPLACE INTO tier_history VALUES (?, ?, ?)", tiers)
@@ -1348,8 +1350,11 @@ class _Customer:
         level = tiermod.level_for_receipt(program, self.history, q)
         tier = level.id if level is not None else None
         if receipt.amount < 0:  # a refund
-            q.points = -sum(self._refund(part, version, level) for part in _by_original(receipt))
-            self._remember(receipt, q.points, tier, version.version, None)
+            withdrew: list[str] = []
+            q.points = -sum(
+                self._refund(part, version, level, withdrew) for part in _by_original(receipt)
+            )
+            self._remember(receipt, q.points, tier, version.version, None, json.dumps(withdrew))
             self.history.add(q)
             return
         score = score_receipt(program, receipt, tier, tiermod.multiplier(level))
@@ -1443,6 +1448,7 @@ class _Customer:
         tier: str | None,
         version: int | None,
         punches: str | None,
+        withdrew: str | None = None,
     ) -> None:
         s = Scored(
             receipt.transaction_id,
@@ -1455,6 +1461,7 @@ class _Customer:
             tier,
             version,
             punches,
+            withdrew,
         )
         self.scored[receipt.transaction_id] = s
         if self.first_fact is None or receipt.date < self.first_fact:
@@ -1471,6 +1478,7 @@ class _Customer:
                 s.tier,
                 s.version,
                 s.punches,
+                s.withdrew,
                 self.e.run_id,
             )
         )
@@ -1515,7 +1523,7 @@ class _Customer:
                 )
             points = score.total
             punches = self._punch(receipt, program, old.tier, old.punches)
-        self._remember(receipt, points, old.tier, old.version, punches)
+        self._remember(receipt, points, old.tier, old.version, punches, old.withdrew)
         for q in self.history.items:
             if q.transaction_id == receipt.transaction_id:
                 q.amount, q.points = receipt.amount, points
@@ -1551,7 +1559,12 @@ class _Customer:
         return sorted(lots, key=lambda e: (e.kind != "earn", e.entry_id))
 
     # ---- refunds
-    def _refund(self, receipt: Receipt, version: ProgramVersion, level: Any) -> int:
+    def _refund(
+        self, receipt: Receipt, version: ProgramVersion, level: Any, withdrew: list[str]
+    ) -> int:
+        """Post the claw-back of a refund (one original's part of it) and withdraw the
+        vouchers it returns a counted line of (their ids added to `withdrew`); the
+        points taken back."""
         program = version.program
         original = self.scored.get(receipt.refund_of or "")
         lot_id = None
@@ -1585,7 +1598,7 @@ class _Customer:
             if lots:
                 lot_id = lots[0].entry_id
                 partner = lots[0].partner
-            self._withdraw_vouchers(original, receipt.date)
+            withdrew += self._withdraw_vouchers(original, receipt, oprog)
         elif original is not None and original.amount >= 0:
             # The original is dated before the first program version: it earned
             # nothing, so there is nothing to take back.
@@ -1712,11 +1725,20 @@ class _Customer:
                 )
         return ",".join(punched) or None
 
-    def _withdraw_vouchers(self, original: Scored, on: dt.date) -> None:
+    def _withdraw_vouchers(self, original: Scored, refund: Receipt, program: Program) -> list[str]:
+        """Withdraw the vouchers of the cards `original` counted on (under `program`,
+        the version that scored it) that `refund` returns a counted line of: the shoes
+        of a receipt with a coffee leave the coffee card's voucher alone. A refund line
+        that does not say its category (or sku) may be the counted one, so it counts as
+        one. The ids of the vouchers withdrawn (an open one only is closed: _write)."""
+        cards = {r.id: r.punch_card for r in program.rewards if r.punch_card is not None}
+        withdrawn = []
         for rid in (original.punches or "").split(","):
-            if rid:
+            if rid and _returns_counted_line(refund, program, cards.get(rid)):
                 vid = f"V{original.transaction_id}-{rid}"
-                self.out.withdrawn.append((on.isoformat(), vid))
+                self.out.withdrawn.append((refund.date.isoformat(), vid))
+                withdrawn.append(vid)
+        return withdrawn
 
     # ---- events and birthdays
     def _event(self, event_id: str, etype: str, date: dt.date) -> None:
@@ -1850,6 +1872,23 @@ class _Sale(NamedTuple):
 
     date: dt.date
     amount: int
+
+
+def _returns_counted_line(refund: Receipt, program: Program, card: Any) -> bool:
+    """Whether a line of `refund` may be one the punch card counted: any line when the
+    card looks at no category or sku (or is no longer known), else one whose category
+    and sku each match the card or are not given."""
+    if card is None:
+        return True
+    when = when_plan(program, card.when)
+    if not when.lines:
+        return True
+    cats, skus = when.categories, when.skus
+    return any(
+        (cats is None or line.category is None or line.category in cats)
+        and (skus is None or line.sku is None or line.sku in skus)
+        for line in refund.lines
+    )
 
 
 def _named(refund: Receipt) -> list[str]:

@@ -74,10 +74,13 @@ def oldest_open_voucher(
     return row[0] if row else None
 
 
-# A live refund of the voucher's receipt (v.transaction_id) that a run has scored:
-# it withdrew the voucher if it was open then (engine/run.py).
+# A live refund of the voucher's receipt (v.transaction_id) that a run has scored
+# as withdrawing the voucher (it returned a line of the kind the card counts; one
+# scored before schema version 10, `withdrew` NULL, any refund): it withdrew the
+# voucher if it was open then (engine/run.py).
 REFUND_SCORED = (
     "EXISTS (SELECT 1 FROM purchases p WHERE p.refund_of = v.transaction_id "
     "AND p.undone = 0 AND EXISTS (SELECT 1 FROM scored_receipts r "
-    "WHERE r.transaction_id = p.transaction_id))"
+    "WHERE r.transaction_id = p.transaction_id AND (r.withdrew IS NULL OR EXISTS "
+    "(SELECT 1 FROM json_each(r.withdrew) w WHERE w.value = v.voucher_id))))"
 )
