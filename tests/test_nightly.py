@@ -263,6 +263,18 @@ def test_till_redemptions_spend_what_tonights_purchases_earned(cli, tmp_path, in
     assert result.stdout.splitlines()[-1].startswith("run as of 2026-11-23: ")
 
 
+def test_the_nights_customers_are_counted_once_however_many_runs_work_on_them(cli, tmp_path, inbox):
+    """The run before the till file and the night's last run both work on K1."""
+    _with_reward(cli, tmp_path)
+    put(inbox, "2026-11-21.csv", HEADER + "T1,K1,2026-11-21,200.00\nT2,K1,2026-11-23,5.00\n")
+    _till(inbox, "2026-11-22", "R1,K1,r100,2026-11-22")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    run = json.loads(result.stdout)["run"]
+    assert (run["customers"], run["receipts"]) == (1, 2)
+    assert "_customer_ids" not in run
+
+
 def test_a_redemption_on_the_last_day_of_its_points_is_not_beaten_by_their_expiry(
     cli, tmp_path, inbox, db_file
 ):

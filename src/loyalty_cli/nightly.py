@@ -281,7 +281,7 @@ def _nightly(
             (imported,) = import_files(conn, kind, [path], progress=progress, today=as_of)
         except LoyaltyError as exc:
             result.error = _stopped(exc, path, result, early_run)
-            result.run = early_run
+            result.run = _shown(early_run)
             return result
         outcome = FileOutcome(
             path.name,
@@ -314,7 +314,7 @@ def _nightly(
             outcome.moved_to = str(move_no_clobber(path, done, name))
         except OSError as exc:
             result.files.append(outcome)
-            result.run = early_run
+            result.run = _shown(early_run)
             result.error = NightlyError(
                 f"{path.name} is imported (import {outcome.import_id}) but could not be moved "
                 f"to {done}: {exc.strerror or exc}; nightly stopped, the run was not started "
@@ -323,7 +323,7 @@ def _nightly(
             return result
         result.files.append(outcome)
     try:
-        result.run = _merged(early_run, _run_engine(conn, as_of, progress))
+        result.run = _shown(_merged(early_run, _run_engine(conn, as_of, progress)))
     except (LoyaltyError, ImportError) as exc:
         result.error = _run_failed(exc, as_of)
     return result
@@ -372,14 +372,26 @@ def _run_failed(exc: BaseException, as_of: dt.date) -> NightlyError:
     )
 
 
+_IDS = "_customer_ids"
+
+
+def _shown(run: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A summary as reported: without the customer ids _merged counts with."""
+    return None if run is None else {k: v for k, v in run.items() if k != _IDS}
+
+
 def _merged(early: dict[str, Any] | None, late: dict[str, Any]) -> dict[str, Any]:
     """The night's runs (before till redemptions and after) as one summary: counts
-    added, the later run's id."""
+    added (customers once each, however many runs worked on them), the later run's id."""
     if early is None:
         return late
     out = dict(late)
+    ids = early.get(_IDS, set()) | late.get(_IDS, set())
+    out[_IDS] = ids
     for key, value in early.items():
-        if isinstance(value, int) and key != "run_id":
+        if key == "customers":
+            out[key] = len(ids)
+        elif isinstance(value, int) and key != "run_id":
             out[key] = value + late.get(key, 0)
         elif isinstance(value, dict):
             merged = dict(late.get(key, {}))
@@ -421,11 +433,12 @@ def _stopped(
 
 
 def _run_engine(conn: sqlite3.Connection, as_of: dt.date, progress: bool) -> dict[str, Any]:
+    """The run's summary, with the ids of its customers under `_customer_ids` (for
+    _merged; dropped from what is shown)."""
     from loyalty_cli.engine.run import run
 
     outcome = run(conn, as_of, progress=progress)
-    to_dict = getattr(outcome, "to_dict", None) or getattr(outcome, "as_json", None)
-    return to_dict() if callable(to_dict) else {"as_of": as_of.isoformat()}
+    return {**outcome.to_dict(), _IDS: outcome.customer_ids}
 
 
 def _write_rejects(conn: sqlite3.Connection, import_id: int, stem: str, done: Path) -> Path:
