@@ -294,6 +294,35 @@ def test_a_cancellation_while_the_customer_owes_points_pays_the_debt_first(cli, 
     assert cli("check").exit_code == 0
 
 
+@pytest.mark.parametrize("policy", ["fixed", "inactivity"])
+def test_points_back_in_a_dead_lot_expire_and_pay_no_debt_even_one_dated_later(
+    cli, write, conn, policy
+):
+    """The 40 points left of the lot expire on 04-10; a debt of 15 is posted, dated
+    05-20; then the redemption is cancelled, dated 05-01. Its 60 points come back
+    into the dead lot and expire at once: the customer ends at -15. Before, they
+    paid the later debt (ending at -5 with nothing expired), reviving expired points,
+    and the journal showed 60 outstanding from 05-01 to 05-19."""
+    months = (
+        "{policy: fixed, months: 3}" if policy == "fixed" else "{policy: inactivity, months: 3}"
+    )
+    _shop(cli, write, months, "transaction_id,customer_id,date,amount\nT1,C1,2026-01-10,100.00\n")
+    assert cli("run", "--as-of", "2026-02-01").exit_code == 0
+    assert cli("redeem", "C1", "r60", "--date", "2026-02-01").exit_code == 0
+    assert cli("run", "--as-of", "2026-06-01").exit_code == 0  # the 40 left expire on 04-10
+    adjust = cli("adjust", "C1", "-15", "--date", "2026-05-20", "--reason", "fix",
+                 "--allow-negative")  # fmt: skip
+    assert adjust.exit_code == 0, adjust.stderr
+    out = json.loads(cli("redemption", "cancel", "R000001", "--date", "2026-05-01",
+                         "--format", "json").stdout)  # fmt: skip
+    assert (out["points_returned"], out["points_expired"]) == (60, 60)
+    assert cli("run", "--as-of", "2026-06-01").exit_code == 0
+    assert _points(cli, "2026-06-01")["points"]["available"] == -15
+    journal = cli("export", "journal", "--from", "2026-05-01", "--to", "2026-05-19", "--by", "day")
+    assert {row.split(",")[8] for row in journal.stdout.splitlines()[1:]} == {"0"}
+    assert cli("check").exit_code == 0
+
+
 def test_a_cancellation_after_an_inactivity_expiry_expires_the_points_at_once(cli, write, conn):
     """Had the redemption not been made, the inactivity expiry would have taken its
     points too. Before, they came back for good: no purchase would ever start

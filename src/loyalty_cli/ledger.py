@@ -140,6 +140,12 @@ class LotState:
     # lot entry_id -> points `expire` entries took from it (aimed or, for an
     # inactivity expiry, oldest first): what an undo must not reverse again.
     expired_from: dict[int, int] = field(default_factory=dict)
+    # The date of the latest inactivity expiry replayed: it took every point of the
+    # lots available by then, so points given back to one of them are dead.
+    inactive_on: dt.date | None = None
+    # [date, points] of each part of `debt` still owed, oldest first (a restored
+    # state has none: its debt is undated).
+    debts: list[list[Any]] = field(default_factory=list)
 
     def available(self, on: dt.date) -> int:
         return sum(lot.remaining for lot in self.lots.values() if lot.usable_on(on)) - self.debt
@@ -230,12 +236,16 @@ def _apply(state: LotState, entry: Entry | Row) -> None:
             need = _take(lot, need, taken)
             if not need:
                 break
-    state.debt += need
+    if need:
+        state.debt += need
+        state.debts.append([entry.date, need])
     if entry.kind == "redeem" and entry.source_id is not None:
         state.taken[entry.source_id] = taken
     elif entry.kind == "expire":
         for lot_id, amount in taken.items():
             state.expired_from[lot_id] = state.expired_from.get(lot_id, 0) + amount
+        if entry.lot_id is None and (state.inactive_on is None or entry.date > state.inactive_on):
+            state.inactive_on = entry.date
 
 
 def _take(lot: Lot, need: int, taken: dict[int, int]) -> int:
@@ -284,13 +294,20 @@ def _give_back(state: LotState, entry: Entry | Row) -> None:
     """A cancelled redemption's points go back to the lots it took them from. What
     the customer owes (a claw-back since) is paid from them first, oldest lot first,
     as a new lot would pay it: otherwise the lot would hold points the balance does
-    not have, and its expiry would take them a second time."""
+    not have, and its expiry would take them a second time. Points that come back
+    into a lot already dead on the cancellation's date (past its expiry date, or
+    emptied by an inactivity expiry) pay only what was owed by that date (an
+    expiry's own claim on the lot, say): the cancellation expires the rest at once
+    (rewards/redeem._expire_returned), so a debt dated later is not paid with
+    expired points."""
     taken = state.taken.pop(entry.source_id or "", {})
     left = entry.points
     for lot_id, amount in taken.items():
         back = min(amount, left)
         left -= back
-        state.lots[lot_id].remaining += back - _pay_debt(state, back)
+        lot = state.lots[lot_id]
+        until = entry.date if _dead(state, lot, entry.date) else None
+        lot.remaining += back - _pay_debt(state, back, until)
     if left > 0:
         # Nothing recorded to give back to (should not happen): a fresh lot.
         left -= _pay_debt(state, left)
@@ -299,10 +316,38 @@ def _give_back(state: LotState, entry: Entry | Row) -> None:
         )
 
 
-def _pay_debt(state: LotState, points: int) -> int:
-    """Pay what the customer owes from `points`; how much was paid."""
-    paid = min(state.debt, points)
+def _dead(state: LotState, lot: Lot, on: dt.date) -> bool:
+    """Whether `lot` can pay nothing on `on`: its fixed expiry date has come, or an
+    inactivity expiry took the points of the lots available by its date (as
+    rewards/redeem._expire_returned judges the points a cancellation gives back)."""
+    if lot.expires_on is not None and lot.expires_on <= on:
+        return True
+    return state.inactive_on is not None and lot.available_on <= state.inactive_on
+
+
+def _pay_debt(state: LotState, points: int, until: dt.date | None = None) -> int:
+    """Pay what the customer owes from `points` (only what was owed by `until`, when
+    given), the oldest debt first; how much was paid."""
+    if not state.debt:
+        return 0
+    debts = state.debts
+    undated = state.debt - sum(owed for _, owed in debts)
+    payable = state.debt
+    if until is not None:
+        payable -= sum(owed for day, owed in debts if day > until)
+    paid = min(payable, points)
+    if paid <= 0:
+        return 0
     state.debt -= paid
+    left = paid - min(undated, paid)
+    for part in debts:
+        if not left:
+            break
+        if until is None or part[0] <= until:
+            take = min(part[1], left)
+            part[1] -= take
+            left -= take
+    state.debts = [part for part in debts if part[1] > 0]
     return paid
 
 
