@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine_helpers import buy, entries, go, points, program
+from loyalty_cli import db
 from loyalty_cli.engine.statement import customer_statement
 from loyalty_cli.importing import import_files, undo_import
+from loyalty_cli.ops import check_database
 
 
 def test_clawback_proportional(conn, tmp_path):
@@ -304,3 +310,66 @@ def test_a_refund_naming_two_receipts_one_of_the_same_day_comes_after_both(conn,
     claws = "SELECT points, note FROM ledger WHERE kind = 'clawback' ORDER BY entry_id"
     assert [tuple(r) for r in conn.execute(claws)] == [(-13, "refund of T1"), (-20, "refund of Z2")]
     assert points(conn, "C1") == 27
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_late_line_of_a_refund_takes_back_what_the_whole_refund_takes(conn, tmp_path, late):
+    """A refund whose second line arrives a night later takes back, in all, what the
+    refund read at once takes (rounded once); the late line took nothing before."""
+    program(conn, tmp_path, "rules:\n  - {id: thanks, bonus: 10}\n")
+    buy(conn, "T1", "C1", "2026-03-01", 9900)  # 99 + 10
+    buy(conn, "R1", "C1", "2026-03-02", -1450, refund_of="T1")
+    buy(conn, "X1", "C1", "2026-03-02", -1450)  # names no receipt: the base rate
+    if late:
+        go(conn, "2026-03-02")
+    buy(conn, "R1", "C1", "2026-03-02", -1450, refund_of="T1")
+    buy(conn, "X1", "C1", "2026-03-02", -1450)
+    go(conn, "2026-03-03")
+    by_refund = "SELECT source_id, SUM(points) FROM ledger WHERE kind = 'clawback' GROUP BY 1"
+    # 109 x 29.00 / 99.00 = 31.9 -> 31 (15 + 15 line by line); 29.00 at 1 = 29 (14 + 14)
+    assert dict(conn.execute(by_refund).fetchall()) == {"R1": -31, "X1": -29}
+    scored = "SELECT transaction_id, points FROM scored_receipts WHERE amount < 0 ORDER BY 1"
+    assert [tuple(r) for r in conn.execute(scored)] == [("R1", -31), ("X1", -29)]
+    assert points(conn, "C1") == 109 - 31 - 29
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rounding=st.sampled_from(["floor", "ceil", "round_half_up"]),
+    pending=st.sampled_from(["", "pending_days: 5\n"]),
+    sales=st.lists(st.integers(100, 20000), min_size=1, max_size=3),
+    refunds=st.lists(
+        st.tuples(st.integers(0, 2), st.lists(st.integers(1, 8000), min_size=2, max_size=4),
+                  st.integers(1, 3), st.booleans()),
+        min_size=1, max_size=3,
+    ),  # (sale it names, line amounts, lines read the first night, names it at all)
+)  # fmt: skip
+def test_refund_lines_arriving_over_two_nights_take_back_what_one_import_does(
+    rounding, pending, sales, refunds
+):
+    text = "rules:\n  - {id: thanks, bonus: 7}\n" + pending
+    taken = []
+    for late in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            conn = db.connect(Path(tmp) / "shop.db")
+            program(conn, Path(tmp), text, earn=f"{{per_currency_unit: 1, rounding: {rounding}}}")
+            for n, amount in enumerate(sales):
+                buy(conn, f"T{n}", "C1", f"2026-03-0{n + 1}", amount)
+            for n, (sale, lines, first, names) in enumerate(refunds):
+                of = f"T{min(sale, len(sales) - 1)}" if names else None
+                buy(conn, f"R{n}", "C1", "2026-03-05", *[-a for a in lines[:first]], refund_of=of)
+            if late:
+                go(conn, "2026-03-05")
+            for n, (sale, lines, first, names) in enumerate(refunds):
+                of = f"T{min(sale, len(sales) - 1)}" if names else None
+                if lines[first:]:
+                    buy(conn, f"R{n}", "C1", "2026-03-05", *[-a for a in lines[first:]],
+                        refund_of=of)  # fmt: skip
+            go(conn, "2026-03-06")
+            # In all (a refund scored before another's late line may take the share
+            # the other would have taken at once: the split may differ, not the sum).
+            clawed = "SELECT SUM(points) FROM ledger WHERE kind = 'clawback'"
+            taken.append((conn.execute(clawed).fetchone()[0], points(conn, "C1")))
+            assert check_database(conn) == []
+            conn.close()
+    assert taken[0] == taken[1]

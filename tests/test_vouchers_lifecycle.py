@@ -422,3 +422,37 @@ def test_a_refund_scored_before_schema_10_still_counts_as_withdrawing(cli, write
     raw.close()
     assert cli("redemption", "cancel", "R000001", "--date", "2026-01-06").exit_code == 0
     assert [v["status"] for v in _show(cli, "2026-01-06")["vouchers"]] == ["withdrawn"]
+
+
+def test_a_late_coffee_line_of_a_cake_refund_withdraws_the_voucher(cli, write):
+    _coffee_and_cake(cli, write)
+    head = "transaction_id,line_no,customer_id,date,amount,category,refund_of\n"
+    late = [("X3,1,C1,2026-01-05,-4.00,cake,P3", "2026-01-05"),
+            ("X3,2,C1,2026-01-05,-3.00,coffee,P3", "2026-01-06")]  # fmt: skip
+    for row, day in late:
+        assert cli("import", "purchases", write(f"x{day}.csv", head + row + "\n")).exit_code == 0
+        assert cli("run", "--as-of", day).exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-06")["vouchers"]] == ["withdrawn"]
+
+
+def test_a_coffee_refund_scored_while_its_receipt_was_undone_keeps_the_voucher_withdrawn(
+    cli, write
+):
+    _coffee_and_cake(cli, write)
+    assert cli("import", "undo", "1", "--date", "2026-01-05").exit_code == 0
+    _refund(cli, write, "Y3,C1,2026-01-05,-3.00,coffee,P3\n", "2026-01-05")
+    head = "transaction_id,line_no,customer_id,date,amount,category\n"
+    lines = "".join(f"P{i},1,C1,2026-01-0{i},3.00,coffee\n" for i in (1, 2, 3))
+    lines += "P3,2,C1,2026-01-03,4.00,cake\n"
+    assert cli("import", "purchases", write("again.csv", head + lines)).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-06").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-06")["vouchers"]] == ["withdrawn"]
+
+
+def test_an_exchange_that_sells_a_coffee_returns_only_the_cake(cli, write):
+    _coffee_and_cake(cli, write)
+    head = "transaction_id,line_no,customer_id,date,amount,category,refund_of\n"
+    rows = "X3,1,C1,2026-01-05,-4.00,cake,P3\nX3,2,C1,2026-01-05,3.00,coffee,\n"
+    assert cli("import", "purchases", write("x.csv", head + rows)).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-05").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-05")["vouchers"]] == ["open"]

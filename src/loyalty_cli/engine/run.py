@@ -1349,7 +1349,9 @@ class _Customer:
         if version is None:
             # Before the first program version: remembered, earns nothing.
             self.e.result.before_program += 1
-            self._remember(receipt, 0, None, None, None)
+            # A refund then withdraws nothing (no card yet): `[]`, not the NULL of
+            # refunds scored before schema 10.
+            self._remember(receipt, 0, None, None, None, "[]" if receipt.is_refund else None)
             self.history.add(q)
             return
         program = version.program
@@ -1494,7 +1496,7 @@ class _Customer:
         that scored it (a version applied later does not rewrite it), post the
         difference; a punch card the receipt now matches counts it."""
         self.e.result.receipts += 1
-        points, punches = old.points, old.punches
+        points, punches, withdrew = old.points, old.punches, old.withdrew
         version = self.e.timeline.by_number[old.version] if old.version is not None else None
         if version is not None and old.amount >= 0 and not receipt.is_refund:
             program = version.program
@@ -1529,10 +1531,30 @@ class _Customer:
                 )
             points = score.total
             punches = self._punch(receipt, program, old.tier, old.punches)
-        self._remember(receipt, points, old.tier, old.version, punches, old.withdrew)
+        elif version is not None and old.amount < 0 and receipt.is_refund:
+            taken, withdrew = self._rescore_refund(receipt, old, version)
+            points -= taken
+        self._remember(receipt, points, old.tier, old.version, punches, withdrew)
         for q in self.history.items:
             if q.transaction_id == receipt.transaction_id:
                 q.amount, q.points = receipt.amount, points
+
+    def _rescore_refund(
+        self, receipt: Receipt, old: Scored, version: ProgramVersion
+    ) -> tuple[int, str | None]:
+        """Lines came for a refund scored before: it takes back what the whole refund
+        takes, at the tier and by the version it was scored at, less what it took
+        then, and withdraws the vouchers its new lines return. (The points taken now,
+        the vouchers it withdrew as stored.)"""
+        level = version.program.level(old.tier) if old.tier else None
+        found: list[str] = []
+        taken = sum(
+            self._refund(part, version, level, found, rescored=True)
+            for part in _by_original(receipt)
+        )
+        if old.withdrew is None:
+            return taken, None  # scored before schema 10: counts as withdrawing all
+        return taken, json.dumps(list(dict.fromkeys(json.loads(old.withdrew) + found)))
 
     def _more(
         self, tid: str, diff: int, bonuses: list[tuple[str, int]]
@@ -1566,13 +1588,28 @@ class _Customer:
 
     # ---- refunds
     def _refund(
-        self, receipt: Receipt, version: ProgramVersion, level: Any, withdrew: list[str]
+        self,
+        receipt: Receipt,
+        version: ProgramVersion,
+        level: Any,
+        withdrew: list[str],
+        rescored: bool = False,
     ) -> int:
         """Post the claw-back of a refund (one original's part of it) and withdraw the
         vouchers it returns a counted line of (their ids added to `withdrew`); the
-        points taken back."""
+        points taken back now. `rescored`: lines came for a refund scored before,
+        which takes back what the whole refund takes less what it took then."""
         program = version.program
         original = self.scored.get(receipt.refund_of or "")
+        # What this refund took for this part when scored before (0 the first time).
+        mine = 0
+        if rescored:
+            named = original.transaction_id if original is not None else None
+            mine = ledger.refund_took(
+                [(e.kind, e.points, e.note) for e in self.by_source.get(
+                    ("purchase", receipt.transaction_id), [])],
+                named,
+            )  # fmt: skip
         lot_id = None
         of = None  # the receipt the points are taken back for, named in the note
         partner, _ = partner_multiplier(program, receipt.store)
@@ -1594,6 +1631,8 @@ class _Customer:
             # Counted by the lots instead, a part paid by another lot was missed and
             # a refund without refund_of that took from this receipt's lot was counted.
             clawed = self._refunds_took(tid)
+            if receipt.transaction_id in self.refunds_of.get(tid, ()):
+                clawed -= mine  # the others' share: this refund's is `mine`
             net = oprog.earn.on == "net"
             original_amount = original.amount - original.tax if net else original.amount
             refunded = -(receipt.amount - receipt.tax if net else receipt.amount)
@@ -1611,6 +1650,13 @@ class _Customer:
             claw = 0
         else:
             claw = base_refund_points(program, receipt, tiermod.multiplier(level))
+            if receipt.refund_of:
+                # A receipt this customer's run does not know (undone, another
+                # member's): its vouchers this refund would withdraw, by the cards of
+                # the version in force, so that none comes back open beside it.
+                withdrew += _would_withdraw(receipt, program)
+        # A late line of a refund scored before: the rest of what the whole refund takes.
+        claw = max(claw - mine, 0)
         if claw > 0:
             value = ledger.points_value(claw, program.point_value, program.currency)
             note = f"{ledger.REFUND_OF}{of}" if of is not None else "refund"
@@ -1881,9 +1927,12 @@ class _Sale(NamedTuple):
 
 
 def _returns_counted_line(refund: Receipt, program: Program, card: Any) -> bool:
-    """Whether a line of `refund` may be one the punch card counted: any line when the
-    card looks at no category or sku (or is no longer known), else one whose category
-    and sku each match the card or are not given."""
+    """Whether a returned line (a negative amount) of `refund` may be one the punch
+    card counted: any when the card looks at no category or sku (or is no longer
+    known), else one whose category and sku each match the card or are not given."""
+    returned = [line for line in refund.lines if line.amount < 0]
+    if not returned:
+        return False
     if card is None:
         return True
     when = when_plan(program, card.when)
@@ -1893,8 +1942,18 @@ def _returns_counted_line(refund: Receipt, program: Program, card: Any) -> bool:
     return any(
         (cats is None or line.category is None or line.category in cats)
         and (skus is None or line.sku is None or line.sku in skus)
-        for line in refund.lines
+        for line in returned
     )
+
+
+def _would_withdraw(refund: Receipt, program: Program) -> list[str]:
+    """The voucher ids of `refund.refund_of` on the cards of `program` that the
+    refund returns a counted line of (see _returns_counted_line)."""
+    return [
+        f"V{refund.refund_of}-{r.id}"
+        for r in program.rewards
+        if r.punch_card is not None and _returns_counted_line(refund, program, r.punch_card)
+    ]
 
 
 def _named(refund: Receipt) -> list[str]:
