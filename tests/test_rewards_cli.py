@@ -319,3 +319,29 @@ def test_rewards_list_names_a_cards_weekdays_and_amounts_as_the_yaml_does(conn, 
     assert flat[2]["punch_card"] == (
         "every 10 (category=coffee, weekday=sat, sun, date_from=2026-02-01, min_amount=4.50)"
     )
+
+
+def test_a_negative_adjust_beyond_the_available_points_takes_the_pending_ones(cli, write, conn):
+    """50 pending, nothing available: -15 is aimed at the pending lot (35 then expire),
+    not left as a debt beside a lot that later expires in full (the customer ended at
+    -15 after all 50 expired)."""
+    program = write("p.yaml", "program: P\ncurrency: EUR\npoint_value: 0.01\n"
+                    "earn: {per_currency_unit: 1}\npending_days: 14\n"
+                    "expiry: {policy: fixed, months: 1}\n")  # fmt: skip
+    assert cli("program", "apply", program, "--effective", "2025-01-01").exit_code == 0
+    sale = write("s.csv", "transaction_id,customer_id,date,amount\nP1,C1,2025-01-10,50.00\n")
+    assert cli("import", "purchases", sale).exit_code == 0
+    assert cli("run", "--as-of", "2025-01-12").exit_code == 0
+    out = load_json(cli("adjust", "C1", "-15", "--reason", "double scan", "--date", "2025-01-12",
+                        "--allow-negative", "-f", "json"))  # fmt: skip
+    assert out["available_after"] == 0
+    posted = conn.execute(
+        "SELECT points, value, lot_id, note FROM ledger WHERE kind = 'adjust'"
+    ).fetchall()
+    assert [tuple(r) for r in posted] == [(-15, -15, 1, "double scan, points still pending")]
+    shown = load_json(cli("customer", "show", "C1", "--as-of", "2025-01-30", "-f", "json"))
+    assert shown["points"]["available"] == 35 and shown["expiring"][0]["points"] == 35
+    assert cli("run", "--as-of", "2025-03-31").exit_code == 0
+    expired = conn.execute("SELECT SUM(points) FROM ledger WHERE kind = 'expire'").fetchone()[0]
+    assert expired == -35 and ledger.state_of(conn, "C1").balance == 0
+    assert cli("check").exit_code == 0

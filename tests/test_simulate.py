@@ -260,3 +260,17 @@ def test_top_changes_leave_out_points_expired_without_a_run_posting_it(conn, wri
     assert same["top_changes"] == []
     doubled = simulate(conn, program_file(write, "x2.yaml", rate="2"), dt.date(2026, 1, 1), to)
     assert doubled["top_changes"] == []
+
+
+def test_a_negative_adjustment_of_pending_points_is_replayed_as_the_ledger_has_it(conn, write):
+    """Its part aimed at a pending lot (an id of the real ledger) is split again over
+    the replayed lots: the same program gives the same figures."""
+    text = program_file(write).read_text().replace("pending_days: 0", "pending_days: 14")
+    apply_program(conn, write("pending.yaml", text))
+    import_files(conn, "purchases", [write("purchases.csv", PURCHASES)])
+    run(conn, dt.date(2026, 2, 2))  # C's T5 (15 points) pending until 02-15
+    rewards.adjust(conn, "C", -10, "double scan", dt.date(2026, 2, 2), allow_negative=True)
+    run(conn, dt.date(2026, 6, 30))
+    aimed = "SELECT COUNT(*) FROM ledger WHERE lot_id IS NOT NULL AND kind = 'adjust'"
+    assert conn.execute(aimed).fetchone()[0] == 1
+    assert _same(simulate(conn, write("same.yaml", text), dt.date(2026, 1, 1)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -34,7 +34,9 @@ KINDS = (
 MAX_ENTRY_POINTS = 10**12 - 1
 
 # Outgoing entries aimed at one lot first (lot_id), then FIFO.
-_TARGETED = {"expire", "clawback", "reversal"}
+# Outgoing kinds whose lot_id aims them at a lot (a negative adjustment's parts
+# that take points still pending: rewards/adjust.py).
+_TARGETED = {"expire", "clawback", "reversal", "adjust"}
 
 # The notes of a refund's claw-back entries: "refund of T1", with ", points still
 # pending" on the parts aimed at pending lots. They are how a claw-back names the
@@ -288,6 +290,30 @@ def uncovered(state: LotState, need: int, on: dt.date, lot_id: int | None) -> in
         if not need:
             break
     return need
+
+
+def pending_parts(
+    state: LotState, need: int, on: dt.date, lot_id: int | None = None, own: Collection[int] = ()
+) -> list[tuple[int, int]]:
+    """(pending lot, points) for what of an outgoing entry of `need` points dated `on`
+    neither its aimed lot nor the available lots would cover: the `own` pending lots
+    first (a refunded receipt's bonus lot), then the others, the soonest available
+    first. Each part is its own entry aimed at the lot: left to one entry it would be
+    a debt beside lots that later expire in full."""
+    rest = uncovered(state, need, on, lot_id)
+    pending = pending_fifo(state, on) if rest else []
+    if own:
+        pending = sorted(pending, key=lambda lot: lot.entry_id not in own)  # stable
+    parts = []
+    for lot in pending:
+        if lot.entry_id == lot_id:
+            continue
+        take = min(lot.remaining, rest)
+        parts.append((lot.entry_id, take))
+        rest -= take
+        if not rest:
+            break
+    return parts
 
 
 def _give_back(state: LotState, entry: Entry | Row) -> None:

@@ -238,8 +238,13 @@ def _replay(
             if row["redemption_id"] in made:
                 rewards.cancel_redemption(scratch, row["redemption_id"], action.date)
         else:
+            from loyalty_cli.rewards.adjust import taken_parts
+
+            entry = _repost(scratch, row)
             with db.transaction(scratch):
-                ledger.post(scratch, [_repost(scratch, row)])
+                # A part of a negative adjustment aimed at a pending lot (an id of the
+                # real ledger) is split again over the replayed lots.
+                ledger.post(scratch, taken_parts(scratch, entry) if entry.points < 0 else [entry])
     run(scratch, last_run)
     return skipped
 

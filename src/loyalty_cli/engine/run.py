@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, NamedTuple
@@ -1667,7 +1667,7 @@ class _Customer:
             # Every part is the refunded receipt's partner's (the one whose store
             # took the refund without refund_of): it funded the points taken back,
             # whichever lots they come out of.
-            parts = self._pending_parts(claw, receipt.date, lot_id, own)
+            parts = ledger.pending_parts(self.state, claw, receipt.date, lot_id, own)
             pieces = [(claw - sum(n for _, n in parts), lot_id, note)] + [
                 (n, pid, f"{note}{ledger.STILL_PENDING}") for pid, n in parts
             ]
@@ -1694,27 +1694,6 @@ class _Customer:
                     )
                 )
         return claw
-
-    def _pending_parts(
-        self, claw: int, on: dt.date, lot_id: int | None, own: Collection[int] = ()
-    ) -> list[tuple[int, int]]:
-        """(pending lot, points) for what of a claw-back of `claw` points neither its
-        aimed lot nor the available lots would cover: the refunded receipt's `own`
-        pending lots first (its bonus lot), then the others oldest first."""
-        rest = ledger.uncovered(self.state, claw, on, lot_id)
-        pending = ledger.pending_fifo(self.state, on) if rest else []
-        if own:
-            pending = sorted(pending, key=lambda lot: lot.entry_id not in own)  # stable
-        parts = []
-        for lot in pending:
-            if lot.entry_id == lot_id:
-                continue
-            take = min(lot.remaining, rest)
-            parts.append((lot.entry_id, take))
-            rest -= take
-            if not rest:
-                break
-        return parts
 
     # ---- punch cards
     def _punch(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 from loyalty_cli import db, ledger
@@ -63,6 +64,28 @@ def adjustment_entry(
     )
 
 
+def taken_parts(conn: sqlite3.Connection, entry: ledger.NewEntry) -> list[ledger.NewEntry]:
+    """A negative adjustment as posted: what the available points cover (oldest lots
+    first), then one entry aimed at each pending lot for what they do not (as a
+    refund's claw-back is split), and only the rest as a debt. Left to one entry,
+    points still pending would stay beside the debt and later expire in full."""
+    state = ledger.state_of(conn, entry.customer_id)
+    need = -entry.points
+    parts = ledger.pending_parts(state, need, entry.date)
+    note = (entry.note or "").removesuffix(ledger.STILL_PENDING)
+    pieces = [(need - sum(n for _, n in parts), None, note)] + [
+        (n, lot_id, f"{note}{ledger.STILL_PENDING}") for lot_id, n in parts
+    ]
+    out, left = [], entry.value
+    for i, (n, lot_id, note) in enumerate(pieces):
+        if n <= 0:
+            continue
+        money = left if i == len(pieces) - 1 else ledger.share(entry.value, n, need)
+        left -= money
+        out.append(replace(entry, points=-n, value=money, lot_id=lot_id, note=note))
+    return out
+
+
 def adjust(
     conn: sqlite3.Connection,
     customer_id: str,
@@ -93,7 +116,8 @@ def adjust(
                 "(use --allow-negative to allow it)"
             )
         entry = adjustment_entry(conn, customer_id, points, on, note=reason.strip())
-        (entry_id,) = ledger.post(conn, [entry])
+        entries = taken_parts(conn, entry) if points < 0 else [entry]
+        entry_id = ledger.post(conn, entries)[0]
         after = counter_available(conn, customer_id, on)
     return {
         "entry_id": entry_id,
