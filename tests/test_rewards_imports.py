@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from conftest import load_json
-from loyalty_cli import ledger
+from loyalty_cli import db, ledger
 from loyalty_cli.ledger import NewEntry
 from test_rewards_support import D, apply, customer, earn
 
@@ -192,11 +192,33 @@ def test_balances_and_adjustments_before_the_first_version_fall_under_it(
     assert expired == -145
 
 
-def test_a_balance_stored_without_expiry_is_a_duplicate_of_the_same_row(conn, tmp_path, cli, write):
-    # Imported before any program (no expiry to work out), then again once the
-    # program is applied: the same row, not a second opening balance.
+def test_balances_and_adjustments_wait_for_a_program(conn, cli, write):
+    """Their entries are valued and expire under the program: made before one, they
+    were worth 0.00 and never expired, whatever program came after."""
+    customer(conn, "C1")
     row = "customer_id,points,date\nC1,100,2025-12-31\n"
-    assert cli("import", "balances", str(write("b1.csv", row))).exit_code == 0
+    result = cli("import", "balances", str(write("b1.csv", row)))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: no program applied yet: an opening balance is valued and expires under the "
+        "program; run `loyalty program apply FILE` first\n"
+    )
+    adjusted = cli("adjust", "C1", "5", "--reason", "x", "--date", "2025-12-31")
+    assert adjusted.exit_code == 1 and "an adjustment is valued" in adjusted.stderr
+    assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM imports").fetchone()[0] == 0
+
+
+def test_a_balance_stored_without_expiry_is_a_duplicate_of_the_same_row(conn, tmp_path, cli, write):
+    # Imported before any program by an older loyalty (no expiry to work out), then
+    # again once the program is applied: the same row, not a second opening balance.
+    row = "customer_id,points,date\nC1,100,2025-12-31\n"
+    with db.transaction(conn):
+        conn.execute("INSERT INTO imports (import_id, kind, file, sha256, started_at) "
+                     "VALUES (1, 'balances', 'b1.csv', 'x', '2025-12-31T00:00:00')")  # fmt: skip
+        ledger.post(conn, [NewEntry(date=dt.date(2025, 12, 31), customer_id="C1", kind="adjust",
+                                    points=100, source_type="balance", source_id="1:2",
+                                    available_on=dt.date(2025, 12, 31))])  # fmt: skip
     apply(conn, tmp_path)
     again = cli(
         "import", "balances", str(write("b2.csv", row + "C2,50,2025-12-31\n")), "-f", "json"

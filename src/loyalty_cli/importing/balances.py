@@ -34,6 +34,19 @@ class BalancesKind(KindHandler):
     has_undone = False
     source_type = SOURCE_TYPE
 
+    @classmethod
+    def check_shop(cls, conn: sqlite3.Connection) -> None:
+        """A balance is valued (point_value) and expires under the program: without
+        one its entry would be worth 0.00 and never expire, whatever comes after."""
+        from loyalty_cli.db import program_version_count
+        from loyalty_cli.errors import NoProgramError
+
+        if not program_version_count(conn):
+            raise NoProgramError(
+                "no program applied yet: an opening balance is valued and expires under "
+                "the program; run `loyalty program apply FILE` first"
+            )
+
     def parse(self, cells: Cells) -> Record:
         from loyalty_cli.rewards import lot_expiry
 

@@ -66,6 +66,11 @@ class KindHandler:
         cols = ", ".join(self.compare_fields)
         self._find_sql = f"SELECT {cols}, import_id FROM {self.table} WHERE {keys}{live} LIMIT 1"
 
+    @classmethod
+    def check_shop(cls, conn: sqlite3.Connection) -> None:
+        """Raise when the shop cannot take rows of this kind at all (before any file
+        is read)."""
+
     # -- to implement -------------------------------------------------------
     def parse(self, cells: Cells) -> Record:
         """Cells -> a record of database-ready values; RowRejected when bad."""

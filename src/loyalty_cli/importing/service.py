@@ -132,6 +132,7 @@ def import_files(
     nothing changed). Raises InputFileError or StrictImportError.
     """
     handler = get_kind(kind)
+    handler.check_shop(conn)
     today = today or dt.date.today()
     dialect = resolve(conn, overrides, today)
     unknown = sorted(set((overrides.columns if overrides else None) or {}) - set(handler.columns))

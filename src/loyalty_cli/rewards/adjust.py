@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from loyalty_cli import db, ledger
-from loyalty_cli.errors import ConflictError, UsageError
+from loyalty_cli.errors import ConflictError, NoProgramError, UsageError
 from loyalty_cli.rewards.common import add_months, require_customer, version_for_lot
 
 
@@ -108,6 +108,12 @@ def adjust(
 
     with db.transaction(conn):
         require_customer(conn, customer_id)
+        if not db.program_version_count(conn):
+            # Its entry is valued (point_value) and expires under the program.
+            raise NoProgramError(
+                "no program applied yet: an adjustment is valued and expires under the "
+                "program; run `loyalty program apply FILE` first"
+            )
         available = counter_available(conn, customer_id, on)
         if points < 0 and available + points < 0 and not allow_negative:
             raise ConflictError(
