@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -274,3 +275,49 @@ def test_a_negative_adjustment_of_pending_points_is_replayed_as_the_ledger_has_i
     aimed = "SELECT COUNT(*) FROM ledger WHERE lot_id IS NOT NULL AND kind = 'adjust'"
     assert conn.execute(aimed).fetchone()[0] == 1
     assert _same(simulate(conn, write("same.yaml", text), dt.date(2026, 1, 1)))
+
+
+def _one_shop(conn, write, months: int = 3) -> Path:
+    """The real program, from 2026-01-01 (its own effective_from); its file."""
+    text = (program_file(write).read_text() + "effective_from: 2026-01-01\n").replace(
+        "months: 3", f"months: {months}"
+    )
+    path = write("real.yaml", text)
+    apply_program(conn, path)
+    return path
+
+
+def test_a_balance_from_before_the_program_expires_in_the_replay_as_it_really_did(conn, write):
+    """Its clock starts when the program really did (2026-01-01, so it expires on
+    04-01), not on its own date, although the replay's one version covers all time:
+    the same program gave it 12-20 + 3 months and skipped the 03-25 redemption."""
+    real = _one_shop(conn, write)
+    import_files(conn, "balances", [write("b.csv", "customer_id,points,date\nB,40,2025-12-20\n")])
+    sale = "transaction_id,customer_id,date,amount\nQ1,B,2026-01-10,5.00\n"
+    import_files(conn, "purchases", [write("p.csv", sale)])
+    run(conn, dt.date(2026, 3, 24))
+    rewards.redeem(conn, "B", "mug", dt.date(2026, 3, 25))
+    run(conn, dt.date(2026, 6, 30))
+    result = simulate(conn, real, dt.date(2026, 3, 1), dt.date(2026, 3, 31))
+    assert result["redemptions_skipped"] == 0 and _same(result)
+
+
+def test_a_shop_never_run_is_posted_up_to_to_with_nothing_on_the_real_side(conn, write):
+    real = _one_shop(conn, write, months=1)
+    sales = "transaction_id,customer_id,date,amount\nt1,A,2026-01-10,10.00\nt2,A,2026-03-10,20.00\n"
+    import_files(conn, "purchases", [write("p.csv", sales)])
+    result = simulate(conn, real, dt.date(2026, 1, 1), dt.date(2026, 6, 30), dt.date(2026, 12, 7))
+    assert result["current"]["points_issued"] == 0
+    proposed = result["proposed"]
+    # Both lots expire a month later, before --to: what was issued adds up.
+    assert (proposed["points_issued"], proposed["points_expired"]) == (30, 30)
+    assert proposed["outstanding_points"] == 0
+
+
+def test_redemptions_skipped_counts_those_of_the_period(shop, write):
+    """At 0.4 a point per euro A holds 32 points on 02-01: its mug (40) is skipped."""
+    low = program_file(write, "low.yaml", rate="0.4")
+    whole = simulate(shop, low, dt.date(2026, 1, 1), dt.date(2026, 6, 30))
+    assert whole["redemptions_skipped"] == 1
+    later = simulate(shop, low, dt.date(2026, 3, 1), dt.date(2026, 6, 30))
+    assert later["redemptions_skipped"] == 0

@@ -86,16 +86,21 @@ def simulate(
     if date_from is None and date_to is not None and date_to < first_day:
         raise UsageError(f"--to {date_to} is before the first purchase, on {first_day}")
     date_from = date_from or first_day
-    date_to = date_to or max(today or dt.date.today(), last_run)
+    today = today or dt.date.today()
+    date_to = date_to or max(today, last_run or today)
     if date_from > date_to:
         raise UsageError(f"--from {date_from} is after --to {date_to}")
+    if last_run is None:
+        # No real run yet (a history imported to choose a program): the real side is
+        # empty, and the proposal is posted up to --to (today at the latest).
+        last_run = min(date_to, today)
 
     scratch = _scratch_copy(conn)
     try:
         actions = _history_actions(conn)
         measured = _measure_aside(conn, date_from, date_to)
         _reset(scratch, program, yaml_text, hashlib.sha256(raw).hexdigest())
-        skipped = _replay(scratch, actions, last_run, date_to)
+        skipped = _replay(scratch, actions, last_run, date_to, date_from)
         simulated = _measure(scratch, date_from, date_to)
         after = _balances(scratch, date_to)
         current, before = measured()
@@ -113,13 +118,13 @@ def simulate(
     }
 
 
-def _horizon(conn: sqlite3.Connection) -> tuple[dt.date, dt.date] | None:
-    """(first purchase day, the as-of of the last real run, else last purchase day)."""
-    row = conn.execute("SELECT MIN(date), MAX(date) FROM purchases WHERE undone = 0").fetchone()
+def _horizon(conn: sqlite3.Connection) -> tuple[dt.date, dt.date | None] | None:
+    """(first purchase day, the as-of of the last real run: None before any)."""
+    row = conn.execute("SELECT MIN(date) FROM purchases WHERE undone = 0").fetchone()
     if row[0] is None:
         return None
     last_run = conn.execute("SELECT MAX(as_of) FROM runs").fetchone()[0]
-    return dt.date.fromisoformat(row[0]), dt.date.fromisoformat(last_run or row[1])
+    return dt.date.fromisoformat(row[0]), dt.date.fromisoformat(last_run) if last_run else None
 
 
 def _scratch_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
@@ -163,6 +168,9 @@ def _history_actions(conn: sqlite3.Connection) -> list[_Action]:
     # The real program's expiry of a lot made on a day (a migration opens every
     # customer's balance on one day: looked up once).
     real_expiry: dict[dt.date, str | None] = {}
+    # When the program really started: the clock of a lot dated before it (a migrated
+    # balance) starts then in the replay too, whose one version covers all history.
+    started = conn.execute("SELECT MIN(effective_from) FROM program_versions").fetchone()[0]
     for r in adjusts:
         row = dict(r)
         kind = "adjust" if row["source_type"] == "adjustment" else "balance"
@@ -174,6 +182,7 @@ def _history_actions(conn: sqlite3.Connection) -> list[_Action]:
         row["_program_expiry"] = row["points"] > 0 and (
             kind == "adjust" or row["expires_on"] == real_expiry[day]
         )
+        row["_clock_from"] = started
         actions.append(_Action(day, row["entry_id"], kind, row))
     # Stable: equal keys (a punch card after a redemption) keep the order above.
     return sorted(actions, key=lambda a: (a.date, a.order))
@@ -206,12 +215,16 @@ def _reset(scratch: sqlite3.Connection, program: Program, yaml_text: str, sha: s
 
 
 def _replay(
-    scratch: sqlite3.Connection, actions: list[_Action], last_run: dt.date, until: dt.date
+    scratch: sqlite3.Connection,
+    actions: list[_Action],
+    last_run: dt.date,
+    until: dt.date,
+    since: dt.date,
 ) -> int:
     """Post the history again: runs up to the last real run's date (what the
     real ledger holds), the counter's actions up to the later of that and `until`
     (a redemption at the till after the last run is in the real ledger too);
-    returns how many redemptions could not be made."""
+    returns how many redemptions dated in [since, until] could not be made."""
     from loyalty_cli import ledger, rewards
     from loyalty_cli.engine.run import run
 
@@ -233,7 +246,7 @@ def _replay(
                 )
                 made.add(row["redemption_id"])
             except LoyaltyError:
-                skipped += 1
+                skipped += since <= action.date <= until
         elif action.kind == "cancel":
             if row["redemption_id"] in made:
                 rewards.cancel_redemption(scratch, row["redemption_id"], action.date)
@@ -262,7 +275,7 @@ def _repost(scratch: sqlite3.Connection, row: dict[str, Any]) -> Any:
 
     expires = day(row["expires_on"])
     if row["_program_expiry"]:
-        expires = lot_expiry(scratch, dt.date.fromisoformat(row["date"]))
+        expires = lot_expiry(scratch, dt.date.fromisoformat(row["date"]), day(row["_clock_from"]))
     return NewEntry(
         date=dt.date.fromisoformat(row["date"]),
         customer_id=row["customer_id"],

@@ -18,16 +18,18 @@ from loyalty_cli.errors import ConflictError, NoProgramError, UsageError
 from loyalty_cli.rewards.common import add_months, require_customer, version_for_lot
 
 
-def lot_expiry(conn: sqlite3.Connection, on: dt.date) -> dt.date | None:
+def lot_expiry(
+    conn: sqlite3.Connection, on: dt.date, started: dt.date | None = None
+) -> dt.date | None:
     """When a lot that becomes available on `on` expires (fixed expiry only). A lot
     dated before the first version (points carried over from the old system) starts
-    its clock when the program does: it expires N months after that version's date,
-    not at once on the first run for a balance years old."""
+    its clock when the program does (`started`, default that version's date): it
+    expires N months after it, not at once on the first run for a balance years old."""
     version = version_for_lot(conn, on)
     expiry = version.program.expiry if version else None
     if version is None or expiry is None or expiry.policy != "fixed":
         return None
-    return add_months(max(on, version.effective_from), expiry.months)
+    return add_months(max(on, started or version.effective_from), expiry.months)
 
 
 def adjustment_entry(
