@@ -357,3 +357,11 @@ def test_lines_a_later_version_scores_are_not_counted_against_an_earlier_one(con
     since, until = dt.date(2026, 3, 1), dt.date(2026, 7, 1)
     assert unpartnered_lines(conn, program, since, until) == (1, ["K9"])
     assert unpartnered_lines(conn, program, since) == (2, ["K9"])
+
+
+def test_partners_csv_ends_with_the_shared_customers(shop, cli):
+    args = ("report", "partners", "--from", "2026-10-01", "--to", "2026-10-31")
+    shared = json.loads(cli(*args, "-f", "json").stdout)["shared_customers"]
+    rows = list(csv.DictReader(io.StringIO(cli(*args, "-f", "csv").stdout)))
+    assert rows[-1]["partner"] == "shared_customers"
+    assert rows[-1]["customers"] == str(shared) and rows[-1]["points_issued"] == ""

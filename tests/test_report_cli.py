@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 
 import pytest
@@ -269,3 +271,15 @@ def test_the_summary_chart_fits_a_narrow_terminal(shop, monkeypatch):
     assert max(len(line) for line in chart) <= 60
     # Two lines a month (members, non-members), none wrapped onto a line of its own.
     assert len(chart) == 2 * len(data["revenue_by_month"])
+
+
+def test_summary_csv_holds_every_figure_of_the_json(shop, cli):
+    args = ("report", "summary", "--from", "2026-02-01", "--to", "2026-03-31")
+    got = ok(cli(*args, "-f", "json"))
+    rows = list(csv.reader(io.StringIO(cli(*args, "-f", "csv").stdout)))[1:]
+    coffee = {(section, value) for section, key, value in rows if key == "coffee"}
+    assert coffee == {("top_rewards", "1"), ("top_rewards_points", "100"),
+                      ("top_rewards_value", "3.50")}  # fmt: skip
+    shares = {key: value for section, key, value in rows if section == "tiers_share"}
+    assert shares == {t["tier"]: str(t["share"]) if t["share"] is not None else ""
+                      for t in got["tiers"]}  # fmt: skip

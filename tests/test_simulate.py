@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
+import io
 import json
 import re
 from decimal import Decimal
@@ -321,3 +323,15 @@ def test_redemptions_skipped_counts_those_of_the_period(shop, write):
     assert whole["redemptions_skipped"] == 1
     later = simulate(shop, low, dt.date(2026, 3, 1), dt.date(2026, 6, 30))
     assert later["redemptions_skipped"] == 0
+
+
+def test_simulate_csv_holds_the_skipped_redemptions_and_the_top_changes(shop, cli, write):
+    low = program_file(write, "low.yaml", rate="0.4")
+    period = ("--from", "2026-01-01", "--to", "2026-03-31")
+    data = json.loads(cli("simulate", low, *period, "-f", "json").stdout)
+    rows = list(csv.reader(io.StringIO(cli("simulate", low, *period, "-f", "csv").stdout)))
+    skipped = data["redemptions_skipped"]
+    assert ["redemptions_skipped", "0", str(skipped), str(skipped)] in rows
+    moved = [r for r in rows if r[0].startswith("balance ")]
+    assert moved == [[f"balance {c['customer_id']}", str(c["current"]), str(c["proposed"]),
+                      str(c["change"])] for c in data["top_changes"]] and moved  # fmt: skip

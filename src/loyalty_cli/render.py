@@ -427,11 +427,17 @@ def summary_lines(data: dict[str, Any]) -> list[tuple[str, str, Any]]:
         out.append(("revenue_members", m["month"], m["members"]))
         out.append(("revenue_non_members", m["month"], m["non_members"]))
     out += [("tiers", t["tier"], t["customers"]) for t in data["tiers"]]
+    out += [("tiers_share", t["tier"], t["share"]) for t in data["tiers"]]
     out += [("segments", k, v) for k, v in data["segments"].items()]
     out += [("points", k, v) for k, v in data["points"].items()]
     out.append(("points", "outstanding", data["outstanding_points"]))
     out.append(("points", "liability", data["liability"]))
-    out += [("top_rewards", r["reward_id"], r["redemptions"]) for r in data["top_rewards"]]
+    for r in data["top_rewards"]:
+        out += [
+            ("top_rewards", r["reward_id"], r["redemptions"]),
+            ("top_rewards_points", r["reward_id"], r["points"]),
+            ("top_rewards_value", r["reward_id"], r["value"]),
+        ]
     return out
 
 

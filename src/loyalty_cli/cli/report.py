@@ -147,6 +147,11 @@ def partners(
          "customers": data["customers"].get(row["partner"])}
         for row in data["settlement"]
     ]  # fmt: skip
+    if fmt == OutputFormat.csv:
+        # The table's last line as a last row: `customers` of no partner, the shared ones.
+        shared = dict.fromkeys(rows[0] if rows else ("partner", "customers"))
+        shared.update(partner="shared_customers", customers=data["shared_customers"])
+        rows.append(shared)
     render.render_rows(rows, fmt, title=f"Partners {data['from']} .. {data['to']}")
     if fmt == OutputFormat.table:
         typer.echo(f"customers who shopped at more than one partner: {data['shared_customers']}")

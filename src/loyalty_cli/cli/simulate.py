@@ -79,6 +79,13 @@ def _csv(result: dict[str, Any]) -> None:
     writer.writerow(["metric", "current", "proposed", "delta"])
     for row in _metrics(result):
         writer.writerow(["" if v is None else v for v in row])
+    # What the table prints below itself: the real ledger made every redemption.
+    skipped = result["redemptions_skipped"]
+    writer.writerow(["redemptions_skipped", 0, skipped, skipped])
+    for row in result["top_changes"]:
+        writer.writerow(
+            [f"balance {row['customer_id']}", row["current"], row["proposed"], row["change"]]
+        )
 
 
 def _table(result: dict[str, Any]) -> None:
