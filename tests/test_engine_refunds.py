@@ -373,3 +373,18 @@ def test_refund_lines_arriving_over_two_nights_take_back_what_one_import_does(
             assert check_database(conn) == []
             conn.close()
     assert taken[0] == taken[1]
+
+
+def test_a_refund_scored_before_its_receipt_arrived_counts_what_it_took_when_lines_come(
+    conn, tmp_path
+):
+    """R1's first line took 30 at the base rate (T1 unknown then); its second line
+    comes with T1: R1 takes 50 of T1 in all, not 50 more."""
+    program(conn, tmp_path)
+    buy(conn, "R1", "C1", "2026-03-02", -3000, refund_of="T1")
+    go(conn, "2026-03-02")
+    buy(conn, "T1", "C1", "2026-03-01", 10000)
+    buy(conn, "R1", "C1", "2026-03-02", -2000, refund_of="T1")
+    go(conn, "2026-03-03")
+    assert points(conn, "C1") == 100 - 50
+    assert check_database(conn) == []

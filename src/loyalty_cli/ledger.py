@@ -631,8 +631,11 @@ def refunded_receipt(note: str | None) -> str | None:
     return note[len(REFUND_OF) :].removesuffix(STILL_PENDING)
 
 
-def refund_took(entries: Iterable[tuple[str, int, str | None]], original: str) -> int:
-    """Points a refund took back for `original`: its (kind, points, note) entries in
+def refund_took(
+    entries: Iterable[tuple[str, int, str | None]], original: str | None, every: bool = False
+) -> int:
+    """Points a refund took back for `original` (None: at the base rate, naming no
+    receipt; `every`: for whatever it named): its (kind, points, note) entries in
     posting order. An undo of the refund reverses all it had posted, so a `reversal`
     starts the count again (a refund imported again after an undo, even naming
     another receipt, counts only from then on)."""
@@ -640,7 +643,7 @@ def refund_took(entries: Iterable[tuple[str, int, str | None]], original: str) -
     for kind, points, note in entries:
         if kind == "reversal":
             took = 0
-        elif kind == "clawback" and refunded_receipt(note) == original:
+        elif kind == "clawback" and (every or refunded_receipt(note) == original):
             took -= points
     return took
 

@@ -1549,8 +1549,7 @@ class _Customer:
         level = version.program.level(old.tier) if old.tier else None
         found: list[str] = []
         taken = sum(
-            self._refund(part, version, level, found, rescored=True)
-            for part in _by_original(receipt)
+            self._refund(part, version, level, found, receipt) for part in _by_original(receipt)
         )
         if old.withdrew is None:
             return taken, None  # scored before schema 10: counts as withdrawing all
@@ -1593,22 +1592,28 @@ class _Customer:
         version: ProgramVersion,
         level: Any,
         withdrew: list[str],
-        rescored: bool = False,
+        whole: Receipt | None = None,
     ) -> int:
         """Post the claw-back of a refund (one original's part of it) and withdraw the
         vouchers it returns a counted line of (their ids added to `withdrew`); the
-        points taken back now. `rescored`: lines came for a refund scored before,
-        which takes back what the whole refund takes less what it took then."""
+        points taken back now. `whole`: lines came for this refund, scored before,
+        which takes back what all of it takes less what it took then."""
         program = version.program
         original = self.scored.get(receipt.refund_of or "")
-        # What this refund took for this part when scored before (0 the first time).
+        # What this refund took for this part when scored before (0 the first time):
+        # all it took when it names one receipt at most (the receipt may have been
+        # unknown then, at the base rate, or known, by its note), else by the notes.
         mine = 0
-        if rescored:
-            named = original.transaction_id if original is not None else None
+        took: list[tuple[str, int, str | None]] = []
+        if whole is not None:
+            took = [
+                (e.kind, e.points, e.note)
+                for e in self.by_source.get(("purchase", receipt.transaction_id), [])
+            ]
             mine = ledger.refund_took(
-                [(e.kind, e.points, e.note) for e in self.by_source.get(
-                    ("purchase", receipt.transaction_id), [])],
-                named,
+                took,
+                receipt.refund_of if original is not None else None,
+                every=len(_named(whole)) <= 1,
             )  # fmt: skip
         lot_id = None
         of = None  # the receipt the points are taken back for, named in the note
@@ -1632,7 +1637,7 @@ class _Customer:
             # a refund without refund_of that took from this receipt's lot was counted.
             clawed = self._refunds_took(tid)
             if receipt.transaction_id in self.refunds_of.get(tid, ()):
-                clawed -= mine  # the others' share: this refund's is `mine`
+                clawed -= ledger.refund_took(took, tid)  # the other refunds' share
             net = oprog.earn.on == "net"
             original_amount = original.amount - original.tax if net else original.amount
             refunded = -(receipt.amount - receipt.tax if net else receipt.amount)
