@@ -365,3 +365,16 @@ def test_partners_csv_ends_with_the_shared_customers(shop, cli):
     rows = list(csv.DictReader(io.StringIO(cli(*args, "-f", "csv").stdout)))
     assert rows[-1]["partner"] == "shared_customers"
     assert rows[-1]["customers"] == str(shared) and rows[-1]["points_issued"] == ""
+
+
+def test_a_negative_adjustment_of_pending_points_stays_the_coalitions(conn, write):
+    """Its part aimed at the bakery's pending lot is still the coalition's own
+    correction in the settlement (it was charged to the bakery through its lot)."""
+    apply_program(conn, write("c.yaml", PROGRAM + "pending_days: 14\n"))
+    sales = "transaction_id,customer_id,date,amount,store\nU1,C1,2026-10-01,100.00,B1\n"
+    import_files(conn, "purchases", [write("u.csv", sales)])
+    run(conn, dt.date(2026, 10, 2))
+    rewards.adjust(conn, "C1", -100, "double scan", dt.date(2026, 10, 2), allow_negative=True)
+    assert conn.execute("SELECT lot_id FROM ledger WHERE kind = 'adjust'").fetchone()[0] == 1
+    settled = _settled(conn, dt.date(2026, 10, 1), dt.date(2026, 10, 31))
+    assert settled["bakery"][0] == 200 and settled["coalition"][0] == -100

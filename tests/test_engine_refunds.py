@@ -388,3 +388,26 @@ def test_a_refund_scored_before_its_receipt_arrived_counts_what_it_took_when_lin
     go(conn, "2026-03-03")
     assert points(conn, "C1") == 100 - 50
     assert check_database(conn) == []
+
+
+def test_a_late_refund_line_after_its_receipt_was_undone_takes_nothing_more(conn, tmp_path):
+    """R1 took 30 of T1; T1's import is undone (the refund stays netted with it);
+    R1's next line then takes nothing, as when both lines came before the undo."""
+    program(conn, tmp_path)
+    head = "transaction_id,line_no,customer_id,date,amount,refund_of\n"
+    files = {
+        "sales": "T1,1,C1,2026-03-01,100.00,\nT2,1,C1,2026-03-01,100.00,\n",
+        "first": "R1,1,C1,2026-03-05,-30.00,T1\n",
+        "late": "R1,2,C1,2026-03-05,-20.00,T1\n",
+    }
+    for name, rows in files.items():
+        (tmp_path / f"{name}.csv").write_text(head + rows)
+    [sales] = import_files(conn, "purchases", [tmp_path / "sales.csv"])
+    import_files(conn, "purchases", [tmp_path / "first.csv"])
+    go(conn, "2026-03-06")
+    undo_import(conn, sales.import_id, dt.date(2026, 3, 7))
+    go(conn, "2026-03-07")
+    import_files(conn, "purchases", [tmp_path / "late.csv"])
+    go(conn, "2026-03-08")
+    assert points(conn, "C1") == 0
+    assert check_database(conn) == []

@@ -323,6 +323,25 @@ def test_points_back_in_a_dead_lot_expire_and_pay_no_debt_even_one_dated_later(
     assert cli("check").exit_code == 0
 
 
+def test_points_back_in_a_dead_lot_pay_the_debts_of_its_life_not_those_after(cli, write, conn):
+    """T1's lot (100) dies on 04-10. A debt of 10 arose on 03-01 while it lived, one of
+    7 on 05-20 after; cancelling the 60-point redemption on 05-25 pays the 10 (the
+    lot would have paid it) and expires the other 50: the customer ends at -7."""
+    _shop(cli, write, "{policy: fixed, months: 3}",
+          "transaction_id,customer_id,date,amount\nT1,C1,2026-01-10,100.00\n")  # fmt: skip
+    assert cli("run", "--as-of", "2026-02-01").exit_code == 0
+    assert cli("redeem", "C1", "r60", "--date", "2026-02-01").exit_code == 0
+    for points, day in (("-50", "2026-03-01"), ("-7", "2026-05-20")):
+        if day == "2026-05-20":
+            assert cli("run", "--as-of", "2026-06-01").exit_code == 0
+        adjust = cli("adjust", "C1", points, "--date", day, "--reason", "fix", "--allow-negative")
+        assert adjust.exit_code == 0, adjust.stderr
+    out = json.loads(cli("redemption", "cancel", "R000001", "--date", "2026-05-25",
+                         "--format", "json").stdout)  # fmt: skip
+    assert (out["points_returned"], out["points_expired"], out["available"]) == (60, 50, -7)
+    assert cli("check").exit_code == 0
+
+
 def test_a_cancellation_after_an_inactivity_expiry_expires_the_points_at_once(cli, write, conn):
     """Had the redemption not been made, the inactivity expiry would have taken its
     points too. Before, they came back for good: no purchase would ever start

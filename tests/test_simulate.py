@@ -335,3 +335,20 @@ def test_simulate_csv_holds_the_skipped_redemptions_and_the_top_changes(shop, cl
     moved = [r for r in rows if r[0].startswith("balance ")]
     assert moved == [[f"balance {c['customer_id']}", str(c["current"]), str(c["proposed"]),
                       str(c["change"])] for c in data["top_changes"]] and moved  # fmt: skip
+
+
+def test_a_negative_adjustment_made_before_the_split_is_replayed_as_posted(conn, write):
+    """One posted whole by an older loyalty (a debt beside C's pending points): the
+    replay leaves it whole too, so the same program still gives the same figures."""
+    from loyalty_cli import db, ledger
+
+    text = program_file(write).read_text().replace("pending_days: 0", "pending_days: 14")
+    apply_program(conn, write("pending.yaml", text))
+    import_files(conn, "purchases", [write("purchases.csv", PURCHASES)])
+    run(conn, dt.date(2026, 2, 2))
+    with db.transaction(conn):
+        ledger.post(conn, [ledger.NewEntry(date=dt.date(2026, 2, 2), customer_id="C",
+                                           kind="adjust", points=-10, value=-10,
+                                           source_type="adjustment", note="old")])  # fmt: skip
+    run(conn, dt.date(2026, 6, 30))
+    assert _same(simulate(conn, write("same.yaml", text), dt.date(2026, 1, 1)))

@@ -62,9 +62,10 @@ def _redeemed(conn: sqlite3.Connection, date_from: dt.date, date_to: dt.date) ->
 
 # Who funded an entry's points: its own partner; an entry without one takes its lot's
 # (a reversal of a partner's lot), except a claw-back, which is always the refunded
-# receipt's (the coalition's when NULL) whichever lot paid it.
+# receipt's (the coalition's when NULL) whichever lot paid it, and a manual
+# adjustment, the coalition's (its parts aimed at pending lots too: rewards/adjust).
 _PARTNER = (
-    "CASE WHEN l.kind = 'clawback' THEN COALESCE(l.partner, '') "
+    "CASE WHEN l.kind IN ('clawback', 'adjust') THEN COALESCE(l.partner, '') "
     "ELSE COALESCE(l.partner, lot.partner, '') END"
 )
 

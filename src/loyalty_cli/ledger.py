@@ -322,9 +322,9 @@ def _give_back(state: LotState, entry: Entry | Row) -> None:
     as a new lot would pay it: otherwise the lot would hold points the balance does
     not have, and its expiry would take them a second time. Points that come back
     into a lot already dead on the cancellation's date (past its expiry date, or
-    emptied by an inactivity expiry) pay only what was owed by that date (an
-    expiry's own claim on the lot, say): the cancellation expires the rest at once
-    (rewards/redeem._expire_returned), so a debt dated later is not paid with
+    emptied by an inactivity expiry) pay only what was owed while the lot lived (an
+    inactivity expiry's own claim on it, say): the cancellation expires the rest at
+    once (rewards/redeem._expire_returned), so a debt dated later is not paid with
     expired points."""
     taken = state.taken.pop(entry.source_id or "", {})
     left = entry.points
@@ -332,8 +332,7 @@ def _give_back(state: LotState, entry: Entry | Row) -> None:
         back = min(amount, left)
         left -= back
         lot = state.lots[lot_id]
-        until = entry.date if _dead(state, lot, entry.date) else None
-        lot.remaining += back - _pay_debt(state, back, until)
+        lot.remaining += back - _pay_debt(state, back, _last_payday(state, lot, entry.date))
     if left > 0:
         # Nothing recorded to give back to (should not happen): a fresh lot.
         left -= _pay_debt(state, left)
@@ -342,13 +341,16 @@ def _give_back(state: LotState, entry: Entry | Row) -> None:
         )
 
 
-def _dead(state: LotState, lot: Lot, on: dt.date) -> bool:
-    """Whether `lot` can pay nothing on `on`: its fixed expiry date has come, or an
-    inactivity expiry took the points of the lots available by its date (as
-    rewards/redeem._expire_returned judges the points a cancellation gives back)."""
+def _last_payday(state: LotState, lot: Lot, on: dt.date) -> dt.date | None:
+    """The last day whose debts points given back to `lot` on `on` may pay: None (any)
+    for a lot alive on `on`; for a dead one (as rewards/redeem._expire_returned judges
+    it), the day before its fixed expiry date, or the date of the inactivity expiry
+    that took the lots available by then (its own claim on them included)."""
     if lot.expires_on is not None and lot.expires_on <= on:
-        return True
-    return state.inactive_on is not None and lot.available_on <= state.inactive_on
+        return lot.expires_on - dt.timedelta(days=1)
+    if state.inactive_on is not None and lot.available_on <= state.inactive_on:
+        return min(on, state.inactive_on)
+    return None
 
 
 def _pay_debt(state: LotState, points: int, until: dt.date | None = None) -> int:

@@ -254,10 +254,12 @@ def _replay(
             from loyalty_cli.rewards.adjust import taken_parts
 
             entry = _repost(scratch, row)
+            # A part of a negative adjustment aimed at a pending lot (an id of the real
+            # ledger) is split again over the replayed lots; the rest is posted as it
+            # was (one made before such parts existed stays a debt, as it really is).
+            aimed = entry.points < 0 and row["lot_id"] is not None
             with db.transaction(scratch):
-                # A part of a negative adjustment aimed at a pending lot (an id of the
-                # real ledger) is split again over the replayed lots.
-                ledger.post(scratch, taken_parts(scratch, entry) if entry.points < 0 else [entry])
+                ledger.post(scratch, taken_parts(scratch, entry) if aimed else [entry])
     run(scratch, last_run)
     return skipped
 

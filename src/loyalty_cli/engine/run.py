@@ -1615,6 +1615,14 @@ class _Customer:
                 receipt.refund_of if original is not None else None,
                 every=len(_named(whole)) <= 1,
             )  # fmt: skip
+            if (
+                original is None
+                and receipt.refund_of
+                and ledger.refund_took(took, receipt.refund_of)
+            ):
+                # It took from its receipt, gone since (an undo): the refund stays netted
+                # with it, as when all its lines came before the undo.
+                return 0
         lot_id = None
         of = None  # the receipt the points are taken back for, named in the note
         partner, _ = partner_multiplier(program, receipt.store)
