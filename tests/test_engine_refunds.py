@@ -411,3 +411,18 @@ def test_a_late_refund_line_after_its_receipt_was_undone_takes_nothing_more(conn
     go(conn, "2026-03-08")
     assert points(conn, "C1") == 0
     assert check_database(conn) == []
+
+
+def test_late_refund_lines_never_take_more_than_the_receipt_earned(conn, tmp_path):
+    """R0's first line names no receipt (the base rate), its second names T1; R1
+    names T1 both times. In all they take T1's 100 points, as one import does."""
+    program(conn, tmp_path)
+    buy(conn, "T1", "C1", "2026-03-01", 10000)
+    buy(conn, "R0", "C1", "2026-03-02", -5000)
+    buy(conn, "R1", "C1", "2026-03-02", -4000, refund_of="T1")
+    go(conn, "2026-03-02")
+    buy(conn, "R0", "C1", "2026-03-02", -1000, refund_of="T1")
+    buy(conn, "R1", "C1", "2026-03-02", -500, refund_of="T1")
+    go(conn, "2026-03-03")
+    assert points(conn, "C1") == 0
+    assert check_database(conn) == []

@@ -342,6 +342,25 @@ def test_points_back_in_a_dead_lot_pay_the_debts_of_its_life_not_those_after(cli
     assert cli("check").exit_code == 0
 
 
+def test_a_later_inactivity_expiry_does_not_move_a_dead_lots_death(cli, write, conn):
+    """T1's lot dies by the inactivity expiry of 04-10; a later one (09-01, taking T2's
+    and T3's points) does not keep it alive until then: the 60 points back pay none
+    of the 80 owed since 05-20 and expire (they paid 60 of it, ending at -20)."""
+    _shop(cli, write, "{policy: inactivity, months: 3}",
+          "transaction_id,customer_id,date,amount\nT1,C1,2026-01-10,100.00\n"
+          "T2,C1,2026-05-01,10.00\nT3,C1,2026-06-01,10.00\n")  # fmt: skip
+    assert cli("run", "--as-of", "2026-02-01").exit_code == 0
+    assert cli("redeem", "C1", "r60", "--date", "2026-02-01").exit_code == 0
+    assert cli("run", "--as-of", "2026-10-05").exit_code == 0
+    adjust = cli("adjust", "C1", "-80", "--date", "2026-05-20", "--reason", "fix",
+                 "--allow-negative")  # fmt: skip
+    assert adjust.exit_code == 0, adjust.stderr
+    out = json.loads(cli("redemption", "cancel", "R000001", "--date", "2026-10-05",
+                         "--format", "json").stdout)  # fmt: skip
+    assert (out["points_returned"], out["points_expired"], out["available"]) == (60, 60, -80)
+    assert cli("check").exit_code == 0
+
+
 def test_a_cancellation_after_an_inactivity_expiry_expires_the_points_at_once(cli, write, conn):
     """Had the redemption not been made, the inactivity expiry would have taken its
     points too. Before, they came back for good: no purchase would ever start

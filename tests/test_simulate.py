@@ -337,18 +337,19 @@ def test_simulate_csv_holds_the_skipped_redemptions_and_the_top_changes(shop, cl
                       str(c["change"])] for c in data["top_changes"]] and moved  # fmt: skip
 
 
-def test_a_negative_adjustment_made_before_the_split_is_replayed_as_posted(conn, write):
-    """One posted whole by an older loyalty (a debt beside C's pending points): the
-    replay leaves it whole too, so the same program still gives the same figures."""
-    from loyalty_cli import db, ledger
-
-    text = program_file(write).read_text().replace("pending_days: 0", "pending_days: 14")
-    apply_program(conn, write("pending.yaml", text))
-    import_files(conn, "purchases", [write("purchases.csv", PURCHASES)])
-    run(conn, dt.date(2026, 2, 2))
-    with db.transaction(conn):
-        ledger.post(conn, [ledger.NewEntry(date=dt.date(2026, 2, 2), customer_id="C",
-                                           kind="adjust", points=-10, value=-10,
-                                           source_type="adjustment", note="old")])  # fmt: skip
+def test_a_negative_adjustment_takes_pending_points_under_a_proposal_too(conn, write):
+    """The adjustment of 01-15 was covered by T1's available points; under a proposal
+    with 30 pending days they are still pending then, and the replay takes them as
+    `adjust` would: 50 expire, nothing is owed (it was a debt of 50 beside a lot that
+    then expired in full)."""
+    real = program_file(write)
+    apply_program(conn, real)
+    sale = "transaction_id,customer_id,date,amount\nT1,A,2026-01-10,100.00\n"
+    import_files(conn, "purchases", [write("t1.csv", sale)])
+    run(conn, dt.date(2026, 1, 14))
+    rewards.adjust(conn, "A", -50, "double scan", dt.date(2026, 1, 15))
     run(conn, dt.date(2026, 6, 30))
-    assert _same(simulate(conn, write("same.yaml", text), dt.date(2026, 1, 1)))
+    text = real.read_text().replace("pending_days: 0", "pending_days: 30")
+    result = simulate(conn, write("p30.yaml", text), dt.date(2026, 1, 1), dt.date(2026, 6, 30))
+    proposed = result["proposed"]
+    assert (proposed["points_expired"], proposed["outstanding_points"]) == (50, 0)

@@ -456,3 +456,21 @@ def test_an_exchange_that_sells_a_coffee_returns_only_the_cake(cli, write):
     assert cli("import", "purchases", write("x.csv", head + rows)).exit_code == 0
     assert cli("run", "--as-of", "2026-01-05").exit_code == 0
     assert [v["status"] for v in _show(cli, "2026-01-05")["vouchers"]] == ["open"]
+
+
+def test_a_late_coffee_line_after_the_receipts_undo_keeps_its_voucher_withdrawn(cli, write):
+    _coffee_and_cake(cli, write)
+    head = "transaction_id,line_no,customer_id,date,amount,category,refund_of\n"
+    first = write("x1.csv", head + "X3,1,C1,2026-01-05,-4.00,cake,P3\n")
+    assert cli("import", "purchases", first).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-05").exit_code == 0
+    assert cli("import", "undo", "1", "--date", "2026-01-06").exit_code == 0
+    late = write("x2.csv", head + "X3,2,C1,2026-01-05,-3.00,coffee,P3\n")
+    assert cli("import", "purchases", late).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-06").exit_code == 0
+    sales = "transaction_id,line_no,customer_id,date,amount,category\n"
+    sales += "".join(f"P{i},1,C1,2026-01-0{i},3.00,coffee\n" for i in (1, 2, 3))
+    sales += "P3,2,C1,2026-01-03,4.00,cake\n"
+    assert cli("import", "purchases", write("again.csv", sales)).exit_code == 0
+    assert cli("run", "--as-of", "2026-01-07").exit_code == 0
+    assert [v["status"] for v in _show(cli, "2026-01-07")["vouchers"]] == ["withdrawn"]

@@ -142,9 +142,9 @@ class LotState:
     # lot entry_id -> points `expire` entries took from it (aimed or, for an
     # inactivity expiry, oldest first): what an undo must not reverse again.
     expired_from: dict[int, int] = field(default_factory=dict)
-    # The date of the latest inactivity expiry replayed: it took every point of the
-    # lots available by then, so points given back to one of them are dead.
-    inactive_on: dt.date | None = None
+    # lot entry_id -> the date of the inactivity expiry that took its points (in
+    # posting order): points given back to it later are dead.
+    died_on: dict[int, dt.date] = field(default_factory=dict)
     # [date, points] of each part of `debt` still owed, oldest first (a restored
     # state has none: its debt is undated).
     debts: list[list[Any]] = field(default_factory=list)
@@ -246,8 +246,9 @@ def _apply(state: LotState, entry: Entry | Row) -> None:
     elif entry.kind == "expire":
         for lot_id, amount in taken.items():
             state.expired_from[lot_id] = state.expired_from.get(lot_id, 0) + amount
-        if entry.lot_id is None and (state.inactive_on is None or entry.date > state.inactive_on):
-            state.inactive_on = entry.date
+        if entry.lot_id is None:
+            for lot_id in taken:
+                state.died_on.setdefault(lot_id, entry.date)
 
 
 def _take(lot: Lot, need: int, taken: dict[int, int]) -> int:
@@ -343,14 +344,14 @@ def _give_back(state: LotState, entry: Entry | Row) -> None:
 
 def _last_payday(state: LotState, lot: Lot, on: dt.date) -> dt.date | None:
     """The last day whose debts points given back to `lot` on `on` may pay: None (any)
-    for a lot alive on `on`; for a dead one (as rewards/redeem._expire_returned judges
-    it), the day before its fixed expiry date, or the date of the inactivity expiry
-    that took the lots available by then (its own claim on them included)."""
+    for a lot alive on `on`; for a dead one, the day before its fixed expiry date, or
+    before the inactivity expiry that took its points (expiries come first in a day).
+    A lot an inactivity expiry found empty (the redemption had taken it all) pays
+    any debt, that expiry's own claim on it included."""
     if lot.expires_on is not None and lot.expires_on <= on:
         return lot.expires_on - dt.timedelta(days=1)
-    if state.inactive_on is not None and lot.available_on <= state.inactive_on:
-        return min(on, state.inactive_on)
-    return None
+    died = state.died_on.get(lot.entry_id)
+    return died - dt.timedelta(days=1) if died is not None else None
 
 
 def _pay_debt(state: LotState, points: int, until: dt.date | None = None) -> int:

@@ -254,12 +254,11 @@ def _replay(
             from loyalty_cli.rewards.adjust import taken_parts
 
             entry = _repost(scratch, row)
-            # A part of a negative adjustment aimed at a pending lot (an id of the real
-            # ledger) is split again over the replayed lots; the rest is posted as it
-            # was (one made before such parts existed stays a debt, as it really is).
-            aimed = entry.points < 0 and row["lot_id"] is not None
+            # A negative adjustment takes the replayed lots as `adjust` would: what
+            # the available points do not cover from pending ones (a part aimed at a
+            # pending lot names an id of the real ledger: it is split again too).
             with db.transaction(scratch):
-                ledger.post(scratch, taken_parts(scratch, entry) if aimed else [entry])
+                ledger.post(scratch, taken_parts(scratch, entry) if entry.points < 0 else [entry])
     run(scratch, last_run)
     return skipped
 

@@ -1440,14 +1440,18 @@ class _Customer:
             )
         return taken
 
-    def _refunds_took(self, tid: str) -> int:
-        """Points the refunds of receipt `tid` took back from it, net of undone ones."""
-        return sum(
-            ledger.refund_took(
-                [(e.kind, e.points, e.note) for e in self.by_source[("purchase", refund)]], tid
-            )
-            for refund in self.refunds_of.get(tid, ())
-        )
+    def _refunds_took(self, tid: str, without: str | None = None) -> int:
+        """Points the refunds of receipt `tid` (but `without`) took back from it, net of
+        undone ones. A refund that names no other receipt counts all it took: a first
+        line of it that named none (or `tid` unknown then) took at the base rate."""
+        total = 0
+        for refund in self.refunds_of.get(tid, ()):
+            if refund == without:
+                continue
+            took = [(e.kind, e.points, e.note) for e in self.by_source[("purchase", refund)]]
+            named = {ledger.refunded_receipt(note) for kind, _, note in took if kind == "clawback"}
+            total += ledger.refund_took(took, tid, every=named <= {tid, None})
+        return total
 
     def _remember(
         self,
@@ -1621,7 +1625,9 @@ class _Customer:
                 and ledger.refund_took(took, receipt.refund_of)
             ):
                 # It took from its receipt, gone since (an undo): the refund stays netted
-                # with it, as when all its lines came before the undo.
+                # with it, as when all its lines came before the undo. Its new lines
+                # still count for that receipt's vouchers.
+                withdrew += _would_withdraw(receipt, program)
                 return 0
         lot_id = None
         of = None  # the receipt the points are taken back for, named in the note
@@ -1643,9 +1649,7 @@ class _Customer:
             # (their own receipt's, or others' pending lots), net of undone refunds.
             # Counted by the lots instead, a part paid by another lot was missed and
             # a refund without refund_of that took from this receipt's lot was counted.
-            clawed = self._refunds_took(tid)
-            if receipt.transaction_id in self.refunds_of.get(tid, ()):
-                clawed -= ledger.refund_took(took, tid)  # the other refunds' share
+            clawed = self._refunds_took(tid, without=receipt.transaction_id)
             net = oprog.earn.on == "net"
             original_amount = original.amount - original.tax if net else original.amount
             refunded = -(receipt.amount - receipt.tax if net else receipt.amount)
