@@ -322,11 +322,10 @@ def _give_back(state: LotState, entry: Entry | Row) -> None:
     the customer owes (a claw-back since) is paid from them first, oldest lot first,
     as a new lot would pay it: otherwise the lot would hold points the balance does
     not have, and its expiry would take them a second time. Points that come back
-    into a lot already dead on the cancellation's date (past its expiry date, or
-    emptied by an inactivity expiry) pay only what was owed while the lot lived (an
-    inactivity expiry's own claim on it, say): the cancellation expires the rest at
-    once (rewards/redeem._expire_returned), so a debt dated later is not paid with
-    expired points."""
+    into a dead lot (past its expiry date, or emptied by an inactivity expiry) pay
+    only what was owed while it lived (_last_payday): the cancellation expires the
+    rest at once (rewards/redeem._expire_returned), so a debt that arose after the
+    lot died is not paid with expired points."""
     taken = state.taken.pop(entry.source_id or "", {})
     left = entry.points
     for lot_id, amount in taken.items():

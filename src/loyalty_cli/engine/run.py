@@ -1608,7 +1608,6 @@ class _Customer:
         # all it took when it names one receipt at most (the receipt may have been
         # unknown then, at the base rate, or known, by its note), else by the notes.
         mine = 0
-        took: list[tuple[str, int, str | None]] = []
         if whole is not None:
             took = [
                 (e.kind, e.points, e.note)
@@ -1618,7 +1617,7 @@ class _Customer:
                 took,
                 receipt.refund_of if original is not None else None,
                 every=len(_named(whole)) <= 1,
-            )  # fmt: skip
+            )
             if (
                 original is None
                 and receipt.refund_of
