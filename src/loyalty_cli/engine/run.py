@@ -57,7 +57,6 @@ _META_KEYS = ("purchase_id", "event_id", "claim_rowid", "entry_id", "customer_im
 class RunResult:
     run_id: int
     as_of: dt.date
-    customers: int = 0
     receipts: int = 0
     entries: Counter[str] = field(default_factory=Counter)
     points: Counter[str] = field(default_factory=Counter)
@@ -67,9 +66,13 @@ class RunResult:
     # (a program applied today over an imported history: see `program apply --effective`).
     before_program: int = 0
     program_from: dt.date | None = None  # the first version's start
-    # Who the run worked on (`customers` counts them): a referrer paid late is worked
-    # on again, and a nightly's runs add up to the night's customers once each.
+    # Who the run worked on: a referrer paid late is worked on again, and a nightly's
+    # runs add up to the night's customers once each.
     customer_ids: set[str] = field(default_factory=set, repr=False)
+
+    @property
+    def customers(self) -> int:
+        return len(self.customer_ids)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -1224,10 +1227,7 @@ class _Customer:
             else:
                 self._earlier_sale(date, payload)
         self._expire_until(as_of)
-        result = self.e.result
-        if self.cid not in result.customer_ids:
-            result.customer_ids.add(self.cid)
-            result.customers += 1
+        self.e.result.customer_ids.add(self.cid)
         if self.last_scored is not None and self.last_scored[1].tiers is not None:
             # The tier after the newest receipt scored now (tier_on() computes any date).
             day, program = self.last_scored
