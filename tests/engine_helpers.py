@@ -121,12 +121,12 @@ def earned(conn: sqlite3.Connection, tid: str) -> int:
 
 def fail_after_first_write(monkeypatch) -> None:
     """The run raises right after writing its first batch (a crash mid-run)."""
-    from loyalty_cli.engine import run as runmod
+    from loyalty_cli.engine import output
 
-    real = runmod._write
+    real = output.write
 
     def boom(*args):
         real(*args)
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(runmod, "_write", boom)
+    monkeypatch.setattr(output, "write", boom)

@@ -9,7 +9,8 @@ import pytest
 
 from engine_helpers import buy, customer, event, go, program
 from loyalty_cli import db, workers
-from loyalty_cli.engine import run as runmod
+from loyalty_cli.engine import pipeline as pipemod
+from loyalty_cli.engine.customer import CustomerWork
 from loyalty_cli.errors import LoyaltyError
 from test_run_bulk import PROGRAM as BULK_PROGRAM
 
@@ -53,8 +54,8 @@ def _history(conn, tmp_path):
 
 
 def _posted(tmp_path, monkeypatch, pipelined: bool, name: str):
-    monkeypatch.setattr(runmod, "BATCH", 3)
-    monkeypatch.setattr(runmod, "_PIPELINE_MIN_BATCHES", 2 if pipelined else 10**9)
+    monkeypatch.setattr(pipemod, "BATCH", 3)
+    monkeypatch.setattr(pipemod, "PIPELINE_MIN_BATCHES", 2 if pipelined else 10**9)
     monkeypatch.setattr(workers, "cpus", lambda: 2)
     conn = db.connect(tmp_path / f"{name}.db")
     _history(conn, tmp_path)
@@ -84,18 +85,18 @@ def test_pipelined_run_posts_what_the_sequential_run_posts(tmp_path, monkeypatch
 
 
 def test_a_failure_in_the_worker_is_raised_and_rolls_back(conn, tmp_path, monkeypatch):
-    monkeypatch.setattr(runmod, "BATCH", 3)
-    monkeypatch.setattr(runmod, "_PIPELINE_MIN_BATCHES", 2)
+    monkeypatch.setattr(pipemod, "BATCH", 3)
+    monkeypatch.setattr(pipemod, "PIPELINE_MIN_BATCHES", 2)
     monkeypatch.setattr(workers, "cpus", lambda: 2)
     _history(conn, tmp_path)
-    real = runmod._Customer.process
+    real = CustomerWork.process
 
     def boom(self):
         if self.cid == "C10":
             raise LoyaltyError("customer C10 cannot be scored", field="x")
         real(self)
 
-    monkeypatch.setattr(runmod._Customer, "process", boom)
+    monkeypatch.setattr(CustomerWork, "process", boom)
     with pytest.raises(LoyaltyError, match="customer C10 cannot be scored") as info:
         go(conn, "2026-01-20")
     assert info.value.field == "x"
@@ -106,12 +107,12 @@ def test_a_failure_in_the_worker_is_raised_and_rolls_back(conn, tmp_path, monkey
 
 @pytest.mark.parametrize("customers", [1, 250, 750, 751, 4534, 16000, 86592])
 def test_batches_pipeline_a_nightly_run_and_keep_a_small_one_in_one_process(customers):
-    size = runmod._batch_size(customers)
+    size = pipemod.batch_size(customers)
     batches = -(-customers // size)
-    assert runmod._MIN_BATCH <= size <= runmod.BATCH or customers < runmod._MIN_BATCH
-    if customers > runmod._MIN_BATCH * (runmod._PIPELINE_MIN_BATCHES - 1):
-        assert batches >= runmod._PIPELINE_MIN_BATCHES  # a nightly's few thousand: two processes
+    assert pipemod.MIN_BATCH <= size <= pipemod.BATCH or customers < pipemod.MIN_BATCH
+    if customers > pipemod.MIN_BATCH * (pipemod.PIPELINE_MIN_BATCHES - 1):
+        assert batches >= pipemod.PIPELINE_MIN_BATCHES  # a nightly's few thousand: two processes
     else:
-        assert batches < runmod._PIPELINE_MIN_BATCHES  # forking costs more than it saves
-    if customers >= runmod.BATCH * runmod._PIPELINE_BATCHES:
-        assert size == runmod.BATCH
+        assert batches < pipemod.PIPELINE_MIN_BATCHES  # forking costs more than it saves
+    if customers >= pipemod.BATCH * pipemod.PIPELINE_BATCHES:
+        assert size == pipemod.BATCH

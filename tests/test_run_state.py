@@ -188,14 +188,14 @@ def stale_states(conn) -> list[str]:
     try:
         with stored_state(False):
             for cid, _, as_of, text in rows:
-                engine = runmod._Engine(
+                engine = runmod.Engine(
                     conn, timeline, dt.date.fromisoformat(as_of), runmod._Marks(conn), 0
                 )
                 conn.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS _batch (customer_id TEXT PRIMARY KEY)"
                 )
-                data = engine._build([cid], engine._fetch([cid]))
-                rebuilt = runmod._Customer(engine, cid, data, runmod._Output(engine)).saved()
+                data = engine.build([cid], engine.fetch([cid]))
+                rebuilt = runmod.CustomerWork(engine, cid, data, runmod.Output(engine)).saved()
                 if _comparable(rebuilt[-1]) != _comparable(text):
                     stale.append(cid)
     finally:
@@ -228,13 +228,13 @@ def test_stored_state_posts_what_the_rebuilt_state_posts(name, nights):
 def _restores(monkeypatch) -> list[str]:
     """Customers started from a stored state, as the run goes."""
     seen: list[str] = []
-    real = runmod._Customer._restore
+    real = runmod.CustomerWork._restore
 
     def spy(self, *args):
         seen.append(self.cid)
         return real(self, *args)
 
-    monkeypatch.setattr(runmod._Customer, "_restore", spy)
+    monkeypatch.setattr(runmod.CustomerWork, "_restore", spy)
     return seen
 
 

@@ -338,7 +338,7 @@ ALTER TABLE rescore_receipts ADD COLUMN punches TEXT;
 
 # The punch-card vouchers a scored refund withdrew, as a JSON array of voucher ids
 # (`[]`: none): a refund withdraws a card's voucher only when it returns a line of
-# the kind the card counts (engine/run.py _Customer._withdraw_vouchers). NULL (sales,
+# the kind the card counts (engine/customer.py CustomerWork._withdraw_vouchers). NULL (sales,
 # and refunds scored before version 10): any scored refund of a receipt counts as
 # having withdrawn its vouchers, as it did then (rewards/vouchers.REFUND_SCORED).
 REFUND_WITHDREW_V10 = """

@@ -11,7 +11,7 @@ so that a nightly run's cost grew with the customers' history.
 A run now stores that state, as JSON, for every customer it worked on, with the
 id of the customer's last ledger entry and the program versions it was made
 under. The next run starts from it only when nothing else can have changed it
-(`engine.run._Engine._fetch` decides): the customer's last entry is still that
+(`engine.run.Engine.fetch` decides): the customer's last entry is still that
 one (no redemption, cancellation, adjustment or undo since), the program
 versions are the same, and the new work holds no receipt the run must compare
 with an earlier one (any refund naming an original, any receipt already scored:
@@ -184,7 +184,7 @@ def _iso(number: int | None) -> str | None:
 
 
 class Restored:
-    """A stored state read back: the fields `engine.run._Customer` starts from."""
+    """A stored state read back: the fields `engine.customer.CustomerWork` starts from."""
 
     __slots__ = (
         "state",

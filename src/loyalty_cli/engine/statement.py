@@ -121,7 +121,7 @@ def tier_unit(conn: sqlite3.Connection, on: dt.date) -> str | None:
 
 def _run_sales(conn: sqlite3.Connection, customer_id: str, on: dt.date) -> list[dt.date] | None:
     """The sale days the next run goes through for the inactivity clock, in order
-    (engine/run.py): the last sale receipt it has scored, then the sale receipts
+    (engine/customer.py): the last sale receipt it has scored, then the sale receipts
     (total 0 or more) it has not scored yet, the customer's own or claimed, dated
     after that one and by `on`. A sale not scored yet dated before the last scored
     one (a late export, a claimed old receipt) starts no clock of its own, nor does

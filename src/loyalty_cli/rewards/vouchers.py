@@ -77,7 +77,7 @@ def oldest_open_voucher(
 # A live refund of the voucher's receipt (v.transaction_id) that a run has scored
 # as withdrawing the voucher (it returned a line of the kind the card counts; one
 # scored before schema version 10, `withdrew` NULL, any refund): it withdrew the
-# voucher if it was open then (engine/run.py).
+# voucher if it was open then (engine/customer.py).
 REFUND_SCORED = (
     "EXISTS (SELECT 1 FROM purchases p WHERE p.refund_of = v.transaction_id "
     "AND p.undone = 0 AND EXISTS (SELECT 1 FROM scored_receipts r "
