@@ -596,10 +596,10 @@ def _schema_errors(text: str) -> list[str]:
     import jsonschema
     import yaml
 
-    from loyalty_cli.program import _Loader
+    from loyalty_cli.program_yaml import Loader
 
     validator = jsonschema.Draft202012Validator(json.loads(json.dumps(program_schema())))
-    return [e.message for e in validator.iter_errors(_as_json(yaml.load(text, Loader=_Loader)))]
+    return [e.message for e in validator.iter_errors(_as_json(yaml.load(text, Loader=Loader)))]
 
 
 @pytest.mark.parametrize(

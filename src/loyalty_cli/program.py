@@ -1,6 +1,6 @@
 """The program YAML -> a validated, typed `Program` (+ its JSON Schema).
 
-Loading is safe and exact:
+Loading is safe and exact (program_yaml.py):
 - a `yaml.SafeLoader` subclass; YAML floats become `Decimal` built from the
   scalar's text (0.1 stays Decimal("0.1"), 5.00 stays Decimal("5.00"));
 - only `true`/`false` are booleans (YAML 1.1 would turn the key `on:` of
@@ -47,15 +47,19 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from loyalty_cli import money
 from loyalty_cli.engine.dates import OUT_OF_RANGE, in_range
 from loyalty_cli.errors import ProgramError
-
-MAX_ALIASES = 100
-MAX_NODES = 100_000
+from loyalty_cli.program_yaml import (
+    Loader,
+    StoredLoader,
+    TreeError,
+    WrittenInt,
+    check_tree,
+    open_quote_line,
+)
 
 SEGMENT_NAMES = ("new", "one_time", "repeat", "loyal", "at_risk", "lapsed")
 ONCE_PER_CUSTOMER = ("signup", "newsletter", "social_follow", "profile_complete")
@@ -80,201 +84,12 @@ _T_INT, _T_MAP, _T_NAME, _T_NUM = "<int>", "<mapping>", "<name>", "<number>"
 _TAGS = {_T_INT, _T_MAP, _T_NAME, _T_NUM}
 
 
-# --------------------------------------------------------------------------- YAML
-
-
-_YAML12 = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int")
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with Decimal floats, YAML-1.2 booleans and integers, and an alias
-    budget."""
-
-    yaml_implicit_resolvers = {
-        ch: [r for r in resolvers if r[0] not in _YAML12]
-        for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.alias_count = 0
-
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:
-        if self.check_event(AliasEvent):
-            self.alias_count += 1
-            if self.alias_count > MAX_ALIASES:
-                event = self.peek_event()
-                raise yaml.composer.ComposerError(
-                    None, None, f"too many aliases (more than {MAX_ALIASES})", event.start_mark
-                )
-        return super().compose_node(parent, index)  # type: ignore[misc]
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-# YAML 1.2 integers: decimal (leading zeros and `_` allowed), 0o octal, 0x hex.
-# YAML 1.1 read 0042 as octal 34 and 1:30 as 90 (base 60): a SKU or a count of
-# days silently changed.
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"),
-    list("-+0123456789"),
-)
-
-
-class _WrittenInt(int):
-    """An integer that remembers how the YAML wrote it: a code such as `sku: 0042`
-    is the text `0042`, not `42`."""
-
-    text: str
-
-    def __new__(cls, value: int, text: str) -> _WrittenInt:
-        number = super().__new__(cls, value)
-        number.text = text
-        return number
-
-
-def _construct_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
-    text = str(loader.construct_scalar(node))
-    digits = text.replace("_", "")
-    sign = -1 if digits.startswith("-") else 1
-    body = digits.lstrip("+-")
-    bases = {"0x": 16, "0o": 8, "0b": 2}
-    if body[:2] in bases:
-        value = int(body[2:], bases[body[:2]])
-    elif ":" in body:  # base 60 (_StoredLoader only)
-        value = 0
-        for part in body.split(":"):
-            value = value * 60 + int(part)
-    else:
-        value = int(body, 10)
-    return _WrittenInt(sign * value, text)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-
-
-class _StoredLoader(_Loader):
-    """For versions applied before the loader read YAML 1.2 integers: the YAML 1.1
-    forms no longer read as numbers (0b1110, base 60 as in 1:30, a signed or `_`
-    hex such as +0x1_0) still do, so an applied version never stops loading. (A
-    leading zero now means decimal.)"""
-
-
-_StoredLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$"),
-    list("-+0123456789"),
-)
-
-
-def _construct_decimal(loader: yaml.SafeLoader, node: ScalarNode) -> Decimal:
-    text = str(loader.construct_scalar(node)).replace("_", "")
-    special = {".inf": "Infinity", "+.inf": "Infinity", "-.inf": "-Infinity", ".nan": "NaN"}
-    if text.lower() in special:
-        return Decimal(special[text.lower()])
-    try:
-        return Decimal(text)
-    except InvalidOperation as exc:
-        raise yaml.constructor.ConstructorError(
-            None, None, f"'{text}' is not a number", node.start_mark
-        ) from exc
-
-
-_Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
-
-
-def _construct_timestamp(loader: yaml.SafeLoader, node: ScalarNode) -> Any:
-    try:
-        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
-    except ValueError:
-        # 2026-13-01 looks like a date but is none: kept as the text, so validation
-        # says which field wanted a date (with every other problem), as when quoted.
-        return str(node.value)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
-
-
-class _TreeError(Exception):
-    def __init__(self, message: str, node: Node, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.node = node
-        self.field = field
-
-
-_TEXT = "tag:yaml.org,2002:str"
-
-
-def _open_quote_line(text: str, before: int) -> int | None:
-    """The first line before line index `before` with an odd number of double
-    quotes (comments aside): where a syntax error found far below most often
-    starts (`program: "Demo` runs on to the next quote, lines later)."""
-    for number, line in enumerate(text.splitlines()[:before], start=1):
-        code = line.split(" #", 1)[0]
-        quotes = code.count('"') - code.count('\\"')  # \" inside a quote is no quote
-        if quotes % 2:
-            return number
-    return None
-
-
-def _check_tree(root: Node) -> None:
-    """Refuse recursive aliases, documents that expand too far, duplicate keys and
-    keys that are lists or mappings; every other key is read as the text it is."""
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
-
-    def size(node: Node, path: str) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in active:
-            raise _TreeError("a recursive alias is not allowed", node, path or None)
-        active.add(key)
-        total = 1
-        if isinstance(node, SequenceNode):
-            total += sum(size(child, f"{path}[{i}]") for i, child in enumerate(node.value))
-        elif isinstance(node, MappingNode):
-            seen: dict[str, Node] = {}
-            for k, v in node.value:
-                if not isinstance(k, ScalarNode):
-                    raise _TreeError(
-                        "a key must be a name, not a list or a mapping", k, path or None
-                    )
-                sub = f"{path}.{k.value}" if path else str(k.value)
-                if k.tag not in (_TEXT, "tag:yaml.org,2002:merge"):
-                    # A key is a name as written: `true:` or `2026:` is the key
-                    # 'true' or '2026' (unknown, or a custom event type), not a bool.
-                    k.tag = _TEXT
-                if k.tag != "tag:yaml.org,2002:merge":
-                    if k.value in seen:
-                        first = seen[k.value].start_mark.line + 1
-                        raise _TreeError(
-                            f"duplicate key '{k.value}' (first at line {first})", k, sub
-                        )
-                    seen[k.value] = k
-                total += size(k, sub) + size(v, sub)
-        active.discard(key)
-        if total > MAX_NODES:
-            raise _TreeError(
-                f"the document is too large (more than {MAX_NODES} values)", node, path or None
-            )
-        sizes[key] = total
-        return total
-
-    size(root, "")
-
-
 # --------------------------------------------------------------------------- types
 
 
 def _to_text(value: Any) -> Any:
     # Codes such as SKUs and store ids are often numeric in a till; accept them.
-    if isinstance(value, _WrittenInt):
+    if isinstance(value, WrittenInt):
         return value.text
     if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
         return str(value)
@@ -1210,14 +1025,14 @@ def parse_program(text: str, source: str = "<program>", stored: bool = False) ->
     """Validate program YAML text. Raises ProgramError (all errors on `.errors`).
     `stored`: a version read back from the database, which the rules for new versions
     (`_new_version_checks`) do not judge again."""
-    loader = (_StoredLoader if stored else _Loader)(text)
+    loader = (StoredLoader if stored else Loader)(text)
     try:
         root = loader.get_single_node()
         if root is None:
             _single("the file is empty; a program needs program, currency and earn", source, 1)
-        _check_tree(root)
+        check_tree(root)
         data = loader.construct_document(root)
-    except _TreeError as exc:
+    except TreeError as exc:
         _single(exc.message, source, exc.node.start_mark.line + 1, exc.field)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -1230,7 +1045,7 @@ def parse_program(text: str, source: str = "<program>", stored: bool = False) ->
             pass  # a value that cannot be read: the problem says which
         else:
             problem = f"YAML syntax error: {problem}"
-            opened = _open_quote_line(text, mark.line if mark else 0)
+            opened = open_quote_line(text, mark.line if mark else 0)
             if opened is not None:
                 problem += f" (the quote opened on line {opened} is not closed on that line)"
         _single(problem, source, mark.line + 1 if mark else None)
