@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from loyalty_cli import db
-from loyalty_cli.ops import check_database
+from loyalty_cli.checks import check_database
 from loyalty_cli.programs_store import apply_program
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from engine_helpers import buy, entries, go, points, program
 from loyalty_cli import db
+from loyalty_cli.checks import check_database
 from loyalty_cli.engine.statement import customer_statement
 from loyalty_cli.importing import import_files, undo_import
-from loyalty_cli.ops import check_database
 
 
 def test_clawback_proportional(conn, tmp_path):

@@ -280,7 +280,7 @@ def test_help_has_examples(cli):
 
 
 def test_an_import_waits_for_a_running_nightly_then_names_it(cli, write, conn):
-    from loyalty_cli.ops import hold_lock
+    from loyalty_cli.lock import hold_lock
 
     p = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00\n")
     with hold_lock(conn, "loyalty nightly --inbox /srv/inbox", wait=0):

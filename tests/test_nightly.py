@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from loyalty_cli import db
+from loyalty_cli.lock import hold_lock
 from loyalty_cli.nightly import inbox_files, move_no_clobber, nightly
-from loyalty_cli.ops import hold_lock
 
 PROGRAM = """\
 program: Nightly Test

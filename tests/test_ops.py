@@ -1,4 +1,4 @@
-"""`loyalty check`, `loyalty backup` and the nightly lock (loyalty_cli.ops)."""
+"""`loyalty check`, `loyalty backup` and the nightly lock (checks.py, backup.py, lock.py)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,11 @@ from pathlib import Path
 import pytest
 
 from loyalty_cli import db, ledger
+from loyalty_cli.backup import backup_database
+from loyalty_cli.checks import check_database, run_check
 from loyalty_cli.errors import LockedError
 from loyalty_cli.ledger import NewEntry
-from loyalty_cli.ops import (
-    backup_database,
-    check_database,
-    hold_lock,
-    pid_alive,
-    run_check,
-)
+from loyalty_cli.lock import hold_lock, pid_alive
 
 D = dt.date(2026, 3, 1)
 
@@ -556,9 +552,9 @@ def test_wait_bounds_the_wait_while_the_holder_is_inside_a_long_transaction(conn
     holder = subprocess.Popen(
         [sys.executable, "-c", (
             "import sys, time\n"
-            "from loyalty_cli import db, ops\n"
+            "from loyalty_cli import db, lock\n"
             "conn = db.connect(sys.argv[1])\n"
-            "with ops.hold_lock(conn, 'loyalty nightly --inbox /srv/in', wait=0):\n"
+            "with lock.hold_lock(conn, 'loyalty nightly --inbox /srv/in', wait=0):\n"
             "    conn.execute('BEGIN IMMEDIATE')\n"
             "    print('holding', flush=True)\n"
             "    time.sleep(30)\n"

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from engine_helpers import buy, customer, event, program
 from loyalty_cli import db
+from loyalty_cli.checks import check_database
 from loyalty_cli.engine.run import run
-from loyalty_cli.ops import check_database
 from loyalty_cli.program import apply_program
 
 COMMON = """

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loyalty_cli import db, ledger
+from loyalty_cli.checks import check_database
 from loyalty_cli.engine.run import run
 from loyalty_cli.importing import import_files, undo_import
-from loyalty_cli.ops import check_database
 from loyalty_cli.program import apply_program
 
 PROGRAM = """

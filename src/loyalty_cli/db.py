@@ -225,7 +225,7 @@ CREATE TABLE scored_receipts (
 );
 CREATE INDEX scored_receipts_customer ON scored_receipts (customer_id, date, transaction_id);
 
--- Advisory locks (ops.hold_lock): one row while `nightly` (or an import
+-- Advisory locks (lock.hold_lock): one row while `nightly` (or an import
 -- taking the lock) runs. pid + host identify the holder so a stale row left by
 -- a killed process on this host can be taken over.
 CREATE TABLE locks (

@@ -2,7 +2,7 @@
 
 What cron calls once a night (docs/cron.md). The order of work:
 
-1. take the nightly lock (ops.hold_lock; a second nightly waits, then fails);
+1. take the nightly lock (lock.hold_lock; a second nightly waits, then fails);
 2. list INBOX/*.csv (top level, not hidden), grouped by kind from the name
    prefix and in name order inside a kind: `customers-*` first (events and
    referrals name customers that must exist), then purchases (any other
@@ -38,7 +38,7 @@ from typing import Any
 
 from loyalty_cli import db
 from loyalty_cli.errors import LoyaltyError, NoProgramError, UsageError
-from loyalty_cli.ops import hold_lock
+from loyalty_cli.lock import hold_lock
 
 # Name prefix -> kind, in processing order; any other *.csv is purchases.
 # A name starting with one of these words, then `-`, `_` or `.` (customers.csv,

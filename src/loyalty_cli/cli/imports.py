@@ -113,7 +113,7 @@ def add_kind_command(group: typer.Typer, kind: str, help_text: str) -> None:
         from loyalty_cli.errors import LoyaltyError
         from loyalty_cli.importing import DialectOverrides, import_files
         from loyalty_cli.importing.dialect import parse_columns
-        from loyalty_cli.ops import hold_lock
+        from loyalty_cli.lock import hold_lock
 
         overrides = DialectOverrides(
             delimiter=delimiter,

@@ -38,7 +38,7 @@ def check(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
 
     Example: loyalty --db shop.db check
     """
-    from loyalty_cli.ops import run_check
+    from loyalty_cli.checks import run_check
 
     with render.working("checking the database and the ledger ..."):
         report = run_check(get_conn(ctx, existing=True))
@@ -76,7 +76,7 @@ def backup(
 
     Example: loyalty --db shop.db backup backups/shop-2026-11-23.db
     """
-    from loyalty_cli.ops import backup_database
+    from loyalty_cli.backup import backup_database
 
     with render.working(f"copying the database to {file} ..."):
         result = backup_database(get_conn(ctx, existing=True), file, force=force)
