@@ -557,3 +557,176 @@ def test_a_file_the_till_is_still_writing_stays_in_the_inbox(
     result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
     assert result.exit_code == 0, result.stderr
     assert points(db_file) == {"C1": 12, "C2": 34}
+
+
+# --- what a crash, a full disk or an odd inbox leaves (found by an audit) ------------
+
+
+def test_a_database_error_in_the_run_is_said_after_the_files_and_in_json(
+    cli, program, inbox, db_file
+):
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    conn = db.connect(db_file)
+    conn.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON ledger "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    conn.close()
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--format", "json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert [f["file"] for f in doc["files"]] == ["day.csv"]
+    assert doc["error"].startswith(
+        "run as of 2026-11-23 failed: database error: database or disk is full; "
+    )
+    assert doc["run"] is None and doc["exit_code"] == 1
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert result.stdout == "" and "database error" in result.stderr  # nothing new to list
+    assert listing(inbox / "done") == ["day.csv"]
+
+
+def test_a_full_database_names_the_file_and_the_real_cause(program, inbox, db_file):
+    """SQLite rolls a transaction back itself when the disk is full; the import's
+    own rollback then failed with 'cannot rollback - no transaction is active',
+    which hid the cause."""
+    put(inbox, "customers-1.csv", "customer_id,name\nC1,Ann\n")
+    put(
+        inbox,
+        "big.csv",
+        HEADER + "".join(f"T{i},C{i % 300},2026-11-01,10.00\n" for i in range(5000)),
+    )
+    conn = db.connect(db_file)
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 10}")
+    try:
+        result = nightly(conn, inbox, dt.date(2026, 11, 23), wait=0)
+        assert not conn.in_transaction
+    finally:
+        conn.close()
+    assert result.exit_code == 1
+    assert str(result.error).startswith(
+        f"{inbox / 'big.csv'}: database error: database or disk is full; nightly stopped: "
+        "big.csv stays in the inbox, 1 earlier file imported and moved to done/"
+    )
+    assert [f.name for f in result.files] == ["customers-1.csv"]
+    assert listing(inbox) == ["big.csv", "done"]
+
+
+def test_a_file_name_that_is_not_utf8_is_imported_and_shown_written_out(cli, program, inbox):
+    name = os.fsdecode(b"caf\xe9.csv")  # a Latin-1 name from a Windows share
+    put(inbox, name, HEADER + "T1,C1,2026-11-01,10.00\n")
+    put(inbox, "z.csv", HEADER + "T2,C1,2026-11-01,x\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--format", "json")
+    assert result.exit_code == 3, result.stderr
+    doc = json.loads(result.stdout)
+    assert [f["file"] for f in doc["files"]] == ["caf\\xe9.csv", "z.csv"]
+    assert doc["files"][0]["moved_to"] == str(inbox / "done" / "caf\\xe9.csv")
+    assert sorted(os.listdir(inbox / "done")) == sorted([name, "z.csv", "z.rejects.csv"])
+    listed = cli("import", "list", "--format", "csv")
+    assert f"{inbox}/caf\\xe9.csv" in listed.stdout
+    missing = cli("import", "purchases", inbox / os.fsdecode(b"gone\xe9.csv"))
+    assert missing.exit_code == 2
+    assert missing.stderr == f"Error: {inbox}/gone\\xe9.csv: no such file\n"
+
+
+def test_a_night_stopped_after_its_till_run_reports_that_runs_date(cli, program, inbox):
+    put(inbox, "customers.csv", "customer_id,name\nC1,Ann\n")
+    put(inbox, "2026-09-01.csv", HEADER + "T1,C1,2026-09-01,20.00\n")
+    put(
+        inbox,
+        "redemptions-2026-09-25.csv",
+        "redemption_id,customer_id,reward_id,date\nX2,C1,gift,2026-09-25\n",
+    )
+    put(inbox, "redemptions-2026-09-26.csv", "")
+    result = cli("nightly", "--inbox", inbox, "--as-of", "2026-11-01")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-1].startswith("run as of 2026-09-25: ")
+    assert "the run as of 2026-09-25 before the till files was done" in result.stderr
+
+
+def test_a_skipped_file_left_in_the_inbox_is_not_said_moved():
+    from loyalty_cli.nightly import FileOutcome
+
+    outcome = FileOutcome("day.csv", "purchases", 4, skipped=True)
+    assert outcome.line() == "day.csv: already imported (import 4)"
+    outcome.moved_to = "inbox/done/day.csv"
+    assert outcome.line() == "day.csv: already imported (import 4), moved to done/"
+
+
+def test_done_on_another_filesystem_gets_a_copy(cli, program, inbox, monkeypatch):
+    import errno
+
+    def across(real):
+        def call(src, dst, *args, **kwargs):
+            if Path(src).parent != Path(dst).parent:
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            return real(src, dst, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "link", across(os.link))
+    monkeypatch.setattr(os, "rename", across(os.rename))
+    put(inbox, "day.csv", HEADER + "T1,C1,2026-11-01,10.00\nT2,C1,2026-11-01,x\n")
+    (inbox / "done").mkdir()
+    put(inbox / "done", "day.csv", "an earlier file of that name\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 3, result.stderr
+    assert listing(inbox) == ["done"]
+    assert listing(inbox / "done") == ["day-1.csv", "day-1.rejects.csv", "day.csv"]
+    assert (inbox / "done" / "day-1.csv").read_text().startswith(HEADER)
+
+
+def test_a_symbolic_link_is_archived_as_the_file_it_points_to(cli, program, inbox, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    real = put(outside, "real.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    (inbox / "link.csv").symlink_to(os.path.relpath(real, inbox))
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 0, result.stderr
+    archived = inbox / "done" / "link.csv"
+    assert not archived.is_symlink() and archived.read_text() == real.read_text()
+    assert listing(inbox) == ["done"] and real.exists()
+
+
+def _rejecting_day(cli, inbox: Path) -> None:
+    put(inbox, "a.csv", HEADER + "T1,C1,2026-11-01,10.00\nT2,C1,2026-11-01,x\n")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 3, result.stderr
+    shown = [name for name in listing(inbox / "done") if not name.startswith(".")]
+    assert shown == ["a.csv", "a.rejects.csv"]
+
+
+def test_a_move_killed_after_its_link_is_finished_not_archived_twice(cli, program, inbox):
+    _rejecting_day(cli, inbox)
+    os.link(inbox / "done" / "a.csv", inbox / "a.csv")  # killed between link and unlink
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 3, result.stderr
+    assert result.stdout.startswith(
+        "a.csv: already imported (import 1), moved to done/; 1 rejected (see "
+    )
+    assert listing(inbox) == ["done"]
+    assert listing(inbox / "done") == ["a.csv", "a.rejects.csv"]
+
+
+def test_a_nightly_killed_between_the_report_and_the_move_leaves_one_report(cli, program, inbox):
+    _rejecting_day(cli, inbox)
+    os.rename(inbox / "done" / "a.csv", inbox / "a.csv")  # the report written, not the move
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 3, result.stderr
+    assert listing(inbox) == ["done"]
+    assert listing(inbox / "done") == ["a.csv", "a.rejects.csv"]
+
+
+def test_half_written_files_of_a_killed_nightly_are_removed(cli, program, inbox):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (inbox / "done").mkdir()
+    stale = put(inbox / "done", f".import-1.rejects.csv.tmp-{int(gone.stdout)}", "line,")
+    copy = put(inbox / "done", f".a.csv.tmp-{int(gone.stdout)}", "half a copy")
+    own = put(inbox / "done", f".b.csv.tmp-{os.getpid()}", "being written")
+    _rejecting_day(cli, inbox)
+    assert not stale.exists() and not copy.exists() and own.exists()

@@ -9,13 +9,10 @@ import sqlite3
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loyalty_cli.errors import ConflictError, UsageError
 from loyalty_cli.lock import pid_alive
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,8 @@ def _remove_stale_copies(dest: Path) -> None:
     as the database, and nothing else would ever remove them."""
     prefix = _TMP_PREFIX.format(dest.name)
     for leftover in dest.parent.glob(glob.escape(prefix) + "*"):
-        pid = leftover.name[len(prefix) :]
+        # The copy, or the rollback journal SQLite kept beside it (.NAME.tmp-PID-journal).
+        pid = leftover.name[len(prefix) :].removesuffix("-journal")
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             with suppress(OSError):
                 leftover.unlink()

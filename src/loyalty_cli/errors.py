@@ -8,7 +8,20 @@ with rejected rows.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+
+def printable(path: str | os.PathLike[str]) -> str:
+    """A file name (or a command line naming one) as text that can be printed and
+    stored: the bytes of a name that is not UTF-8 (a Latin-1 name from a Windows
+    share, which Python reads as U+DCxx stand-ins) written out (`caf\\xe9.csv`)."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text
 
 
 class LoyaltyError(Exception):

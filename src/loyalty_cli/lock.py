@@ -13,14 +13,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from loyalty_cli import db
-from loyalty_cli.errors import LockedError
-
-if TYPE_CHECKING:
-    pass
-
+from loyalty_cli.errors import LockedError, printable
 
 LOCK_NAME = "nightly"
 # Locks this process holds now: a row naming our own pid that is not in here
@@ -78,7 +73,7 @@ def hold_lock(
     deleted in `finally`; after a kill -9 it stays, and the next acquirer on
     the same host sees the dead pid and takes it over.
     """
-    me = LockHolder(os.getpid(), socket.gethostname(), command, _utc_now())
+    me = LockHolder(os.getpid(), socket.gethostname(), printable(command), _utc_now())
     key = _db_key(conn, name)
     deadline = time.monotonic() + max(wait, 0.0)
     # Set just before our INSERT can commit: an exception (SIGTERM turned into

@@ -25,20 +25,24 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
+import filecmp
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loyalty_cli import db
-from loyalty_cli.errors import LoyaltyError, NoProgramError, UsageError
-from loyalty_cli.lock import hold_lock
+from loyalty_cli.errors import LoyaltyError, NoProgramError, UsageError, printable
+from loyalty_cli.lock import hold_lock, pid_alive
 
 # Name prefix -> kind, in processing order; any other *.csv is purchases.
 # A name starting with one of these words, then `-`, `_` or `.` (customers.csv,
@@ -85,7 +89,9 @@ class FileOutcome:
 
     def line(self) -> str:
         if self.skipped:
-            text = f"{self.name}: already imported (import {self.import_id}), moved to {DONE}/"
+            text = f"{self.name}: already imported (import {self.import_id})"
+            if self.moved_to:
+                text += f", moved to {DONE}/"
             if self.rejects_file:
                 text += f"; {self.rejected} rejected (see {self.rejects_file})"
             return text
@@ -122,7 +128,9 @@ class NightlyResult:
         if not self.files and self.error is None:
             out.append(f"{self.inbox}: no new files")
         if self.run is not None:
-            out.append(_run_line(self.as_of, self.run))
+            # The run's own date: a night stopped after the run before its till files
+            # reports that run, not one as of --as-of.
+            out.append(_run_line(self.run))
         return out
 
     def reject_lines(self) -> list[str]:
@@ -150,7 +158,7 @@ class NightlyResult:
         }
 
 
-def _run_line(as_of: dt.date, run: dict[str, Any]) -> str:
+def _run_line(run: dict[str, Any]) -> str:
     """`run as of 2026-11-23: 12 customers, 30 receipts, 41 entries, 0 vouchers_issued`."""
     parts = []
     for key in ("customers", "receipts", "entries", "vouchers_issued"):
@@ -161,7 +169,7 @@ def _run_line(as_of: dt.date, run: dict[str, Any]) -> str:
             parts.append(f"{value} {key}")
     if run.get("before_program"):
         parts.append(f"{run['before_program']} receipts before the program's first version")
-    return f"run as of {as_of.isoformat()}" + (f": {', '.join(parts)}" if parts else "")
+    return f"run as of {run['as_of']}" + (f": {', '.join(parts)}" if parts else "")
 
 
 def kind_of(path: Path) -> str:
@@ -274,17 +282,18 @@ def _nightly(
                 day = min(max(day, dt.date.fromisoformat(ran)), as_of)
             try:
                 early_run = _merged(early_run, _run_engine(conn, day, progress))
-            except (LoyaltyError, ImportError) as exc:
+            except (LoyaltyError, ImportError, sqlite3.Error) as exc:
                 result.error = _run_failed(exc, day)
+                result.run = _shown(early_run)
                 return result
         try:
             (imported,) = import_files(conn, kind, [path], progress=progress, today=as_of)
-        except LoyaltyError as exc:
+        except (LoyaltyError, sqlite3.Error) as exc:
             result.error = _stopped(exc, path, result, early_run)
             result.run = _shown(early_run)
             return result
         outcome = FileOutcome(
-            path.name,
+            printable(path.name),
             kind,
             imported.import_id,
             imported.rows,
@@ -302,21 +311,12 @@ def _nightly(
                 "SELECT rejected FROM imports WHERE import_id = ?", (outcome.import_id,)
             ).fetchone()[0]
         try:
-            done.mkdir(exist_ok=True)
-            # The rejects are named after the name the file gets in done/ (NAME-1.csv
-            # when NAME.csv is there already), and written before the move: a nightly
-            # killed in between finds the file again and reports them again.
-            name = _free_name(done, path.name)
-            if outcome.rejected and outcome.import_id is not None:
-                outcome.rejects_file = str(
-                    _write_rejects(conn, outcome.import_id, Path(name).stem, done)
-                )
-            outcome.moved_to = str(move_no_clobber(path, done, name))
+            _archive(conn, path, outcome, done)
         except OSError as exc:
             result.files.append(outcome)
             result.run = _shown(early_run)
             result.error = NightlyError(
-                f"{path.name} is imported (import {outcome.import_id}) but could not be moved "
+                f"{outcome.name} is imported (import {outcome.import_id}) but could not be moved "
                 f"to {done}: {exc.strerror or exc}; nightly stopped, the run was not started "
                 "(the next nightly skips the file as imported and moves it)"
             )
@@ -324,8 +324,9 @@ def _nightly(
         result.files.append(outcome)
     try:
         result.run = _shown(_merged(early_run, _run_engine(conn, as_of, progress)))
-    except (LoyaltyError, ImportError) as exc:
+    except (LoyaltyError, ImportError, sqlite3.Error) as exc:
         result.error = _run_failed(exc, as_of)
+        result.run = _shown(early_run)
     return result
 
 
@@ -365,9 +366,15 @@ def _till_day(conn: sqlite3.Connection, path: Path, as_of: dt.date) -> dt.date |
     return max((d for d in days if d <= as_of), default=as_of)
 
 
+def _reason(exc: BaseException) -> str:
+    """What went wrong, as said after a file or run: a SQLite error (a full disk, a
+    damaged file) is said to be the database's."""
+    return f"database error: {exc}" if isinstance(exc, sqlite3.Error) else str(exc)
+
+
 def _run_failed(exc: BaseException, as_of: dt.date) -> NightlyError:
     return NightlyError(
-        f"run as of {as_of.isoformat()} failed: {exc}; the imported files are committed "
+        f"run as of {as_of.isoformat()} failed: {_reason(exc)}; the imported files are committed "
         "and in done/, rerun `loyalty run` or the nightly once fixed"
     )
 
@@ -401,24 +408,78 @@ def _merged(early: dict[str, Any] | None, late: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def _free_name(directory: Path, name: str) -> str:
-    """`name`, else `stem-1.ext`, ...: the first free for the file and its rejects."""
+def _archive(conn: sqlite3.Connection, path: Path, outcome: FileOutcome, done: Path) -> None:
+    """Move an imported file into done/ with its rejects (outcome.moved_to and
+    rejects_file). The rejects are named after the name the file gets there (NAME-1.csv
+    when NAME.csv is there already) and written before the move: a nightly killed in
+    between finds the file again and reports them again. What such a kill left in
+    done/ is taken as it is rather than archived twice: the same file (the move was cut
+    short after its link), the same rejects (killed before the move), half-written
+    copies (removed)."""
+    done.mkdir(exist_ok=True)
+    _remove_stale_temps(done)
+    rejects = None
+    if outcome.rejected and outcome.import_id is not None:
+        rejects = _write_rejects(conn, outcome.import_id, done)
+    try:
+        earlier = done / path.name
+        archived = earlier.is_file() and _same_bytes(path, earlier)
+        name = path.name if archived else _free_name(done, path.name, rejects)
+        if rejects is not None:
+            target = done / f"{Path(name).stem}.rejects.csv"
+            if target.is_file() and _same_bytes(rejects, target):
+                outcome.rejects_file = printable(target)
+            else:
+                outcome.rejects_file = printable(move_no_clobber(rejects, done, target.name))
+        if archived:
+            os.unlink(path)
+            outcome.moved_to = printable(earlier)
+        else:
+            outcome.moved_to = printable(move_no_clobber(path, done, name))
+    finally:
+        if rejects is not None and rejects.exists():
+            rejects.unlink()
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return filecmp.cmp(a, b, shallow=False)
+
+
+# What _write_rejects and move_no_clobber write first: .NAME.tmp-PID.
+_TEMP = re.compile(r"^\..+\.tmp-([0-9]+)$")
+
+
+def _remove_stale_temps(done: Path) -> None:
+    """Half-written rejects or copies left in done/ by a nightly that was killed."""
+    for leftover in done.iterdir():
+        found = _TEMP.match(leftover.name)
+        if found and int(found[1]) != os.getpid() and not pid_alive(int(found[1])):
+            with suppress(OSError):
+                leftover.unlink()
+
+
+def _free_name(directory: Path, name: str, rejects: Path | None = None) -> str:
+    """`name`, else `stem-1.ext`, ...: the first free for the file and its rejects (a
+    rejects file of the same bytes as `rejects` counts as free: the same report)."""
     ext = os.path.splitext(name)[1]
     stem = name[: len(name) - len(ext)]
     for n in range(10_000):
         candidate = name if n == 0 else f"{stem}-{n}{ext}"
-        rejects = f"{candidate[: len(candidate) - len(ext)]}.rejects.csv"
-        if not (directory / candidate).exists() and not (directory / rejects).exists():
+        report = directory / f"{candidate[: len(candidate) - len(ext)]}.rejects.csv"
+        if not (directory / candidate).exists() and (
+            not report.exists()
+            or (rejects is not None and report.is_file() and _same_bytes(rejects, report))
+        ):
             return candidate
     raise NightlyError(f"no free name for {name}", file=str(directory))
 
 
 def _stopped(
-    exc: LoyaltyError, path: Path, result: NightlyResult, early_run: dict[str, Any] | None
+    exc: Exception, path: Path, result: NightlyResult, early_run: dict[str, Any] | None
 ) -> NightlyError:
-    text = str(exc)
-    if str(path) not in text and path.name not in text:
-        text = f"{path}: {text}"
+    text, shown = _reason(exc), printable(path)
+    if shown not in text and printable(path.name) not in text:
+        text = f"{shown}: {text}"
     done = len(result.files)
     run = (
         f"the run as of {early_run['as_of']} before the till files was done, the final one "
@@ -427,7 +488,7 @@ def _stopped(
         else "the run was not started"
     )
     return NightlyError(
-        f"{text}; nightly stopped: {path.name} stays in the inbox, {done} earlier "
+        f"{text}; nightly stopped: {printable(path.name)} stays in the inbox, {done} earlier "
         f"file{'s' if done != 1 else ''} imported and moved to {DONE}/, {run}"
     )
 
@@ -441,11 +502,12 @@ def _run_engine(conn: sqlite3.Connection, as_of: dt.date, progress: bool) -> dic
     return {**outcome.to_dict(), _IDS: outcome.customer_ids}
 
 
-def _write_rejects(conn: sqlite3.Connection, import_id: int, stem: str, done: Path) -> Path:
-    """done/<stem>.rejects.csv with line, field, reason, raw (formula-safe)."""
+def _write_rejects(conn: sqlite3.Connection, import_id: int, done: Path) -> Path:
+    """A hidden file in done/ with the import's rejects: line, field, reason, raw
+    (formula-safe); _archive names it."""
     from loyalty_cli.importing import list_rejects
 
-    tmp = done / f".{stem}.rejects.csv.tmp-{os.getpid()}"
+    tmp = done / f".import-{import_id}.rejects.csv.tmp-{os.getpid()}"
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
@@ -454,10 +516,10 @@ def _write_rejects(conn: sqlite3.Connection, import_id: int, stem: str, done: Pa
                 writer.writerow(
                     [rej["line"], rej["field"] or "", _safe(rej["reason"]), _safe(rej["raw"])]
                 )
-        return move_no_clobber(tmp, done, f"{stem}.rejects.csv")
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def _safe(text: str | None) -> str:
@@ -471,8 +533,32 @@ def _safe(text: str | None) -> str:
 def move_no_clobber(path: Path, directory: Path, name: str | None = None) -> Path:
     """Move `path` into `directory` as `name` (default its own name); if that
     name is taken, `stem-1.ext`, `stem-2.ext`, ... Never overwrites: link()
-    fails on an existing name, where rename() would silently replace it."""
+    fails on an existing name, where rename() would silently replace it. A
+    `directory` on another filesystem (a mount, a link to a share) gets a copy,
+    made beside the target first, and `path` is removed once it is in place. A
+    symbolic link is archived as the file it points to."""
     name = name or path.name
+    try:
+        return _link_into(path, directory, name)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    staged = directory / f".{name}.tmp-{os.getpid()}"
+    try:
+        shutil.copyfile(path, staged)
+        target = _link_into(staged, directory, name)
+    finally:
+        staged.unlink(missing_ok=True)
+    os.unlink(path)
+    return target
+
+
+def _link_into(path: Path, directory: Path, name: str) -> Path:
+    """move_no_clobber on one filesystem (OSError EXDEV when it is not, or when `path`
+    is a symbolic link: link() and rename() would archive the link itself, and a
+    relative one then points nowhere)."""
+    if os.path.islink(path):
+        raise OSError(errno.EXDEV, "a symbolic link")
     ext = ".rejects.csv" if name.endswith(".rejects.csv") else os.path.splitext(name)[1]
     stem = name[: len(name) - len(ext)]
     for n in range(10_000):
@@ -481,7 +567,10 @@ def move_no_clobber(path: Path, directory: Path, name: str | None = None) -> Pat
             os.link(path, target)
         except FileExistsError:
             continue
-        except OSError:  # no hard links here (some network filesystems)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise  # another filesystem: the caller copies
+            # No hard links here (some network filesystems).
             if target.exists():
                 continue
             os.rename(path, target)

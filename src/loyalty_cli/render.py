@@ -226,8 +226,9 @@ def table_text(value: Any) -> str:
     return visible(cell_text(value))
 
 
-# Control characters but line feed and tab: C0, DEL and C1.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters but line feed and tab (C0, DEL and C1), and the stand-ins Python
+# reads a file name's non-UTF-8 bytes as (U+DC80-U+DCFF, which no stream can write).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udcff]")
 
 
 def visible(text: str) -> str:
@@ -235,7 +236,12 @@ def visible(text: str) -> str:
     customer name or a till file's cell holding an escape sequence would otherwise
     recolour or retitle the shop's terminal, whatever NO_COLOR says. CSV and JSON
     keep the data as it is."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(_written_out, text)
+
+
+def _written_out(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
 
 
 def console(

@@ -20,7 +20,7 @@ from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from loyalty_cli.errors import InputFileError
+from loyalty_cli.errors import InputFileError, printable
 from loyalty_cli.importing.dialect import DELIMITERS, Dialect
 from loyalty_cli.importing.parsing import MAX_FIELD
 
@@ -41,7 +41,7 @@ class CsvReader:
 
     def __init__(self, path: Path, dialect: Dialect) -> None:
         self.path = path
-        self.name = str(path)
+        self.name = printable(path)
         self.dialect = dialect
         self.delimiter = dialect.delimiter or ","
         self.header: list[str] = []

@@ -25,6 +25,7 @@ from loyalty_cli.errors import (
     LoyaltyError,
     NotFoundError,
     UsageError,
+    printable,
 )
 from loyalty_cli.importing.dialect import Dialect, DialectOverrides, resolve
 from loyalty_cli.importing.kinds import ImportContext, KindHandler, get_kind
@@ -240,7 +241,7 @@ def _check_header(handler: type[KindHandler], path: Path, dialect: Dialect) -> s
     """Open the file and resolve its header as the import will; raise what it would.
     Returns the delimiter it was read with (sniffed when the dialect names none)."""
     if not path.is_file():
-        raise InputFileError("no such file", file=str(path))
+        raise InputFileError("no such file", file=printable(path))
     with CsvReader(path, dialect) as reader:
         header = reader.read_header()
         resolve_header(
@@ -248,7 +249,7 @@ def _check_header(handler: type[KindHandler], path: Path, dialect: Dialect) -> s
             handler.columns,
             handler.required,
             dialect.columns,
-            str(path),
+            printable(path),
             reader.header_line,
         )
         return reader.delimiter
@@ -320,7 +321,7 @@ def _import_file(
     progress: bool,
     today: dt.date,
 ) -> ImportResult:
-    name = str(path)
+    name = printable(path)
     kind = handler_cls.name
     before = _fingerprint(path)
     digest = _sha256(path)
