@@ -114,3 +114,40 @@ def test_an_undo_may_not_be_dated_before_a_refund_took_from_its_lots(cli, write)
     assert "has points posted up to 2026-03-01" in early.stderr
     assert cli("import", "undo", str(sale), "--date", "2026-03-05").exit_code == 0
     assert _show(cli, "2026-03-05")["points"]["available"] == 0
+
+
+BONUS_RULE = """\
+rules:
+  - {id: big-basket, when: {min_amount: 100.00}, bonus: 50}
+bonuses:
+  signup: 50
+"""
+
+
+def _signup_and_sale(cli, write, program: str) -> int:
+    _shop(cli, write, program + BONUS_RULE)
+    assert cli("import", "customers", write("c.csv", "customer_id,name\nC1,Ann\n")).exit_code == 0
+    ev = write("e.csv", "event_id,customer_id,type,date\nE1,C1,signup,2026-03-01\n")
+    assert cli("import", "events", ev).exit_code == 0
+    return _import(cli, write, "p.csv", "T1,C1,2026-03-20,150.00,\n")
+
+
+def test_an_undone_receipt_takes_back_its_bonus_lot_not_older_points(cli, write):
+    """The reversal took 200 from the receipt's earn lot (150) and the oldest lot
+    (the signup's 50, expiring sooner), leaving the receipt's own bonus lot of 50."""
+    sale = _signup_and_sale(cli, write, PROGRAM.replace("months: 12", "months: 1"))
+    assert cli("run", "--as-of", "2026-03-25").exit_code == 0
+    assert cli("import", "undo", str(sale), "--date", "2026-03-25").exit_code == 0
+    assert _show(cli, "2026-03-25")["expiring"] == [{"date": "2026-03-31", "points": 50}]
+    assert cli("run", "--as-of", "2026-04-05").exit_code == 0
+    assert _show(cli, "2026-04-05")["points"]["available"] == 0
+    assert cli("check").exit_code == 0
+
+
+def test_an_undone_receipt_takes_back_its_pending_bonus_lot(cli, write):
+    program = PROGRAM.replace("expiry: {policy: fixed, months: 12}\n", "pending_days: 14\n")
+    sale = _signup_and_sale(cli, write, program)
+    assert cli("run", "--as-of", "2026-03-25").exit_code == 0
+    assert cli("import", "undo", str(sale), "--date", "2026-03-25").exit_code == 0
+    points = _show(cli, "2026-03-25")["points"]
+    assert (points["available"], points["pending"]) == (50, 0)

@@ -576,6 +576,54 @@ def insert_values(conn: sqlite3.Connection, values: Sequence[tuple]) -> None:
         conn.execute(f"PRAGMA ignore_check_constraints = {int(ignoring)}")
 
 
+def _by_lots(
+    conn: sqlite3.Connection,
+    source_type: str,
+    rows: list[tuple[Any, ...]],
+    several: set[tuple[str, str, str | None]],
+) -> list[tuple[Any, ...]]:
+    """The reversals of sources with several lots split into one per lot that still
+    holds points, in posting order, each up to what the lot holds as replayed now
+    (the reversal is posted after every entry there is). One aimed at the first lot
+    alone took the rest from the customer's oldest points, FIFO, and left the
+    source's bonus lot standing. What the lots no longer hold (spent) stays with the
+    first part, taken FIFO as before."""
+    entries = entries_by_customer(conn, {cid for cid, _, _ in several})
+    states = {cid: replay(rows_) for cid, rows_ in entries.items()}
+    out: list[tuple[Any, ...]] = []
+    for cid, sid, kept, value, lot, version, partner in rows:
+        if (cid, sid, partner) not in several:
+            out.append((cid, sid, kept, value, lot, version, partner))
+            continue
+        lots = [
+            e.entry_id
+            for e in entries.get(cid, [])
+            if e.source_type == source_type
+            and e.source_id == sid
+            and e.partner == partner
+            and e.is_lot
+        ]
+        parts: list[list[int]] = []
+        rest = kept
+        for lot_id in lots:
+            held = states[cid].lots[lot_id].remaining if lot_id in states[cid].lots else 0
+            take = min(rest, max(held, 0))
+            if take > 0:
+                parts.append([lot_id, take])
+                rest -= take
+        if not parts:
+            parts = [[lot, 0]]
+        parts[0][1] += rest
+        done = 0
+        for lot_id, points in parts:
+            before = share(value, done, kept)
+            done += points
+            out.append(
+                (cid, sid, points, share(value, done, kept) - before, lot_id, version, partner)
+            )
+    return out
+
+
 def share(value: int, part: int, whole: int) -> int:
     """value × part / whole, half away from zero (the money of part of a net)."""
     if part == whole or whole == 0:
@@ -726,7 +774,9 @@ def reverse_sources(
     """Post `reversal` entries that cancel the points these sources made.
 
     One entry per (customer, source) whose entries do not already net to zero,
-    aimed at the source's first lot. Points an `expire` entry already took from
+    aimed at the source's first lot; when the source has several lots (a receipt's
+    earn and a bonus rule's), one entry per lot that still holds points, each taking
+    what that lot holds (_by_lots). Points an `expire` entry already took from
     the source's lots are not reversed again: they left the balance when they
     expired (reversing them too would leave the customer owing points they never
     had the use of); nor are the points this receipt's refunds took back, whichever
@@ -746,6 +796,7 @@ def reverse_sources(
                MIN(CASE WHEN l.points > 0 AND l.kind != 'redemption_reversed'
                         THEN l.entry_id END),
                MAX(l.program_version), l.partner,
+               COUNT(CASE WHEN l.points > 0 AND l.kind != 'redemption_reversed' THEN 1 END),
                COALESCE((SELECT -SUM(x.points) FROM ledger x
                          WHERE x.kind = 'expire' AND x.lot_id IN (
                            SELECT s.entry_id FROM ledger s
@@ -773,7 +824,8 @@ def reverse_sources(
     left: dict[tuple[str, str], int] = {}
     gone: dict[tuple[str, str], dict[str | None, int]] = {}
     kept_rows = []
-    for cid, sid, net, value, lot, version, partner, expired in rows:
+    several: set[tuple[str, str, str | None]] = set()
+    for cid, sid, net, value, lot, version, partner, lots, expired in rows:
         key = (cid, sid)
         if key not in left:
             left[key] = expired_by_replay.get(key, 0) + took.get(key, 0)
@@ -792,6 +844,10 @@ def reverse_sources(
             gone[key][partner] = gone[key].get(partner, 0) - spare
         if kept != 0:
             kept_rows.append((cid, sid, kept, share(value, kept, net), lot, version, partner))
+            if kept > 0 and lots > 1:
+                several.add((cid, sid, partner))
+    if several:
+        kept_rows = _by_lots(conn, source_type, kept_rows, several)
     new = [
         NewEntry(
             date=on,
