@@ -85,6 +85,22 @@ def test_referral_paid_on_first_qualifying_purchase(conn, tmp_path):
     assert len([r for r in entries(conn) if r[5] == "referral"]) == 2
 
 
+def test_a_late_line_that_makes_the_first_receipt_qualify_pays_the_referral(conn, tmp_path):
+    program(conn, tmp_path, BONUSES)
+    customer(conn, "C1")
+    customer(conn, "C2", referred_by="C1")
+    buy(conn, "T1", "C2", "2026-03-20", 1000)  # 10.00 < 20.00: not yet
+    go(conn, "2026-03-20")
+    assert [r for r in entries(conn) if r[5] == "referral"] == []
+    buy(conn, "T1", "C2", "2026-03-20", 1500)  # the receipt's second line, a night later
+    go(conn, "2026-03-21")
+    ref = [(r[0], r[1], r[3], r[4]) for r in entries(conn) if r[5] == "referral"]
+    assert sorted(ref) == [("2026-03-20", "C1", 200, "C2"), ("2026-03-20", "C2", 50, "C2")]
+    buy(conn, "T2", "C2", "2026-03-25", 2500)
+    go(conn, "2026-03-31")
+    assert len([r for r in entries(conn) if r[5] == "referral"]) == 2
+
+
 def test_a_referral_by_an_unknown_customer_waits_until_they_are_known(conn, tmp_path):
     # C9 is not a customer: no points for a customer nobody knows, and the referral
     # is not used up; once C9 is known, the next run that works on C2 pays both,

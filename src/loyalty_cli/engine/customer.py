@@ -582,6 +582,10 @@ class CustomerWork:
                 )
             points = score.total
             punches = self._punch(receipt, program, old.tier, old.punches)
+            if not self.referral_paid and self.row.referred_by:
+                # A line that makes the receipt reach min_first_purchase pays the
+                # referral as the whole receipt imported at once would have.
+                self._referee(receipt, version)
         elif version is not None and old.amount < 0 and receipt.is_refund:
             taken, withdrew = self._rescore_refund(receipt, old, version)
             points -= taken
