@@ -426,3 +426,28 @@ def test_late_refund_lines_never_take_more_than_the_receipt_earned(conn, tmp_pat
     go(conn, "2026-03-03")
     assert points(conn, "C1") == 0
     assert check_database(conn) == []
+
+
+def test_a_refund_of_a_receipt_that_earned_only_a_bonus_takes_available_points_first(
+    conn, tmp_path
+):
+    """No earn lot to aim at: the claw-back takes available points (oldest first)
+    before the receipt's own pending bonus lot, as it does when the receipt earned
+    a point too (its bonus lot was taken first while older points were available)."""
+    program(
+        conn,
+        tmp_path,
+        """
+        rules:
+          - {id: bcat, when: {category: b}, bonus: 10}
+        pending_days: 14
+        expiry: {policy: fixed, months: 1}
+        """,
+    )
+    buy(conn, "T1", "C1", "2026-01-01", (2000, "a"))
+    buy(conn, "T2", "C1", "2026-02-01", (50, "b"))  # 0 points earned, the bonus of 10
+    buy(conn, "T3", "C1", "2026-02-05", (-50, "b"), refund_of="T2")
+    go(conn, "2026-04-01")
+    expired = [(r[0], r[3]) for r in entries(conn) if r[2] == "expire"]
+    assert expired == [("2026-02-15", -10), ("2026-03-15", -10)]
+    assert points(conn, "C1") == 0

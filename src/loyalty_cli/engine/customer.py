@@ -708,8 +708,11 @@ class CustomerWork:
                 proportional_clawback(earned, refunded, original_amount, oprog.earn.rounding),
             )
             if lots:
-                lot_id = lots[0].entry_id
                 partner = lots[0].partner
+                if lots[0].kind == "earn":
+                    # The earn lot first; a receipt that earned only a bonus has none,
+                    # and its bonus lot, pending, comes after the available points.
+                    lot_id = lots[0].entry_id
             withdrew += self._withdraw_vouchers(original, receipt, oprog)
         elif original is not None and original.amount >= 0:
             # The original is dated before the first program version: it earned
