@@ -730,3 +730,16 @@ def test_half_written_files_of_a_killed_nightly_are_removed(cli, program, inbox)
     own = put(inbox / "done", f".b.csv.tmp-{os.getpid()}", "being written")
     _rejecting_day(cli, inbox)
     assert not stale.exists() and not copy.exists() and own.exists()
+
+
+def test_a_link_to_a_file_that_is_gone_stops_the_night_in_a_sentence(cli, program, inbox, tmp_path):
+    put(inbox, "a.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    (inbox / "b.csv").symlink_to(tmp_path / "share" / "b.csv")  # the share is not mounted
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--quiet")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {inbox / 'b.csv'}: a link to {tmp_path / 'share' / 'b.csv'}, which does not "
+        "exist (is the share it points to mounted?); nightly stopped: b.csv stays in the "
+        "inbox, 1 earlier file imported and moved to done/, the run was not started\n"
+    )
+    assert listing(inbox) == ["b.csv", "done"]

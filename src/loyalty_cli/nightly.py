@@ -188,7 +188,9 @@ def inbox_files(inbox: Path) -> list[tuple[str, Path]]:
     found = [
         p
         for p in inbox.iterdir()
-        if p.is_file()
+        # A link to a file that is gone (a share not mounted) is listed, so that the
+        # night says so instead of passing it over in silence.
+        if (p.is_file() or (p.is_symlink() and not p.exists()))
         and p.suffix.lower() == ".csv"
         and not p.name.startswith((".", "~"))
         and not p.name.endswith(".rejects.csv")
@@ -287,6 +289,12 @@ def _nightly(
                 result.run = _shown(early_run)
                 return result
         try:
+            if not path.exists():
+                raise NightlyError(
+                    f"a link to {printable(os.readlink(path))}, which does not exist (is the "
+                    "share it points to mounted?)",
+                    file=printable(path),
+                )
             (imported,) = import_files(conn, kind, [path], progress=progress, today=as_of)
         except (LoyaltyError, sqlite3.Error) as exc:
             result.error = _stopped(exc, path, result, early_run)
