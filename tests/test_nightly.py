@@ -725,11 +725,16 @@ def test_half_written_files_of_a_killed_nightly_are_removed(cli, program, inbox)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     (inbox / "done").mkdir()
-    stale = put(inbox / "done", f".import-1.rejects.csv.tmp-{int(gone.stdout)}", "line,")
-    copy = put(inbox / "done", f".a.csv.tmp-{int(gone.stdout)}", "half a copy")
-    own = put(inbox / "done", f".b.csv.tmp-{os.getpid()}", "being written")
+    dead = int(gone.stdout)
+    stale = put(inbox / "done", f".import-1.rejects.csv.loyalty-tmp-{dead}", "line,")
+    copy = put(inbox / "done", f".a.csv.loyalty-tmp-{dead}", "half a copy")
+    own = put(inbox / "done", f".b.csv.loyalty-tmp-{os.getpid()}", "being written")
+    # Not ours: another tool's temporary files, one with a number no pid can be.
+    theirs = put(inbox / "done", f".notes.tmp-{dead}", "a sync tool's")
+    huge = put(inbox / "done", ".sync.loyalty-tmp-1733572800000", "not a pid")
     _rejecting_day(cli, inbox)
     assert not stale.exists() and not copy.exists() and own.exists()
+    assert theirs.exists() and huge.exists()
 
 
 def test_a_link_to_a_file_that_is_gone_stops_the_night_in_a_sentence(cli, program, inbox, tmp_path):
@@ -743,3 +748,108 @@ def test_a_link_to_a_file_that_is_gone_stops_the_night_in_a_sentence(cli, progra
         "inbox, 1 earlier file imported and moved to done/, the run was not started\n"
     )
     assert listing(inbox) == ["b.csv", "done"]
+
+
+def test_a_move_to_a_numbered_name_killed_after_its_link_is_not_archived_twice(cli, program, inbox):
+    _rejecting_day(cli, inbox)
+    put(inbox, "a.csv", HEADER + "T3,C1,2026-11-02,10.00\nT4,C1,2026-11-02,y\n")
+    assert cli("nightly", "--inbox", inbox, "--as-of", AS_OF).exit_code == 3
+    done = inbox / "done"
+    assert listing(done) == ["a-1.csv", "a-1.rejects.csv", "a.csv", "a.rejects.csv"]
+    os.link(done / "a-1.csv", inbox / "a.csv")  # killed between link and unlink
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 3, result.stderr
+    assert listing(inbox) == ["done"]
+    assert listing(done) == ["a-1.csv", "a-1.rejects.csv", "a.csv", "a.rejects.csv"]
+
+
+def test_a_file_imported_again_after_its_undo_gets_its_own_name_and_report(cli, program, inbox):
+    """Its bytes are in done/ already, but it is a new import with its own report:
+    taken as archived, its report went beside another file's name."""
+    body = HEADER + "T1,C1,2026-11-01,10.00\nT2,C1,2026-11-01,x\n"
+    put(inbox, "a.csv", body)
+    assert cli("nightly", "--inbox", inbox, "--as-of", AS_OF).exit_code == 3
+    put(inbox, "a.csv", HEADER + "T5,C1,2026-11-02,10.00\n")
+    assert cli("nightly", "--inbox", inbox, "--as-of", AS_OF).exit_code == 0
+    assert cli("import", "undo", "1").exit_code == 0
+    put(inbox, "a.csv", body)
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 3, result.stderr
+    assert "(see " + str(inbox / "done" / "a-2.rejects.csv") + ")" in result.stdout
+    assert listing(inbox / "done") == [
+        "a-1.csv", "a-2.csv", "a-2.rejects.csv", "a.csv", "a.rejects.csv"
+    ]  # fmt: skip
+
+
+def test_an_inbox_path_that_is_not_utf8_gives_valid_json(cli, program, tmp_path):
+    inbox = tmp_path / os.fsdecode(b"inb\xf6x")
+    inbox.mkdir()
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["inbox"] == f"{tmp_path}/inb\\xf6x"
+
+
+def _failing_ledger(db_file: Path, after: str) -> None:
+    conn = db.connect(db_file)
+    conn.execute(
+        f"CREATE TRIGGER full BEFORE INSERT ON ledger WHEN NEW.date > '{after}' "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    conn.close()
+
+
+def _till_night(cli, tmp_path, inbox) -> None:
+    _with_reward(cli, tmp_path)
+    put(inbox, "customers.csv", "customer_id,name\nC1,Ann\n")
+    put(inbox, "2026-09-01.csv", HEADER + "T1,C1,2026-09-01,200.00\nT2,C1,2026-10-01,5.00\n")
+    put(
+        inbox,
+        "redemptions-2026-09-25.csv",
+        "redemption_id,customer_id,reward_id,date\nX1,C1,r100,2026-09-25\n",
+    )
+
+
+def test_a_failed_run_before_a_till_file_says_the_file_waits(cli, tmp_path, inbox, db_file):
+    _till_night(cli, tmp_path, inbox)
+    _failing_ledger(db_file, "2000-01-01")
+    result = cli("nightly", "--inbox", inbox, "--as-of", "2026-11-01", "--format", "json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["error"] == (
+        "run as of 2026-09-25 before the till file redemptions-2026-09-25.csv failed: "
+        "database error: database or disk is full; nightly stopped: "
+        "redemptions-2026-09-25.csv and the files after it stay in the inbox, 2 earlier "
+        "files imported and moved to done/; run the nightly again once fixed"
+    )
+    assert doc["run"] is None
+    assert listing(inbox) == ["done", "redemptions-2026-09-25.csv"]
+
+
+def test_a_failed_final_run_still_reports_the_run_before_the_till_files(
+    cli, tmp_path, inbox, db_file
+):
+    _till_night(cli, tmp_path, inbox)
+    _failing_ledger(db_file, "2026-09-25")
+    result = cli("nightly", "--inbox", inbox, "--as-of", "2026-11-01", "--format", "json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["error"].startswith("run as of 2026-11-01 failed: database error: ")
+    assert doc["run"]["as_of"] == "2026-09-25" and doc["run"]["entries"] == {"earn": 1}
+    assert listing(inbox) == ["done"]
+
+
+def test_a_link_to_another_inbox_file_is_left_alone(cli, program, inbox):
+    put(inbox, "b.csv", HEADER + "T1,C1,2026-11-01,10.00\n")
+    (inbox / "c.csv").symlink_to("b.csv")
+    result = cli("nightly", "--inbox", inbox, "--as-of", AS_OF)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "b.csv: purchases, 1 inserted, 0 duplicates, 0 rejected"
+    assert listing(inbox) == ["c.csv", "done"] and listing(inbox / "done") == ["b.csv"]
+
+
+def test_rejects_that_could_not_be_written_point_to_import_rejects():
+    from loyalty_cli.nightly import FileOutcome, NightlyResult
+
+    result = NightlyResult("inbox", dt.date(2026, 11, 23))
+    result.files.append(FileOutcome("a.csv", "purchases", 7, rejected=1))
+    assert result.reject_lines() == ["a.csv: 1 row rejected, see loyalty import rejects --import 7"]

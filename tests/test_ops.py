@@ -476,6 +476,8 @@ def test_backup_removes_the_half_made_copy_of_a_killed_backup(conn, cli, tmp_pat
     dead.write_bytes(b"half a database")
     journal = tmp_path / f".copy.db.tmp-{int(gone.stdout)}-journal"
     journal.write_bytes(b"its rollback journal")
+    wal = tmp_path / f".copy.db.tmp-{int(gone.stdout)}-wal"
+    wal.write_bytes(b"its write-ahead log")
     writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         live = tmp_path / f".copy.db.tmp-{writer.pid}"
@@ -484,7 +486,7 @@ def test_backup_removes_the_half_made_copy_of_a_killed_backup(conn, cli, tmp_pat
         other.write_bytes(b"not ours")
         result = cli("backup", tmp_path / "copy.db")
         assert result.exit_code == 0, result.stderr
-        assert not dead.exists() and not journal.exists()
+        assert not dead.exists() and not journal.exists() and not wal.exists()
         assert live.exists() and other.exists()
     finally:
         writer.kill()

@@ -196,3 +196,13 @@ def test_csv_on_a_terminal_writes_control_characters_out_into_a_file_as_they_are
     render.write_csv(["id", "name", "note"], rows, kept)
     assert shown.getvalue() == 'id,name,note\nC1,Evil\\x1b[31mRed,"a\nb"\n'
     assert kept.getvalue() == 'id,name,note\nC1,Evil\x1b[31mRed,"a\nb"\n'
+
+
+def test_visible_writes_out_control_characters_and_a_file_names_non_utf8_bytes():
+    import os
+
+    from loyalty_cli.render import visible
+
+    assert visible("a\x1b[31mb") == "a\\x1b[31mb"
+    assert visible(os.fsdecode(b"caf\xe9.csv")) == "caf\\xe9.csv"
+    assert visible("Björn\tok\n") == "Björn\tok\n"

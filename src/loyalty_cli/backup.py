@@ -80,8 +80,10 @@ def _remove_stale_copies(dest: Path) -> None:
     as the database, and nothing else would ever remove them."""
     prefix = _TMP_PREFIX.format(dest.name)
     for leftover in dest.parent.glob(glob.escape(prefix) + "*"):
-        # The copy, or the rollback journal SQLite kept beside it (.NAME.tmp-PID-journal).
-        pid = leftover.name[len(prefix) :].removesuffix("-journal")
+        # The copy, or the journal, WAL or shared memory SQLite kept beside it.
+        pid = leftover.name[len(prefix) :]
+        for suffix in ("-journal", "-wal", "-shm"):
+            pid = pid.removesuffix(suffix)
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             with suppress(OSError):
                 leftover.unlink()

@@ -137,7 +137,7 @@ class NightlyResult:
         """What --quiet still says (on stderr): the files with rejected rows."""
         return [
             f"{f.name}: {f.rejected} row{'s' if f.rejected != 1 else ''} rejected, "
-            f"see {f.rejects_file}"
+            f"see {f.rejects_file or f'loyalty import rejects --import {f.import_id}'}"
             for f in self.files
             if f.rejected
         ]
@@ -191,6 +191,7 @@ def inbox_files(inbox: Path) -> list[tuple[str, Path]]:
         # A link to a file that is gone (a share not mounted) is listed, so that the
         # night says so instead of passing it over in silence.
         if (p.is_file() or (p.is_symlink() and not p.exists()))
+        and not _alias(p, inbox)
         and p.suffix.lower() == ".csv"
         and not p.name.startswith((".", "~"))
         and not p.name.endswith(".rejects.csv")
@@ -200,15 +201,24 @@ def inbox_files(inbox: Path) -> list[tuple[str, Path]]:
     )
 
 
+def _alias(path: Path, inbox: Path) -> bool:
+    """A link to another file of the inbox: that file is the one imported (the link
+    would name it twice, and dangle once it is moved)."""
+    if not path.is_symlink():
+        return False
+    target = Path(os.path.realpath(path))
+    return target.parent == Path(os.path.realpath(inbox)) and target.name != path.name
+
+
 def check_inbox(inbox: Path) -> None:
     """UsageError unless `inbox` is a directory whose `done` is not a file."""
     if not inbox.is_dir():
-        raise UsageError("the inbox is not a directory", file=str(inbox))
+        raise UsageError("the inbox is not a directory", file=printable(inbox))
     if (inbox / DONE).exists() and not (inbox / DONE).is_dir():
         raise UsageError(
             f"{DONE} in the inbox is a file, not a folder; move it away (imported files go "
             f"to {inbox / DONE}/)",
-            file=str(inbox / DONE),
+            file=printable(inbox / DONE),
         )
 
 
@@ -248,7 +258,7 @@ def _nightly(
 ) -> NightlyResult:
     from loyalty_cli.importing import import_files
 
-    result = NightlyResult(str(inbox), as_of)
+    result = NightlyResult(printable(inbox), as_of)
     done = inbox / DONE
     if conn.execute("SELECT 1 FROM program_versions LIMIT 1").fetchone() is None:
         # Before anything is imported or moved: a mistyped --db (a new, empty file)
@@ -285,7 +295,7 @@ def _nightly(
             try:
                 early_run = _merged(early_run, _run_engine(conn, day, progress))
             except (LoyaltyError, ImportError, sqlite3.Error) as exc:
-                result.error = _run_failed(exc, day)
+                result.error = _till_run_failed(exc, day, path, len(result.files))
                 result.run = _shown(early_run)
                 return result
         try:
@@ -325,7 +335,8 @@ def _nightly(
             result.run = _shown(early_run)
             result.error = NightlyError(
                 f"{outcome.name} is imported (import {outcome.import_id}) but could not be moved "
-                f"to {done}: {exc.strerror or exc}; nightly stopped, the run was not started "
+                f"to {printable(done)}: {exc.strerror or exc}; nightly stopped, the run was not "
+                "started "
                 "(the next nightly skips the file as imported and moves it)"
             )
             return result
@@ -380,6 +391,18 @@ def _reason(exc: BaseException) -> str:
     return f"database error: {exc}" if isinstance(exc, sqlite3.Error) else str(exc)
 
 
+def _till_run_failed(exc: BaseException, day: dt.date, path: Path, done: int) -> NightlyError:
+    """The run before a till redemptions file failed: that file and the later ones
+    wait in the inbox, for the nightly (a `loyalty run` as of today first would post
+    later expiries before the day's redemptions are spent)."""
+    return NightlyError(
+        f"run as of {day.isoformat()} before the till file {printable(path.name)} failed: "
+        f"{_reason(exc)}; nightly stopped: {printable(path.name)} and the files after it "
+        f"stay in the inbox, {done} earlier file{'s' if done != 1 else ''} imported and "
+        f"moved to {DONE}/; run the nightly again once fixed"
+    )
+
+
 def _run_failed(exc: BaseException, as_of: dt.date) -> NightlyError:
     return NightlyError(
         f"run as of {as_of.isoformat()} failed: {_reason(exc)}; the imported files are committed "
@@ -420,26 +443,30 @@ def _archive(conn: sqlite3.Connection, path: Path, outcome: FileOutcome, done: P
     """Move an imported file into done/ with its rejects (outcome.moved_to and
     rejects_file). The rejects are named after the name the file gets there (NAME-1.csv
     when NAME.csv is there already) and written before the move: a nightly killed in
-    between finds the file again and reports them again. What such a kill left in
-    done/ is taken as it is rather than archived twice: the same file (the move was cut
-    short after its link), the same rejects (killed before the move), half-written
-    copies (removed)."""
+    between finds the file again, imported already, and reports them again. What such
+    a kill left in done/ is taken as it is rather than archived twice: for a file
+    imported already, a file of its name (NAME or NAME-k) with the same bytes (the
+    move was cut short after its link or copy) and a report of the same bytes (killed
+    before the move); and half-written copies are removed. A file imported anew (after
+    an undo) is archived under a new name even if its bytes are there already."""
     done.mkdir(exist_ok=True)
     _remove_stale_temps(done)
     rejects = None
     if outcome.rejected and outcome.import_id is not None:
         rejects = _write_rejects(conn, outcome.import_id, done)
     try:
-        earlier = done / path.name
-        archived = earlier.is_file() and _same_bytes(path, earlier)
-        name = path.name if archived else _free_name(done, path.name, rejects)
+        earlier = _archived_as(path, done) if outcome.skipped else None
+        if earlier is not None:
+            name = earlier.name
+        else:
+            name = _free_name(done, path.name, rejects if outcome.skipped else None)
         if rejects is not None:
             target = done / f"{Path(name).stem}.rejects.csv"
             if target.is_file() and _same_bytes(rejects, target):
                 outcome.rejects_file = printable(target)
             else:
                 outcome.rejects_file = printable(move_no_clobber(rejects, done, target.name))
-        if archived:
+        if earlier is not None:
             os.unlink(path)
             outcome.moved_to = printable(earlier)
         else:
@@ -453,15 +480,33 @@ def _same_bytes(a: Path, b: Path) -> bool:
     return filecmp.cmp(a, b, shallow=False)
 
 
-# What _write_rejects and move_no_clobber write first: .NAME.tmp-PID.
-_TEMP = re.compile(r"^\..+\.tmp-([0-9]+)$")
+def _archived_as(path: Path, done: Path) -> Path | None:
+    """The file in done/ under `path`'s name (NAME or NAME-k) with its bytes, if any."""
+    ext = os.path.splitext(path.name)[1]
+    stem = path.name[: len(path.name) - len(ext)]
+    named = re.compile(rf"{re.escape(stem)}(-[0-9]+)?{re.escape(ext)}")
+    for candidate in sorted(done.iterdir()):
+        if named.fullmatch(candidate.name) and candidate.is_file() and _same_bytes(path, candidate):
+            return candidate
+    return None
+
+
+# What _write_rejects and move_no_clobber write first, hidden: .NAME.loyalty-tmp-PID.
+_TEMP_MARK = ".loyalty-tmp-"
+_TEMP = re.compile(r"^\..+\.loyalty-tmp-([0-9]{1,7})$")
+_PID_MAX = 4_194_304  # Linux's highest
+
+
+def _temp_name(name: str) -> str:
+    return f".{name}{_TEMP_MARK}{os.getpid()}"
 
 
 def _remove_stale_temps(done: Path) -> None:
     """Half-written rejects or copies left in done/ by a nightly that was killed."""
     for leftover in done.iterdir():
         found = _TEMP.match(leftover.name)
-        if found and int(found[1]) != os.getpid() and not pid_alive(int(found[1])):
+        pid = int(found[1]) if found else 0
+        if 0 < pid <= _PID_MAX and pid != os.getpid() and not pid_alive(pid):
             with suppress(OSError):
                 leftover.unlink()
 
@@ -479,7 +524,7 @@ def _free_name(directory: Path, name: str, rejects: Path | None = None) -> str:
             or (rejects is not None and report.is_file() and _same_bytes(rejects, report))
         ):
             return candidate
-    raise NightlyError(f"no free name for {name}", file=str(directory))
+    raise NightlyError(f"no free name for {printable(name)}", file=printable(directory))
 
 
 def _stopped(
@@ -515,7 +560,7 @@ def _write_rejects(conn: sqlite3.Connection, import_id: int, done: Path) -> Path
     (formula-safe); _archive names it."""
     from loyalty_cli.importing import list_rejects
 
-    tmp = done / f".import-{import_id}.rejects.csv.tmp-{os.getpid()}"
+    tmp = done / _temp_name(f"import-{import_id}.rejects.csv")
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
@@ -551,7 +596,7 @@ def move_no_clobber(path: Path, directory: Path, name: str | None = None) -> Pat
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-    staged = directory / f".{name}.tmp-{os.getpid()}"
+    staged = directory / _temp_name(name)
     try:
         shutil.copyfile(path, staged)
         target = _link_into(staged, directory, name)
@@ -585,7 +630,7 @@ def _link_into(path: Path, directory: Path, name: str) -> Path:
             return target
         os.unlink(path)
         return target
-    raise NightlyError(f"no free name for {name}", file=str(directory))
+    raise NightlyError(f"no free name for {printable(name)}", file=printable(directory))
 
 
 @contextmanager

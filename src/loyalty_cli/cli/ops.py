@@ -130,12 +130,12 @@ def nightly(
             writer.writerow([f.name, f.kind, f.inserted, f.duplicates, f.rejected, f.skipped])
     elif not quiet:
         for line in result.lines():
-            typer.echo(line)
+            typer.echo(render.visible(line))  # file names are the till's: no escapes
     for line in result.warnings():
         typer.echo(render.visible(line), err=True)
     if quiet:
         for line in result.reject_lines():
-            typer.echo(line, err=True)
+            typer.echo(render.visible(line), err=True)
     if result.error is not None:
         raise result.error
     if result.exit_code:

@@ -587,7 +587,7 @@ def _progress(enabled: bool, reader: CsvReader) -> Iterator[Callable[[int], None
         console=Console(file=sys.stderr),
         transient=True,
     ) as bar:
-        task = bar.add_task(reader.path.name, total=reader.size)
+        task = bar.add_task(printable(reader.path.name), total=reader.size)
         yield lambda done: bar.update(task, completed=done)
         bar.update(task, completed=reader.size)
 
