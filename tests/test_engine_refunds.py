@@ -299,7 +299,8 @@ def test_lines_added_to_a_receipt_are_scored_by_the_version_that_scored_it(
 @pytest.mark.parametrize("as_of", [["2026-01-31"], ["2026-01-05", "2026-01-31"]])
 def test_a_refund_naming_two_receipts_one_of_the_same_day_comes_after_both(conn, tmp_path, as_of):
     # R1 names T1 and Z2, Z2 of the same day and sorting after R1: R1 waits for Z2,
-    # so each part takes back from its own sale (13 of T1's 40, 20 of Z2's 20).
+    # so each part takes back from its own sale (13 of T1's 40, 20 of Z2's 20: its earn
+    # lot and its bonus lot, one entry each).
     program(conn, tmp_path, "rules:\n  - {id: thanks, bonus: 10}\n")
     buy(conn, "T1", "C1", "2026-01-05", 3000)  # 30 + 10
     buy(conn, "Z2", "C1", "2026-01-08", 1000)  # 10 + 10
@@ -308,7 +309,11 @@ def test_a_refund_naming_two_receipts_one_of_the_same_day_comes_after_both(conn,
     for day in as_of:
         go(conn, day)
     claws = "SELECT points, note FROM ledger WHERE kind = 'clawback' ORDER BY entry_id"
-    assert [tuple(r) for r in conn.execute(claws)] == [(-13, "refund of T1"), (-20, "refund of Z2")]
+    assert [tuple(r) for r in conn.execute(claws)] == [
+        (-13, "refund of T1"),
+        (-10, "refund of Z2"),
+        (-10, "refund of Z2"),
+    ]
     assert points(conn, "C1") == 27
 
 
@@ -428,26 +433,46 @@ def test_late_refund_lines_never_take_more_than_the_receipt_earned(conn, tmp_pat
     assert check_database(conn) == []
 
 
-def test_a_refund_of_a_receipt_that_earned_only_a_bonus_takes_available_points_first(
-    conn, tmp_path
-):
-    """No earn lot to aim at: the claw-back takes available points (oldest first)
-    before the receipt's own pending bonus lot, as it does when the receipt earned
-    a point too (its bonus lot was taken first while older points were available)."""
-    program(
-        conn,
-        tmp_path,
-        """
-        rules:
-          - {id: bcat, when: {category: b}, bonus: 10}
-        pending_days: 14
-        expiry: {policy: fixed, months: 1}
-        """,
-    )
-    buy(conn, "T1", "C1", "2026-01-01", (2000, "a"))
-    buy(conn, "T2", "C1", "2026-02-01", (50, "b"))  # 0 points earned, the bonus of 10
-    buy(conn, "T3", "C1", "2026-02-05", (-50, "b"), refund_of="T2")
-    go(conn, "2026-04-01")
-    expired = [(r[0], r[3]) for r in entries(conn) if r[2] == "expire"]
-    assert expired == [("2026-02-15", -10), ("2026-03-15", -10)]
-    assert points(conn, "C1") == 0
+def test_a_refund_takes_back_the_receipts_own_lots_first_its_pending_bonus_too():
+    """What the receipt earned comes back from its own lots (earn, then bonus, pending
+    or not) before other receipts' points: T1's 20 expire in full on their day and
+    T2's bonus lot is emptied, whether T2 earned a point or only the bonus."""
+    for amount in (50, 100):
+        with tempfile.TemporaryDirectory() as tmp:
+            shop = db.connect(Path(tmp) / "shop.db")
+            program(shop, Path(tmp), BONUS_ONLY)
+            buy(shop, "T1", "C1", "2026-01-01", (2000, "a"))
+            buy(shop, "T2", "C1", "2026-02-01", (amount, "b"))  # 0 or 1 earned + 10 bonus
+            buy(shop, "T3", "C1", "2026-02-05", (-amount, "b"), refund_of="T2")
+            go(shop, "2026-04-01")
+            expired = [(r[0], r[3]) for r in entries(shop) if r[2] == "expire"]
+            assert expired == [("2026-02-15", -20)], amount
+            assert points(shop, "C1") == 0
+            shop.close()
+
+
+BONUS_ONLY = """
+    rules:
+      - {id: bcat, when: {category: b}, bonus: 10}
+    pending_days: 14
+    expiry: {policy: fixed, months: 1}
+    """
+
+
+def test_an_undone_receipt_whose_refund_stands_leaves_nothing(conn, tmp_path):
+    """The refund took back the receipt's own lots, so the undo nets to nothing and
+    no bonus lot of the gone receipt outlives the customer's other points (found by
+    a review: 10 points were left, from a receipt that no longer exists)."""
+    program(conn, tmp_path, BONUS_ONLY)
+    head = "transaction_id,customer_id,date,amount,category,refund_of\n"
+    (tmp_path / "t1.csv").write_text(head + "T1,C1,2026-01-01,20.00,a,\n")
+    (tmp_path / "t2.csv").write_text(head + "T2,C1,2026-02-01,5.00,b,\n")
+    (tmp_path / "t3.csv").write_text(head + "T3,C1,2026-02-05,-5.00,b,T2\n")
+    import_files(conn, "purchases", [tmp_path / "t1.csv"])
+    [sale] = import_files(conn, "purchases", [tmp_path / "t2.csv"])
+    import_files(conn, "purchases", [tmp_path / "t3.csv"])
+    go(conn, "2026-02-06")
+    undo_import(conn, sale.import_id, dt.date(2026, 2, 6))
+    go(conn, "2026-02-20")
+    assert customer_statement(conn, "C1", dt.date(2026, 2, 20))["points"]["total"] == 0
+    assert check_database(conn) == []

@@ -116,7 +116,10 @@ def test_post_and_reverse_sources(conn):
             ],
         )
         assert ids == [1, 2, 3]
-        assert ledger.reverse_sources(conn, "purchase", ["T1"], day(3), "undo import 1") == 1
+        # One reversal per lot of the receipt, each aimed at its lot.
+        assert ledger.reverse_sources(conn, "purchase", ["T1"], day(3), "undo import 1") == 2
+        aimed = "SELECT lot_id, points FROM ledger WHERE kind = 'reversal' ORDER BY entry_id"
+        assert [tuple(r) for r in conn.execute(aimed)] == [(1, -120), (2, -50)]
     state = ledger.state_of(conn, "C1")
     assert state.balance == 0
     assert state.available(day(3)) == 0

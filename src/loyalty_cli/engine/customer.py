@@ -679,19 +679,17 @@ class CustomerWork:
                 # still count for that receipt's vouchers.
                 withdrew += _would_withdraw(receipt, program)
                 return 0
-        lot_id = None
+        lots: list[Row] = []
         of = None  # the receipt the points are taken back for, named in the note
         partner, _ = partner_multiplier(program, receipt.store)
         # A claw-back of a known receipt is that receipt's version's arithmetic,
         # so it carries that version (and its point value).
         made_by = version.version
-        own: set[int] = set()
         if original is not None and original.amount >= 0 and original.version is not None:
             oprog = self.e.timeline.by_number[original.version].program
             made_by, program = original.version, oprog
             tid = of = original.transaction_id
             lots = self._lots_of(tid)
-            own = {e.entry_id for e in lots}
             # The receipt's points as last scored (a correction, or an import undone
             # and made again, leaves lots that no longer count).
             earned = original.points
@@ -709,10 +707,6 @@ class CustomerWork:
             )
             if lots:
                 partner = lots[0].partner
-                if lots[0].kind == "earn":
-                    # The earn lot first; a receipt that earned only a bonus has none,
-                    # and its bonus lot, pending, comes after the available points.
-                    lot_id = lots[0].entry_id
             withdrew += self._withdraw_vouchers(original, receipt, oprog)
         elif original is not None and original.amount >= 0:
             # The original is dated before the first program version: it earned
@@ -737,16 +731,12 @@ class CustomerWork:
             # Every part is the refunded receipt's partner's (the one whose store
             # took the refund without refund_of): it funded the points taken back,
             # whichever lots they come out of.
-            parts = ledger.pending_parts(self.state, claw, receipt.date, lot_id, own)
-            pieces = [(claw - sum(n for _, n in parts), lot_id, note)] + [
-                (n, pid, f"{note}{ledger.STILL_PENDING}") for pid, n in parts
-            ]
-            left = value
-            for i, (n, aimed, text) in enumerate(pieces):
-                if n <= 0:
-                    continue
-                money = left if i == len(pieces) - 1 else ledger.share(value, n, claw)
-                left -= money
+            posted = 0
+
+            def put(n: int, aimed: int | None, text: str) -> None:
+                nonlocal posted
+                money = ledger.share(value, posted + n, claw) - ledger.share(value, posted, claw)
+                posted += n
                 self._post(
                     self._entry(
                         date=receipt.date,
@@ -763,6 +753,29 @@ class CustomerWork:
                         note=text,
                     )
                 )
+
+            # What the receipt earned comes back from its own lots first, one entry
+            # aimed at each (its earn lot, then its bonus lots, pending ones too): taken
+            # from other lots, it would leave the receipt's bonus spendable, also after
+            # an undo of the receipt that its standing refund nets against.
+            for lot in lots:
+                held = self.state.lots.get(lot.entry_id)
+                take = min(held.remaining, claw - posted) if held is not None else 0
+                if take > 0:
+                    # The first entry keeps the plain note (as the one aimed at the earn
+                    # lot always had); a later one at a pending lot says so.
+                    later = posted > 0 and held.available_on > receipt.date
+                    put(take, lot.entry_id, f"{note}{ledger.STILL_PENDING}" if later else note)
+            rest = claw - posted
+            if rest > 0:
+                # Then the available points (FIFO), then the pending ones, one entry
+                # each: left to one entry they would be a debt beside lots that later
+                # expire in full.
+                parts = ledger.pending_parts(self.state, rest, receipt.date)
+                if rest > sum(n for _, n in parts):
+                    put(rest - sum(n for _, n in parts), None, note)
+                for pid, n in parts:
+                    put(n, pid, f"{note}{ledger.STILL_PENDING}")
         return claw
 
     # ---- punch cards
