@@ -101,6 +101,22 @@ def test_a_late_line_that_makes_the_first_receipt_qualify_pays_the_referral(conn
     assert len([r for r in entries(conn) if r[5] == "referral"]) == 2
 
 
+def test_a_late_referred_by_judges_a_sale_by_its_corrected_amount(conn, tmp_path, write):
+    """The referred_by comes with a line that lowers the referee's first sale below
+    min_first_purchase: nothing is paid, as one import of everything pays nothing."""
+    from loyalty_cli.importing import import_files
+
+    program(conn, tmp_path, BONUSES)
+    customer(conn, "C1")
+    buy(conn, "T1", "C2", "2026-03-20", 3000)
+    go(conn, "2026-03-21")
+    head = "customer_id,name,email,birthday,joined_on,referred_by\n"
+    import_files(conn, "customers", [write("c.csv", head + "C2,Bert,,,,C1\n")])
+    buy(conn, "T1", "C2", "2026-03-20", -2500)  # a correction line: T1 is 5.00 now
+    go(conn, "2026-03-22")
+    assert [r for r in entries(conn) if r[5] == "referral"] == []
+
+
 def test_a_referral_by_an_unknown_customer_waits_until_they_are_known(conn, tmp_path):
     # C9 is not a customer: no points for a customer nobody knows, and the referral
     # is not used up; once C9 is known, the next run that works on C2 pays both,

@@ -43,9 +43,9 @@ class Batch:
     customers: dict[str, CustomerRow] = field(default_factory=dict)
     events: dict[str, list[tuple[str, str, dt.date]]] = field(default_factory=dict)
     referral_paid: set[str] = field(default_factory=set)
-    # Referees' sales scored by earlier runs, (date, amount) by date: a referred_by
-    # imported after the first qualifying one still pays, dated that sale.
-    referee_sales: dict[str, list[tuple[dt.date, int]]] = field(default_factory=dict)
+    # Referees' sales scored by earlier runs, (date, amount, transaction_id) by date: a
+    # referred_by imported after the first qualifying one still pays, dated that sale.
+    referee_sales: dict[str, list[tuple[dt.date, int, str]]] = field(default_factory=dict)
     # Customers starting from what the last run stored: (their last entry id, the state).
     states: dict[str, tuple[int, str]] = field(default_factory=dict)
 

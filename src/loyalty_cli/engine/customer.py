@@ -249,7 +249,7 @@ class CustomerWork:
             # Their referred_by (or their referrer's record) came after a run scored
             # their sales: the first that qualifies pays now, dated itself, as it
             # would have when scored.
-            items += [(date, _REFEREE, "", amount) for date, amount in self.referee_sales]
+            items += [(date, _REFEREE, tid, amount) for date, amount, tid in self.referee_sales]
         # Birthdays count from the first receipt or entry (without joined_on). What
         # this run will post counts already (the next run finds it in the ledger):
         # its receipts, the referral payouts it owes, and events that earn points.
@@ -272,7 +272,7 @@ class CustomerWork:
             elif kind == _REFERRER:
                 self._referrer(date, key, *payload)
             else:
-                self._earlier_sale(date, payload)
+                self._earlier_sale(date, payload, key)
         self._expire_until(as_of)
         self.e.result.customer_ids.add(self.cid)
         if self.last_scored is not None and self.last_scored[1].tiers is not None:
@@ -953,8 +953,12 @@ class CustomerWork:
             # Mark it paid on the referee's side too (nothing posted for them).
             self.by_source[("referral", self.cid)] = []
 
-    def _earlier_sale(self, date: dt.date, amount: int) -> None:
-        """A sale an earlier run scored, looked at again for the referral only."""
+    def _earlier_sale(self, date: dt.date, amount: int, tid: str) -> None:
+        """A sale an earlier run scored, looked at again for the referral only: by its
+        amount now, if lines came for it in this run (a correction may lower it)."""
+        now = self.scored.get(tid)
+        if now is not None:
+            amount = now.amount
         version = self.e.version_on(date)
         if version is not None and not self.referral_paid:
             self._referee(_Sale(date, amount), version)

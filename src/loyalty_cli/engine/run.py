@@ -547,7 +547,8 @@ class Engine:
         # The scored sales of referees (those already paid are dropped in build):
         # see CustomerWork._earlier_sale.
         referee_sales = conn.execute(
-            "SELECT s.customer_id, s.date, s.amount FROM _batch b CROSS JOIN customers c "
+            "SELECT s.customer_id, s.date, s.amount, s.transaction_id FROM _batch b "
+            "CROSS JOIN customers c "
             "ON c.customer_id = b.customer_id CROSS JOIN scored_receipts s "
             "ON s.customer_id = b.customer_id WHERE c.referred_by IS NOT NULL "
             "AND c.referred_by != c.customer_id AND s.amount > 0 AND s.date <= ? "
@@ -697,9 +698,10 @@ class Engine:
         for event_id, cid, etype, date in raw.events:
             data.events.setdefault(cid, []).append((event_id, etype, dt.date.fromisoformat(date)))
         data.referral_paid = {c for c in chunk if c in self.referral_paid}
-        for cid, date, amount in raw.referee_sales:
+        for cid, date, amount, tid in raw.referee_sales:
             if cid not in data.referral_paid:
-                data.referee_sales.setdefault(cid, []).append((dt.date.fromisoformat(date), amount))
+                sale = (dt.date.fromisoformat(date), amount, tid)
+                data.referee_sales.setdefault(cid, []).append(sale)
         data.states = raw.states
         return data
 
