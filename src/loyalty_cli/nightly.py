@@ -599,6 +599,8 @@ def move_no_clobber(path: Path, directory: Path, name: str | None = None) -> Pat
     staged = directory / _temp_name(name)
     try:
         shutil.copyfile(path, staged)
+        with open(staged, "rb") as copy:
+            os.fsync(copy.fileno())  # on disk before the inbox's file is removed
         target = _link_into(staged, directory, name)
     finally:
         staged.unlink(missing_ok=True)
