@@ -476,3 +476,45 @@ def test_an_undone_receipt_whose_refund_stands_leaves_nothing(conn, tmp_path):
     go(conn, "2026-02-20")
     assert customer_statement(conn, "C1", dt.date(2026, 2, 20))["points"]["total"] == 0
     assert check_database(conn) == []
+
+
+def test_refunds_of_a_receipt_whose_lot_expired_never_take_more_than_it_earned(conn, tmp_path):
+    """The lot expired, so the first refund's claw-back is aimed at no lot; it still
+    counts against the receipt (the second took 6 more: 12 for a receipt of 10)."""
+    program(conn, tmp_path, "expiry: {policy: fixed, months: 1}\n")
+    buy(conn, "T1", "C1", "2026-01-01", 1000)
+    buy(conn, "R1", "C1", "2026-03-01", -600, refund_of="T1")
+    buy(conn, "R2", "C1", "2026-03-02", -600, refund_of="T1")
+    go(conn, "2026-03-05")
+    claws = "SELECT source_id, points FROM ledger WHERE kind = 'clawback' ORDER BY entry_id"
+    assert [tuple(r) for r in conn.execute(claws)] == [("R1", -6), ("R2", -4)]
+    assert check_database(conn) == []
+
+
+def test_a_refund_split_over_two_nights_names_its_pending_parts_as_one_import_does():
+    notes = []
+    for late in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            shop = db.connect(Path(tmp) / "shop.db")
+            program(shop, Path(tmp), BONUS_ONLY)
+            buy(shop, "T1", "C1", "2026-02-01", (2000, "a"))
+            buy(shop, "T2", "C1", "2026-02-01", (700, "b"))  # 7 + the bonus of 10
+            buy(shop, "T3", "C1", "2026-02-05", (-350, "b"), refund_of="T2")
+            if late:
+                go(shop, "2026-02-05")
+            buy(shop, "T3", "C1", "2026-02-05", (-350, "b"), refund_of="T2")
+            go(shop, "2026-04-01")
+            rows = shop.execute(
+                "SELECT lot_id, note, SUM(points) FROM ledger WHERE kind = 'clawback' "
+                "GROUP BY 1, 2 ORDER BY 1"
+            )
+            notes.append([tuple(r) for r in rows])
+            shop.close()
+    assert (
+        notes[0]
+        == notes[1]
+        == [
+            (2, "refund of T2", -7),
+            (3, "refund of T2, points still pending", -10),
+        ]
+    )

@@ -211,6 +211,21 @@ def test_a_refunded_receipt_imported_again_after_its_undo_earns_net_of_the_refun
     assert shop.balance() == 0  # T1 and its refund U1, as in a fresh shop
 
 
+def test_a_spent_receipt_refunded_in_full_earns_nothing_when_imported_again(shop):
+    """The receipt's lot was spent, so its refund's claw-back is aimed at no lot; it
+    still stands against the receipt, which earned 100 again after its undo."""
+    t1 = shop.rows("T1,2026-01-01,100.00,")
+    shop.run("2026-01-16")
+    redeem(shop.conn, "C1", "coffee", dt.date(2026, 1, 16))
+    shop.rows("U1,2026-01-17,-100.00,T1")
+    shop.run("2026-01-17")
+    assert shop.balance() == -100
+    shop.undo(t1, "2026-01-18")
+    shop.rows("T1,2026-01-01,100.00,")
+    shop.run("2026-01-31")
+    assert shop.balance() == -100  # the coffee stays paid for by points taken back
+
+
 RULES = """rules:
   - {id: big-basket, when: {min_amount: 100.00}, bonus: 50}
   - {id: pastry-double, when: {category: pastry}, multiplier: 2}

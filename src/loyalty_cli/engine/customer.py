@@ -184,12 +184,13 @@ class CustomerWork:
                 found.append(entry)
         if entry.lot_id is not None:
             self.by_lot.setdefault(entry.lot_id, []).append(entry)
-            if entry.kind == "clawback" and entry.note:
-                # Every claw-back of a refund naming its original says so in its note
-                # (_refund), also the parts aimed at other receipts' pending lots.
-                original = ledger.refunded_receipt(entry.note)
-                if original is not None:
-                    self.refunds_of.setdefault(original, set()).add(entry.source_id)  # type: ignore[arg-type]
+        if entry.kind == "clawback" and entry.note:
+            # Every claw-back of a refund naming its original says so in its note
+            # (_refund), aimed or not: one whose receipt's lots were empty (spent,
+            # expired) is an unaimed entry, and still counts against the receipt.
+            original = ledger.refunded_receipt(entry.note)
+            if original is not None:
+                self.refunds_of.setdefault(original, set()).add(entry.source_id)  # type: ignore[arg-type]
         if entry.source_type == "event" and entry.kind == "bonus" and entry.rule_id:
             self.event_bonus.setdefault(entry.rule_id, []).append(entry.date)
         if entry.points > 0 and entry.kind != "redemption_reversed":  # a lot
@@ -762,10 +763,9 @@ class CustomerWork:
                 held = self.state.lots.get(lot.entry_id)
                 take = min(held.remaining, claw - posted) if held is not None else 0
                 if take > 0:
-                    # The first entry keeps the plain note (as the one aimed at the earn
-                    # lot always had); a later one at a pending lot says so.
-                    later = posted > 0 and held.available_on > receipt.date
-                    put(take, lot.entry_id, f"{note}{ledger.STILL_PENDING}" if later else note)
+                    # A bonus lot still pending says so (the earn lot's part never did).
+                    waits = lot.kind != "earn" and held.available_on > receipt.date
+                    put(take, lot.entry_id, f"{note}{ledger.STILL_PENDING}" if waits else note)
             rest = claw - posted
             if rest > 0:
                 # Then the available points (FIFO), then the pending ones, one entry
