@@ -603,16 +603,8 @@ def _by_lots(
             and e.partner == partner
             and e.is_lot
         ]
-        parts: list[list[int]] = []
-        rest = kept
-        for lot_id in lots:
-            held = states[cid].lots[lot_id].remaining if lot_id in states[cid].lots else 0
-            take = min(rest, max(held, 0))
-            if take > 0:
-                parts.append([lot_id, take])
-                rest -= take
-        if not parts:
-            parts = [[lot, 0]]
+        taken, rest = from_lots(states[cid], lots, kept)
+        parts = [list(part) for part in taken] or [[lot, 0]]
         parts[0][1] += rest
         done = 0
         for lot_id, points in parts:
@@ -622,6 +614,21 @@ def _by_lots(
                 (cid, sid, points, share(value, done, kept) - before, lot_id, version, partner)
             )
     return out
+
+
+def from_lots(
+    state: LotState, lot_ids: Iterable[int], need: int
+) -> tuple[list[tuple[int, int]], int]:
+    """(lot, points) taking `need` from these lots in their order, each up to what it
+    holds now; and what they do not hold."""
+    parts = []
+    for lot_id in lot_ids:
+        lot = state.lots.get(lot_id)
+        take = min(lot.remaining, need) if lot is not None else 0
+        if take > 0:
+            parts.append((lot_id, take))
+            need -= take
+    return parts, need
 
 
 def share(value: int, part: int, whole: int) -> int:

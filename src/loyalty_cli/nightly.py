@@ -336,8 +336,7 @@ def _nightly(
             result.error = NightlyError(
                 f"{outcome.name} is imported (import {outcome.import_id}) but could not be moved "
                 f"to {printable(done)}: {exc.strerror or exc}; nightly stopped, the run was not "
-                "started "
-                "(the next nightly skips the file as imported and moves it)"
+                "started (the next nightly skips the file as imported and moves it)"
             )
             return result
         result.files.append(outcome)

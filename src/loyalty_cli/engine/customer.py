@@ -759,14 +759,14 @@ class CustomerWork:
             # aimed at each (its earn lot, then its bonus lots, pending ones too): taken
             # from other lots, it would leave the receipt's bonus spendable, also after
             # an undo of the receipt that its standing refund nets against.
-            for lot in lots:
-                held = self.state.lots.get(lot.entry_id)
-                take = min(held.remaining, claw - posted) if held is not None else 0
-                if take > 0:
-                    # A bonus lot still pending says so (the earn lot's part never did).
-                    waits = lot.kind != "earn" and held.available_on > receipt.date
-                    put(take, lot.entry_id, f"{note}{ledger.STILL_PENDING}" if waits else note)
-            rest = claw - posted
+            kinds = {lot.entry_id: lot.kind for lot in lots}
+            own, rest = ledger.from_lots(self.state, kinds, claw)
+            for lot_id, take in own:
+                # A bonus lot still pending says so (the earn lot's part never did).
+                waits = (
+                    kinds[lot_id] != "earn" and self.state.lots[lot_id].available_on > receipt.date
+                )
+                put(take, lot_id, f"{note}{ledger.STILL_PENDING}" if waits else note)
             if rest > 0:
                 # Then the available points (FIFO), then the pending ones, one entry
                 # each: left to one entry they would be a debt beside lots that later
