@@ -151,3 +151,21 @@ def test_an_undone_receipt_takes_back_its_pending_bonus_lot(cli, write):
     assert cli("import", "undo", str(sale), "--date", "2026-03-25").exit_code == 0
     points = _show(cli, "2026-03-25")["points"]
     assert (points["available"], points["pending"]) == (50, 0)
+
+
+def test_reversals_split_by_lot_for_customers_read_in_chunks(cli, write, monkeypatch):
+    """An undo replays its customers' ledgers a chunk at a time: each customer's
+    reversal still takes from their own receipt's lots."""
+    from loyalty_cli import ledger
+
+    monkeypatch.setattr(ledger, "_REPLAY_CHUNK", 1)
+    _shop(cli, write, PROGRAM + BONUS_RULE)
+    sale = _import(cli, write, "p.csv", "T1,C1,2026-03-20,150.00,\nT2,C2,2026-03-20,150.00,\n")
+    assert cli("run", "--as-of", "2026-03-25").exit_code == 0
+    assert cli("import", "undo", str(sale), "--date", "2026-03-25").exit_code == 0
+    rows = cli("export", "ledger", "--format", "csv").stdout.splitlines()
+    reversals = [r.split(",")[2:5] for r in rows if ",reversal," in r]
+    assert reversals == [
+        ["C1", "reversal", "-150"], ["C1", "reversal", "-50"],
+        ["C2", "reversal", "-150"], ["C2", "reversal", "-50"],
+    ]  # fmt: skip

@@ -576,6 +576,10 @@ def insert_values(conn: sqlite3.Connection, values: Sequence[tuple]) -> None:
         conn.execute(f"PRAGMA ignore_check_constraints = {int(ignoring)}")
 
 
+# Customers whose ledgers an undo replays at a time (to split reversals by lot).
+_REPLAY_CHUNK = 2000
+
+
 def _by_lots(
     conn: sqlite3.Connection,
     source_type: str,
@@ -588,13 +592,22 @@ def _by_lots(
     alone took the rest from the customer's oldest points, FIFO, and left the
     source's bonus lot standing. What the lots no longer hold (spent) stays with the
     first part, taken FIFO as before."""
-    entries = entries_by_customer(conn, {cid for cid, _, _ in several})
-    states = {cid: replay(rows_) for cid, rows_ in entries.items()}
+    needed = sorted({cid for cid, _, _ in several})
+    position = {cid: i for i, cid in enumerate(needed)}
+    chunk: set[str] = set()
+    entries: dict[str, list[Row]] = {}
+    states: dict[str, LotState] = {}
     out: list[tuple[Any, ...]] = []
     for cid, sid, kept, value, lot, version, partner in rows:
         if (cid, sid, partner) not in several:
             out.append((cid, sid, kept, value, lot, version, partner))
             continue
+        if cid not in chunk:
+            # The rows come by customer: their entries are read a chunk at a time,
+            # so an undo of a large import does not hold every customer's ledger.
+            chunk = set(needed[position[cid] : position[cid] + _REPLAY_CHUNK])
+            entries = entries_by_customer(conn, chunk)
+            states = {c: replay(found) for c, found in entries.items()}
         lots = [
             e.entry_id
             for e in entries.get(cid, [])
@@ -603,7 +616,7 @@ def _by_lots(
             and e.partner == partner
             and e.is_lot
         ]
-        taken, rest = from_lots(states[cid], lots, kept)
+        taken, rest = from_lots(states.get(cid, LotState()), lots, kept)
         parts = [list(part) for part in taken] or [[lot, 0]]
         parts[0][1] += rest
         done = 0
