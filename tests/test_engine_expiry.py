@@ -218,3 +218,48 @@ def test_undoing_a_sale_that_earned_nothing_lets_the_run_post_the_expiry(conn, w
     undo_import(conn, ids[1], dt.date(2026, 5, 2))
     assert _counter_and_run_agree(conn, "C1", "2026-05-05") == 0
     assert entries(conn, "C1")[-1][:4] == ("2026-04-10", "C1", "expire", -100)
+
+
+INACTIVE = "expiry: {policy: inactivity, months: 1}\n"
+
+
+def test_a_late_receipt_dated_before_a_posted_inactivity_expiry_expires_too(conn, tmp_path):
+    """T0 comes after the expiry of T1's points was posted, dated before T1: the last
+    sale stays T1, and its expiry takes T0's points too (they stayed for good)."""
+    program(conn, tmp_path, INACTIVE)
+    buy(conn, "T1", "C1", "2026-01-10", 1000)
+    go(conn, "2026-03-31")
+    buy(conn, "T0", "C1", "2026-01-08", 400)
+    go(conn, "2026-12-01")
+    expired = [(r[0], r[3], r[4]) for r in entries(conn) if r[2] == "expire"]
+    assert expired == [
+        ("2026-02-10", -10, "inactivity:C1:2026-01-10"),
+        ("2026-02-10", -4, "inactivity:C1:2026-01-10"),
+    ]
+    assert points(conn, "C1") == 0
+
+
+def test_a_line_added_to_the_last_sale_after_its_expiry_expires_too(conn, tmp_path):
+    program(conn, tmp_path, INACTIVE)
+    buy(conn, "T1", "C1", "2026-01-10", 1000)
+    go(conn, "2026-03-31")
+    buy(conn, "T1", "C1", "2026-01-10", 700)  # its second line, exported late
+    go(conn, "2026-12-01")
+    assert points(conn, "C1") == 0
+
+
+def test_a_receipt_imported_again_after_its_undo_expires_again(conn, tmp_path):
+    """The undo came after the inactivity expiry took its points; imported again, the
+    receipt earns again and its expiry, posted already, is due again for them."""
+    from loyalty_cli.importing import import_files, undo_import
+
+    program(conn, tmp_path, INACTIVE)
+    sale = tmp_path / "sa.csv"
+    sale.write_text("transaction_id,customer_id,date,amount\nT1,C1,2026-01-10,10.00\n")
+    [first] = import_files(conn, "purchases", [sale])
+    go(conn, "2026-03-31")
+    undo_import(conn, first.import_id, dt.date(2026, 4, 1))
+    import_files(conn, "purchases", [sale])
+    go(conn, "2026-04-01")
+    go(conn, "2026-09-30")
+    assert points(conn, "C1") == 0

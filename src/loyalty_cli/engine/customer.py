@@ -75,6 +75,8 @@ class CustomerWork:
         self.referee_sales = data.referee_sales.get(cid, []) if self.row.referred_by else []
         self.by_source: dict[tuple[str, str | None], list[Row]] = {}
         self.by_lot: dict[int, list[Row]] = {}
+        # Inactivity expiries posted already that are due again (_reopen_inactivity).
+        self.reopened: set[str] = set()
         self.event_bonus: dict[str, list[dt.date]] = {}
         # original receipt -> the refunds that clawed points back from it (see _refund)
         self.refunds_of: dict[str, set[str]] = {}
@@ -223,6 +225,8 @@ class CustomerWork:
         result.points[entry.kind] += entry.points
         ledger._apply(self.state, entry)
         self._index(entry)
+        if entry.points > 0 and engine.inactivity and self.last_sale is not None:
+            self._reopen_inactivity(entry.date, entry.available_on or entry.date)
         self.last_entry = entry.entry_id
         if self.first_fact is None or entry.date < self.first_fact:
             self.first_fact = entry.date
@@ -329,9 +333,21 @@ class CustomerWork:
         if self.last_sale is None:
             return None
         due = inactivity_due(self.e.timeline, self.last_sale)
-        if due is None or ("expiry", self._inactivity_key()) in self.by_source:
+        key = self._inactivity_key()
+        if due is None or (("expiry", key) in self.by_source and key not in self.reopened):
             return None
         return due
+
+    def _reopen_inactivity(self, date: dt.date, available_on: dt.date) -> None:
+        """Points posted now, dated `date`, that the inactivity expiry of the last
+        sale, posted already, would have taken (a late receipt or line dated before
+        it, a receipt scored again after an undo): that expiry is due again, for them."""
+        key = self._inactivity_key()
+        if ("expiry", key) not in self.by_source:
+            return
+        due = inactivity_due(self.e.timeline, self.last_sale)  # type: ignore[arg-type]
+        if due is not None and date < due and available_on <= due:
+            self.reopened.add(key)
 
     def _inactivity_key(self) -> str:
         return f"inactivity:{self.cid}:{self.last_sale}"
@@ -350,11 +366,12 @@ class CustomerWork:
             program_version=version.version if version else None,
             note="inactivity",
         )
+        self.reopened.discard(self._inactivity_key())
         if points > 0:
             self._post(entry)
         else:
             # Nothing to take: remember it was checked so it is not looked at again.
-            self.by_source[("expiry", self._inactivity_key())] = []
+            self.by_source.setdefault(("expiry", self._inactivity_key()), [])
 
     def _value(self, points: int, version: int | None, on: dt.date) -> int:
         pv = self.e.timeline.by_number.get(version) if version else None
@@ -434,6 +451,10 @@ class CustomerWork:
         self._remember(receipt, q.points, tier, version.version, punches)
         if self.last_sale is None or receipt.date > self.last_sale:
             self.last_sale = receipt.date
+            if self.e.inactivity and q.points > 0:
+                # Its points were posted before it became the last sale (a receipt
+                # scored afresh after an undo, whose expiry is posted already).
+                self._reopen_inactivity(receipt.date, receipt.date)
         if not self.referral_paid and self.row.referred_by:
             self._referee(receipt, version)
         self.last_scored = (receipt.date, program)
