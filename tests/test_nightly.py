@@ -630,14 +630,8 @@ def test_a_file_name_that_is_not_utf8_is_imported_and_shown_written_out(cli, pro
     assert missing.stderr == f"Error: {inbox}/gone\\xe9.csv: no such file\n"
 
 
-def test_a_night_stopped_after_its_till_run_reports_that_runs_date(cli, program, inbox):
-    put(inbox, "customers.csv", "customer_id,name\nC1,Ann\n")
-    put(inbox, "2026-09-01.csv", HEADER + "T1,C1,2026-09-01,20.00\n")
-    put(
-        inbox,
-        "redemptions-2026-09-25.csv",
-        "redemption_id,customer_id,reward_id,date\nX2,C1,gift,2026-09-25\n",
-    )
+def test_a_night_stopped_after_its_till_run_reports_that_runs_date(cli, tmp_path, inbox):
+    _till_night(cli, tmp_path, inbox)
     put(inbox, "redemptions-2026-09-26.csv", "")
     result = cli("nightly", "--inbox", inbox, "--as-of", "2026-11-01")
     assert result.exit_code == 1

@@ -270,6 +270,8 @@ def _nightly(
         )
         return result
     early_run: dict[str, Any] | None = None
+    if done.is_dir():
+        _remove_stale_temps(done)  # what a nightly killed while archiving left there
     files = inbox_files(inbox)
     till_days = {p: _till_day(conn, p, as_of) for k, p in files if k == "redemptions"}
     # Till files by their day (then name): a later day's run would expire points an
@@ -397,8 +399,7 @@ def _till_run_failed(exc: BaseException, day: dt.date, path: Path, done: int) ->
     return NightlyError(
         f"run as of {day.isoformat()} before the till file {printable(path.name)} failed: "
         f"{_reason(exc)}; nightly stopped: {printable(path.name)} and the files after it "
-        f"stay in the inbox, {done} earlier file{'s' if done != 1 else ''} imported and "
-        f"moved to {DONE}/; run the nightly again once fixed"
+        f"stay in the inbox, {_earlier(done)}; run the nightly again once fixed"
     )
 
 
@@ -446,10 +447,10 @@ def _archive(conn: sqlite3.Connection, path: Path, outcome: FileOutcome, done: P
     a kill left in done/ is taken as it is rather than archived twice: for a file
     imported already, a file of its name (NAME or NAME-k) with the same bytes (the
     move was cut short after its link or copy) and a report of the same bytes (killed
-    before the move); and half-written copies are removed. A file imported anew (after
-    an undo) is archived under a new name even if its bytes are there already."""
+    before the move); half-written copies are removed when the night starts. A file
+    imported anew (after an undo) is archived under a new name even if its bytes are
+    there already."""
     done.mkdir(exist_ok=True)
-    _remove_stale_temps(done)
     rejects = None
     if outcome.rejected and outcome.import_id is not None:
         rejects = _write_rejects(conn, outcome.import_id, done)
@@ -540,9 +541,13 @@ def _stopped(
         else "the run was not started"
     )
     return NightlyError(
-        f"{text}; nightly stopped: {printable(path.name)} stays in the inbox, {done} earlier "
-        f"file{'s' if done != 1 else ''} imported and moved to {DONE}/, {run}"
+        f"{text}; nightly stopped: {printable(path.name)} stays in the inbox, "
+        f"{_earlier(done)}, {run}"
     )
+
+
+def _earlier(done: int) -> str:
+    return f"{done} earlier file{'s' if done != 1 else ''} imported and moved to {DONE}/"
 
 
 def _run_engine(conn: sqlite3.Connection, as_of: dt.date, progress: bool) -> dict[str, Any]:
