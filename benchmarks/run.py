@@ -49,6 +49,7 @@ class Timing:
     seconds: float
     peak_mib: float
     code: int
+    cpu: float = 0.0  # user + system seconds of the child and the workers it waited for
 
 
 def timed(cmd: list[str], stdin: bytes | None = None, cwd: Path | None = None) -> Timing:
@@ -73,7 +74,8 @@ def timed(cmd: list[str], stdin: bytes | None = None, cwd: Path | None = None) -
     seconds = time.perf_counter() - started
     if proc.returncode not in (0, 3):
         print(f"  ! {' '.join(cmd[:6])} ... exited {proc.returncode}: {err.decode()[-500:]}")
-    return Timing(seconds, usage.ru_maxrss / 1024, proc.returncode)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Timing(seconds, usage.ru_maxrss / 1024, proc.returncode, cpu)
 
 
 def loyalty(db: Path, *args: str) -> list[str]:
@@ -145,7 +147,11 @@ def main() -> None:
 
     def step(name: str, timing: Timing | None, target: str = "") -> Timing | None:
         rows.append((name, timing, target))
-        shown = f"{timing.seconds:8.2f} s  {timing.peak_mib:7.1f} MiB" if timing else "  skipped"
+        shown = (
+            f"{timing.seconds:8.2f} s  {timing.cpu:7.2f} s CPU  {timing.peak_mib:7.1f} MiB"
+            if timing
+            else "  skipped"
+        )
         print(f"{name:<44} {shown}", flush=True)
         return timing
 
@@ -203,6 +209,7 @@ def main() -> None:
             inc_import.seconds + inc_run.seconds,
             max(inc_import.peak_mib, inc_run.peak_mib),
             inc_run.code,
+            inc_import.cpu + inc_run.cpu,
         ),
         "<= 5 % of the full run",
     )
@@ -233,15 +240,29 @@ def main() -> None:
         "<= 5 % of the full run",
     )
 
-    print("\n| step | seconds | x sqlite3 .import | peak MiB | target |")
-    print("|---|---:|---:|---:|---|")
+    print("\n| step | seconds | x sqlite3 .import | CPU s | peak MiB | target |")
+    print("|---|---:|---:|---:|---:|---|")
     for name, timing, target in rows:
         if timing is None:
-            print(f"| {name} | - | - | - | {target} |")
+            print(f"| {name} | - | - | - | - | {target} |")
             continue
         ratio = f"{timing.seconds / base.seconds:.1f}" if base else "-"
-        print(f"| {name} | {timing.seconds:.2f} | {ratio} | {timing.peak_mib:.0f} | {target} |")
+        print(
+            f"| {name} | {timing.seconds:.2f} | {ratio} | {timing.cpu:.2f} "
+            f"| {timing.peak_mib:.0f} | {target} |"
+        )
     print()
+    if base:
+        # However well a step spread its work over the cores, it cannot take less
+        # wall time than its CPU time divided by them.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        for label, timing in (("import", imp), ("run", run)):
+            if timing:
+                least = timing.cpu / cores
+                print(
+                    f"{label}: {timing.cpu:.1f} s of CPU on {cores} cores = at least "
+                    f"{least:.1f} s, {least / base.seconds:.1f} x sqlite3 .import"
+                )
     if base and imp and run:
         print(f"import: {imp.seconds / base.seconds:.1f} x sqlite3 .import (target <= 2.5)")
         print(f"run:    {run.seconds / base.seconds:.1f} x sqlite3 .import (target <= 6)")
