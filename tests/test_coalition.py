@@ -121,6 +121,12 @@ def test_cli_export_settlement_csv_sums_to_zero(shop, cli):
     data = json.loads(report.stdout)
     assert data["shared_customers"] == 2  # C1: cafe + bakery, C2: books + cafe
     assert data["revenue"]["bakery"] == "20.00"
+    # Without --from, the settlement is --to's month (documented in --help and coalition.md).
+    assert cli("export", "settlement", "--to", "2026-10-31").stdout == result.stdout
+    november = list(
+        csv.DictReader(io.StringIO(cli("export", "settlement", "--to", "2026-11-30").stdout))
+    )
+    assert {r["points_issued"] for r in november} == {"0"}  # October's points are not November's
 
 
 def test_a_store_is_checked_against_the_partners_of_the_version_of_the_rows_date(conn, write):

@@ -362,6 +362,24 @@ def test_currency_checked_before_the_first_version_starts(conn, write):
     assert rejects(conn) == [(2, "currency", "currency 'USD' is not the program's currency EUR")]
 
 
+def test_a_four_decimal_currency_is_read_and_shown_with_four(conn, write):
+    """CLF has 4 decimals in ISO 4217: 1.2345 is 12345 minor units, not a reject."""
+    from loyalty_cli import reports
+
+    apply_program(conn, write("p.yaml", PLAIN.replace("currency: EUR", "currency: CLF")))
+    p = write(
+        "p.csv",
+        "transaction_id,customer_id,date,amount\nU1,C1,2026-01-05,1.2345\n"
+        "U2,C1,2026-01-05,1.23456\n",
+    )
+    [res] = import_files(conn, "purchases", [p])
+    assert (res.inserted, res.rejected) == (1, 1)
+    assert rejects(conn) == [(3, "amount", "not an amount: '1.23456' has more than 4 decimals")]
+    assert count(conn, "SELECT amount FROM purchases") == 12345
+    kpi = reports.kpi_report(conn, dt.date(2026, 1, 1), dt.date(2026, 1, 31))
+    assert kpi["revenue_net"] == "1.2345"
+
+
 @pytest.mark.parametrize(
     ("rows", "program_currency", "refused"),
     [

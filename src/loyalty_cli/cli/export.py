@@ -208,7 +208,8 @@ def settlement(
     One row per partner (partner, points_issued, value_issued, points_redeemed,
     value_redeemed, net = value_issued - value_redeemed), then `coalition` (bonuses
     and rewards no partner funds or serves, when any) and `pool`, whose net makes
-    the column sum to zero. Definitions: docs/coalition.md.
+    the column sum to zero. --from defaults to the first day of --to's month (a
+    settlement is monthly); --to to today. Definitions: docs/coalition.md.
 
     Example: loyalty export settlement --from 2026-10-01 --to 2026-10-31 -o settlement.csv
     """
