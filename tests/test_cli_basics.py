@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,56 @@ def test_help_shows_no_type_for_a_flag(runner, args):
     assert result.exit_code == 0
     assert "<bool>" not in result.stdout
     assert "[default: 600" not in result.stdout
+
+
+def _loyalty(db, *args, **streams):
+    """The command as cron starts it, with the standard streams given (a closed
+    one is -1: `>&-`)."""
+    closed = [
+        fd for fd, name in enumerate(("stdin", "stdout", "stderr")) if streams.get(name) == -1
+    ]
+
+    def close() -> None:
+        for fd in closed:
+            os.close(fd)
+
+    kept = {k: v for k, v in streams.items() if v != -1}
+    return subprocess.run(
+        [sys.executable, "-m", "loyalty_cli", "--db", str(db), *args],
+        preexec_fn=close,
+        check=False,
+        **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kept},
+    )
+
+
+def _member(cli, tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text("customer_id,name\nC1,Aino\n")
+    assert cli("program", "apply", "programs/cashback.yaml").exit_code == 0
+    assert cli("import", "customers", str(tmp_path / "c.csv")).exit_code == 0
+
+
+@pytest.mark.parametrize("closed", ["stdin", "stdout", "stderr"])
+def test_a_closed_standard_stream_is_taken_as_dev_null(cli, db_file, tmp_path, closed):
+    # A nightly started with stdout closed imported nothing: a traceback before it began.
+    _member(cli, tmp_path)
+    done = _loyalty(db_file, "adjust", "C1", "5", "--reason", "welcome", **{closed: -1})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr in (b"", None)
+    assert cli("customer", "show", "C1", "--format", "json").stdout.count('"available": 5') == 1
+    unknown = _loyalty(db_file, "customer", "show", "C9", **{closed: -1})
+    assert unknown.returncode == 1
+    if closed != "stderr":
+        assert unknown.stderr == b"Error: unknown customer 'C9'\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize(
+    "args", [("--version",), ("customer", "list", "--format", "json"), ("export", "ledger")]
+)
+def test_output_into_a_full_disk_is_one_sentence_and_exit_1(cli, db_file, tmp_path, args):
+    _member(cli, tmp_path)
+    assert cli("adjust", "C1", "5", "--reason", "welcome").exit_code == 0
+    with open("/dev/full", "wb") as full:
+        done = _loyalty(db_file, *args, stdout=full)
+    assert done.returncode == 1
+    assert done.stderr == b"Error: cannot write the output: No space left on device\n"

@@ -28,9 +28,9 @@ def test_demo_refuses_a_used_database(cli):
     assert "empty database" in again.stderr
 
 
-def test_demo_checks_the_coalition_file_before_writing_anything(cli, db_file):
-    # A used NAME-coalition.db is found first: the boutique is not built, so a
-    # second try with a fresh coalition file works.
+def test_demo_builds_the_boutique_beside_a_used_coalition_file_and_leaves_it(cli, db_file):
+    # NAME-coalition.db left from an earlier demo (or holding any shop): the
+    # boutique, the demo the contract names, is built; that file is not touched.
     coalition = db_file.with_name("loyalty-coalition.db")
     assert (
         CliRunner()
@@ -38,10 +38,17 @@ def test_demo_checks_the_coalition_file_before_writing_anything(cli, db_file):
         .exit_code
         == 0
     )
-    refused = cli("demo")
-    assert refused.exit_code == 2
-    assert "loyalty-coalition.db already holds a shop" in refused.stderr
+    result = cli("demo")
+    assert result.exit_code == 0, result.output
+    assert "At the counter" in result.stdout and "Settlement" not in result.stdout
+    assert result.stderr == (
+        f"Warning: {coalition} already holds a shop, so the coalition demo was not built "
+        "(remove that file to see it)\n"
+    )
     boutique = sqlite3.connect(db_file)
-    assert boutique.execute("SELECT COUNT(*) FROM program_versions").fetchone()[0] == 0
-    coalition.unlink()
-    assert cli("demo").exit_code == 0
+    assert boutique.execute("SELECT COUNT(*) FROM program_versions").fetchone()[0] == 1
+    kept = sqlite3.connect(coalition)
+    assert kept.execute("SELECT name FROM program_versions").fetchall() == [
+        ("Corner Shop Cashback",)
+    ]
+    assert kept.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 0

@@ -11,6 +11,7 @@ without pydantic (fastparams.py): typer's pydantic adapters cost ~0.3 s.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import sys
@@ -121,11 +122,24 @@ class LoyaltyGroup(TyperGroup):
             raise
         except KeyboardInterrupt:
             _fail(ctx, "interrupted; nothing was changed by the unfinished step", 130)
+        except OSError as exc:
+            if exc.errno not in _OUTPUT_ERRNOS:
+                _fail(ctx, _internal(exc), 1)
+            _fail(ctx, _unwritable(exc), 1)
         except Exception as exc:  # noqa: BLE001 - the edge: never a traceback by default
             if isinstance(exc, _exits()):
                 raise
-            _fail(ctx, f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug)", 1)
+            _fail(ctx, _internal(exc), 1)
         return None
+
+
+# Writing failed for want of room or a device, not for a bug: said as such (a
+# full disk under `report kpi > out.json`).
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _internal(exc: Exception) -> str:
+    return f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug)"
 
 
 def hoist_db(args: list[str]) -> list[str]:
@@ -368,8 +382,52 @@ def root(
 def main() -> None:
     if os.environ.get("NO_COLOR") == "":
         os.environ.pop("NO_COLOR")
+    _closed_streams_to_devnull()
     _utf8_when_piped()
-    sys.exit(app())
+    code: Any = 0
+    try:
+        app()
+    except SystemExit as done:
+        code = done.code
+    except OSError as exc:  # raised before any command ran: --version into a full disk
+        if not isinstance(exc, BrokenPipeError) and exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        code = _output_failed(exc, 0)
+    sys.exit(_flushed(code))
+
+
+def _closed_streams_to_devnull() -> None:
+    """A command started with a standard stream closed (`>&-` in a crontab) runs
+    as with /dev/null there: Python leaves such a stream None, which every write
+    and the encoding set-up below would fail on. Opened in fd order, each gets
+    its own number back."""
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115
+
+
+def _flushed(code: Any) -> Any:
+    """`code`, or 1 when what is still buffered for stdout cannot be written (a
+    full disk): said in one sentence, not as Python's note at shutdown."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        return _output_failed(exc, code)
+    return code
+
+
+def _output_failed(exc: OSError, code: Any) -> Any:
+    # The shutdown's own flush would fail again: what is left goes nowhere.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if isinstance(exc, BrokenPipeError):
+        return code  # the reader left (`| head`): nothing to report
+    typer.echo(f"Error: {_unwritable(exc)}", err=True)
+    return 1
+
+
+def _unwritable(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}cannot write the output: {exc.strerror or exc}"
 
 
 def _utf8_when_piped() -> None:

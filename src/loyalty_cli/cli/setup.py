@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sqlite3
 from pathlib import Path
 
 import typer
@@ -38,8 +39,9 @@ def init(ctx: typer.Context) -> None:
 def demo(ctx: typer.Context) -> None:
     """Build a demo shop from sample_data/ and programs/, post its points and show it.
 
-    Writes the boutique into --db and a three-shop coalition beside it
-    (NAME-coalition.db). Both must be new files. --db may come before or
+    Writes the boutique into --db, which must be a new file, and a three-shop
+    coalition beside it (NAME-coalition.db) unless that file already holds a shop
+    (it is left as it is). --db may come before or
     after the command name, as with every command.
 
     Example: loyalty demo --db demo.db
@@ -55,15 +57,15 @@ def demo(ctx: typer.Context) -> None:
     conn = get_conn(ctx, setup=True)
     path = Path(db_file(ctx))
     coalition_path = path.with_name(f"{path.stem}-coalition{path.suffix or '.db'}")
-    # Both files are checked before either is written: a used coalition file
-    # must not leave the boutique half a demo that a second try refuses.
     require_empty(conn, str(path))
-    coalition_conn = db.connect(coalition_path)
+    # A coalition file left from an earlier demo (its boutique deleted) is neither
+    # replaced nor a reason to refuse the boutique: the coalition is skipped.
+    coalition_conn: sqlite3.Connection | None = db.connect(coalition_path)
     try:
         require_empty(coalition_conn, str(coalition_path))
     except LoyaltyError:
         coalition_conn.close()
-        raise
+        coalition_conn = None
     with render.working("building the demo shop ..."):
         shop = build_demo(conn)
     out.rule(f"Demo Boutique in {db_file(ctx)}, as of {shop.as_of.isoformat()}")
@@ -92,14 +94,25 @@ def demo(ctx: typer.Context) -> None:
         _panel(statement, names)
     render.render_summary(summary(conn, None, shop.as_of).as_json(), "table")
 
-    try:
-        with render.working("building the coalition ..."):
-            report = build_coalition_demo(coalition_conn)
-    finally:
-        coalition_conn.close()
-    out.rule(f"Coalition: three shops, one card ({coalition_path.name})")
-    render.render_rows(report["settlement"], "table", title="Settlement 2026-10-01 .. 2026-10-31")
-    out.print(f"members who shopped at more than one partner: {report['shared_customers']}")
+    if coalition_conn is None:
+        typer.echo(
+            render.visible(
+                f"Warning: {coalition_path} already holds a shop, so the coalition demo was "
+                "not built (remove that file to see it)"
+            ),
+            err=True,
+        )
+    else:
+        try:
+            with render.working("building the coalition ..."):
+                report = build_coalition_demo(coalition_conn)
+        finally:
+            coalition_conn.close()
+        out.rule(f"Coalition: three shops, one card ({coalition_path.name})")
+        render.render_rows(
+            report["settlement"], "table", title="Settlement 2026-10-01 .. 2026-10-31"
+        )
+        out.print(f"members who shopped at more than one partner: {report['shared_customers']}")
     out.print(
         f"Next: loyalty --db {shlex.quote(str(db_file(ctx)))} customer show "
         f"{shop.statements[0]['customer_id'] if shop.statements else 'C0001'} "
