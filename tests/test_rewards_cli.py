@@ -180,6 +180,28 @@ def test_rewards_list_and_eligible(conn, tmp_path, cli):
     )
 
 
+def test_rewards_list_for_a_customer_says_what_they_can_have_and_why_not(conn, tmp_path, cli):
+    """The synopsis's `rewards list | eligible [--customer ID]`: the catalogue with
+    the customer's standing, by the rule `rewards eligible` and `redeem` use."""
+    setup(conn, tmp_path)
+    args = ("rewards", "list", "--customer", "C1", "--as-of", "2026-03-10")
+    listing = load_json(cli(*args, "--format", "json"))
+    standing = [(r["reward_id"], r["eligible"], r["why_not"]) for r in listing]
+    assert standing == [
+        ("coffee", True, None),
+        ("ten-off", False, "tier too low: 10 EUR off needs tier Silver; C1 is Bronze"),
+        ("tenth-coffee", False, "no open voucher: C1 has no open voucher for 10th coffee free"),
+    ]
+    eligible = load_json(cli("rewards", "eligible", "--customer", "C1", "--as-of", "2026-03-10",
+                             "--format", "json"))  # fmt: skip
+    assert [r["reward_id"] for r in eligible] == [r for r, ok, _ in standing if ok]
+    rows = list(csv.DictReader(io.StringIO(cli(*args, "--format", "csv").stdout)))
+    assert (rows[0]["eligible"], rows[1]["eligible"]) == ("true", "false")
+    assert rows[1]["why_not"].startswith("tier too low")
+    unknown = cli("rewards", "list", "--customer", "C9")
+    assert unknown.exit_code == 1 and "unknown customer" in unknown.stderr
+
+
 def test_claim_attaches_an_anonymous_receipt(conn, tmp_path, cli):
     apply(conn, tmp_path)
     customer(conn, "C1")

@@ -51,22 +51,31 @@ def _flat_reward(row: dict) -> dict:
 
 
 @rewards_app.command("list")
-def list_cmd(ctx: typer.Context, as_of: AsOfOpt = None, fmt: FormatOpt = OutputFormat.table):
+def list_cmd(
+    ctx: typer.Context,
+    customer: Annotated[
+        str | None,
+        typer.Option("--customer", help="Also say whether this customer can have each reward."),
+    ] = None,
+    as_of: AsOfOpt = None,
+    fmt: FormatOpt = OutputFormat.table,
+):
     """The reward catalogue of the program in force: cost, value, tier, limit, dates.
 
     JSON: a list of {reward_id, name, cost, value, min_tier, limit {count, per},
-    active {from, to}, active_on_date, punch_card {every, when}, partner, voucher_days}.
+    active {from, to}, active_on_date, punch_card {every, when}, partner, voucher_days};
+    with --customer also eligible (true/false) and why_not (the reason, or null).
 
-    Example: loyalty rewards list --format json
+    Example: loyalty rewards list --customer C0001 --as-of 2026-10-31
     """
     from loyalty_cli import rewards as lib
 
-    rows = lib.list_rewards(shop_conn(ctx), date_or_today(as_of))
+    rows = lib.list_rewards(shop_conn(ctx), date_or_today(as_of), customer)
     if fmt == OutputFormat.json:
         render.render_rows(rows, fmt)
         return
     flat = [_flat_reward(r) for r in rows]
-    columns = _CATALOGUE_COLUMNS
+    columns = _CATALOGUE_COLUMNS + (("eligible", "why_not") if customer is not None else ())
     if fmt == OutputFormat.table:  # a terminal is narrow: leave out columns nobody uses
         columns = tuple(c for c in columns if any(r.get(c) is not None for r in flat))
     render.render_rows(flat, fmt, columns, "Rewards")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -24,18 +25,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def list_rewards(conn: sqlite3.Connection, as_of: dt.date | None = None) -> list[dict[str, Any]]:
+def list_rewards(
+    conn: sqlite3.Connection, as_of: dt.date | None = None, customer_id: str | None = None
+) -> list[dict[str, Any]]:
     """Every reward of the version in force on as_of, in catalogue order.
 
     Keys: reward_id, name, cost (0 for a punch card), value (money string),
     min_tier, limit {count, per} | null, active {from, to} | null,
     active_on_date (bool), punch_card {every, when} | null, partner,
-    voucher_days.
+    voucher_days. With a customer, two more: eligible (bool: they could redeem
+    it on as_of) and why_not (the sentence `redeem` would refuse with, or null),
+    by the rule `rewards eligible` uses.
     """
     on = as_of or dt.date.today()
     version = version_on(conn, on)
     program = version.program
     out = []
+    standing = _standing(conn, program, customer_id, on) if customer_id is not None else None
     for r in program.rewards:
         out.append(
             {
@@ -64,4 +70,19 @@ def list_rewards(conn: sqlite3.Connection, as_of: dt.date | None = None) -> list
                 "voucher_days": r.voucher_days,
             }
         )
+        if standing is not None:
+            why_not = standing(r)
+            out[-1].update(eligible=why_not is None, why_not=why_not)
     return out
+
+
+def _standing(
+    conn: sqlite3.Connection, program: Any, customer_id: str, on: dt.date
+) -> Callable[[Any], str | None]:
+    """reward -> why the customer cannot have it on `on` (None: they can)."""
+    from loyalty_cli.rewards.common import require_customer
+    from loyalty_cli.rewards.eligibility import load_facts
+
+    require_customer(conn, customer_id)
+    facts = load_facts(conn, program, customer_id, on)
+    return lambda reward: facts.refusal(program, reward, customer_id)
