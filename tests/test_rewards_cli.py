@@ -367,3 +367,14 @@ def test_a_negative_adjust_beyond_the_available_points_takes_the_pending_ones(cl
     expired = conn.execute("SELECT SUM(points) FROM ledger WHERE kind = 'expire'").fetchone()[0]
     assert expired == -35 and ledger.state_of(conn, "C1").balance == 0
     assert cli("check").exit_code == 0
+
+
+def test_a_program_without_rewards_says_so(conn, tmp_path, cli):
+    apply(conn, tmp_path, PROGRAM[: PROGRAM.index("rewards:")])
+    earn(conn, "C1", 250, D)
+    refused = cli("redeem", "C1", "coffee", "--date", "2026-03-10")
+    assert refused.exit_code == 1
+    assert refused.stderr == "Error: unknown reward 'coffee'; the program has no rewards\n"
+    table = cli("rewards", "list", "--as-of", "2026-03-10")
+    assert table.exit_code == 0 and "reward_id" in table.stdout  # the header, not a blank line
+    assert cli("rewards", "list", "--format", "json").stdout == "[]\n"

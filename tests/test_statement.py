@@ -10,6 +10,7 @@ import pytest
 from engine_helpers import buy, customer, go, program
 from loyalty_cli.engine.statement import customer_statement, explain
 from loyalty_cli.errors import NotFoundError
+from loyalty_cli.importing import import_files, undo_import
 
 PROGRAM = """
 pending_days: 14
@@ -84,6 +85,22 @@ def test_explain_running_balance(shop):
     assert rows[0]["version"] == 1 and rows[0]["expires_on"] == "2027-01-19"
     # What the kind alone does not say: the receipt's amount and the tier it earned at.
     assert rows[0]["note"] == "receipt 150.00 EUR, tier bronze"
+
+
+def test_explain_says_which_import_undo_took_an_earns_receipt(conn, tmp_path):
+    # An undo forgets the receipt's scoring, which the earn's note was read from.
+    program(conn, tmp_path, PROGRAM)
+    (tmp_path / "p.csv").write_text(
+        "transaction_id,customer_id,date,amount\nU1,C1,2026-01-05,20.00\n"
+    )
+    [done] = import_files(conn, "purchases", [tmp_path / "p.csv"])
+    go(conn, "2026-01-31")
+    undo_import(conn, done.import_id, dt.date(2026, 2, 1))
+    rows = explain(conn, "C1")
+    assert [(r["kind"], r["points"], r["note"]) for r in rows] == [
+        ("earn", 20, f"receipt undone with import {done.import_id}"),
+        ("reversal", -20, f"import {done.import_id} undone"),
+    ]
 
 
 def test_cli_show_json_and_table(cli, shop):

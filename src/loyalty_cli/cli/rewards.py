@@ -76,7 +76,7 @@ def list_cmd(
         return
     flat = [_flat_reward(r) for r in rows]
     columns = _CATALOGUE_COLUMNS + (("eligible", "why_not") if customer is not None else ())
-    if fmt == OutputFormat.table:  # a terminal is narrow: leave out columns nobody uses
+    if fmt == OutputFormat.table and flat:  # a terminal is narrow: leave out unused columns
         columns = tuple(c for c in columns if any(r.get(c) is not None for r in flat))
     render.render_rows(flat, fmt, columns, "Rewards")
 

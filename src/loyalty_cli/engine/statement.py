@@ -260,10 +260,16 @@ def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
         )
     }
     currencies: dict[int | None, str] = {}
+    undone = _undone_imports(conn, customer_id, {
+        e.source_id for e in entries
+        if e.kind == "earn" and e.source_type == "purchase" and e.source_id not in receipts
+    })  # fmt: skip
     for e in entries:
         balance += e.points
         source = _source_text(e)
         note = e.note or _derived_note(conn, e, by_id, receipts, currencies)
+        if note is None and e.kind == "earn" and e.source_id in undone:
+            note = f"receipt undone with import {undone[e.source_id]}"
         out.append(
             {
                 "entry_id": e.entry_id,
@@ -280,6 +286,22 @@ def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _undone_imports(
+    conn: sqlite3.Connection, customer_id: str, transaction_ids: set[Any]
+) -> dict[str, int]:
+    """Receipt -> the import whose undo took it (an undo forgets a receipt's scoring,
+    which an earn's note is read from), for those of `transaction_ids` undone. Read
+    from the customer's own rows (a claimed receipt's rows name nobody: no note)."""
+    if not transaction_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT transaction_id, MAX(import_id) FROM purchases INDEXED BY purchases_member "
+        "WHERE customer_id = ? AND undone = 1 GROUP BY transaction_id",
+        (customer_id,),
+    )
+    return {tid: import_id for tid, import_id in rows if tid in transaction_ids}
 
 
 def _derived_note(

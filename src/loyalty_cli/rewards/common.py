@@ -99,8 +99,9 @@ def require_customer(conn: sqlite3.Connection, customer_id: str) -> None:
 def find_reward(program: Program, reward_id: str) -> Reward:
     reward = program.reward(reward_id)
     if reward is None:
-        known = ", ".join(r.id for r in program.rewards) or "none"
-        raise NotFoundError(f"unknown reward '{reward_id}'; rewards are {known}")
+        known = ", ".join(r.id for r in program.rewards)
+        offer = f"rewards are {known}" if known else "the program has no rewards"
+        raise NotFoundError(f"unknown reward '{reward_id}'; {offer}")
     return reward
 
 
