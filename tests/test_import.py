@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -305,6 +306,14 @@ def test_missing_file_fails_before_anything(conn, write, tmp_path):
     good = write("p.csv", HEAD + "T1,C1,2026-01-05,1.00,1\n")
     with pytest.raises(InputFileError, match="no such file"):
         import_files(conn, "purchases", [good, tmp_path / "nope.csv"])
+    assert count(conn) == 0
+
+
+def test_a_pipe_is_not_called_a_missing_file(conn, write, tmp_path):
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(InputFileError, match="not a regular file .* save it to a file first"):
+        import_files(conn, "purchases", [fifo])
     assert count(conn) == 0
 
 

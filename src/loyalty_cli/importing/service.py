@@ -241,6 +241,11 @@ def _check_header(handler: type[KindHandler], path: Path, dialect: Dialect) -> s
     """Open the file and resolve its header as the import will; raise what it would.
     Returns the delimiter it was read with (sniffed when the dialect names none)."""
     if not path.is_file():
+        if path.exists():  # a device or a pipe (`<(...)`): read twice, so a file is needed
+            raise InputFileError(
+                "not a regular file (a device, pipe or socket); save it to a file first",
+                file=printable(path),
+            )
         raise InputFileError("no such file", file=printable(path))
     with CsvReader(path, dialect) as reader:
         header = reader.read_header()
