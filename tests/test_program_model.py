@@ -808,3 +808,32 @@ def test_a_syntax_error_far_below_an_unclosed_quote_names_its_line():
         parse_program(broken, "x.yaml")
     assert str(err.value).endswith("(the quote opened on line 1 is not closed on that line)")
     assert str(err.value).startswith("x.yaml:42: YAML syntax error: ")
+
+
+@pytest.mark.parametrize(
+    "value", ["0", '"0"', "86400", "1767225600", '"1767225600"', '"2026-01-05T00:00:00"',
+              "2026-01-05 10:00:00", "0x0"],
+)  # fmt: skip
+def test_a_number_or_a_timestamp_is_no_date(value):
+    """pydantic took 0 or a Unix timestamp as a day of 1970 or later: `date_from: 0`
+    turned a campaign on for all history, `effective_from: 0` put a version at 1970."""
+
+    def text(day: str) -> str:
+        return (
+            f"program: X\ncurrency: EUR\neffective_from: {day}\nearn: {{per_currency_unit: 1}}\n"
+            f"rules:\n  - {{id: r, when: {{date_from: {day}, date_to: 2026-12-31}}, multiplier: 2}}\n"
+            f"rewards:\n  - {{id: a, name: A, cost: 1, value: 1, active: {{from: {day}}}}}\n"
+        )
+
+    err = fail(text(value))
+    assert [(e.line, e.field, e.message) for e in err.errors] == [
+        (3, "effective_from", "must be a date like 2026-01-31"),
+        (6, "rules[0].when.date_from", "must be a date like 2026-01-31"),
+        (8, "rewards[0].active.from", "must be a date like 2026-01-31"),
+    ]
+    if value != "2026-01-05 10:00:00":  # (never taken: not midnight)
+        # A version stored before the rule still loads.
+        stored = parse_program(text(value), source="program version 1", stored=True)
+        assert stored.rules[0].when.date_to == dt.date(2026, 12, 31)
+    quoted = parse_program(text('"2026-01-05"'), "p.yaml")
+    assert quoted.effective_from == quoted.rules[0].when.date_from == dt.date(2026, 1, 5)

@@ -176,6 +176,24 @@ Currency = Annotated[
 ]
 
 
+# YYYY-MM-DD, loosely: 2026-1-5 is told "must be a date like 2026-01-31" by pydantic.
+_DAY_SHAPE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}")
+
+
+def _day(value: Any, info: ValidationInfo) -> Any:
+    """A day is written YYYY-MM-DD (a YAML date, or that text quoted). pydantic would
+    take 0 or a Unix timestamp (`86400`, `"1767225600"`) as a day of 1970 or later and
+    a timestamp's text as its day: a typo turned a campaign on for all history."""
+    if _stored(info) or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+        return value
+    if isinstance(value, str) and _DAY_SHAPE.fullmatch(value):
+        return value
+    raise ValueError("must be a date like 2026-01-31")
+
+
+Day = Annotated[dt.date, BeforeValidator(_day)]
+
+
 class Strict(BaseModel):
     """Every section: unknown keys are errors; an explicit `key:` (null) means the default."""
 
@@ -234,8 +252,8 @@ class When(Strict):
     sku: TextList | None = None
     store: TextList | None = None
     weekday: Weekdays | None = None
-    date_from: dt.date | None = None
-    date_to: dt.date | None = None
+    date_from: Day | None = None
+    date_to: Day | None = None
     min_amount: Money | None = None
     tier: TextList | None = None
 
@@ -397,8 +415,8 @@ class Tiers(Strict):
 
 
 class Active(Strict):
-    from_: dt.date | None = Field(None, alias="from")
-    to: dt.date | None = None
+    from_: Day | None = Field(None, alias="from")
+    to: Day | None = None
 
 
 class PunchCard(Strict):
@@ -545,7 +563,7 @@ class Program(Strict):
     program: str = Field(min_length=1)
     currency: Currency
     point_value: Decimal = Field(Decimal("0.01"), ge=0, le=1000, allow_inf_nan=False)
-    effective_from: dt.date | None = None
+    effective_from: Day | None = None
     earn: Earn
     rules: list[Rule] = Field(default_factory=list)
     bonuses: Bonuses = Field(default_factory=Bonuses)
