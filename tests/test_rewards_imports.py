@@ -6,6 +6,7 @@ import datetime as dt
 
 from conftest import load_json
 from loyalty_cli import db, ledger
+from loyalty_cli.importing import import_files
 from loyalty_cli.ledger import NewEntry
 from test_rewards_support import D, apply, customer, earn
 
@@ -135,6 +136,28 @@ def test_import_balances_posts_lots_and_undo_reverses_them(conn, tmp_path, cli, 
         "WHERE kind = 'reversal' AND source_type = 'balance'"
     ).fetchone()
     assert tuple(reversals) == (3, -550)
+
+
+def test_a_balance_too_big_or_dated_to_come_is_rejected_with_its_reason(conn, tmp_path, write):
+    apply(conn, tmp_path)
+    path = write(
+        "old.csv",
+        """
+        customer_id,points,date
+        C1,999999999999,2026-01-15
+        C2,1000000000000,2026-01-15
+        C3,300,2990-01-01
+        """,
+    )
+    [done] = import_files(conn, "balances", [path], today=dt.date(2026, 12, 7))
+    assert (done.inserted, done.rejected) == (1, 2)
+    reasons = conn.execute("SELECT line, field, reason FROM rejects ORDER BY line").fetchall()
+    assert [tuple(r) for r in reasons] == [
+        (3, "points", "'1000000000000' is more points than one opening balance may hold "
+                      "(999,999,999,999)"),
+        (4, "date", "2990-01-01 is after 2026-12-07: a date to come; date an opening balance "
+                    "on the day it was carried over"),
+    ]  # fmt: skip
 
 
 def test_undoing_balances_does_not_reverse_what_already_expired(conn, tmp_path, write):

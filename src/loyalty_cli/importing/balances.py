@@ -52,9 +52,15 @@ class BalancesKind(KindHandler):
 
         customer = cells.ident("customer_id")
         text = cells.required("points")
-        # Twelve digits at most: ledger.MAX_ENTRY_POINTS.
-        if not text.isascii() or not text.isdigit() or len(text) > 12:
+        if not text.isascii() or not text.isdigit():
             raise RowRejected("points", f"'{text}' is not a whole number of 0 or more points")
+        # Compared as text: int() refuses a few thousand digits.
+        if len(text.lstrip("0")) > len(str(ledger.MAX_ENTRY_POINTS)):
+            raise RowRejected(
+                "points",
+                f"'{text}' is more points than one opening balance may hold "
+                f"({ledger.MAX_ENTRY_POINTS:,})",
+            )
         date = cells.date("date")
         assert date is not None
         expires_on = cells.date("expires_on", required=False)
@@ -99,6 +105,14 @@ class BalancesKind(KindHandler):
         return {"points": row[0]}, int(str(row[1]).split(":")[0])
 
     def check_new(self, record: Record, line: int) -> None:
+        today = self.ctx.today.isoformat()
+        if record["date"] > today:
+            # A mistyped year: the points would show in no statement until then.
+            raise RowRejected(
+                "date",
+                f"{record['date']} is after {today}: a date to come; date an opening "
+                "balance on the day it was carried over",
+            )
         record["line"] = line
 
     def write(self, records: list[Record]) -> None:
