@@ -447,3 +447,17 @@ def test_an_inactivity_expiry_does_not_take_points_of_a_lot_available_after_its_
     assert (out["points_returned"], out["points_expired"]) == (150, 50)
     lots = ledger.state_of(conn, "C1").lots
     assert (lots[a].remaining, lots[b].remaining) == (0, 100)
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [("Free coffee", "free coffee"), ("Latte", "latte"), ("10 EUR off", "10 EUR off"),
+     ("SilverOnly", "SilverOnly"), ("Day R", "Day R"), ("Starbucks Card", "Starbucks Card"),
+     ("W", "W"), ("EUR 5 off", "EUR 5 off")],
+)  # fmt: skip
+def test_a_reward_name_is_lowered_mid_sentence_only_in_sentence_case(name, said):
+    from types import SimpleNamespace
+
+    from loyalty_cli.rewards.common import reward_label
+
+    assert reward_label(SimpleNamespace(name=name)) == said

@@ -106,9 +106,11 @@ def find_reward(program: Program, reward_id: str) -> Reward:
 
 
 def reward_label(reward: Reward) -> str:
-    """The reward's name as it reads mid-sentence ("Free coffee" -> "free coffee")."""
+    """The reward's name as it reads mid-sentence ("Free coffee" -> "free coffee").
+    Only a name in sentence case is lowered: another capital in it ("SilverOnly",
+    "Day R", "Starbucks Card") says it is written as a name."""
     name = reward.name
-    if len(name) > 1 and name[0].isupper() and name[1].islower():
+    if len(name) > 1 and name[0].isupper() and name[1:] == name[1:].lower():
         return name[0].lower() + name[1:]
     return name
 
