@@ -644,6 +644,9 @@ def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
         ("csv: {delimiter: '\"'}", "a quote or a line break cannot separate the columns"),
         ("csv: {columns: {kuitti: K}}", "'kuitti' is not a standard column"),
         ("segments: {at_risk_factor: '2 weeks'}", "at_risk_factor"),
+        ("rules: [{id: a, when: {category: ''}, bonus: 2}]", "must not be empty"),
+        ("rules: [{id: a, when: {sku: ['']}, bonus: 2}]", "must not be empty"),
+        ("effective_from: 0", "must be a date like 2026-01-31"),
     ]:
         base = "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
         text = base.replace("currency: EUR", bad) if bad.startswith("currency") else base + bad

@@ -139,7 +139,7 @@ def _currency(value: Any) -> Any:
 
 # What the JSON Schema says a field takes (editors check the YAML against it), where
 # that is not the stored type: codes may be numbers, weekdays are names.
-_TextInput = str | float  # a number: JSON Schema's number takes integers too
+_TextInput = Annotated[str, Field(min_length=1)] | float  # number: integers too
 # Any case, as the loader reads them; spelled [Mm][Oo][Nn]: JSON Schema patterns are
 # ECMA-262 regular expressions, which have no inline (?i).
 _WeekdayName = Annotated[
