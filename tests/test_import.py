@@ -371,22 +371,14 @@ def test_currency_checked_before_the_first_version_starts(conn, write):
     assert rejects(conn) == [(2, "currency", "currency 'USD' is not the program's currency EUR")]
 
 
-def test_a_four_decimal_currency_is_read_and_shown_with_four(conn, write):
-    """CLF has 4 decimals in ISO 4217: 1.2345 is 12345 minor units, not a reject."""
-    from loyalty_cli import reports
+def test_a_currencys_decimals_never_change_under_stored_amounts():
+    """Minor units are stored without the decimals they were read with: a code's
+    exponent is fixed for good (CLF's 4 in ISO 4217 would shrink a shop's history
+    a hundredfold). The units of account and the X-codes are read with 2."""
+    from loyalty_cli import money
 
-    apply_program(conn, write("p.yaml", PLAIN.replace("currency: EUR", "currency: CLF")))
-    p = write(
-        "p.csv",
-        "transaction_id,customer_id,date,amount\nU1,C1,2026-01-05,1.2345\n"
-        "U2,C1,2026-01-05,1.23456\n",
-    )
-    [res] = import_files(conn, "purchases", [p])
-    assert (res.inserted, res.rejected) == (1, 1)
-    assert rejects(conn) == [(3, "amount", "not an amount: '1.23456' has more than 4 decimals")]
-    assert count(conn, "SELECT amount FROM purchases") == 12345
-    kpi = reports.kpi_report(conn, dt.date(2026, 1, 1), dt.date(2026, 1, 31))
-    assert kpi["revenue_net"] == "1.2345"
+    fixed = {"EUR": 2, "JPY": 0, "KWD": 3, "CLP": 0, "BHD": 3, "CLF": 2, "UYW": 2, "XAU": 2}
+    assert {code: money.exponent(code) for code in fixed} == fixed
 
 
 @pytest.mark.parametrize(

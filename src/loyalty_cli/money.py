@@ -12,13 +12,14 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 ROUNDINGS = {"floor": ROUND_FLOOR, "round_half_up": ROUND_HALF_UP, "ceil": ROUND_CEILING}
 
-# Decimal places of the ISO 4217 currencies that do not have 2. The codes without
-# a minor unit (the X-codes of metals, funds and testing) are read with 2.
+# Decimal places of the ISO 4217 currencies that do not have 2. Amounts are stored
+# in minor units with no record of the decimals they were read with, so a code's
+# entry can never change. The units of account with 4 (CLF, UYW), which no till
+# prices in, and the codes without a minor unit (the X-codes) are read with 2.
 _EXPONENTS = {
     "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
     "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
     "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    "CLF": 4, "UYW": 4,
 }  # fmt: skip
 
 # ISO 4217 codes (active, plus a few withdrawn recently, such as HRK, that old exports
