@@ -198,7 +198,7 @@ def test_rewards_list_for_a_customer_says_what_they_can_have_and_why_not(conn, t
     rows = list(csv.DictReader(io.StringIO(cli(*args, "--format", "csv").stdout)))
     assert (rows[0]["eligible"], rows[1]["eligible"]) == ("true", "false")
     assert rows[1]["why_not"].startswith("tier too low")
-    unknown = cli("rewards", "list", "--customer", "C9")
+    unknown = cli("rewards", "list", "--customer", "C9", "--as-of", "2026-03-10")
     assert unknown.exit_code == 1 and "unknown customer" in unknown.stderr
 
 
@@ -377,4 +377,4 @@ def test_a_program_without_rewards_says_so(conn, tmp_path, cli):
     assert refused.stderr == "Error: unknown reward 'coffee'; the program has no rewards\n"
     table = cli("rewards", "list", "--as-of", "2026-03-10")
     assert table.exit_code == 0 and "reward_id" in table.stdout  # the header, not a blank line
-    assert cli("rewards", "list", "--format", "json").stdout == "[]\n"
+    assert cli("rewards", "list", "--as-of", "2026-03-10", "--format", "json").stdout == "[]\n"

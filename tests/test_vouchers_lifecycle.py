@@ -224,6 +224,9 @@ def test_a_voucher_stays_usable_when_a_later_version_drops_its_reward(cli, write
         cli("rewards", "eligible", "--as-of", "2026-12-01", "--format", "json").stdout
     )
     assert [(r["customer_id"], r["reward_id"]) for r in listed] == [("C1", "card")]
+    catalogue = cli("rewards", "list", "--customer", "C1", "--as-of", "2026-12-01", "-f", "json")
+    owed = [(r["reward_id"], r["eligible"]) for r in json.loads(catalogue.stdout)]
+    assert owed == [("coffee", False), ("card", True)]  # the dropped card after the catalogue
     used = cli("redeem", "C1", "card", "--date", "2026-12-01", "--format", "json")
     assert used.exit_code == 0, used.stderr
     assert json.loads(used.stdout)["value"] == "3.50"

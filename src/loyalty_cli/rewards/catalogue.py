@@ -35,14 +35,19 @@ def list_rewards(
     active_on_date (bool), punch_card {every, when} | null, partner,
     voucher_days. With a customer, two more: eligible (bool: they could redeem
     it on as_of) and why_not (the sentence `redeem` would refuse with, or null),
-    by the rule `rewards eligible` uses.
+    by the rule `rewards eligible` uses; after the catalogue come the punch cards a
+    later version dropped while the customer holds a voucher of them (owed).
     """
     on = as_of or dt.date.today()
     version = version_on(conn, on)
     program = version.program
     out = []
-    standing = _standing(conn, program, customer_id, on) if customer_id is not None else None
-    for r in program.rewards:
+    rewards = list(program.rewards)
+    standing = None
+    if customer_id is not None:
+        standing, owed = _standing(conn, program, customer_id, on)
+        rewards += owed
+    for r in rewards:
         out.append(
             {
                 "reward_id": r.id,
@@ -78,11 +83,13 @@ def list_rewards(
 
 def _standing(
     conn: sqlite3.Connection, program: Any, customer_id: str, on: dt.date
-) -> Callable[[Any], str | None]:
-    """reward -> why the customer cannot have it on `on` (None: they can)."""
+) -> tuple[Callable[[Any], str | None], list[Any]]:
+    """(reward -> why the customer cannot have it on `on`, None when they can; the
+    dropped punch-card rewards they hold a voucher of)."""
     from loyalty_cli.rewards.common import require_customer
-    from loyalty_cli.rewards.eligibility import load_facts
+    from loyalty_cli.rewards.eligibility import load_facts, voucher_rewards
 
     require_customer(conn, customer_id)
     facts = load_facts(conn, program, customer_id, on)
-    return lambda reward: facts.refusal(program, reward, customer_id)
+    owed = voucher_rewards(conn, program, facts).get(customer_id, [])
+    return (lambda reward: facts.refusal(program, reward, customer_id)), owed
