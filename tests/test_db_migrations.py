@@ -96,3 +96,24 @@ def test_version_7_gives_a_refunds_positive_tax_the_amounts_sign(tmp_path):
     scored = conn.execute("SELECT transaction_id, tax FROM scored_receipts ORDER BY 1")
     assert [tuple(r) for r in scored] == [("R1", -300), ("S1", 200)]
     assert conn.execute("SELECT COUNT(*) FROM run_state").fetchone()[0] == 0
+
+
+def test_version_4_leaves_an_old_shop_without_a_customer_import_mark(tmp_path):
+    """Its last run's customers are not known: customers imported after it would be
+    taken as seen by a mark at the newest import (their birthdays never paid). No
+    mark: the next run looks at every customer once (test_engine_bonuses)."""
+    path = tmp_path / "v3.db"
+    old = sqlite3.connect(path)
+    for step in db.MIGRATIONS[:3]:
+        for statement in db._statements(step):
+            old.execute(statement)
+    old.execute("PRAGMA user_version = 3")
+    old.execute("INSERT INTO meta (key, value) VALUES ('run.as_of', '2026-10-31')")
+    old.executemany(
+        "INSERT INTO imports (kind, file, sha256, started_at) VALUES ('customers', ?, ?, ?)",
+        [("a.csv", "a", "2026-10-01T10:00:00"), ("b.csv", "b", "2026-11-02T10:00:00")],
+    )
+    old.commit()
+    old.close()
+    conn = db.connect(path)
+    assert db.get_meta(conn, "run.last_customer_import_id") is None

@@ -235,6 +235,32 @@ def test_a_customer_imported_after_their_birthday_still_gets_it(conn, tmp_path, 
     assert [tuple(r) for r in marks] == [("C1", 1), ("C2", 2)]
 
 
+def test_a_shop_without_the_customer_import_mark_looks_at_everyone_once(conn, tmp_path, write):
+    """A file from before schema 4 has no run.last_customer_import_id: customers
+    imported after its last old run were taken as seen (their birthday and
+    referral never paid). The next run looks at every one once, paying nothing twice."""
+    from loyalty_cli import db
+    from loyalty_cli.importing import import_files
+
+    program(conn, tmp_path, BONUSES, effective="2025-01-01")
+    head = "customer_id,birthday,joined_on,referred_by\n"
+    import_files(conn, "customers", [write("a.csv", head + "A1,1990-02-15,2025-06-01,\n")])
+    buy(conn, "T1", "R1", "2026-02-20", 3000)
+    go(conn, "2026-03-01")
+    late = "R1,,2025-06-01,A1\nB1,1990-02-10,2025-06-01,\n"
+    import_files(conn, "customers", [write("b.csv", head + late)])
+    with db.transaction(conn):  # as the migration to schema 4 leaves an old shop
+        conn.execute("DELETE FROM meta WHERE key = 'run.last_customer_import_id'")
+    go(conn, "2026-03-02")
+    rows = sorted((r[1], r[3], r[4]) for r in entries(conn) if r[2] == "bonus")
+    assert rows == [
+        ("A1", 100, "birthday:A1:2026"),
+        ("A1", 200, "R1"),
+        ("B1", 100, "birthday:B1:2026"),
+        ("R1", 50, "R1"),
+    ]
+
+
 def test_an_undone_event_bonus_counts_no_more(conn, tmp_path, write):
     """Undone rows count nowhere: after `import undo` of the events, the corrected
     file's signup is paid (once per customer), and so is its review (1 a month)."""

@@ -281,12 +281,11 @@ CREATE TABLE IF NOT EXISTS rescore_receipts (
     transaction_id TEXT PRIMARY KEY,
     queued_on      TEXT NOT NULL    -- the undo's date
 );
--- A run also looks at the birthdays of customers imported since the last run
--- (customers.import_id = the last import naming them): a shop that has run
--- before starts counting from its newest import.
-INSERT OR IGNORE INTO meta (key, value)
-    SELECT 'run.last_customer_import_id', COALESCE(MAX(import_id), 0) FROM imports
-    WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'run.as_of');
+-- A run also looks at the birthdays and referrals of customers imported since the
+-- last run (customers.import_id above meta run.last_customer_import_id). A shop
+-- from before this version has no such mark: the next run looks at every customer
+-- with a birthday or a referrer once (what is paid is not paid again), so one
+-- imported after the last old run is not taken as seen.
 """
 
 # An anonymous refund of a member's receipt (refund_of) is attached to that member
