@@ -88,19 +88,30 @@ def test_explain_running_balance(shop):
 
 
 def test_explain_says_which_import_undo_took_an_earns_receipt(conn, tmp_path):
-    # An undo forgets the receipt's scoring, which the earn's note was read from.
+    """An undo forgets the receipt's scoring, which the earn's note was read from:
+    the note was empty, or the next import's receipt. Each earn names its own undo."""
     program(conn, tmp_path, PROGRAM)
     (tmp_path / "p.csv").write_text(
         "transaction_id,customer_id,date,amount\nU1,C1,2026-01-05,20.00\n"
     )
-    [done] = import_files(conn, "purchases", [tmp_path / "p.csv"])
-    go(conn, "2026-01-31")
-    undo_import(conn, done.import_id, dt.date(2026, 2, 1))
+    (tmp_path / "q.csv").write_text(
+        "transaction_id,customer_id,date,amount\nU1,C1,2026-01-05,25.00\n"
+    )
+    for name, day in (("p.csv", "2026-02-01"), ("q.csv", "2026-02-03")):
+        [done] = import_files(conn, "purchases", [tmp_path / name])
+        go(conn, "2026-01-31")
+        undo_import(conn, done.import_id, dt.date.fromisoformat(day))
+    [last] = import_files(conn, "purchases", [tmp_path / "p.csv"])
+    go(conn, "2026-02-05")
     rows = explain(conn, "C1")
     assert [(r["kind"], r["points"], r["note"]) for r in rows] == [
-        ("earn", 20, f"receipt undone with import {done.import_id}"),
-        ("reversal", -20, f"import {done.import_id} undone"),
+        ("earn", 20, "receipt undone with import 1"),
+        ("reversal", -20, "import 1 undone"),
+        ("earn", 25, "receipt undone with import 2"),
+        ("reversal", -25, "import 2 undone"),
+        ("earn", 20, "receipt 20.00 EUR, tier bronze"),
     ]
+    assert last.import_id == 3
 
 
 def test_cli_show_json_and_table(cli, shop):

@@ -4,6 +4,7 @@ ledger behind it (`customer explain`)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sqlite3
 from typing import Any
 
@@ -260,16 +261,13 @@ def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
         )
     }
     currencies: dict[int | None, str] = {}
-    undone = _undone_imports(conn, customer_id, {
-        e.source_id for e in entries
-        if e.kind == "earn" and e.source_type == "purchase" and e.source_id not in receipts
-    })  # fmt: skip
+    # A lot an undo took back: its reversal aims at it (one per lot of the receipt).
+    taken_by = {e.lot_id: e for e in entries if e.kind == "reversal" and e.lot_id is not None}
     for e in entries:
         balance += e.points
         source = _source_text(e)
-        note = e.note or _derived_note(conn, e, by_id, receipts, currencies)
-        if note is None and e.kind == "earn" and e.source_id in undone:
-            note = f"receipt undone with import {undone[e.source_id]}"
+        note = e.note or _undone_note(e, taken_by.get(e.entry_id))
+        note = note or _derived_note(conn, e, by_id, receipts, currencies)
         out.append(
             {
                 "entry_id": e.entry_id,
@@ -288,20 +286,18 @@ def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def _undone_imports(
-    conn: sqlite3.Connection, customer_id: str, transaction_ids: set[Any]
-) -> dict[str, int]:
-    """Receipt -> the import whose undo took it (an undo forgets a receipt's scoring,
-    which an earn's note is read from), for those of `transaction_ids` undone. Read
-    from the customer's own rows (a claimed receipt's rows name nobody: no note)."""
-    if not transaction_ids:
-        return {}
-    rows = conn.execute(
-        "SELECT transaction_id, MAX(import_id) FROM purchases INDEXED BY purchases_member "
-        "WHERE customer_id = ? AND undone = 1 GROUP BY transaction_id",
-        (customer_id,),
-    )
-    return {tid: import_id for tid, import_id in rows if tid in transaction_ids}
+def _undone_note(lot: ledger.Row, reversal: ledger.Row | None) -> str | None:
+    """`receipt undone with import 3` for a lot an import undo took back (its
+    reversal's note is `import 3 undone`): the undo forgets a receipt's scoring and
+    a receipt imported again is scored anew, so the note derived from the scoring
+    would be missing or the new receipt's."""
+    if reversal is None:
+        return None
+    found = re.fullmatch(r"import (\d+) undone", reversal.note or "")
+    if found is None:
+        return f"taken back by entry {reversal.entry_id}"
+    what = "receipt undone" if lot.source_type == "purchase" else "undone"
+    return f"{what} with import {found.group(1)}"
 
 
 def _derived_note(
