@@ -202,6 +202,23 @@ def test_delta_rates_are_exact_differences(shop, write):
         assert result["delta"][key] == float(Decimal(repr(b)) - Decimal(repr(a)))
 
 
+@pytest.mark.parametrize(("currency", "amount"), [("KWD", "1.234"), ("JPY", "1234")])
+def test_money_deltas_have_the_currencys_decimals(conn, write, currency, amount):
+    """They were written with 2 decimals: KWD's thousandths cut, JPY given cents."""
+    text = PROGRAM.replace("currency: EUR", f"currency: {currency}").replace("RATE", "1")
+    apply_program(conn, write("p.yaml", text.replace("PLUS", "100")))
+    rows = f"transaction_id,customer_id,date,amount\nT1,A,2026-01-05,{amount}\n"
+    import_files(conn, "purchases", [write("k.csv", rows)])
+    run(conn, dt.date(2026, 1, 31))
+    proposal = write("q.yaml", text.replace("PLUS", "100").replace("0.01", "0.013"))
+    result = simulate(conn, proposal, dt.date(2026, 1, 1), dt.date(2026, 1, 31))
+    for key in ("liability", "revenue_net"):
+        a, b = result["current"][key], result["proposed"][key]
+        assert Decimal(result["delta"][key]) == Decimal(b) - Decimal(a)
+        assert len(result["delta"][key].partition(".")[2]) == len(a.partition(".")[2])
+    assert result["delta"]["liability"] != "0.00" and result["current"]["liability"] != "0"
+
+
 def test_a_proposal_in_another_currency_is_refused(shop, cli, write):
     """The history's amounts are EUR cents: JPY would read 100.00 EUR as 10000 yen."""
     jpy = write(

@@ -358,7 +358,8 @@ def _delta(current: dict[str, Any], proposed: dict[str, Any]) -> dict[str, Any]:
     for key in MONEY_KEYS:
         a, b = current[key], proposed[key]
         # An AOV with no receipts is null on either side: its change is undefined too.
-        delta[key] = None if a is None or b is None else f"{Decimal(b) - Decimal(a):.2f}"
+        # Both sides have the currency's decimals, and so has their difference.
+        delta[key] = None if a is None or b is None else format(Decimal(b) - Decimal(a), "f")
     for key in RATE_KEYS:
         a, b = current[key], proposed[key]
         # Unrounded like the rates themselves, without float noise (0.3 - 0.1).
