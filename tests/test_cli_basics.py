@@ -139,3 +139,28 @@ def test_output_into_a_full_disk_is_one_sentence_and_exit_1(cli, db_file, tmp_pa
         done = _loyalty(db_file, *args, stdout=full)
     assert done.returncode == 1
     assert done.stderr == b"Error: cannot write the output: No space left on device\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_an_error_that_stderr_cannot_take_still_exits_with_its_code(cli, db_file, tmp_path):
+    _member(cli, tmp_path)
+    with open("/dev/full", "wb") as full:
+        missing = _loyalty(db_file, "import", "purchases", str(tmp_path / "nope.csv"), stderr=full)
+        unknown = _loyalty(db_file, "customer", "show", "C9", stderr=full)
+    assert (missing.returncode, unknown.returncode) == (2, 1)
+
+
+def test_a_failing_device_is_said_as_such_not_as_a_full_output(cli, tmp_path, monkeypatch):
+    import errno
+
+    from loyalty_cli.importing import service
+
+    def failing(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", "till.csv")
+
+    _member(cli, tmp_path)
+    monkeypatch.setattr(service, "_check_header", failing)
+    (tmp_path / "till.csv").write_text("transaction_id,customer_id,date,amount\n")
+    result = cli("import", "purchases", str(tmp_path / "till.csv"))
+    assert result.exit_code == 1
+    assert result.stderr == "Error: till.csv: input/output error (a failing disk or device)\n"

@@ -11,6 +11,7 @@ without pydantic (fastparams.py): typer's pydantic adapters cost ~0.3 s.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
@@ -123,9 +124,12 @@ class LoyaltyGroup(TyperGroup):
         except KeyboardInterrupt:
             _fail(ctx, "interrupted; nothing was changed by the unfinished step", 130)
         except OSError as exc:
-            if exc.errno not in _OUTPUT_ERRNOS:
-                _fail(ctx, _internal(exc), 1)
-            _fail(ctx, _unwritable(exc), 1)
+            if exc.errno in _NO_ROOM:
+                _fail(ctx, _unwritable(exc), 1)
+            if exc.errno == errno.EIO:  # a failing disk or device, read or written
+                where = f"{exc.filename}: " if exc.filename else ""
+                _fail(ctx, f"{where}input/output error (a failing disk or device)", 1)
+            _fail(ctx, _internal(exc), 1)
         except Exception as exc:  # noqa: BLE001 - the edge: never a traceback by default
             if isinstance(exc, _exits()):
                 raise
@@ -135,7 +139,7 @@ class LoyaltyGroup(TyperGroup):
 
 # Writing failed for want of room or a device, not for a bug: said as such (a
 # full disk under `report kpi > out.json`).
-_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _internal(exc: Exception) -> str:
@@ -341,8 +345,15 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
     from loyalty_cli.render import visible
 
     one_line = " ".join(message.split("\n")).replace("\r", " ")
-    typer.echo("Error: " + visible(one_line), err=True)
+    _say("Error: " + visible(one_line))
     ctx.exit(code)
+
+
+def _say(line: str) -> None:
+    """A line on stderr; when stderr itself cannot take it (a full disk under
+    `2> log`), the exit code alone tells."""
+    with contextlib.suppress(OSError):
+        typer.echo(line, err=True)
 
 
 app = typer.Typer(
@@ -390,7 +401,7 @@ def main() -> None:
     except SystemExit as done:
         code = done.code
     except OSError as exc:  # raised before any command ran: --version into a full disk
-        if not isinstance(exc, BrokenPipeError) and exc.errno not in _OUTPUT_ERRNOS:
+        if not isinstance(exc, BrokenPipeError) and exc.errno not in {*_NO_ROOM, errno.EIO}:
             raise
         code = _output_failed(exc, 0)
     sys.exit(_flushed(code))
@@ -421,7 +432,7 @@ def _output_failed(exc: OSError, code: Any) -> Any:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if isinstance(exc, BrokenPipeError):
         return code  # the reader left (`| head`): nothing to report
-    typer.echo(f"Error: {_unwritable(exc)}", err=True)
+    _say(f"Error: {_unwritable(exc)}")
     return 1
 
 
