@@ -647,6 +647,11 @@ def test_the_schema_takes_what_the_loader_takes_and_refuses_what_it_refuses():
         ("rules: [{id: a, when: {category: ''}, bonus: 2}]", "must not be empty"),
         ("rules: [{id: a, when: {sku: ['']}, bonus: 2}]", "must not be empty"),
         ("effective_from: 0", "must be a date like 2026-01-31"),
+        ("effective_from: '1767225600'", "must be a date like 2026-01-31"),
+        (
+            "rewards: [{id: s, name: S, cost: 5, active: {to: '2026-01-05T00:00:00'}}]",
+            "must be a date like 2026-01-31",
+        ),
     ]:
         base = "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
         text = base.replace("currency: EUR", bad) if bad.startswith("currency") else base + bad

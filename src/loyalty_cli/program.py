@@ -191,7 +191,12 @@ def _day(value: Any, info: ValidationInfo) -> Any:
     raise ValueError("must be a date like 2026-01-31")
 
 
-Day = Annotated[dt.date, BeforeValidator(_day)]
+Day = Annotated[
+    dt.date,
+    BeforeValidator(_day),
+    # JSON Schema's "format": "date" is a note unless a validator opts in: say it.
+    Field(json_schema_extra={"pattern": r"^\d{4}-\d{2}-\d{2}$"}),
+]
 
 
 class Strict(BaseModel):
