@@ -42,8 +42,8 @@ def test_demo_builds_the_boutique_beside_a_used_coalition_file_and_leaves_it(cli
     assert result.exit_code == 0, result.output
     assert "At the counter" in result.stdout and "Settlement" not in result.stdout
     assert result.stderr == (
-        f"Warning: {coalition} already holds a shop, so the coalition demo was not built "
-        "(remove that file to see it)\n"
+        f"Warning: {coalition} is already there and holds a shop or another file, so the "
+        "coalition demo was not built (remove that file to see it)\n"
     )
     boutique = sqlite3.connect(db_file)
     assert boutique.execute("SELECT COUNT(*) FROM program_versions").fetchone()[0] == 1
@@ -52,3 +52,12 @@ def test_demo_builds_the_boutique_beside_a_used_coalition_file_and_leaves_it(cli
         ("Corner Shop Cashback",)
     ]
     assert kept.execute("SELECT COUNT(*) FROM purchases").fetchone()[0] == 0
+
+
+def test_demo_builds_the_boutique_beside_a_coalition_name_holding_no_database(cli, db_file):
+    coalition = db_file.with_name("loyalty-coalition.db")
+    coalition.write_text("notes, not a database\n")
+    result = cli("demo")
+    assert result.exit_code == 0, result.output
+    assert "coalition demo was not built" in result.stderr
+    assert coalition.read_text() == "notes, not a database\n"

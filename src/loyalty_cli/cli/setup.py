@@ -40,17 +40,15 @@ def demo(ctx: typer.Context) -> None:
     """Build a demo shop from sample_data/ and programs/, post its points and show it.
 
     Writes the boutique into --db, which must be a new file, and a three-shop
-    coalition beside it (NAME-coalition.db) unless that file already holds a shop
-    (it is left as it is). --db may come before or
+    coalition beside it (NAME-coalition.db) unless a file of that name holds a shop
+    or is no loyalty file (it is not rebuilt). --db may come before or
     after the command name, as with every command.
 
     Example: loyalty demo --db demo.db
     """
-    from loyalty_cli import db
     from loyalty_cli.cli.customer import _panel
     from loyalty_cli.demo import build_coalition_demo, build_demo, require_empty
     from loyalty_cli.engine.statement import display_names
-    from loyalty_cli.errors import LoyaltyError
     from loyalty_cli.reports import summary
 
     out = render.console()
@@ -58,14 +56,10 @@ def demo(ctx: typer.Context) -> None:
     path = Path(db_file(ctx))
     coalition_path = path.with_name(f"{path.stem}-coalition{path.suffix or '.db'}")
     require_empty(conn, str(path))
-    # A coalition file left from an earlier demo (its boutique deleted) is neither
-    # replaced nor a reason to refuse the boutique: the coalition is skipped.
-    coalition_conn: sqlite3.Connection | None = db.connect(coalition_path)
-    try:
-        require_empty(coalition_conn, str(coalition_path))
-    except LoyaltyError:
-        coalition_conn.close()
-        coalition_conn = None
+    # A coalition file left from an earlier demo (its boutique deleted), or any other
+    # file of that name, is neither replaced nor a reason to refuse the boutique:
+    # the coalition is skipped.
+    coalition_conn = _new_coalition_file(coalition_path)
     with render.working("building the demo shop ..."):
         shop = build_demo(conn)
     out.rule(f"Demo Boutique in {db_file(ctx)}, as of {shop.as_of.isoformat()}")
@@ -97,8 +91,8 @@ def demo(ctx: typer.Context) -> None:
     if coalition_conn is None:
         typer.echo(
             render.visible(
-                f"Warning: {coalition_path} already holds a shop, so the coalition demo was "
-                "not built (remove that file to see it)"
+                f"Warning: {coalition_path} is already there and holds a shop or another "
+                "file, so the coalition demo was not built (remove that file to see it)"
             ),
             err=True,
         )
@@ -119,3 +113,22 @@ def demo(ctx: typer.Context) -> None:
         f"--as-of {shop.as_of.isoformat()}",  # the demo's day: today its lots have expired
         soft_wrap=True,  # one line, to copy as it is
     )
+
+
+def _new_coalition_file(path: Path) -> sqlite3.Connection | None:
+    """A connection to `path` for the coalition demo; None when the file holds a
+    shop or is no loyalty file at all."""
+    from loyalty_cli import db
+    from loyalty_cli.demo import require_empty
+    from loyalty_cli.errors import LoyaltyError
+
+    try:
+        conn = db.connect(path)
+    except (LoyaltyError, sqlite3.DatabaseError):
+        return None
+    try:
+        require_empty(conn, str(path))
+    except LoyaltyError:
+        conn.close()
+        return None
+    return conn
