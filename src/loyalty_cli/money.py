@@ -88,7 +88,7 @@ def parse_decimal(text: str, decimal: str = ".") -> Decimal:
         sign, s = s[0], s[1:]
     whole, point, fraction = s.partition(decimal)
     if point and not _DIGITS.fullmatch(fraction):
-        raise AmountError(f"'{text}' is not a number")
+        raise AmountError(f"'{abbreviated(text)}' is not a number")
     if not _DIGITS.fullmatch(whole):
         whole = _ungrouped(whole, text, decimal)
     return Decimal(f"{sign}{whole}.{fraction}" if point else f"{sign}{whole}")
@@ -99,7 +99,7 @@ def _ungrouped(whole: str, text: str, decimal: str) -> str:
     separators = {ch for ch in whole if not ("0" <= ch <= "9")}
     allowed = _GROUPING[decimal]
     if len(separators) != 1 or not separators <= allowed:
-        raise AmountError(f"'{text}' is not a number")
+        raise AmountError(f"'{abbreviated(text)}' is not a number")
     groups = whole.split(separators.pop())
     # A first group of 0 (`0,500`, `00.500`) is no grouped number: most likely the
     # other decimal separator (0.50), never guessed as 500.
@@ -109,7 +109,7 @@ def _ungrouped(whole: str, text: str, decimal: str) -> str:
         or any(len(g) != 3 for g in groups[1:])
     ):
         name = "decimal comma" if decimal == "," else "decimal point"
-        raise AmountError(f"'{text}' is not a number with {name}")
+        raise AmountError(f"'{abbreviated(text)}' is not a number with {name}")
     return "".join(groups)
 
 
@@ -122,8 +122,16 @@ def to_minor(value: Decimal, currency: str = "EUR", bound: int = MAX_PROGRAM_MIN
         raise AmountError(f"{value} has more than {exp} decimals")
     minor = int(scaled)
     if abs(minor) > bound:
-        raise AmountError(f"{value} is out of range")
+        raise AmountError(f"{abbreviated(str(value))} is out of range")
     return minor
+
+
+def abbreviated(text: str, keep: int = 24) -> str:
+    """`text`, or its start and length when longer than `keep` (a reject quoting a
+    cell of thousands of digits in full would bury the reason)."""
+    if len(text) <= keep:
+        return text
+    return f"{text[: keep - 8]}… ({len(text):,} characters)"
 
 
 def parse_minor(text: str, currency: str = "EUR", decimal: str = ".") -> int:
@@ -142,6 +150,7 @@ def parse_minor(text: str, currency: str = "EUR", decimal: str = ".") -> int:
     if (
         whole.isascii()
         and whole.isdigit()
+        and len(whole) <= 18  # int() of thousands of digits is refused (and no amount)
         and len(frac) <= exp
         and (not dot or (frac.isascii() and frac.isdigit()))
     ):
@@ -151,7 +160,7 @@ def parse_minor(text: str, currency: str = "EUR", decimal: str = ".") -> int:
     value = parse_decimal(text, decimal)
     places = -int(value.as_tuple().exponent)
     if places > exp:  # "10.000" is ten thousand to half of Europe: never guessed
-        raise AmountError(f"'{text.strip()}' has more than {exp} decimals")
+        raise AmountError(f"'{abbreviated(text.strip())}' has more than {exp} decimals")
     return to_minor(value, currency, MAX_ABS_MINOR)
 
 

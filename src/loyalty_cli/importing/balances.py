@@ -19,6 +19,7 @@ from collections.abc import Hashable
 from loyalty_cli import ledger
 from loyalty_cli.importing.kinds import KindHandler, Record
 from loyalty_cli.importing.parsing import Cells, RowRejected
+from loyalty_cli.money import abbreviated
 
 SOURCE_TYPE = "balance"
 
@@ -53,12 +54,14 @@ class BalancesKind(KindHandler):
         customer = cells.ident("customer_id")
         text = cells.required("points")
         if not text.isascii() or not text.isdigit():
-            raise RowRejected("points", f"'{text}' is not a whole number of 0 or more points")
+            raise RowRejected(
+                "points", f"'{abbreviated(text)}' is not a whole number of 0 or more points"
+            )
         # Compared as text: int() refuses a few thousand digits.
         if len(text.lstrip("0")) > len(str(ledger.MAX_ENTRY_POINTS)):
             raise RowRejected(
                 "points",
-                f"'{text}' is more points than one opening balance may hold "
+                f"'{abbreviated(text)}' is more points than one opening balance may hold "
                 f"({ledger.MAX_ENTRY_POINTS:,})",
             )
         date = cells.date("date")

@@ -117,8 +117,11 @@ class Cells:
         value = self.text(name)
         if value is None:
             return default
-        if not value.isascii() or not value.isdigit() or int(value) < 1 or len(value) > 9:
-            raise RowRejected(name, f"'{value}' is not a whole number of 1 or more")
+        # The length first: int() refuses thousands of digits.
+        if not value.isascii() or not value.isdigit() or len(value) > 9 or int(value) < 1:
+            raise RowRejected(
+                name, f"'{money.abbreviated(value)}' is not a whole number of 1 or more"
+            )
         return int(value)
 
 
