@@ -149,6 +149,12 @@ CASES: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "yaml_empty.yaml": ("validate", (), 2, "yaml_empty.yaml:1: the file is empty"),
     "yaml_list.yaml": ("validate", (), 2, ":1: a program must be a set of keys"),
     "yaml_point_value_1e400.yaml": ("validate", (), 2, "point_value: must be at most 1000"),
+    "yaml_int_5000_digits.yaml": (
+        "validate",
+        (),
+        2,
+        ":4: a number of 5,000 digits is too long (quote it if it is a code)",
+    ),
     "yaml_deep.yaml": ("validate", (), 2, "yaml_deep.yaml: the YAML is nested too deeply"),
     "yaml_binary.yaml": ("validate", (), 2, "yaml_binary.yaml:1: the file is not UTF-8 text"),
 }

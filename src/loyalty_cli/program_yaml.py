@@ -57,6 +57,9 @@ Loader.add_implicit_resolver(
 )
 
 
+_MAX_DIGITS = 100
+
+
 class WrittenInt(int):
     """An integer that remembers how the YAML wrote it: a code such as `sku: 0042`
     is the text `0042`, not `42`."""
@@ -74,6 +77,13 @@ def _construct_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
     digits = text.replace("_", "")
     sign = -1 if digits.startswith("-") else 1
     body = digits.lstrip("+-")
+    if len(body) > _MAX_DIGITS:  # int() refuses thousands of digits; no program needs 100
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"a number of {len(body):,} digits is too long (quote it if it is a code)",
+            node.start_mark,
+        )
     bases = {"0x": 16, "0o": 8, "0b": 2}
     if body[:2] in bases:
         value = int(body[2:], bases[body[:2]])
