@@ -121,3 +121,40 @@ def test_changed_items_come_in_the_files_order_whatever_the_hash_seed():
     assert len(outs) == 1
     out = outs.pop()
     assert out.index("reward 'coffee' changed") < out.index("reward 'ten-off' changed")
+
+
+BASE = "program: Shop\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+
+
+def test_offers_order_is_a_change_and_code_order_or_bonus_form_is_not():
+    """Offers are picked first match first: their order changes who gets which.
+    A list of codes is a set, and `signup: 50` is `signup: {points: 50}`."""
+    offers = (
+        "offers:\n  - {id: ten, discount_percent: 10}\n  - {id: twenty, discount_percent: 20}\n"
+    )
+    swapped = (
+        "offers:\n  - {id: twenty, discount_percent: 20}\n  - {id: ten, discount_percent: 10}\n"
+    )
+    assert diff_programs(parse_program(BASE + offers), parse_program(BASE + swapped)) == [
+        "offers: order [ten, twenty] -> [twenty, ten] (each customer gets the first that matches)"
+    ]
+    before = (
+        BASE + "bonuses: {signup: 50}\nrules:\n  - {id: r, when: {store: [S1, S2]}, bonus: 5}\n"
+    )
+    after = before.replace("{signup: 50}", "{signup: {points: 50}}").replace("S1, S2", "S2, S1")
+    assert diff_programs(parse_program(before), parse_program(after)) == []
+    more = after.replace("{points: 50}", "{points: 60}")
+    assert diff_programs(parse_program(before), parse_program(more)) == [
+        "bonuses.signup.points: 50 -> 60"
+    ]
+
+
+def test_a_tab_delimiter_is_shown_as_written(cli, write):
+    tabbed = parse_program(BASE + 'csv: {delimiter: "\\t"}\n')
+    assert diff_programs(parse_program(BASE), tabbed) == ['csv.delimiter: , -> "\\t"']
+
+
+def test_cli_diff_csv_without_changes_has_the_change_header(cli, write):
+    path = write("p.yaml", BASE)
+    assert cli("program", "apply", path).exit_code == 0
+    assert cli("program", "diff", path, "--format", "csv").stdout == "change\n"

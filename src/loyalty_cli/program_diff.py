@@ -2,11 +2,15 @@
 
 Lists of things with an `id` (rules, rewards, tier levels, offers, partners)
 are matched by id, so a reordered list is not a change and an edited reward is
-one "changed" line naming its fields, not a removal plus an addition.
+one "changed" line naming its fields, not a removal plus an addition; but offers
+are picked first match first, so their order is said. A list of codes (stores,
+categories) is a set: its order changes nothing. A bonus written as a number is
+the same as `{points: N}`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from loyalty_cli.program import Program
@@ -24,15 +28,25 @@ _BY_ID = {
 def diff_programs(old: Program, new: Program) -> list[str]:
     """One plain sentence per change; an empty list when nothing changes."""
     # By alias: fields read as their YAML keys (`active.from`, not the field `from_`).
-    before = old.model_dump(by_alias=True, exclude={"effective_from"})
-    after = new.model_dump(by_alias=True, exclude={"effective_from"})
+    before = _bonus_forms(old.model_dump(by_alias=True, exclude={"effective_from"}))
+    after = _bonus_forms(new.model_dump(by_alias=True, exclude={"effective_from"}))
     lines: list[str] = []
     _walk("", before, after, lines)
     return lines
 
 
+def _bonus_forms(dumped: dict[str, Any]) -> dict[str, Any]:
+    """`signup: 50` as `signup: {points: 50}`: one setting, two ways to write it."""
+    bonuses = dumped.get("bonuses")
+    if isinstance(bonuses, dict):
+        dumped["bonuses"] = {
+            k: {"points": v, "limit": None} if isinstance(v, int) else v for k, v in bonuses.items()
+        }
+    return dumped
+
+
 def _walk(path: str, before: Any, after: Any, lines: list[str]) -> None:
-    if before == after:
+    if before == after or _same_codes(before, after):
         return
     if path in _BY_ID and isinstance(before, list) and isinstance(after, list):
         _diff_items(path, before, after, lines)
@@ -50,10 +64,27 @@ def _walk(path: str, before: Any, after: Any, lines: list[str]) -> None:
         lines.append(f"{path}: {_show(before)} -> {_show(after)}")
 
 
+def _same_codes(before: Any, after: Any) -> bool:
+    """Two lists of the same codes in another order (`stores: [S2, S1]`)."""
+    if not (isinstance(before, list) and isinstance(after, list)):
+        return False
+    if any(isinstance(v, (dict, list)) for v in (*before, *after)):
+        return False
+    return sorted(map(str, before)) == sorted(map(str, after))
+
+
 def _diff_items(path: str, before: list[dict], after: list[dict], lines: list[str]) -> None:
     word = _BY_ID[path]
     old = {item["id"]: item for item in before}
     new = {item["id"]: item for item in after}
+    if path == "offers":
+        kept_before = [i for i in old if i in new]
+        kept_after = [i for i in new if i in old]
+        if kept_before != kept_after:
+            lines.append(
+                f"offers: order {_show(kept_before)} -> {_show(kept_after)} "
+                "(each customer gets the first that matches)"
+            )
     for item_id, item in new.items():
         if item_id not in old:
             lines.append(f"{word} '{item_id}' added: {_show(_compact(item))}")
@@ -79,9 +110,12 @@ def _compact(item: dict) -> dict:
 
 def _show(value: Any) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k} {_show(v)}" for k, v in value.items())
+        # An unset key is not written in the YAML either.
+        return ", ".join(f"{k} {_show(v)}" for k, v in value.items() if v is not None)
     if isinstance(value, list):
         return "[" + ", ".join(_show(v) for v in value) + "]"
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]  # as YAML writes them
+    if isinstance(value, str) and not value.isprintable():
+        return json.dumps(value)  # a tab delimiter as "\t", not an invisible gap
     return str(value)

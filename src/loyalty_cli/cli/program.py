@@ -172,7 +172,7 @@ def diff(
     if fmt == OutputFormat.json:
         echo_json({"file": file, "changes": changes})
     elif fmt == OutputFormat.csv:
-        _csv([{"change": line} for line in changes])
+        _csv([{"change": line} for line in changes], ("change",))
     elif changes:
         for line in changes:
             typer.echo(line)
@@ -298,9 +298,9 @@ def _row(version: programs.ProgramVersion) -> dict[str, Any]:
     }
 
 
-def _csv(rows: list[dict[str, Any]]) -> None:
+def _csv(rows: list[dict[str, Any]], header: tuple[str, ...] | None = None) -> None:
     buf = io.StringIO()
-    fields = list(rows[0]) if rows else list(_CSV_HEADER)
+    fields = list(rows[0]) if rows else list(header or _CSV_HEADER)
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
