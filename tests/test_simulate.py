@@ -81,6 +81,34 @@ def test_the_current_program_reproduces_the_real_ledger(shop, write):
     assert result["top_changes"] == []
 
 
+def test_a_till_writing_during_a_simulation_is_not_taken_for_the_change(
+    shop, write, db_file, monkeypatch
+):
+    """The copy is one state of the shop and the real side was measured by a worker
+    on its own, later one: an adjustment in between showed as a delta of the
+    program in force. Both sides are now one state (the copy's)."""
+    from loyalty_cli import workers
+    from loyalty_cli.db import connect
+
+    start = workers.start
+
+    def till_writes_first(*args):
+        till = connect(db_file)
+        rewards.adjust(till, "C", 7, "goodwill", dt.date(2026, 6, 1))
+        till.close()
+        return start(*args)
+
+    monkeypatch.setattr(workers, "start", till_writes_first)
+    proposal = program_file(write, "same.yaml")
+    result = simulate(shop, proposal, dt.date(2026, 1, 1), dt.date(2026, 6, 30))
+    assert result["proposed"] == result["current"]
+    assert result["top_changes"] == []
+    assert shop.execute("SELECT COUNT(*) FROM ledger WHERE note = 'goodwill'").fetchone()[0] == 2
+    monkeypatch.setattr(workers, "start", start)  # the next state: the adjustment counts
+    later = simulate(shop, proposal, dt.date(2026, 1, 1), dt.date(2026, 6, 30))
+    assert later["current"]["outstanding_points"] == result["current"]["outstanding_points"] + 7
+
+
 def test_to_defaults_to_today_or_the_last_run_when_later(shop, write):
     proposal = program_file(write, "same.yaml")
     assert simulate(shop, proposal, today=dt.date(2026, 12, 6))["to"] == "2026-12-06"

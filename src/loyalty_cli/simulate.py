@@ -76,9 +76,30 @@ def simulate(
     as-of date when it is later than today)."""
     yaml_text, raw = read_program_file(proposed)
     program = parse_program(yaml_text, source=str(proposed))
+    if conn.in_transaction:  # the caller's own: one state already
+        return _simulate(conn, program, yaml_text, raw, str(proposed), date_from, date_to, today)
+    # One read transaction: the copy, the history and the real side are one state of
+    # the shop, whatever the till writes meanwhile.
+    conn.execute("BEGIN")
+    try:
+        return _simulate(conn, program, yaml_text, raw, str(proposed), date_from, date_to, today)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _simulate(
+    conn: sqlite3.Connection,
+    program: Any,
+    yaml_text: str,
+    raw: bytes,
+    proposed: str,
+    date_from: dt.date | None,
+    date_to: dt.date | None,
+    today: dt.date | None,
+) -> dict[str, Any]:
     # The history's amounts are in the shop's currency: another one would read 100.00
     # EUR as 10000 JPY (exit 2, as `program apply` refuses it).
-    same_currency(list_versions(conn), program, yaml_text, str(proposed))
+    same_currency(list_versions(conn), program, yaml_text, proposed)
     horizon = _horizon(conn)
     if horizon is None:
         raise LoyaltyError("nothing to simulate: no purchases imported yet")
@@ -311,8 +332,9 @@ def _measure_aside(
 ) -> Callable[[], tuple[dict[str, Any], dict[str, int]]]:
     """`_measure` and `_balances` of the real database, done by a forked process while the replay
     runs (it reads the file through its own connection); the returned function
-    gives the result. Where there is no fork or no file, or the process fails,
-    the measure is taken here instead: the same queries, the same numbers."""
+    gives the result. Where there is no fork or no file, or the process fails, or
+    it read another state of the shop than `conn`'s (a till wrote in between), the
+    measure is taken here instead, in `conn`'s read transaction."""
     path = conn.execute("PRAGMA database_list").fetchone()[2]
 
     def here() -> tuple[dict[str, Any], dict[str, int]]:
@@ -320,35 +342,55 @@ def _measure_aside(
 
     if not path or not workers.can_fork():
         return here
+    mark = _state_mark(conn)
     receive, send = workers.pipe()
     worker = workers.start(_measure_file, path, date_from, date_to, send)
     send.close()
 
     def result() -> tuple[dict[str, Any], dict[str, int]]:
         try:
-            answer = receive.recv()
+            seen, answer = receive.recv()
         except EOFError:
-            answer = None
+            seen, answer = None, None
         finally:
             receive.close()
             worker.join()
-        return answer if answer is not None else here()
+        return answer if answer is not None and seen == mark else here()
 
     return result
 
 
 def _measure_file(path: str, date_from: dt.date, date_to: dt.date, send: Any) -> None:
-    answer = None
+    seen, answer = None, None
     try:
         conn = db.connect(path)
         try:
+            conn.execute("BEGIN")  # one state for the mark and the measure
+            seen = _state_mark(conn)
             answer = (_measure(conn, date_from, date_to), _balances(conn, date_to))
         finally:
             conn.close()
     except Exception:  # noqa: BLE001, S110 - the parent measures again and raises it there
         pass
     with contextlib.suppress(OSError):  # the parent is gone
-        send.send(answer)
+        send.send((seen, answer))
+
+
+def _state_mark(conn: sqlite3.Connection) -> tuple[Any, ...]:
+    """What any write simulate could see changes: ids only grow, and an undo or a
+    cancellation (which may post no entry) changes a count. Two snapshots with the
+    same mark hold the same shop for what simulate reads."""
+    return tuple(
+        conn.execute(
+            "SELECT (SELECT MAX(entry_id) FROM ledger), (SELECT MAX(id) FROM purchases), "
+            "(SELECT MAX(id) FROM events), (SELECT MAX(import_id) FROM imports), "
+            "(SELECT COUNT(*) FROM imports WHERE status = 'undone'), "
+            "(SELECT MAX(rowid) FROM redemptions), "
+            "(SELECT COUNT(*) FROM redemptions WHERE status = 'cancelled'), "
+            "(SELECT MAX(version) FROM program_versions), (SELECT MAX(rowid) FROM claims), "
+            "(SELECT MAX(run_id) FROM runs)"
+        ).fetchone()
+    )
 
 
 def _delta(current: dict[str, Any], proposed: dict[str, Any]) -> dict[str, Any]:
