@@ -73,7 +73,7 @@ class BalancesKind(KindHandler):
         expires_on = expires_on or lot_expiry(self.conn, date)
         return {
             "customer_id": customer,
-            "points": int(text),
+            "points": int(text.lstrip("0") or "0"),  # (zeros first: int() takes 4,300 digits)
             "date": date.isoformat(),
             "expires_on": expires_on.isoformat() if expires_on else None,
             "expiry_given": given,
