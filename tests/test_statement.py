@@ -114,6 +114,25 @@ def test_explain_says_which_import_undo_took_an_earns_receipt(conn, tmp_path):
     assert last.import_id == 3
 
 
+def test_explain_names_the_undo_of_a_spent_earn_beside_its_bonus_lot(conn, tmp_path):
+    """The undo aims a reversal only at the lots still holding points (here the
+    bonus): the spent earn is its receipt's too."""
+    from loyalty_cli.rewards import redeem
+
+    program(
+        conn, tmp_path, PROGRAM + "rules:\n  - {id: big, when: {min_amount: 100.00}, bonus: 50}\n"
+    )
+    (tmp_path / "p.csv").write_text(
+        "transaction_id,customer_id,date,amount\nT1,C1,2026-01-05,100.00\n"
+    )
+    [done] = import_files(conn, "purchases", [tmp_path / "p.csv"])
+    go(conn, "2026-01-25")
+    redeem(conn, "C1", "coffee", dt.date(2026, 1, 26))
+    undo_import(conn, done.import_id, dt.date(2026, 1, 27))
+    notes = {(r["kind"], r["points"]): r["note"] for r in explain(conn, "C1")}
+    assert notes[("earn", 100)] == notes[("bonus", 50)] == "receipt undone with import 1"
+
+
 def test_cli_show_json_and_table(cli, shop):
     result = cli("customer", "show", "C1", "--as-of", "2026-01-25", "--format", "json")
     assert result.exit_code == 0, result.output

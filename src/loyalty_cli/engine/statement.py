@@ -261,8 +261,7 @@ def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
         )
     }
     currencies: dict[int | None, str] = {}
-    # A lot an undo took back: its reversal aims at it (one per lot of the receipt).
-    taken_by = {e.lot_id: e for e in entries if e.kind == "reversal" and e.lot_id is not None}
+    taken_by = _undone_by(entries)
     for e in entries:
         balance += e.points
         source = _source_text(e)
@@ -283,6 +282,24 @@ def explain(conn: sqlite3.Connection, customer_id: str) -> list[dict[str, Any]]:
                 "note": note,
             }
         )
+    return out
+
+
+def _undone_by(entries: list[ledger.Row]) -> dict[int, ledger.Row]:
+    """Lot entry id -> the undo reversal that took its source back: each reversal
+    answers for the entries of its source posted before it that no earlier
+    reversal answered for. (An undo aims one reversal at each lot still holding
+    points: a spent earn gets none of its own, and its receipt imported again
+    posts lots an earlier undo never took.)"""
+    out: dict[int, ledger.Row] = {}
+    open_lots: dict[tuple[str, str | None], list[int]] = {}
+    for e in entries:
+        key = (e.source_type, e.source_id)
+        if e.kind == "reversal":
+            for lot_id in open_lots.pop(key, []):
+                out[lot_id] = e
+        elif e.points > 0 and e.kind in ("earn", "bonus", "adjust"):
+            open_lots.setdefault(key, []).append(e.entry_id)
     return out
 
 
