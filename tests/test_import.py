@@ -309,6 +309,18 @@ def test_missing_file_fails_before_anything(conn, write, tmp_path):
     assert count(conn) == 0
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_read_error_names_the_file(conn, tmp_path):
+    # /proc/self/mem is a regular file whose first bytes cannot be read (EIO): the
+    # error came without the file's name.
+    link = tmp_path / "till.csv"
+    link.symlink_to("/proc/self/mem")
+    with pytest.raises(InputFileError) as err:
+        import_files(conn, "purchases", [link])
+    assert str(err.value) == f"{link}: cannot read: Input/output error"
+    assert count(conn) == 0
+
+
 def test_a_pipe_is_not_called_a_missing_file(conn, write, tmp_path):
     fifo = tmp_path / "export.csv"
     os.mkfifo(fifo)

@@ -78,9 +78,12 @@ class CsvReader:
         decoder = codecs.getincrementaldecoder(self.dialect.encoding)(errors="strict")
         pending = ""
         while True:
-            data = self._fh.read(BLOCK)
-            if data and not data.endswith(b"\n"):
-                data += self._fh.readline()  # blocks end at a line end
+            try:
+                data = self._fh.read(BLOCK)
+                if data and not data.endswith(b"\n"):
+                    data += self._fh.readline()  # blocks end at a line end
+            except OSError as exc:  # a failing disk, a share gone: name the file
+                raise InputFileError(f"cannot read: {exc.strerror}", file=self.name) from None
             final = not data
             state = decoder.getstate()
             try:

@@ -301,9 +301,12 @@ def _sharing_imports(conn: sqlite3.Connection, import_id: int, kind: str) -> lis
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:  # a failing disk, a share gone: name the file
+        raise InputFileError(f"cannot read: {exc.strerror}", file=printable(path)) from None
     return digest.hexdigest()
 
 
