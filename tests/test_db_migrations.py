@@ -117,3 +117,21 @@ def test_version_4_leaves_an_old_shop_without_a_customer_import_mark(tmp_path):
     old.close()
     conn = db.connect(path)
     assert db.get_meta(conn, "run.last_customer_import_id") is None
+
+
+def test_version_11_drops_a_customer_import_mark_an_earlier_build_set(tmp_path):
+    """Builds that set the mark at the newest import when upgrading a schema-3 file
+    left customers imported after its last run unpaid for good: the mark goes, so the
+    next run looks at everyone once (and sets it again)."""
+    path = tmp_path / "v10.db"
+    old = sqlite3.connect(path)
+    for step in db.MIGRATIONS[:10]:
+        for statement in db._statements(step):
+            old.execute(statement)
+    old.execute("PRAGMA user_version = 10")
+    old.execute("INSERT INTO meta (key, value) VALUES ('run.last_customer_import_id', '4')")
+    old.commit()
+    old.close()
+    conn = db.connect(path)
+    assert db.get_meta(conn, "run.last_customer_import_id") is None
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 11

@@ -344,6 +344,15 @@ REFUND_WITHDREW_V10 = """
 ALTER TABLE scored_receipts ADD COLUMN withdrew TEXT;
 """
 
+# Development builds of 2026-12-06/07 upgraded a schema-3 file with the customer-import
+# mark at its newest import, taking customers imported after its last run as seen
+# (their birthday and referral bonuses never paid). Without the mark the next run
+# looks at every customer with a birthday or a referrer once, paying only what is
+# missing (the bonuses are keyed), and sets the mark again.
+CUSTOMER_MARK_V11 = """
+DELETE FROM meta WHERE key = 'run.last_customer_import_id';
+"""
+
 # MIGRATIONS[i] upgrades user_version i -> i + 1.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
@@ -356,6 +365,7 @@ MIGRATIONS: list[str] = [
     UNDONE_AFTER_V8,
     RESCORE_PUNCHES_V9,
     REFUND_WITHDREW_V10,
+    CUSTOMER_MARK_V11,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
