@@ -845,3 +845,11 @@ def test_a_number_or_a_timestamp_is_no_date(value):
         assert stored.rules[0].when.date_to == dt.date(2026, 12, 31)
     quoted = parse_program(text('"2026-01-05"'), "p.yaml")
     assert quoted.effective_from == quoted.rules[0].when.date_from == dt.date(2026, 1, 5)
+
+
+def test_a_money_value_of_thousands_of_digits_is_quoted_by_its_start():
+    err = fail(MINIMAL.replace("{per_currency_unit: 1}", "{per_currency_unit: 1, min_order: "
+                               + "1" * 5000 + ".5}"))  # fmt: skip
+    assert err.errors[0].message == (
+        "1111111111111111… (5,002 characters) is too large (at most 1000000000000)"
+    )

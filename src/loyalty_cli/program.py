@@ -737,10 +737,11 @@ def _cross_check(p: Program) -> list[tuple[Loc, str]]:
     def money_ok(loc: Loc, value: Decimal | None) -> None:
         if value is None:
             return
+        shown = money.abbreviated(str(value))
         if abs(value) > MAX_MONEY:
-            errs.append((loc, f"{value} is too large (at most {MAX_MONEY})"))
+            errs.append((loc, f"{shown} is too large (at most {MAX_MONEY})"))
         elif value != value.quantize(Decimal(1).scaleb(-exp)):
-            errs.append((loc, f"{value} has more than {exp} decimals for {p.currency}"))
+            errs.append((loc, f"{shown} has more than {exp} decimals for {p.currency}"))
 
     def dupes(items: list[Any], loc: Loc, what: str) -> None:
         seen: dict[str, int] = {}
