@@ -25,6 +25,16 @@ def test_a_version_1_file_without_the_report_indexes_gets_them(tmp_path):
     assert conn.execute("SELECT COUNT(*) FROM run_state").fetchone()[0] == 0
 
 
+def _file_at_schema(path, version: int) -> sqlite3.Connection:
+    """A file as loyalty left it at schema `version` (its first migration steps)."""
+    old = sqlite3.connect(path)
+    for step in db.MIGRATIONS[:version]:
+        for statement in db._statements(step):
+            old.execute(statement)
+    old.execute(f"PRAGMA user_version = {version}")
+    return old
+
+
 def test_a_new_file_is_at_the_latest_version(db_file):
     conn = db.connect(db_file)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
@@ -68,11 +78,7 @@ def test_version_7_gives_a_refunds_positive_tax_the_amounts_sign(tmp_path):
     the remembered score both turn to -2.00, so the next run sees the receipt as it
     scored it; the customer's cached state goes."""
     path = tmp_path / "v6.db"
-    old = sqlite3.connect(path)
-    for step in db.MIGRATIONS[:6]:
-        for statement in db._statements(step):
-            old.execute(statement)
-    old.execute("PRAGMA user_version = 6")
+    old = _file_at_schema(path, 6)
     old.executemany(
         "INSERT INTO purchases (transaction_id, line_no, customer_id, date, amount, tax, "
         "import_id) VALUES (?, ?, 'C1', '2026-01-05', ?, ?, 1)",
@@ -103,11 +109,7 @@ def test_version_4_leaves_an_old_shop_without_a_customer_import_mark(tmp_path):
     taken as seen by a mark at the newest import (their birthdays never paid). No
     mark: the next run looks at every customer once (test_engine_bonuses)."""
     path = tmp_path / "v3.db"
-    old = sqlite3.connect(path)
-    for step in db.MIGRATIONS[:3]:
-        for statement in db._statements(step):
-            old.execute(statement)
-    old.execute("PRAGMA user_version = 3")
+    old = _file_at_schema(path, 3)
     old.execute("INSERT INTO meta (key, value) VALUES ('run.as_of', '2026-10-31')")
     old.executemany(
         "INSERT INTO imports (kind, file, sha256, started_at) VALUES ('customers', ?, ?, ?)",
@@ -124,11 +126,7 @@ def test_version_11_drops_a_customer_import_mark_an_earlier_build_set(tmp_path):
     left customers imported after its last run unpaid for good: the mark goes, so the
     next run looks at everyone once (and sets it again)."""
     path = tmp_path / "v10.db"
-    old = sqlite3.connect(path)
-    for step in db.MIGRATIONS[:10]:
-        for statement in db._statements(step):
-            old.execute(statement)
-    old.execute("PRAGMA user_version = 10")
+    old = _file_at_schema(path, 10)
     old.execute("INSERT INTO meta (key, value) VALUES ('run.last_customer_import_id', '4')")
     old.commit()
     old.close()
