@@ -64,7 +64,9 @@ def list_cmd(
 
     JSON: a list of {reward_id, name, cost, value, min_tier, limit {count, per},
     active {from, to}, active_on_date, punch_card {every, when}, partner, voucher_days};
-    with --customer also eligible (true/false) and why_not (the reason, or null).
+    with --customer also eligible (true/false) and why_not (the reason, or null), and
+    after the catalogue the punch cards a later version dropped that the customer
+    still holds a voucher of.
 
     Example: loyalty rewards list --customer C0001 --as-of 2026-10-31
     """
