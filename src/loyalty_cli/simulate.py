@@ -28,6 +28,7 @@ from loyalty_cli import db, workers
 from loyalty_cli.errors import LoyaltyError, UsageError
 from loyalty_cli.program import FIRST_DAY, Program, parse_program, read_program_file
 from loyalty_cli.programs_store import list_versions, same_currency
+from loyalty_cli.snapshots import one_state
 
 # KPI keys compared side by side (points are ints, money decimal strings).
 POINT_KEYS = (
@@ -76,67 +77,49 @@ def simulate(
     as-of date when it is later than today)."""
     yaml_text, raw = read_program_file(proposed)
     program = parse_program(yaml_text, source=str(proposed))
-    if conn.in_transaction:  # the caller's own: one state already
-        return _simulate(conn, program, yaml_text, raw, str(proposed), date_from, date_to, today)
     # One read transaction: the copy, the history and the real side are one state of
     # the shop, whatever the till writes meanwhile.
-    conn.execute("BEGIN")
-    try:
-        return _simulate(conn, program, yaml_text, raw, str(proposed), date_from, date_to, today)
-    finally:
-        conn.execute("ROLLBACK")
+    with one_state(conn):
+        # The history's amounts are in the shop's currency: another one would read 100.00
+        # EUR as 10000 JPY (exit 2, as `program apply` refuses it).
+        same_currency(list_versions(conn), program, yaml_text, str(proposed))
+        horizon = _horizon(conn)
+        if horizon is None:
+            raise LoyaltyError("nothing to simulate: no purchases imported yet")
+        first_day, last_run = horizon
+        if date_from is None and date_to is not None and date_to < first_day:
+            raise UsageError(f"--to {date_to} is before the first purchase, on {first_day}")
+        date_from = date_from or first_day
+        today = today or dt.date.today()
+        date_to = date_to or max(today, last_run or today)
+        if date_from > date_to:
+            raise UsageError(f"--from {date_from} is after --to {date_to}")
+        if last_run is None:
+            # No real run yet (a history imported to choose a program): the real side is
+            # empty, and the proposal is posted up to --to (today at the latest).
+            last_run = min(date_to, today)
 
-
-def _simulate(
-    conn: sqlite3.Connection,
-    program: Any,
-    yaml_text: str,
-    raw: bytes,
-    proposed: str,
-    date_from: dt.date | None,
-    date_to: dt.date | None,
-    today: dt.date | None,
-) -> dict[str, Any]:
-    # The history's amounts are in the shop's currency: another one would read 100.00
-    # EUR as 10000 JPY (exit 2, as `program apply` refuses it).
-    same_currency(list_versions(conn), program, yaml_text, proposed)
-    horizon = _horizon(conn)
-    if horizon is None:
-        raise LoyaltyError("nothing to simulate: no purchases imported yet")
-    first_day, last_run = horizon
-    if date_from is None and date_to is not None and date_to < first_day:
-        raise UsageError(f"--to {date_to} is before the first purchase, on {first_day}")
-    date_from = date_from or first_day
-    today = today or dt.date.today()
-    date_to = date_to or max(today, last_run or today)
-    if date_from > date_to:
-        raise UsageError(f"--from {date_from} is after --to {date_to}")
-    if last_run is None:
-        # No real run yet (a history imported to choose a program): the real side is
-        # empty, and the proposal is posted up to --to (today at the latest).
-        last_run = min(date_to, today)
-
-    scratch = _scratch_copy(conn)
-    try:
-        actions = _history_actions(conn)
-        measured = _measure_aside(conn, date_from, date_to)
-        _reset(scratch, program, yaml_text, hashlib.sha256(raw).hexdigest())
-        skipped = _replay(scratch, actions, last_run, date_to, date_from)
-        simulated = _measure(scratch, date_from, date_to)
-        after = _balances(scratch, date_to)
-        current, before = measured()
-        movers = _balance_changes(before, after)
-    finally:
-        scratch.close()
-    return {
-        "from": date_from.isoformat(),
-        "to": date_to.isoformat(),
-        "current": current,
-        "proposed": simulated,
-        "delta": _delta(current, simulated),
-        "redemptions_skipped": skipped,
-        "top_changes": movers,
-    }
+        scratch = _scratch_copy(conn)
+        try:
+            actions = _history_actions(conn)
+            measured = _measure_aside(conn, date_from, date_to)
+            _reset(scratch, program, yaml_text, hashlib.sha256(raw).hexdigest())
+            skipped = _replay(scratch, actions, last_run, date_to, date_from)
+            simulated = _measure(scratch, date_from, date_to)
+            after = _balances(scratch, date_to)
+            current, before = measured()
+            movers = _balance_changes(before, after)
+        finally:
+            scratch.close()
+        return {
+            "from": date_from.isoformat(),
+            "to": date_to.isoformat(),
+            "current": current,
+            "proposed": simulated,
+            "delta": _delta(current, simulated),
+            "redemptions_skipped": skipped,
+            "top_changes": movers,
+        }
 
 
 def _horizon(conn: sqlite3.Connection) -> tuple[dt.date, dt.date | None] | None:

@@ -87,6 +87,20 @@ def _closing(reader: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         reader.close()
 
 
+@contextmanager
+def one_state(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """`conn` reading one committed state of the database throughout: a read
+    transaction of its own, or the caller's transaction (which sees its own writes)."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("ROLLBACK")
+
+
 def run_side_by_side(
     conn: sqlite3.Connection, tasks: Sequence[Callable[[sqlite3.Connection], Any]]
 ) -> list[Any]:
@@ -96,13 +110,8 @@ def run_side_by_side(
     `shared_snapshot` says so, inside one read transaction (or the caller's)."""
     with shared_snapshot(conn, len(tasks)) as readers:
         if readers is None:
-            if conn.in_transaction:  # the caller's own: it sees its own writes
+            with one_state(conn):
                 return [task(conn) for task in tasks]
-            conn.execute("BEGIN")  # one read transaction: one snapshot for all the tasks
-            try:
-                return [task(conn) for task in tasks]
-            finally:
-                conn.execute("ROLLBACK")
         with ThreadPoolExecutor(max_workers=len(tasks) - 1) as pool:
             futures = [
                 pool.submit(task, reader)
