@@ -484,10 +484,12 @@ def test_backup_removes_the_half_made_copy_of_a_killed_backup(conn, cli, tmp_pat
         live.write_bytes(b"being written")
         other = tmp_path / ".other.db.tmp-1"
         other.write_bytes(b"not ours")
+        stray = tmp_path / ".copy.db.tmp-99999999999"  # no pid: os.kill overflowed on it
+        stray.write_bytes(b"someone else's")
         result = cli("backup", tmp_path / "copy.db")
         assert result.exit_code == 0, result.stderr
         assert not dead.exists() and not journal.exists() and not wal.exists()
-        assert live.exists() and other.exists()
+        assert live.exists() and other.exists() and stray.exists()
     finally:
         writer.kill()
         writer.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loyalty_cli.errors import ConflictError, UsageError
-from loyalty_cli.lock import pid_alive
+from loyalty_cli.lock import stale_pid
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,6 @@ def _remove_stale_copies(dest: Path) -> None:
         pid = leftover.name[len(prefix) :]
         for suffix in ("-journal", "-wal", "-shm"):
             pid = pid.removesuffix(suffix)
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+        if stale_pid(pid):
             with suppress(OSError):
                 leftover.unlink()

@@ -183,6 +183,19 @@ def _is_stale(holder: LockHolder, me: LockHolder) -> bool:
     return not pid_alive(holder.pid, holder.since)
 
 
+_PID_MAX = 4_194_304  # Linux's highest
+
+
+def stale_pid(text: str) -> bool:
+    """Whether `text`, the pid a leftover file is named for, is a plausible pid of
+    another process that is gone (a stray `.x.tmp-99999999999` is not ours: left
+    alone, and no overflow in os.kill)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(_PID_MAX)):
+        return False
+    pid = int(text)
+    return 0 < pid <= _PID_MAX and pid != os.getpid() and not pid_alive(pid)
+
+
 def pid_alive(pid: int, since: str | None = None) -> bool:
     """Is process `pid` running (and, where /proc tells, started before `since`,
     so a reused pid of an unrelated later process does not keep a lock alive)?"""

@@ -42,7 +42,7 @@ from typing import Any
 
 from loyalty_cli import db
 from loyalty_cli.errors import LoyaltyError, NoProgramError, UsageError, printable
-from loyalty_cli.lock import hold_lock, pid_alive
+from loyalty_cli.lock import hold_lock, stale_pid
 
 # Name prefix -> kind, in processing order; any other *.csv is purchases.
 # A name starting with one of these words, then `-`, `_` or `.` (customers.csv,
@@ -493,8 +493,7 @@ def _archived_as(path: Path, done: Path) -> Path | None:
 
 # What _write_rejects and move_no_clobber write first, hidden: .NAME.loyalty-tmp-PID.
 _TEMP_MARK = ".loyalty-tmp-"
-_TEMP = re.compile(r"^\..+\.loyalty-tmp-([0-9]{1,7})$")
-_PID_MAX = 4_194_304  # Linux's highest
+_TEMP = re.compile(r"^\..+\.loyalty-tmp-([0-9]+)$")
 
 
 def _temp_name(name: str) -> str:
@@ -505,8 +504,7 @@ def _remove_stale_temps(done: Path) -> None:
     """Half-written rejects or copies left in done/ by a nightly that was killed."""
     for leftover in done.iterdir():
         found = _TEMP.match(leftover.name)
-        pid = int(found[1]) if found else 0
-        if 0 < pid <= _PID_MAX and pid != os.getpid() and not pid_alive(pid):
+        if found and stale_pid(found[1]):
             with suppress(OSError):
                 leftover.unlink()
 
