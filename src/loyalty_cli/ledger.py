@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -279,42 +279,26 @@ def pending_fifo(state: LotState, on: dt.date) -> list[Lot]:
     return sorted(waiting, key=lambda lot: (lot.available_on, lot.entry_id))
 
 
-def uncovered(state: LotState, need: int, on: dt.date, lot_id: int | None) -> int:
-    """What of an outgoing entry of `need` points dated `on` (aimed at `lot_id`) no
-    lot would cover: replay takes from the aimed lot, then from lots available on
-    `on`; the rest becomes debt."""
-    if lot_id is not None and lot_id in state.lots:
-        need -= min(state.lots[lot_id].remaining, need)
+def uncovered(state: LotState, need: int, on: dt.date) -> int:
+    """What of an unaimed outgoing entry of `need` points dated `on` no lot would
+    cover: replay takes from the lots available on `on`; the rest becomes debt."""
     for lot in _fifo(state, on):
-        if lot.entry_id != lot_id:
-            need -= min(lot.remaining, need)
+        need -= min(lot.remaining, need)
         if not need:
             break
     return need
 
 
-def pending_parts(
-    state: LotState, need: int, on: dt.date, lot_id: int | None = None, own: Collection[int] = ()
-) -> list[tuple[int, int]]:
-    """(pending lot, points) for what of an outgoing entry of `need` points dated `on`
-    neither its aimed lot nor the available lots would cover: the `own` pending lots
-    first (a refunded receipt's bonus lot), then the others, the soonest available
-    first. Each part is its own entry aimed at the lot: left to one entry it would be
-    a debt beside lots that later expire in full."""
-    rest = uncovered(state, need, on, lot_id)
-    pending = pending_fifo(state, on) if rest else []
-    if own:
-        pending = sorted(pending, key=lambda lot: lot.entry_id not in own)  # stable
-    parts = []
-    for lot in pending:
-        if lot.entry_id == lot_id:
-            continue
-        take = min(lot.remaining, rest)
-        parts.append((lot.entry_id, take))
-        rest -= take
-        if not rest:
-            break
-    return parts
+def pending_parts(state: LotState, need: int, on: dt.date) -> list[tuple[int, int]]:
+    """(pending lot, points) for what of an unaimed outgoing entry of `need` points
+    dated `on` the available lots would not cover, the soonest available first.
+    Each part is its own entry aimed at the lot: left to one entry it would be a
+    debt beside lots that later expire in full."""
+    rest = uncovered(state, need, on)
+    if not rest:
+        return []
+    lots = (lot.entry_id for lot in pending_fifo(state, on))
+    return from_lots(state, lots, rest)[0]
 
 
 def _give_back(state: LotState, entry: Entry | Row) -> None:
@@ -597,6 +581,7 @@ def _by_lots(
     chunk: set[str] = set()
     entries: dict[str, list[Row]] = {}
     states: dict[str, LotState] = {}
+    lots_of: dict[tuple[str, str | None, str | None], list[int]] = {}
     out: list[tuple[Any, ...]] = []
     for cid, sid, kept, value, lot, version, partner in rows:
         if (cid, sid, partner) not in several:
@@ -608,14 +593,12 @@ def _by_lots(
             chunk = set(needed[position[cid] : position[cid] + _REPLAY_CHUNK])
             entries = entries_by_customer(conn, chunk)
             states = {c: replay(found) for c, found in entries.items()}
-        lots = [
-            e.entry_id
-            for e in entries.get(cid, [])
-            if e.source_type == source_type
-            and e.source_id == sid
-            and e.partner == partner
-            and e.is_lot
-        ]
+            lots_of = {}
+            for c, found in entries.items():
+                for e in found:
+                    if e.is_lot and e.source_type == source_type:
+                        lots_of.setdefault((c, e.source_id, e.partner), []).append(e.entry_id)
+        lots = lots_of.get((cid, sid, partner), [])
         taken, rest = from_lots(states.get(cid, LotState()), lots, kept)
         parts = [list(part) for part in taken] or [[lot, 0]]
         parts[0][1] += rest
