@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loyalty_cli.errors import ConflictError, InputFileError, NotFoundError
+from loyalty_cli.errors import ConflictError, FileReadError, InputFileError, NotFoundError
 from loyalty_cli.importing import (
     DialectOverrides,
     import_files,
@@ -315,9 +315,35 @@ def test_a_read_error_names_the_file(conn, tmp_path):
     # error came without the file's name.
     link = tmp_path / "till.csv"
     link.symlink_to("/proc/self/mem")
-    with pytest.raises(InputFileError) as err:
+    with pytest.raises(FileReadError) as err:
         import_files(conn, "purchases", [link])
     assert str(err.value) == f"{link}: cannot read: Input/output error"
+    assert err.value.exit_code == 1  # a failure, not an invalid file
+    assert count(conn) == 0
+
+
+@pytest.mark.parametrize("size", [1, 3 << 20])  # read here / by the forked reader
+def test_a_read_error_in_the_middle_of_a_file_names_it(conn, write, monkeypatch, size):
+    import errno
+    import io
+
+    from loyalty_cli.importing import reader
+
+    body = "transaction_id,customer_id,date,amount\n"
+    line = "T{},C1,2026-01-05,1.00\n"
+    rows = max(1, size // len(line.format(0)))
+    path = write("big.csv", body + "".join(line.format(i) for i in range(rows)))
+
+    class Failing(io.FileIO):
+        def read(self, n=-1):
+            if self.tell() > 0:
+                raise OSError(errno.EIO, "Input/output error")
+            return super().read(min(n, 64) if n and n > 0 else 64)
+
+    monkeypatch.setattr(reader, "open", lambda p, mode: Failing(p, "r"), raising=False)
+    with pytest.raises(FileReadError) as err:
+        import_files(conn, "purchases", [path])
+    assert str(err.value) == f"{path}: cannot read: Input/output error"
     assert count(conn) == 0
 
 

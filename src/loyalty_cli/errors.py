@@ -76,6 +76,13 @@ class InputFileError(LoyaltyError):
     exit_code = 2
 
 
+class FileReadError(InputFileError):
+    """A file that exists could not be read (a failing disk, a share gone): the
+    command failed (exit 1), the file is not known to be invalid."""
+
+    exit_code = 1
+
+
 class NotFoundError(LoyaltyError):
     """An id (customer, reward, import, redemption) that does not exist."""
 

@@ -20,7 +20,7 @@ from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from loyalty_cli.errors import InputFileError, printable
+from loyalty_cli.errors import FileReadError, InputFileError, printable
 from loyalty_cli.importing.dialect import DELIMITERS, Dialect
 from loyalty_cli.importing.parsing import MAX_FIELD
 
@@ -83,7 +83,7 @@ class CsvReader:
                 if data and not data.endswith(b"\n"):
                     data += self._fh.readline()  # blocks end at a line end
             except OSError as exc:  # a failing disk, a share gone: name the file
-                raise InputFileError(f"cannot read: {exc.strerror}", file=self.name) from None
+                raise FileReadError(f"cannot read: {exc.strerror}", file=self.name) from None
             final = not data
             state = decoder.getstate()
             try:

@@ -21,6 +21,7 @@ from typing import Any
 from loyalty_cli import db, workers
 from loyalty_cli.errors import (
     ConflictError,
+    FileReadError,
     InputFileError,
     LoyaltyError,
     NotFoundError,
@@ -306,7 +307,7 @@ def _sha256(path: Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     except OSError as exc:  # a failing disk, a share gone: name the file
-        raise InputFileError(f"cannot read: {exc.strerror}", file=printable(path)) from None
+        raise FileReadError(f"cannot read: {exc.strerror}", file=printable(path)) from None
     return digest.hexdigest()
 
 
