@@ -138,6 +138,16 @@ def test_offers_order_is_a_change_and_code_order_or_bonus_form_is_not():
     assert diff_programs(parse_program(BASE + offers), parse_program(BASE + swapped)) == [
         "offers: order [ten, twenty] -> [twenty, ten] (each customer gets the first that matches)"
     ]
+    ahead = "offers:\n  - {id: five, discount_percent: 5}\n" + offers.removeprefix("offers:\n")
+    assert diff_programs(parse_program(BASE + offers), parse_program(BASE + ahead)) == [
+        "offers: order [ten, twenty] -> [five, ten, twenty] (each customer gets the first "
+        "that matches)",
+        "offer 'five' added: favourite_category false, discount_percent 5",
+    ]
+    behind = BASE + offers + "  - {id: five, discount_percent: 5}\n"
+    assert diff_programs(parse_program(BASE + offers), parse_program(behind)) == [
+        "offer 'five' added: favourite_category false, discount_percent 5"
+    ]
     before = (
         BASE + "bonuses: {signup: 50}\nrules:\n  - {id: r, when: {store: [S1, S2]}, bonus: 5}\n"
     )

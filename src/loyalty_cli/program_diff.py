@@ -46,7 +46,7 @@ def _bonus_forms(dumped: dict[str, Any]) -> dict[str, Any]:
 
 
 def _walk(path: str, before: Any, after: Any, lines: list[str]) -> None:
-    if before == after or _same_codes(before, after):
+    if before == after or _same_codes(path, before, after):
         return
     if path in _BY_ID and isinstance(before, list) and isinstance(after, list):
         _diff_items(path, before, after, lines)
@@ -64,9 +64,10 @@ def _walk(path: str, before: Any, after: Any, lines: list[str]) -> None:
         lines.append(f"{path}: {_show(before)} -> {_show(after)}")
 
 
-def _same_codes(before: Any, after: Any) -> bool:
-    """Two lists of the same codes in another order (`stores: [S2, S1]`)."""
-    if not (isinstance(before, list) and isinstance(after, list)):
+def _same_codes(path: str, before: Any, after: Any) -> bool:
+    """Two lists of the same codes in another order (`stores: [S2, S1]`); a tier's
+    perks are text shown in their order, not codes."""
+    if path.endswith("perks") or not (isinstance(before, list) and isinstance(after, list)):
         return False
     if any(isinstance(v, (dict, list)) for v in (*before, *after)):
         return False
@@ -77,14 +78,11 @@ def _diff_items(path: str, before: list[dict], after: list[dict], lines: list[st
     word = _BY_ID[path]
     old = {item["id"]: item for item in before}
     new = {item["id"]: item for item in after}
-    if path == "offers":
-        kept_before = [i for i in old if i in new]
-        kept_after = [i for i in new if i in old]
-        if kept_before != kept_after:
-            lines.append(
-                f"offers: order {_show(kept_before)} -> {_show(kept_after)} "
-                "(each customer gets the first that matches)"
-            )
+    if path == "offers" and _picks_change(list(old), list(new)):
+        lines.append(
+            f"offers: order {_show(list(old))} -> {_show(list(new))} "
+            "(each customer gets the first that matches)"
+        )
     for item_id, item in new.items():
         if item_id not in old:
             lines.append(f"{word} '{item_id}' added: {_show(_compact(item))}")
@@ -96,6 +94,17 @@ def _diff_items(path: str, before: list[dict], after: list[dict], lines: list[st
         _walk("", old[item_id], new[item_id], changes)
         if changes:
             lines.append(f"{word} '{item_id}' changed: " + "; ".join(changes))
+
+
+def _picks_change(before: list[str], after: list[str]) -> bool:
+    """Whether the first-match order of the offers changes beyond removals and
+    additions at the end: offers kept in another order, or one added before a kept
+    one (it takes the customers the kept one had)."""
+    kept = [i for i in after if i in before]
+    if kept != [i for i in before if i in after]:
+        return True
+    last_kept = max((n for n, i in enumerate(after) if i in before), default=-1)
+    return any(i not in before for i in after[:last_kept])
 
 
 def _compact(item: dict) -> dict:
@@ -117,5 +126,5 @@ def _show(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]  # as YAML writes them
     if isinstance(value, str) and not value.isprintable():
-        return json.dumps(value)  # a tab delimiter as "\t", not an invisible gap
+        return json.dumps(value, ensure_ascii=False)  # a tab as "\t", not an invisible gap
     return str(value)
