@@ -10,6 +10,7 @@ can never disagree.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,19 @@ _TARGETED = {"expire", "clawback", "reversal", "adjust"}
 # receipt it was taken back for (the entry's source is the refund itself).
 REFUND_OF = "refund of "
 STILL_PENDING = ", points still pending"
+_UNDONE = re.compile(r"import (\d+) undone")
+
+
+def undone_note(import_id: int) -> str:
+    """The note of the reversals an `import undo` posts."""
+    return f"import {import_id} undone"
+
+
+def undone_import(note: str | None) -> int | None:
+    """The import an undo reversal (by its note) undid; None for another entry."""
+    found = _UNDONE.fullmatch(note or "")
+    return int(found[1]) if found else None
+
 
 _COLUMNS = (
     "entry_id, date, customer_id, kind, points, value, source_type, source_id, rule_id, "

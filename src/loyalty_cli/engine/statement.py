@@ -4,7 +4,6 @@ ledger behind it (`customer explain`)."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sqlite3
 from typing import Any
 
@@ -310,11 +309,11 @@ def _undone_note(lot: ledger.Row, reversal: ledger.Row | None) -> str | None:
     would be missing or the new receipt's."""
     if reversal is None:
         return None
-    found = re.fullmatch(r"import (\d+) undone", reversal.note or "")
-    if found is None:
+    import_id = ledger.undone_import(reversal.note)
+    if import_id is None:
         return f"taken back by entry {reversal.entry_id}"
     what = "receipt undone" if lot.source_type == "purchase" else "undone"
-    return f"{what} with import {found.group(1)}"
+    return f"{what} with import {import_id}"
 
 
 def _derived_note(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loyalty_cli import db, workers
+from loyalty_cli import db, ledger, workers
 from loyalty_cli.errors import (
     ConflictError,
     FileReadError,
@@ -714,7 +714,7 @@ def undo_import(conn: sqlite3.Connection, import_id: int, on: dt.date) -> UndoRe
             raise ConflictError(f"import {import_id} was already undone on {row['undone_on']}")
         handler = get_kind(row["kind"])
         _check_undo_date(conn, handler, import_id, on)
-        count = handler.undo(conn, import_id, on, f"import {import_id} undone")
+        count = handler.undo(conn, import_id, on, ledger.undone_note(import_id))
         conn.execute(
             "UPDATE imports SET status = 'undone', undone_on = ?, "
             "undone_after = (SELECT MAX(import_id) FROM imports) WHERE import_id = ?",
