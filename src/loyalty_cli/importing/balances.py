@@ -108,14 +108,10 @@ class BalancesKind(KindHandler):
         return {"points": row[0]}, int(str(row[1]).split(":")[0])
 
     def check_new(self, record: Record, line: int) -> None:
-        today = self.ctx.today.isoformat()
-        if record["date"] > today:
-            # A mistyped year: the points would show in no statement until then.
-            raise RowRejected(
-                "date",
-                f"{record['date']} is after {today}: a date to come; date an opening "
-                "balance on the day it was carried over",
-            )
+        # Its points would show in no statement until then.
+        self.not_after_today(
+            record["date"], "; date an opening balance on the day it was carried over"
+        )
         record["line"] = line
 
     def write(self, records: list[Record]) -> None:

@@ -59,12 +59,19 @@ class KindHandler:
     def __init__(self, ctx: ImportContext) -> None:
         self.ctx = ctx
         self.conn = ctx.conn
+        self._today = ctx.today.isoformat()
         self.batch: list[Record] = []
         self.pending: dict[Hashable, tuple[Record, int]] = {}
         keys = " AND ".join(f"{f} = ?" for f in self.key_fields)
         live = " AND undone = 0" if self.has_undone else ""
         cols = ", ".join(self.compare_fields)
         self._find_sql = f"SELECT {cols}, import_id FROM {self.table} WHERE {keys}{live} LIMIT 1"
+
+    def not_after_today(self, day: str, why: str = "") -> None:
+        """A row dated after today (the nightly's --as-of) is a mistyped year: a
+        reject, with `why` said after it."""
+        if day > self._today:
+            raise RowRejected("date", f"{day} is after {self._today}: a date to come{why}")
 
     @classmethod
     def check_shop(cls, conn: sqlite3.Connection) -> None:

@@ -41,11 +41,9 @@ class RedemptionsKind(KindHandler):
         # Redeem now, row by row: the next row's checks must see this one's debit.
         from loyalty_cli.rewards import redeem
 
-        today = self.ctx.today.isoformat()
-        if record["date"] > today:
-            # A mistyped year: the till cannot have served it yet, and its points
-            # would stay spendable until then.
-            raise RowRejected("date", f"{record['date']} is after {today}: a date to come")
+        # The till cannot have served it yet, and its points would stay spendable
+        # until then.
+        self.not_after_today(record["date"])
         try:
             redeem(
                 self.conn,
