@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -42,12 +41,14 @@ def list_rewards(
     version = version_on(conn, on)
     program = version.program
     out = []
-    rewards = list(program.rewards)
-    standing = None
+    standing: list[tuple[Any, str | None]] = [(r, None) for r in program.rewards]
     if customer_id is not None:
-        standing, owed = _standing(conn, program, customer_id, on)
-        rewards += owed
-    for r in rewards:
+        from loyalty_cli.rewards.common import require_customer
+        from loyalty_cli.rewards.eligibility import customer_rewards
+
+        require_customer(conn, customer_id)
+        standing = customer_rewards(conn, program, customer_id, on)
+    for r, why_not in standing:
         out.append(
             {
                 "reward_id": r.id,
@@ -75,21 +76,6 @@ def list_rewards(
                 "voucher_days": r.voucher_days,
             }
         )
-        if standing is not None:
-            why_not = standing(r)
+        if customer_id is not None:
             out[-1].update(eligible=why_not is None, why_not=why_not)
     return out
-
-
-def _standing(
-    conn: sqlite3.Connection, program: Any, customer_id: str, on: dt.date
-) -> tuple[Callable[[Any], str | None], list[Any]]:
-    """(reward -> why the customer cannot have it on `on`, None when they can; the
-    dropped punch-card rewards they hold a voucher of)."""
-    from loyalty_cli.rewards.common import require_customer
-    from loyalty_cli.rewards.eligibility import load_facts, voucher_rewards
-
-    require_customer(conn, customer_id)
-    facts = load_facts(conn, program, customer_id, on)
-    owed = voucher_rewards(conn, program, facts).get(customer_id, [])
-    return (lambda reward: facts.refusal(program, reward, customer_id)), owed

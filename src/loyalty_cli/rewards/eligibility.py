@@ -236,10 +236,18 @@ def eligible_reward_ids(conn: sqlite3.Connection, customer_id: str, as_of: dt.da
     version = version_or_none(conn, as_of)
     if version is None:
         return []
-    program = version.program
-    facts = load_facts(conn, program, customer_id, as_of)
+    standing = customer_rewards(conn, version.program, customer_id, as_of)
+    return [reward.id for reward, why_not in standing if why_not is None]
+
+
+def customer_rewards(
+    conn: sqlite3.Connection, program: Program, customer_id: str, on: dt.date
+) -> list[tuple[Reward, str | None]]:
+    """(reward, why the customer cannot have it on `on`, None when they can) for the
+    catalogue, then the dropped punch cards they hold a voucher of."""
+    facts = load_facts(conn, program, customer_id, on)
     rewards = [*program.rewards, *voucher_rewards(conn, program, facts).get(customer_id, [])]
-    return [r.id for r in rewards if facts.refusal(program, r, customer_id) is None]
+    return [(r, facts.refusal(program, r, customer_id)) for r in rewards]
 
 
 def voucher_rewards(
