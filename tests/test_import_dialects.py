@@ -180,3 +180,37 @@ def test_an_encoding_flag_must_name_a_text_encoding(shop, write, cli, name):
     assert result.stderr == (
         f"Error: --encoding: '{name}' is not a known text encoding (e.g. utf-8, cp1252)\n"
     )
+
+
+def test_a_utf8_bom_read_in_latin_1_is_told_as_an_encoding_to_set(conn, tmp_path):
+    """A till that switched its export to UTF-8: the header's first name starts with
+    the mark as latin-1 reads it; remapping columns (the general advice) cannot help."""
+    path = tmp_path / "bom.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbftransaction_id,customer_id,date,amount\r\nO1,A1,2026-01-05,10.00\r\n"
+    )
+    with pytest.raises(InputFileError) as err:
+        import_files(conn, "purchases", [path], overrides=DialectOverrides(encoding="latin-1"))
+    assert str(err.value).endswith(
+        "the file starts with a UTF-8 byte order mark read in another encoding: give the "
+        "encoding as utf-8-sig (csv.encoding in the program, or --encoding utf-8-sig)"
+    )
+
+
+def test_columns_naming_one_standard_column_twice_is_a_usage_error():
+    from loyalty_cli.errors import UsageError
+    from loyalty_cli.importing.dialect import parse_columns
+
+    with pytest.raises(UsageError, match="amount is given twice \\('Summa' and 'Total'\\)"):
+        parse_columns("amount=Summa,amount=Total")
+
+
+def test_a_program_mapping_two_columns_to_one_header_in_another_case_is_refused():
+    from loyalty_cli.errors import ProgramError
+
+    text = (
+        "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+        "csv:\n  columns: {amount: X, tax: x}\n"
+    )
+    with pytest.raises(ProgramError, match="csv.columns.tax: header 'x' is already mapped to"):
+        program.parse_program(text, "p.yaml")

@@ -880,9 +880,11 @@ def _cross_check(p: Program) -> list[tuple[Loc, str]]:
                     + (f" (did you mean '{hint[0]}'?)" if hint else ""),
                 )
             )
-        elif header in targets:
-            errs.append((loc, f"header '{header}' is already mapped to {targets[header]}"))
-        targets.setdefault(header, std)
+        elif header.casefold() in targets:  # headers match without regard to case
+            errs.append(
+                (loc, f"header '{header}' is already mapped to {targets[header.casefold()]}")
+            )
+        targets.setdefault(header.casefold(), std)
     return errs
 
 

@@ -76,6 +76,11 @@ def parse_columns(text: str | None) -> dict[str, str] | None:
                 f"--columns: '{part.strip()}' is not STANDARD=HEADER "
                 '(example: --columns "amount=Summa,date=Pvm")'
             )
+        if name.strip() in columns:  # which of the two holds it would be a guess
+            raise UsageError(
+                f"--columns: {name.strip()} is given twice "
+                f"('{columns[name.strip()]}' and '{header.strip()}'); name one header for it"
+            )
         columns[name.strip()] = header.strip()
     return columns
 

@@ -276,6 +276,10 @@ def _csv_reason(exc: csv.Error) -> str:
     return f"unreadable CSV: {text}"
 
 
+# The UTF-8 byte order mark as latin-1 and cp1252 read it.
+_UTF8_BOM_READ_AS_LATIN = "\u00ef\u00bb\u00bf"
+
+
 def resolve_header(
     header: list[str],
     columns: tuple[str, ...],
@@ -336,6 +340,15 @@ def resolve_header(
         if std not in index:
             has = ", ".join(f"'{_one_line(h)}'" for h in header if h) or "no named columns"
             mapped = f" (mapped to '{mapping[std]}')" if std in mapping else ""
+            if header and header[0].startswith(_UTF8_BOM_READ_AS_LATIN):
+                # A till that switched its export to UTF-8: the fix is the encoding.
+                raise InputFileError(
+                    f"column '{std}'{mapped} not found; the file starts with a UTF-8 byte "
+                    "order mark read in another encoding: give the encoding as utf-8-sig "
+                    "(csv.encoding in the program, or --encoding utf-8-sig)",
+                    file=file,
+                    line=line,
+                )
             raise InputFileError(
                 f"column '{std}'{mapped} not found; the file has {has}; "
                 f"map it in the program (csv.columns.{std}) or for one import "
