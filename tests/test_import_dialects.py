@@ -197,6 +197,17 @@ def test_a_utf8_bom_read_in_latin_1_is_told_as_an_encoding_to_set(conn, tmp_path
     )
 
 
+def test_a_bom_header_mapped_on_purpose_gets_the_usual_message(conn, tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfKuitti,customer_id,date,Summa\nR1,C1,2026-05-01,18.50\n")
+    mapped = DialectOverrides(
+        encoding="latin-1", columns={"transaction_id": "\u00ef\u00bb\u00bfKuitti", "amount": "Sum"}
+    )
+    with pytest.raises(InputFileError) as err:
+        import_files(conn, "purchases", [path], overrides=mapped)
+    assert "column 'amount' (mapped to 'Sum') not found; the file has" in str(err.value)
+
+
 def test_columns_naming_one_standard_column_twice_is_a_usage_error():
     from loyalty_cli.errors import UsageError
     from loyalty_cli.importing.dialect import parse_columns
@@ -214,3 +225,14 @@ def test_a_program_mapping_two_columns_to_one_header_in_another_case_is_refused(
     )
     with pytest.raises(ProgramError, match="csv.columns.tax: header 'x' is already mapped to"):
         program.parse_program(text, "p.yaml")
+
+
+def test_a_stored_version_mapping_two_columns_to_one_header_in_another_case_still_loads():
+    """The rule came later: a version applied before it loads (its ledger stands),
+    or every command of the shop failed."""
+    text = (
+        "program: X\ncurrency: EUR\nearn: {per_currency_unit: 1}\n"
+        "csv:\n  columns: {amount: X, tax: x}\n"
+    )
+    stored = program.parse_program(text, "program version 1", stored=True)
+    assert stored.csv.columns == {"amount": "X", "tax": "x"}

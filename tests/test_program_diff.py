@@ -162,6 +162,8 @@ def test_offers_order_is_a_change_and_code_order_or_bonus_form_is_not():
 def test_a_tab_delimiter_is_shown_as_written(cli, write):
     tabbed = parse_program(BASE + 'csv: {delimiter: "\\t"}\n')
     assert diff_programs(parse_program(BASE), tabbed) == ['csv.delimiter: , -> "\\t"']
+    named = parse_program(BASE + 'csv: {columns: {sku: "Tuote\\u00a0é"}}\n')
+    assert diff_programs(parse_program(BASE), named) == ['csv.columns.sku: added ("Tuote\\u00a0é")']
 
 
 def test_cli_diff_csv_without_changes_has_the_change_header(cli, write):

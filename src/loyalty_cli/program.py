@@ -677,6 +677,15 @@ def _new_version_checks(p: Program) -> list[tuple[Loc, str]]:
     """Rules a program meets to be applied from now on. Versions stored before a rule
     existed still load (the ledger they made stands), so these run only on a file."""
     errs: list[tuple[Loc, str]] = []
+    # Headers match without regard to case: two names given one header in another
+    # case (`amount: X, tax: x`) would fail every import.
+    folded: dict[str, tuple[str, str]] = {}
+    for std, header in p.csv.columns.items():
+        first, written = folded.setdefault(header.casefold(), (std, header))
+        if first != std and written != header:  # (the same text: _cross_check says so)
+            errs.append(
+                (("csv", "columns", std), f"header '{header}' is already mapped to {first}")
+            )
     # Inactivity expiry takes what is available N months after the last purchase:
     # points still pending then would never expire (no purchase comes to move it).
     if p.expiry is not None and p.expiry.policy == "inactivity":
@@ -880,11 +889,9 @@ def _cross_check(p: Program) -> list[tuple[Loc, str]]:
                     + (f" (did you mean '{hint[0]}'?)" if hint else ""),
                 )
             )
-        elif header.casefold() in targets:  # headers match without regard to case
-            errs.append(
-                (loc, f"header '{header}' is already mapped to {targets[header.casefold()]}")
-            )
-        targets.setdefault(header.casefold(), std)
+        elif header in targets:
+            errs.append((loc, f"header '{header}' is already mapped to {targets[header]}"))
+        targets.setdefault(header, std)
     return errs
 
 

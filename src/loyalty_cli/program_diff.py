@@ -126,5 +126,8 @@ def _show(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]  # as YAML writes them
     if isinstance(value, str) and not value.isprintable():
-        return json.dumps(value, ensure_ascii=False)  # a tab as "\t", not an invisible gap
+        # Quoted, the invisible characters written out (a tab as \t, a no-break space
+        # as \u00a0), the rest as it is.
+        shown = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in value)
+        return f'"{shown}"'
     return str(value)

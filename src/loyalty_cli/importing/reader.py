@@ -340,7 +340,7 @@ def resolve_header(
         if std not in index:
             has = ", ".join(f"'{_one_line(h)}'" for h in header if h) or "no named columns"
             mapped = f" (mapped to '{mapping[std]}')" if std in mapping else ""
-            if header and header[0].startswith(_UTF8_BOM_READ_AS_LATIN):
+            if header and header[0].startswith(_UTF8_BOM_READ_AS_LATIN) and 0 not in index.values():
                 # A till that switched its export to UTF-8: the fix is the encoding.
                 raise InputFileError(
                     f"column '{std}'{mapped} not found; the file starts with a UTF-8 byte "
