@@ -853,3 +853,12 @@ def test_a_money_value_of_thousands_of_digits_is_quoted_by_its_start():
     assert err.errors[0].message == (
         "1111111111111111… (5,002 characters) is too large (at most 1000000000000)"
     )
+
+
+def test_a_long_numeric_code_stored_before_the_digit_rule_still_loads():
+    text = MINIMAL + "rules:\n  - {id: r, when: {sku: " + "1" * 150 + "}, bonus: 2}\n"
+    assert fail(text).errors[0].message == (
+        "a number of 150 digits is too long (quote it if it is a code)"
+    )
+    stored = parse_program(text, source="program version 1", stored=True)
+    assert stored.rules[0].when.sku == ["1" * 150]

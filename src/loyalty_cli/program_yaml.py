@@ -77,7 +77,9 @@ def _construct_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
     digits = text.replace("_", "")
     sign = -1 if digits.startswith("-") else 1
     body = digits.lstrip("+-")
-    if len(body) > _MAX_DIGITS:  # int() refuses thousands of digits; no program needs 100
+    # int() refuses thousands of digits, and no program needs 100; a version stored
+    # before this rule (a long numeric code) still loads.
+    if len(body) > (_MAX_DIGITS if not isinstance(loader, StoredLoader) else 4300):
         raise yaml.constructor.ConstructorError(
             None,
             None,
