@@ -315,6 +315,15 @@ def pending_parts(state: LotState, need: int, on: dt.date) -> list[tuple[int, in
     return from_lots(state, lots, rest)[0]
 
 
+def outgoing_parts(state: LotState, need: int, on: dt.date) -> list[tuple[int, int | None]]:
+    """(points, lot) for an unaimed outgoing entry of `need` points dated `on`: what
+    the available lots cover (and any debt) unaimed first, then a part aimed at each
+    pending lot for what they do not (`pending_parts`). No part of 0 points."""
+    parts = pending_parts(state, need, on)
+    unaimed = need - sum(n for _, n in parts)
+    return ([(unaimed, None)] if unaimed > 0 else []) + [(n, lot) for lot, n in parts]
+
+
 def _give_back(state: LotState, entry: Entry | Row) -> None:
     """A cancelled redemption's points go back to the lots it took them from. What
     the customer owes (a claw-back since) is paid from them first, oldest lot first,

@@ -792,11 +792,8 @@ class CustomerWork:
                 # Then the available points (FIFO), then the pending ones, one entry
                 # each: left to one entry they would be a debt beside lots that later
                 # expire in full.
-                parts = ledger.pending_parts(self.state, rest, receipt.date)
-                if rest > sum(n for _, n in parts):
-                    put(rest - sum(n for _, n in parts), None, note)
-                for pid, n in parts:
-                    put(n, pid, f"{note}{ledger.STILL_PENDING}")
+                for n, pid in ledger.outgoing_parts(self.state, rest, receipt.date):
+                    put(n, pid, note if pid is None else f"{note}{ledger.STILL_PENDING}")
         return claw
 
     # ---- punch cards

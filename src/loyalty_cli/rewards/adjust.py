@@ -73,18 +73,14 @@ def taken_parts(conn: sqlite3.Connection, entry: ledger.NewEntry) -> list[ledger
     points still pending would stay beside the debt and later expire in full."""
     state = ledger.state_of(conn, entry.customer_id)
     need = -entry.points
-    parts = ledger.pending_parts(state, need, entry.date)
+    pieces = ledger.outgoing_parts(state, need, entry.date)
     note = (entry.note or "").removesuffix(ledger.STILL_PENDING)
-    pieces = [(need - sum(n for _, n in parts), None, note)] + [
-        (n, lot_id, f"{note}{ledger.STILL_PENDING}") for lot_id, n in parts
-    ]
     out, left = [], entry.value
-    for i, (n, lot_id, note) in enumerate(pieces):
-        if n <= 0:
-            continue
+    for i, (n, lot_id) in enumerate(pieces):
         money = left if i == len(pieces) - 1 else ledger.share(entry.value, n, need)
         left -= money
-        out.append(replace(entry, points=-n, value=money, lot_id=lot_id, note=note))
+        said = note if lot_id is None else f"{note}{ledger.STILL_PENDING}"
+        out.append(replace(entry, points=-n, value=money, lot_id=lot_id, note=said))
     return out
 
 
