@@ -688,9 +688,12 @@ def _inactivity_expired(
         ).fetchone()
     ]
     wanted = {(row[0], row[1]) for row in rows}
+    sources: dict[str, list[str]] = {}
+    for cid, sid in wanted:
+        sources.setdefault(cid, []).append(sid)
     out: dict[tuple[str, str], int] = {}
     for cid in reached:
-        out.update({key: 0 for key in wanted if key[0] == cid})
+        out.update({(cid, sid): 0 for sid in sources[cid]})
         entries = entries_for(conn, cid)
         state = replay(entries)
         for entry in entries:
